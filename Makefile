@@ -1,0 +1,49 @@
+# The README's two set-up commands: `make run` and `make test`. Both install first.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs/tiny
+PYTEST_ARGS ?=
+# Loopback-only Ray for local runs and tests (see shared/RAY_ON_CPU.md).
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
+export GLOO_SOCKET_IFNAME ?= lo
+export DS_ACCELERATOR ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: install run test test-slow bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Torch first: the CPU wheel when no GPU is present, so nothing later pulls CUDA packages.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/pip install -q torch==2.13.0; \
+	else \
+	  $(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	DS_BUILD_OPS=0 $(BIN)/pip install -q --no-build-isolation -c constraints.txt setuptools wheel deepspeed
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/phiray run --preset tiny --run-dir $(RUN_DIR)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs

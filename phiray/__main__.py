@@ -1,0 +1,3 @@
+from phiray.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,207 @@
+"""`phiray` command line: one STAGES table, one sub-command per stage, plus run/status and tools.
+
+    phiray <stage> --run-dir DIR [--preset P] [--config F] [a.b.c=value ...]
+    phiray run     --run-dir DIR [--preset P] [--config F] [--force STAGE] [a.b.c=value ...]
+    phiray status  DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from typing import Any
+
+import yaml
+
+from phiray.config import ConfigError, RunConfig, load_config, preset_names
+from phiray.pipeline import Stage, assess, run_pipeline, run_stage
+from phiray.rundir import CONFIG_FILE, RunDir
+
+STAGES: list[Stage] = [
+    Stage("ingest", "Read the raw corpus (files, JSONL, Parquet, HF); skip bad files by reason.", ("ingest",)),
+    Stage("dedup", "Remove exact and MinHash-LSH near duplicates.", ("dedup",), ("ingest",)),
+    Stage("decontaminate", "Drop documents sharing long n-grams with HumanEval/MBPP.", ("decontaminate",), ("dedup",)),
+    Stage("annotate", "Label a seeded sample for educational value (LLM or heuristic).",
+          ("annotate", "teacher", "run.seed"), ("decontaminate",)),
+    Stage("classify", "Embed the labelled sample and fit a random forest; held-out metrics.",
+          ("classify", "embed", "run.seed"), ("annotate",)),
+    Stage("filter", "Score every document on a Ray Data actor pool and keep the best.",
+          ("filter", "embed"), ("classify", "decontaminate")),
+    Stage("synthesize", "Generate textbooks and verified exercises through a teacher.",
+          ("synthesize", "teacher", "sandbox", "run.seed"), ("filter",)),
+    Stage("tokenize", "Build the tokenizer; pack each source into fixed-length sequences.",
+          ("tokenizer", "tokenize", "run.seed"), ("decontaminate", "filter", "synthesize")),
+    Stage("pretrain", "Pretrain the phi model with DeepSpeed on Ray Train.",
+          ("model", "train", "pretrain", "run.seed"), ("tokenize",)),
+    Stage("grow", "Grow the pretrained model into the larger shape by weight reuse; continue pretraining.",
+          ("model", "train", "grow", "run.seed"), ("pretrain",)),
+    Stage("finetune", "Finetune on exercises (loss on the completion only).",
+          ("train", "finetune", "run.seed"), ("pretrain", "grow", "tokenize")),
+    Stage("control", "Control model: same size and budget, unfiltered corpus only.",
+          ("model", "train", "control", "run.seed"), ("tokenize",)),
+    Stage("evaluate", "pass@k on held-out exercises, HumanEval and MBPP in the sandbox.",
+          ("evaluate", "sandbox"), ("finetune", "control")),
+    Stage("sweep", "Ray Tune sweep of data-mixture weights on proxy models.",
+          ("sweep", "model", "train", "pretrain", "run.seed"), ("tokenize",)),
+]
+STAGE_BY_NAME = {s.name: s for s in STAGES}
+
+# Tools that are not pipeline stages: module providing add_arguments(parser) and main(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("phiray.report", "Write the run's HTML + Markdown report."),
+    "eval": ("phiray.evals.cli", "Evaluate a model, an endpoint or a samples file (pass@k)."),
+    "serve": ("phiray.serve.cli", "Serve a model and the evaluator (OpenAI-compatible) with Ray Serve."),
+    "submit": ("phiray.cluster.submit", "Submit a stage to a Ray cluster or as a KubeRay RayJob."),
+}
+
+log = logging.getLogger("phiray")
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _config_help(stage: Stage) -> str:
+    """The config fields a stage reads, with their descriptions (the --help epilog)."""
+    lines = ["config keys (override with key.path=value):"]
+    for path in stage.sections:
+        parts = path.split(".")
+        if len(parts) == 1:
+            model = RunConfig.model_fields[path].annotation
+            for name, info in model.model_fields.items():
+                lines.append(f"  {path}.{name}: {info.description or ''}")
+        else:
+            info = RunConfig.model_fields[parts[0]].annotation.model_fields[parts[1]]
+            lines.append(f"  {path}: {info.description or ''}")
+    return "\n".join(lines)
+
+
+def _add_config_args(p: argparse.ArgumentParser, run_dir_required: bool = False) -> None:
+    p.add_argument("--run-dir", required=run_dir_required, default=None,
+                   help="Run directory: local path or pyarrow.fs URI (default runs/<preset>).")
+    p.add_argument("--preset", default=None, help=f"One of {', '.join(preset_names())} (default: the run dir's "
+                   "config.yaml if present, else tiny).")
+    p.add_argument("--config", default=None, help="YAML file merged over the preset.")
+    p.add_argument("overrides", nargs="*", metavar="a.b.c=value", help="Config overrides, applied last.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phiray", description="phiray: the phi-1 'Textbooks Are All You Need' recipe on Ray.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("run", help="Run the configured stages in order, skipping the completed ones.",
+                       description="Run every stage in run.stages, skipping those whose manifest is current.")
+    _add_config_args(p)
+    p.add_argument("--force", action="append", default=[], metavar="STAGE", help="Re-run this stage (repeatable).")
+    p.add_argument("--only", default=None, help="Comma-separated stages to consider (default: run.stages).")
+    p = sub.add_parser("status", help="Table of stages: done/stale/missing, rows, key metrics, time.")
+    p.add_argument("run_dir", help="Run directory.")
+    p = sub.add_parser("config", help="Print the resolved config as YAML.")
+    _add_config_args(p)
+    for stage in STAGES:
+        note = "" if stage.available else " (not available yet)"
+        p = sub.add_parser(stage.name, help=stage.help + note, description=stage.help,
+                           epilog=_config_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_config_args(p)
+    for name, (module, text) in COMMANDS.items():
+        if not _module_exists(module):
+            sub.add_parser(name, help=text + " (not available yet)")
+            continue
+        p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, RunDir]:
+    """preset < --config < overrides; with neither --preset nor --config, the run dir's own config."""
+    preset = args.preset
+    base = None
+    if args.run_dir is None:
+        args.run_dir = f"runs/{preset or 'tiny'}"
+    rd = RunDir(args.run_dir)
+    if preset is None and args.config is None and rd.exists(CONFIG_FILE):
+        base = yaml.safe_load(rd.read_text(CONFIG_FILE))
+    elif preset is None:
+        preset = "tiny"
+    cfg = load_config(preset=preset, config_file=args.config, overrides=args.overrides, base=base)
+    return cfg, rd
+
+
+def cmd_status(run_dir: str, out=sys.stdout) -> int:
+    rd = RunDir(run_dir)
+    if not rd.exists(CONFIG_FILE):
+        print(f"phiray: {run_dir} is not a run directory (no {CONFIG_FILE})", file=sys.stderr)
+        return 2
+    cfg = load_config(preset=None, base=yaml.safe_load(rd.read_text(CONFIG_FILE)))
+    wanted = set(cfg.run.stages)
+    rows = [("stage", "state", "rows", "key metrics", "time")]
+    for st in assess(STAGES, cfg, rd):
+        if st.stage.name not in wanted and st.manifest is None:
+            continue
+        m = st.manifest
+        state = st.state if st.state == "done" else f"{st.state} ({st.reason})"
+        rows_txt = " ".join(f"{k}={v}" for k, v in m.rows.items()) if m else ""
+        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.headline.items()) if m else ""
+        rows.append((st.stage.name, state, rows_txt, metrics, f"{m.wall_time_s:.1f}s" if m else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s phiray %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "status":
+            return cmd_status(args.run_dir)
+        if args.command in COMMANDS:
+            module = COMMANDS[args.command][0]
+            if not _module_exists(module):
+                print(f"phiray: {args.command} is not available yet", file=sys.stderr)
+                return 2
+            return int(importlib.import_module(module).main(args) or 0)
+        cfg, rd = resolve_config(args)
+        if args.command == "config":
+            print(cfg.to_yaml(), end="")
+            return 0
+        if args.command == "run":
+            only = [s.strip() for s in args.only.split(",")] if args.only else None
+            run_pipeline(STAGES, cfg, rd, force=set(args.force), only=only)
+            cmd_status(rd.location)
+            return 0
+        stage = STAGE_BY_NAME[args.command]
+        if not stage.available:
+            print(f"phiray: stage {stage.name} is not available yet", file=sys.stderr)
+            return 2
+        run_stage(stage, cfg, rd, STAGE_BY_NAME)
+        return 0
+    except ConfigError as err:
+        print(f"phiray: config error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        if args.verbose:
+            raise
+        print(f"phiray: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""Typed, validated run configuration.
+
+One pydantic model per stage (``extra="forbid"``: an unknown key is an error, not a silent no-op),
+composed into :class:`RunConfig`. Precedence: preset < ``--config FILE`` < ``a.b.c=value``.
+Every field carries a one-line description: it is the documentation and the ``--help`` text.
+
+Stages own their sections: a stage's manifest hashes exactly the sections it lists in
+``phiray.stages.STAGES``, so editing one section re-runs only the stages that read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line that names the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+# --------------------------------------------------------------------------- run / cluster
+
+
+class RunSection(Section):
+    name: str = Field("phiray", description="Human-readable name of the run (reports, job names).")
+    preset: str | None = Field(None, description="Preset the config was built from (recorded, informational).")
+    seed: int = Field(1234, description="Global seed: sampling, splits, initialisation.")
+    stages: list[str] = Field(
+        default_factory=lambda: [
+            "ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize",
+            "tokenize", "pretrain", "grow", "finetune", "control", "evaluate",
+        ],
+        description="Stages `phiray run` executes, in recipe order.",
+    )
+    num_cpus: int | None = Field(None, description="CPUs for a local Ray cluster (default: all of the machine's).")
+    num_gpus: int | None = Field(None, description="GPUs for a local Ray cluster (default: Ray detects them).")
+
+
+# --------------------------------------------------------------------------- filtering
+
+
+class SourceConfig(Section):
+    kind: Literal["stdlib", "files", "jsonl", "parquet", "hf"] = Field(
+        "files", description="stdlib: this interpreter's standard library; files: a directory + glob; "
+        "jsonl/parquet: a text column; hf: a Hugging Face dataset (online only).")
+    path: str | None = Field(None, description="Directory (files) or file/directory/glob (jsonl, parquet).")
+    glob: str = Field("**/*.py", description="Glob under `path` for kind=files.")
+    text_column: str = Field("text", description="Column holding the document text (jsonl, parquet, hf).")
+    hf_name: str | None = Field(None, description="Dataset name for kind=hf, e.g. bigcode/the-stack-smol.")
+    hf_split: str = Field("train", description="Split for kind=hf.")
+    name: str | None = Field(None, description="Label stored in the `source` column (default: derived).")
+    limit: int | None = Field(None, description="Read at most this many documents from this source.")
+
+
+class IngestConfig(Section):
+    sources: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(kind="stdlib")],
+        description="Corpora to read; default the running interpreter's standard library.")
+    max_bytes: int = Field(1_000_000, description="Skip documents larger than this (counted as 'oversized').")
+    min_bytes: int = Field(1, description="Skip documents smaller than this (counted as 'empty').")
+    max_documents: int | None = Field(None, description="Stop after this many accepted documents overall.")
+
+
+class DedupConfig(Section):
+    exact: bool = Field(True, description="Drop exact duplicates (hash of whitespace-normalised text).")
+    near: bool = Field(True, description="Drop near-duplicates with MinHash + LSH.")
+    shingle_size: int = Field(5, ge=1, description="Tokens per shingle for MinHash.")
+    num_perm: int = Field(128, ge=16, description="MinHash permutations.")
+    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity above which documents are duplicates.")
+
+
+class DecontaminateConfig(Section):
+    ngram: int = Field(13, ge=4, description="Length of the normalised token n-grams compared with benchmarks.")
+    benchmarks: list[Literal["humaneval", "mbpp"]] = Field(
+        default_factory=lambda: ["humaneval", "mbpp"], description="Benchmarks whose prompts and solutions are excluded.")
+    mbpp_path: str | None = Field(
+        None, description="Directory or file with MBPP (mbpp.jsonl / sanitized-mbpp.json); default: ../shared/data/mbpp "
+        "beside the checkout, else $PHIRAY_MBPP_PATH.")
+
+
+class AnnotateConfig(Section):
+    annotator: Literal["heuristic", "llm"] = Field("heuristic", description="Who labels educational value.")
+    sample_size: int = Field(2000, ge=10, description="Documents drawn (seeded) for labelling.")
+    max_chars: int = Field(6000, description="Characters of each document shown to the annotator.")
+
+
+class EmbedConfig(Section):
+    kind: Literal["sentence-transformers", "hf", "phiray", "hashing"] = Field(
+        "sentence-transformers", description="Embedder: sentence-transformers (default all-MiniLM-L6-v2 shipped "
+        "offline), hf AutoModel mean-pooled, a phiray checkpoint, or a feature-hashing baseline.")
+    model: str | None = Field(None, description="Model path or hub name (default per kind).")
+    batch_size: int = Field(32, ge=1, description="Documents per embedding batch.")
+    max_length: int = Field(256, ge=8, description="Tokens per document seen by the embedder.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the embedder runs.")
+
+
+class ClassifyConfig(Section):
+    positive_min_score: int = Field(3, ge=0, le=5, description="Annotator score (0-5) from which a document is 'high quality'.")
+    n_estimators: int = Field(200, ge=1, description="Trees in the random forest.")
+    max_depth: int | None = Field(None, description="Maximum tree depth (None: unlimited).")
+    min_samples_leaf: int = Field(1, ge=1, description="Minimum samples per leaf.")
+    class_weight: Literal["balanced", "none"] = Field("balanced", description="Class weighting of the forest.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out fraction for precision/recall/F1/ROC-AUC.")
+
+
+class FilterConfig(Section):
+    threshold: float | None = Field(0.5, description="Keep documents whose predicted probability is >= this.")
+    top_fraction: float | None = Field(None, gt=0, le=1, description="Keep this fraction of best-scored documents instead.")
+    batch_size: int = Field(64, ge=1, description="Documents per map_batches call.")
+    actors: int = Field(2, ge=1, description="Scoring actors in the Ray Data pool.")
+    num_cpus_per_actor: float = Field(0.5, gt=0, description="CPUs reserved per actor (fractional leaves room for reads).")
+    num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per actor (0 on CPU).")
+    keep_embeddings: bool = Field(False, description="Also write the embeddings (not materialised by default).")
+
+
+# --------------------------------------------------------------------------- synthesis
+
+
+class PriceConfig(Section):
+    input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
+    output_per_million: float = Field(0.0, description="USD per million completion tokens.")
+
+
+class TeacherConfig(Section):
+    kind: Literal["procedural", "openai"] = Field("procedural", description="procedural: offline generator; openai: any OpenAI-compatible endpoint.")
+    base_url: str | None = Field(None, description="Endpoint base URL (default: the SDK's, i.e. OpenAI).")
+    model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
+    api: Literal["chat", "completions"] = Field("chat", description="Chat or completion API.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (never stored).")
+    concurrency: int = Field(32, ge=1, description="Requests in flight at once.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(6, ge=0, description="Retries on 429/5xx/timeouts, with backoff honouring Retry-After.")
+    backoff_base_s: float = Field(0.5, gt=0, description="First backoff delay; doubles each retry, with jitter.")
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    max_tokens: int = Field(1024, ge=1, description="Completion length cap.")
+    cache: bool = Field(True, description="Persist answers keyed by (model, messages, params, seed).")
+    prices: dict[str, PriceConfig] = Field(
+        default_factory=lambda: {
+            "gpt-4o": PriceConfig(input_per_million=2.5, output_per_million=10.0),
+            "gpt-4o-mini": PriceConfig(input_per_million=0.15, output_per_million=0.6),
+        }, description="Per-model prices for the cost estimate.")
+
+
+class SynthesizeConfig(Section):
+    n_textbooks: int = Field(400, ge=0, description="Textbook passages to generate.")
+    n_exercises: int = Field(800, ge=0, description="Exercises to generate (before verification/dedup).")
+    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="Exercises set aside (by concept family) as the held-out benchmark.")
+    audiences: list[str] = Field(
+        default_factory=lambda: ["young children", "high school students", "college students", "professionals"],
+        description="Audiences sampled into textbook prompts.")
+    styles: list[str] = Field(
+        default_factory=lambda: ["concise", "step by step", "socratic", "narrative", "reference"],
+        description="Styles sampled into textbook prompts.")
+    seed_snippet_chars: int = Field(600, ge=0, description="Characters of a filtered-corpus snippet seeded into each prompt.")
+    verify: bool = Field(True, description="Run every exercise's solution against its tests in the sandbox.")
+    keep_unverified: bool = Field(False, description="Keep exercises that failed verification (flagged verified=false).")
+    dedup_threshold: float = Field(0.85, gt=0, lt=1, description="MinHash Jaccard threshold for dropping near-duplicate samples.")
+    batch_size: int = Field(16, ge=1, description="Prompts per map_batches call.")
+
+
+class SandboxConfig(Section):
+    isolation: Literal["auto", "namespaces", "rlimits"] = Field(
+        "auto", description="namespaces: user/PID/mount/net namespaces + rlimits; rlimits: process group + rlimits; auto: best available.")
+    refuse_without_namespaces: bool = Field(False, description="Fail instead of falling back when namespaces are unavailable.")
+    timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit per execution.")
+    cpu_s: int = Field(10, ge=1, description="CPU-seconds rlimit.")
+    memory_mb: int = Field(1024, ge=64, description="Address-space rlimit.")
+    max_processes: int = Field(32, ge=1, description="Process-count rlimit inside the sandbox.")
+    max_file_mb: int = Field(16, ge=1, description="Largest file the candidate may write.")
+    max_output_bytes: int = Field(64_000, ge=1024, description="Captured stdout/stderr cap; the rest is discarded.")
+    workers: int = Field(2, ge=1, description="Executions in parallel in a pool.")
+
+
+# --------------------------------------------------------------------------- model and training
+
+
+class TokenizerConfig(Section):
+    kind: Literal["codegen", "bpe", "hf"] = Field("codegen", description="codegen: GPT-2 BPE + whitespace tokens, padded vocab; bpe: trained on the run's data; hf: a path/name.")
+    vocab_size: int = Field(51200, ge=256, description="Vocabulary size (bpe: trained size; codegen: padded size).")
+    name_or_path: str | None = Field(None, description="Tokenizer for kind=hf.")
+
+
+class TokenizeConfig(Section):
+    seq_len: int = Field(2048, ge=16, description="Tokens per packed training sequence.")
+    val_fraction: float = Field(0.05, ge=0, lt=1, description="Documents per source held out for validation.")
+    extra_sources: dict[str, str] = Field(default_factory=dict, description="More token sources: name -> Parquet path with a `text` column.")
+    batch_size: int = Field(256, ge=1, description="Documents per tokenisation batch.")
+
+
+class ModelConfig(Section):
+    n_layer: int = Field(24, ge=1, description="Transformer blocks.")
+    d_model: int = Field(2048, ge=8, description="Hidden size.")
+    n_head: int = Field(32, ge=1, description="Attention heads.")
+    d_ff: int | None = Field(None, description="MLP width (default 4 * d_model).")
+    rotary_dim: int = Field(32, ge=2, description="Dimensions of each head that get rotary embeddings.")
+    n_ctx: int = Field(2048, ge=16, description="Maximum context length.")
+    vocab_size: int = Field(51200, ge=256, description="Embedding rows (>= tokenizer size; padded for efficiency).")
+    resid_pdrop: float = Field(0.1, ge=0, lt=1, description="Residual dropout.")
+    embd_pdrop: float = Field(0.0, ge=0, lt=1, description="Embedding dropout.")
+    attn_pdrop: float = Field(0.0, ge=0, lt=1, description="Attention dropout.")
+    layer_norm_eps: float = Field(1e-5, gt=0, description="LayerNorm epsilon.")
+    initializer_range: float = Field(0.02, gt=0, description="Std of the normal initialisation.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelConfig":
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        if self.rotary_dim > self.d_model // self.n_head:
+            raise ValueError(f"rotary_dim ({self.rotary_dim}) exceeds the head size ({self.d_model // self.n_head})")
+        return self
+
+
+class TrainConfig(Section):
+    strategy: Literal["deepspeed", "ddp"] = Field("deepspeed", description="Distributed strategy.")
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage.")
+    offload_optimizer: bool = Field(False, description="ZeRO optimizer-state offload to CPU.")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers.")
+    use_gpu: bool = Field(False, description="One GPU per worker.")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU.")
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field("auto", description="auto: flash-attn on GPU when installed, else sdpa.")
+    max_failures: int = Field(3, ge=0, description="Worker-group restarts from the last checkpoint before giving up.")
+    peak_flops_per_device: float | None = Field(None, description="Peak FLOP/s for MFU (default: detected per device type).")
+
+
+class PhaseConfig(Section):
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="Final LR as a fraction of the peak (linear decay).")
+    warmup_steps: int = Field(750, ge=0, description="Linear warmup steps.")
+    max_steps: int = Field(36000, ge=1, description="Optimizer steps.")
+    global_batch_size: int = Field(1024, ge=1, description="Sequences per optimizer step (all workers).")
+    micro_batch_size: int = Field(8, ge=1, description="Sequences per worker per forward pass (accumulation fills the rest).")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas.")
+    eps: float = Field(1e-7, gt=0, description="AdamW epsilon.")
+    grad_clip: float = Field(1.0, ge=0, description="Gradient-norm clip (0: off).")
+    eval_every: int = Field(500, ge=1, description="Validation every N steps.")
+    eval_batches: int = Field(20, ge=1, description="Validation batches per source.")
+    checkpoint_every: int = Field(1000, ge=1, description="Checkpoint every N steps.")
+    mixture: dict[str, float] = Field(default_factory=dict, description="Token-source weights (normalised); empty: proportional to size.")
+
+
+class PretrainConfig(PhaseConfig):
+    mixture: dict[str, float] = Field(
+        default_factory=lambda: {"code": 1.0, "textbooks": 1.0},
+        description="Token-source weights (normalised): phi-1's CodeTextbook = filtered code + synthetic textbooks.")
+
+
+class GrowConfig(PhaseConfig):
+    target: ModelConfig = Field(default_factory=ModelConfig, description="Architecture of the grown model.")
+
+
+class FinetuneConfig(PhaseConfig):
+    lr: float = Field(1e-4, gt=0, description="Peak learning rate (phi-1: 1e-4).")
+    warmup_steps: int = Field(50, ge=0, description="Linear warmup steps (phi-1: 50).")
+    max_steps: int = Field(6000, ge=1, description="Optimizer steps (phi-1: 6000).")
+    global_batch_size: int = Field(256, ge=1, description="Sequences per step (phi-1: 256).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (phi-1: 0.01).")
+    mixture: dict[str, float] = Field(default_factory=lambda: {"exercises": 1.0}, description="Finetuning sources.")
+
+
+class ControlConfig(PhaseConfig):
+    enabled: bool = Field(True, description="Train the control model (same size and budget, unfiltered corpus only).")
+    mixture: dict[str, float] = Field(default_factory=lambda: {"unfiltered": 1.0}, description="Control sources.")
+
+
+# --------------------------------------------------------------------------- evaluation, sweep, serve
+
+
+class EvaluateConfig(Section):
+    benchmarks: list[Literal["humaneval", "mbpp", "mbpp-sanitized", "exercises"]] = Field(
+        default_factory=lambda: ["exercises", "humaneval"], description="Benchmarks to run.")
+    models: list[str] = Field(default_factory=lambda: ["finetune"], description="Run-dir stages whose final models are evaluated.")
+    n_samples: int = Field(1, ge=1, description="Samples per task (n of pass@k).")
+    k: list[int] = Field(default_factory=lambda: [1], description="k values for pass@k.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
+    max_new_tokens: int = Field(256, ge=1, description="Generation length cap.")
+    limit: int | None = Field(None, description="Evaluate at most this many tasks per benchmark.")
+    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+
+
+class SweepConfig(Section):
+    num_trials: int = Field(8, ge=1, description="Trials sampled.")
+    sources: list[str] = Field(default_factory=lambda: ["code", "textbooks", "exercises"], description="Token sources whose weights are swept (simplex).")
+    dirichlet_alpha: float = Field(1.0, gt=0, description="Dirichlet concentration for mixture sampling.")
+    extra_space: dict[str, list[Any]] = Field(default_factory=dict, description="Dotted config path -> choices, e.g. sweep_proxy.lr: [1e-3, 3e-3].")
+    objective: str = Field("val_loss/textbooks", description="Metric to optimise.")
+    mode: Literal["min", "max"] = Field("min", description="Minimise or maximise the objective.")
+    max_steps: int = Field(60, ge=1, description="Steps per trial (proxy budget).")
+    grace_period: int = Field(10, ge=1, description="ASHA grace period in steps.")
+    reduction_factor: int = Field(2, ge=2, description="ASHA reduction factor.")
+    max_concurrent: int = Field(2, ge=1, description="Trials in parallel.")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs per trial.")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial (fractional allowed).")
+
+
+class ServeConfig(Section):
+    host: str = Field("127.0.0.1", description="HTTP bind address (loopback unless told otherwise).")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
+    model_name: str = Field("phiray", description="Model id reported by /v1/models.")
+    max_batch_size: int = Field(16, ge=1, description="@serve.batch max batch size.")
+    batch_wait_timeout_s: float = Field(0.02, ge=0, description="@serve.batch wait for a fuller batch.")
+    num_replicas: int = Field(1, ge=1, description="Model replicas.")
+    evaluator_replicas: int = Field(1, ge=1, description="Evaluator replicas.")
+    use_gpu: bool = Field(False, description="One GPU per model replica.")
+
+
+class RunConfig(Section):
+    run: RunSection = Field(default_factory=RunSection, description="Run-wide settings.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Corpus reading.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact and near-duplicate removal.")
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig, description="Benchmark n-gram decontamination.")
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig, description="Educational-value labelling of a sample.")
+    embed: EmbedConfig = Field(default_factory=EmbedConfig, description="Document embedder for classify/filter.")
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig, description="Random-forest quality classifier.")
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="Corpus scoring and selection.")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="LLM (or procedural) teacher.")
+    synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig, description="Synthetic textbooks and exercises.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Untrusted-code executor.")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="Tokenizer.")
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig, description="Tokenisation and packing.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Architecture of the pretrained model.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Workers, strategy, precision (all training stages).")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="Pretraining phase.")
+    grow: GrowConfig = Field(default_factory=GrowConfig, description="Growth by weight reuse, then continued pretraining.")
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Finetuning on exercises.")
+    control: ControlConfig = Field(default_factory=ControlConfig, description="Control model on unfiltered data.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Benchmarks and pass@k.")
+    sweep: SweepConfig = Field(default_factory=SweepConfig, description="Data-mixture sweep with Ray Tune.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Ray Serve app.")
+
+    def section(self, dotted: str) -> Any:
+        """The value at a dotted path, e.g. ``"model"`` or ``"run.seed"``."""
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+    def section_hash(self, paths: list[str] | tuple[str, ...]) -> str:
+        """Stable hash of the config sections a stage depends on."""
+        payload = {p: _jsonable(self.section(p)) for p in sorted(paths)}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _jsonable(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def preset_names() -> list[str]:
+    files = resources.files("phiray").joinpath("presets").iterdir()
+    return sorted(f.name[: -len(".yaml")] for f in files if f.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    if name not in preset_names():
+        raise ConfigError(f"preset: unknown preset {name!r} (expected one of: {', '.join(preset_names())})")
+    text = resources.files("phiray").joinpath("presets", f"{name}.yaml").read_text()
+    data = yaml.safe_load(text) or {}
+    data.setdefault("run", {})["preset"] = name
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], value); the value is parsed as YAML (``3`` int, ``[1,2]`` list)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key.path=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    if first["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    got = first.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) and got is not None else ""
+    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
+    return f"{key}: {first['msg']}{shown}{more}"
+
+
+def validate(data: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err)) from None
+
+
+def load_config(
+    preset: str | None = "tiny",
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a config: ``base`` (or the preset) < ``config_file`` < ``overrides``."""
+    data: dict[str, Any] = copy.deepcopy(base) if base is not None else {}
+    if preset:
+        data = deep_merge(data, load_preset(preset))
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"--config: no such file {str(path)!r}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--config {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config {path}: expected a mapping at the top level")
+        data = deep_merge(data, loaded)
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_path(data, key, value)
+    return validate(data)

@@ -1,0 +1,64 @@
+"""Process-wide runtime set-up: Ray (join a cluster or start a loopback-only local one), devices."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("phiray")
+
+# Set before Ray/DeepSpeed/torch.distributed start. The first keeps every Ray listener on 127.0.0.1
+# for a local cluster (refused for multi-node, so it is only set when no cluster address is given).
+LOCAL_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "GLOO_SOCKET_IFNAME": "lo",
+    "MASTER_ADDR": "127.0.0.1",
+}
+COMMON_ENV = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_V2_ENABLED": "1",
+}
+
+
+def has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001 - no torch or a broken driver both mean "no GPU"
+        return False
+
+
+def prepare_environment(local: bool | None = None) -> None:
+    """Environment defaults (never overriding what the user set)."""
+    if local is None:
+        local = not os.environ.get("RAY_ADDRESS")
+    for key, value in COMMON_ENV.items():
+        os.environ.setdefault(key, value)
+    if local:
+        for key, value in LOCAL_ENV.items():
+            os.environ.setdefault(key, value)
+    if "DS_ACCELERATOR" not in os.environ and not has_cuda():
+        os.environ["DS_ACCELERATOR"] = "cpu"
+
+
+def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs: Any) -> None:
+    """Join the cluster named by RAY_ADDRESS, or start a local loopback-only one sized to the machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    prepare_environment(local=not address)
+    env_vars = {k: os.environ[k] for k in ("DS_ACCELERATOR", "GLOO_SOCKET_IFNAME", "HF_HUB_OFFLINE",
+                                            "TOKENIZERS_PARALLELISM", "PHIRAY_MBPP_PATH") if k in os.environ}
+    runtime_env = kwargs.pop("runtime_env", None) or {"env_vars": env_vars}
+    if address:
+        log.info("ray: joining the cluster at RAY_ADDRESS=%s", address)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
+    else:
+        cpus = num_cpus or os.cpu_count() or 1
+        log.info("ray: starting a local cluster on 127.0.0.1 with %s CPUs (set RAY_ADDRESS to join a cluster)", cpus)
+        ray.init(num_cpus=cpus, num_gpus=num_gpus, include_dashboard=False, runtime_env=runtime_env, **kwargs)

@@ -1,0 +1,51 @@
+"""Shared fixtures. Ray is started once per session (num_cpus=2, loopback only, private temp dir)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from phiray.runtime import prepare_environment
+
+# Before anything imports ray/deepspeed: loopback-only Ray, gloo on lo, DeepSpeed on CPU, no hub.
+prepare_environment(local=True)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray cluster shared by the whole test session (2 CPUs, as on CI)."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {k: os.environ[k] for k in ("DS_ACCELERATOR", "GLOO_SOCKET_IFNAME", "HF_HUB_OFFLINE",
+                                      "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM") if k in os.environ}
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, runtime_env={"env_vars": env},
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mbpp_dir() -> Path:
+    path = Path(os.environ.get("PHIRAY_MBPP_PATH", SHARED / "data" / "mbpp"))
+    if not (path / "mbpp.jsonl").exists():
+        pytest.skip(f"MBPP not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kuberay_crds() -> Path:
+    return SHARED / "kuberay-crds"

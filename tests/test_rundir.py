@@ -1,0 +1,92 @@
+import pyarrow.fs as pafs
+import pytest
+
+import fake_stages
+from phiray.config import load_config
+from phiray.pipeline import Stage, assess, run_pipeline
+from phiray.rundir import Manifest, RunDir
+
+TABLE = [
+    Stage("a", "first", ("ingest",), (), needs_ray=False, module="fake_stages:run_a"),
+    Stage("b", "second", ("dedup",), ("a",), needs_ray=False, module="fake_stages:run_b"),
+    Stage("c", "third", ("pretrain",), ("b",), needs_ray=False, module="fake_stages:run_c"),
+]
+
+
+def cfg_with(*overrides):
+    return load_config("tiny", overrides=["run.stages=[a, b, c]", *overrides])
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    fake_stages.CALLS.clear()
+
+
+def _rundirs(tmp_path):
+    local = RunDir(tmp_path / "local")
+    uri = RunDir(f"file://{tmp_path}/uri")
+    (tmp_path / "sub").mkdir()
+    sub = RunDir("run", filesystem=pafs.SubTreeFileSystem(str(tmp_path / "sub"), pafs.LocalFileSystem()))
+    return [local, uri, sub]
+
+
+def test_manifest_round_trip_on_every_filesystem(tmp_path):
+    for rd in _rundirs(tmp_path):
+        m = Manifest(stage="ingest", rows={"in": 3, "kept": 2}, metrics={"curve": [1.0, 0.5], "nested": {"x": 1}},
+                     headline={"kept": 2})
+        rd.finish(m, config_hash="abc", inputs={"up": "r1"}, started_at="t0", wall_time_s=1.23456)
+        back = rd.read_manifest("ingest")
+        assert back == m and back.versions["python"] and "torch" in back.versions and "ray" in back.versions
+        assert rd.listdir("ingest") == ["_manifest.json"]  # no temp file left behind
+        assert rd.read_manifest("missing") is None
+        with rd.local_dir("models/x") as local:
+            (__import__("pathlib").Path(local) / "w.bin").write_bytes(b"123")
+        assert rd.read_bytes("models/x/w.bin") == b"123"
+
+
+def test_skip_then_rerun_changed_stage_and_downstream_only(tmp_path):
+    for rd in _rundirs(tmp_path):
+        fake_stages.CALLS.clear()
+        run_pipeline(TABLE, cfg_with(), rd)
+        assert fake_stages.CALLS == ["a", "b", "c"]
+        run_pipeline(TABLE, cfg_with(), rd)
+        assert fake_stages.CALLS == ["a", "b", "c"]  # second run skips everything
+        assert [s.state for s in assess(TABLE, cfg_with(), rd)] == ["done"] * 3
+        changed = cfg_with("dedup.threshold=0.5")  # the middle stage's section
+        states = assess(TABLE, changed, rd)
+        assert [s.state for s in states] == ["done", "stale", "stale"]
+        assert "config changed" in states[1].reason and "upstream b" in states[2].reason
+        run_pipeline(TABLE, changed, rd)
+        assert fake_stages.CALLS == ["a", "b", "c", "b", "c"]
+        run_pipeline(TABLE, changed, rd, force={"c"})
+        assert fake_stages.CALLS[-1] == "c" and len(fake_stages.CALLS) == 6
+        assert rd.read_text("c/out.txt") == "c lr=0.003"
+
+
+def test_single_stage_rerun_makes_downstream_stale(tmp_path):
+    from phiray.pipeline import run_stage
+
+    rd = RunDir(tmp_path / "r")
+    run_pipeline(TABLE, cfg_with(), rd)
+    run_stage(TABLE[0], cfg_with(), rd, {s.name: s for s in TABLE})
+    states = assess(TABLE, cfg_with(), rd)
+    assert [s.state for s in states] == ["done", "stale", "stale"]
+    assert states[1].reason == "upstream a changed"
+
+
+def test_failed_stage_leaves_no_manifest_and_resumes(tmp_path):
+    rd = RunDir(tmp_path / "r")
+    boom = TABLE[:2] + [Stage("c", "third", ("pretrain",), ("b",), needs_ray=False, module="fake_stages:run_boom")]
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(boom, cfg_with(), rd)
+    assert rd.read_manifest("a") and rd.read_manifest("b") and rd.read_manifest("c") is None
+    run_pipeline(TABLE, cfg_with(), rd)
+    assert fake_stages.CALLS == ["a", "b", "boom", "c"]  # a and b were not repeated
+
+
+def test_missing_upstream_is_a_clear_error(tmp_path):
+    from phiray.pipeline import run_stage
+
+    rd = RunDir(tmp_path / "r")
+    with pytest.raises(RuntimeError, match="needs stage a first"):
+        run_stage(TABLE[1], cfg_with(), rd, {s.name: s for s in TABLE})
