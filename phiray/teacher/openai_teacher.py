@@ -1,0 +1,196 @@
+"""OpenAI-compatible teacher: the ``openai`` SDK (AsyncOpenAI) against any ``base_url``.
+
+Bounded concurrency (a semaphore), per-request timeouts, and our own retry loop (the SDK's is turned
+off) so that ``Retry-After`` on 429/5xx is honoured and every retry is counted by reason. Answers go to
+the persistent :class:`RequestCache` as they arrive. The API key is read from the environment variable
+the config names and is only ever handed to the SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import threading
+import time
+from typing import Any
+
+from phiray.teacher.base import Request, Response, new_stats, request_hash
+from phiray.teacher.cache import RequestCache
+
+log = logging.getLogger("phiray")
+MAX_WAIT_S = 120.0  # never sleep longer than this on one Retry-After / backoff
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date), else None."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class OpenAITeacher:
+    def __init__(self, cfg: Any, cache_dir: str | None = None):
+        self.cfg = cfg
+        self.cache = RequestCache(cache_dir) if cache_dir else None
+        self.stats: dict[str, Any] = new_stats()
+        self._stats_lock = threading.Lock()
+        self.defaults = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
+        price = cfg.prices.get(cfg.model)
+        self._price = (price.input_per_million, price.output_per_million) if price else (0.0, 0.0)
+
+    # ----------------------------------------------------------------- public
+    def complete(self, requests: list[Request]) -> list[Response]:
+        """Answer every request (cache first); failures come back as responses with ``error`` set."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._complete_all(requests))
+        # Called from inside an event loop (e.g. a Serve replica): run ours on a private thread.
+        box: list[list[Response]] = []
+        thread = threading.Thread(target=lambda: box.append(asyncio.run(self._complete_all(requests))))
+        thread.start()
+        thread.join()
+        return box[0]
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self._price[0] + tokens_out * self._price[1]) / 1e6
+
+    # ----------------------------------------------------------------- internals
+    def _count(self, key: str, amount: float = 1, sub: str | None = None) -> None:
+        with self._stats_lock:
+            if sub is None:
+                self.stats[key] = self.stats.get(key, 0) + amount
+            else:
+                bucket = self.stats.setdefault(key, {})
+                bucket[sub] = bucket.get(sub, 0) + amount
+
+    def _client(self) -> Any:
+        import httpx
+        from openai import AsyncOpenAI
+
+        api_key = os.environ.get(self.cfg.api_key_env) or "unused"  # local servers accept any key
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=self.cfg.concurrency,
+                                                     max_keepalive_connections=self.cfg.concurrency),
+                                 timeout=self.cfg.timeout_s)
+        return AsyncOpenAI(api_key=api_key, base_url=self.cfg.base_url, max_retries=0,
+                           timeout=self.cfg.timeout_s, http_client=http)
+
+    async def _complete_all(self, requests: list[Request]) -> list[Response]:
+        self._count("requests", len(requests))
+        if self.cache is not None:
+            self.cache.reload()
+        hashes = [request_hash(self.cfg.model, self.cfg.api, r, self.defaults) for r in requests]
+        results: dict[str, Response] = {}
+        todo: dict[str, Request] = {}
+        for req, h in zip(requests, hashes):
+            hit = self.cache.get(h) if self.cache is not None else None
+            if hit is not None:
+                results[h] = Response(key="", text=hit["text"], tokens_in=hit.get("tokens_in", 0),
+                                      tokens_out=hit.get("tokens_out", 0), cached=True,
+                                      finish_reason=hit.get("finish_reason"))
+            elif h not in todo:  # identical requests in one batch are sent once
+                todo[h] = req
+        self._count("cache_hits", sum(1 for h in hashes if h in results))
+        if todo:
+            client = self._client()
+            semaphore = asyncio.Semaphore(self.cfg.concurrency)
+            try:
+                answers = await asyncio.gather(*(self._one(client, semaphore, h, r) for h, r in todo.items()))
+            finally:
+                await client.close()
+            results.update(zip(todo.keys(), answers))
+        out = []
+        for req, h in zip(requests, hashes):
+            base = results[h]
+            resp = Response(**{**base.__dict__, "key": req.key})
+            if resp.error:
+                self._count("failures_by_reason", sub=resp.error)
+            out.append(resp)
+        return out
+
+    async def _one(self, client: Any, semaphore: asyncio.Semaphore, h: str, req: Request) -> Response:
+        async with semaphore:
+            resp = await self._with_retries(client, req)
+        if resp.ok:
+            self._count("tokens_in", resp.tokens_in)
+            self._count("tokens_out", resp.tokens_out)
+            self._count("cost_usd", self.cost(resp.tokens_in, resp.tokens_out))
+            if self.cache is not None:
+                self.cache.put(h, {"text": resp.text, "tokens_in": resp.tokens_in, "tokens_out": resp.tokens_out,
+                                   "finish_reason": resp.finish_reason, "model": self.cfg.model})
+        return resp
+
+    async def _with_retries(self, client: Any, req: Request) -> Response:
+        import openai
+
+        attempt, reason = 0, "unknown"
+        while True:
+            attempt += 1
+            self._count("sent")
+            retry_after = None
+            try:
+                resp = await self._send(client, req)
+                resp.attempts = attempt
+                return resp
+            except openai.RateLimitError as err:
+                reason, retry_after = "rate_limited", parse_retry_after(err.response.headers)
+            except openai.InternalServerError as err:
+                reason, retry_after = "server_error", parse_retry_after(err.response.headers)
+            except openai.APITimeoutError:
+                reason = "timeout"
+            except openai.APIConnectionError:
+                reason = "connection_error"
+            except openai.APIStatusError as err:  # 4xx other than 429: retrying will not help
+                return Response(key=req.key, text=None, error=f"http_{err.status_code}", attempts=attempt)
+            except (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+                # 200 with a body that is not a completion (bad JSON, no choices): counted, dropped.
+                return Response(key=req.key, text=None, error="malformed_body", attempts=attempt)
+            if attempt > self.cfg.max_retries:
+                return Response(key=req.key, text=None, error=reason, attempts=attempt)
+            self._count("retries")
+            self._count("retries_by_reason", sub=reason)
+            await asyncio.sleep(self._delay(attempt, retry_after))
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            self._count("retry_after_honoured")
+            return min(MAX_WAIT_S, retry_after)
+        # Exponential backoff with full jitter in [0.5, 1.5) x base * 2^(attempt-1).
+        return min(MAX_WAIT_S, self.cfg.backoff_base_s * 2 ** (attempt - 1) * (0.5 + random.random()))
+
+    async def _send(self, client: Any, req: Request) -> Response:
+        params = {**self.defaults, **req.params}
+        if req.seed is not None:
+            params["seed"] = req.seed
+        if self.cfg.api == "chat":
+            messages = req.messages if req.messages is not None else [{"role": "user", "content": req.prompt or ""}]
+            result = await client.chat.completions.create(model=self.cfg.model, messages=messages, **params)
+            choice = result.choices[0]
+            text = choice.message.content
+        else:
+            prompt = req.prompt if req.prompt is not None else req.text()
+            result = await client.completions.create(model=self.cfg.model, prompt=prompt, **params)
+            choice = result.choices[0]
+            text = choice.text
+        if text is None:
+            raise ValueError("no text in the answer")
+        usage = getattr(result, "usage", None)
+        return Response(key=req.key, text=text, tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+                        tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+                        finish_reason=getattr(choice, "finish_reason", None))
