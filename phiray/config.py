@@ -167,7 +167,13 @@ class SynthesizeConfig(Section):
     verify: bool = Field(True, description="Run every exercise's solution against its tests in the sandbox.")
     keep_unverified: bool = Field(False, description="Keep exercises that failed verification (flagged verified=false).")
     dedup_threshold: float = Field(0.85, gt=0, lt=1, description="MinHash Jaccard threshold for dropping near-duplicate samples.")
-    batch_size: int = Field(16, ge=1, description="Prompts per map_batches call.")
+    batch_size: int = Field(16, ge=1, description="Prompts per map_batches call (raised to teacher.concurrency for the openai teacher).")
+    actors: int = Field(1, ge=1, description="Generation actors (each runs its own teacher client).")
+    num_cpus_per_actor: float = Field(0.5, gt=0, description="CPUs reserved per generation/verification actor (fractional leaves room for reads on 2 CPUs).")
+    textbook_min_chars: int = Field(200, ge=0, description="Textbook answers shorter than this are dropped ('too_short').")
+    dedup_num_perm: int = Field(64, ge=16, description="MinHash permutations for near-duplicate removal of samples.")
+    dedup_shingle_size: int = Field(5, ge=1, description="Tokens per shingle for sample MinHash.")
+    cache_dir: str | None = Field(None, description="Local directory for the teacher's request cache (default: <run>/synthesize/cache on a local run dir, else ~/.cache/phiray/teacher).")
 
 
 class SandboxConfig(Section):

@@ -54,10 +54,10 @@ def textbook_request(key: str, topic: str, subtopic: str, audience: str, style: 
                    meta={"task": "textbook"})
 
 
-def exercise_request(key: str, concept: str, explain: str, topic: str, audience: str, difficulty: int,
-                     seed: int) -> Request:
+def exercise_request(key: str, concept: str, explain: str, topic: str, audience: str, style: str,
+                     difficulty: int, seed: int) -> Request:
     text = "\n".join([
-        EXERCISE_HEADER, f"Concept: {concept} ({explain})", f"Topic: {topic}", f"Audience: {audience}",
+        EXERCISE_HEADER, f"Concept: {concept} ({explain})", f"Topic: {topic}", f"Audience: {audience}", f"Style: {style}",
         f"Difficulty: {difficulty}/3",
         "Answer with exactly two ```python fenced blocks. The first holds any imports, then one function with "
         "its signature, a docstring stating the task precisely, and a complete solution. The second holds unit "
@@ -83,22 +83,28 @@ def _parses(code: str) -> ast.Module | None:
         return None
 
 
+def _blocks(text: str | None, finish_reason: str | None) -> tuple[list[str], str | None]:
+    """The fenced code blocks of an answer, or why there are none usable."""
+    if not text or not text.strip():
+        return [], "empty"
+    if finish_reason == "length":
+        return [], "truncated"
+    if text.count("```") % 2:
+        return [], "broken_format"
+    blocks = FENCE.findall(text)
+    return blocks, None if blocks else "no_code"
+
+
 def parse_textbook(text: str | None, finish_reason: str | None = None, min_chars: int = 200) -> tuple[str | None, str | None]:
     """A passage with at least one parseable code block, else a reason."""
-    if not text or not text.strip():
-        return None, "empty"
-    if finish_reason == "length":
-        return None, "truncated"
-    if text.count("```") % 2:
-        return None, "broken_format"
-    blocks = FENCE.findall(text)
-    if not blocks:
-        return None, "no_code"
+    blocks, reason = _blocks(text, finish_reason)
+    if reason:
+        return None, reason
     if not any(_parses(b) is not None for b in blocks):
         return None, "syntax_error"
-    if len(text.strip()) < min_chars:
+    if len(text.strip()) < min_chars:  # type: ignore[union-attr]
         return None, "too_short"
-    return text.strip() + "\n", None
+    return text.strip() + "\n", None  # type: ignore[union-attr]
 
 
 def _pick_function(tree: ast.Module, tests: str) -> ast.FunctionDef | None:
@@ -123,15 +129,9 @@ def _split_single_block(code: str) -> tuple[str, str]:
 
 def parse_exercise(text: str | None, finish_reason: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
     """Two fenced blocks -> {prompt, solution, tests, entry_point, signature, docstring}, else a reason."""
-    if not text or not text.strip():
-        return None, "empty"
-    if finish_reason == "length":
-        return None, "truncated"
-    if text.count("```") % 2:
-        return None, "broken_format"
-    blocks = FENCE.findall(text)
-    if not blocks:
-        return None, "no_code"
+    blocks, reason = _blocks(text, finish_reason)
+    if reason:
+        return None, reason
     code, tests = (blocks[0], "\n\n".join(b for b in blocks[1:] if "assert" in b)) if len(blocks) > 1 else (blocks[0], "")
     if not tests:
         code, tests = _split_single_block(code)

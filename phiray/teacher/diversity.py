@@ -1,0 +1,67 @@
+"""Near-duplicate removal of generated samples (MinHash + LSH) and the diversity report."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def tokens(text: str) -> list[str]:
+    return TOKEN.findall(text.lower())
+
+
+def shingles(text: str, size: int) -> set[str]:
+    toks = tokens(text)
+    if len(toks) < size:
+        return {" ".join(toks)}
+    return {" ".join(toks[i:i + size]) for i in range(len(toks) - size + 1)}
+
+
+def near_duplicates(texts: list[str], threshold: float, num_perm: int = 64, shingle_size: int = 5,
+                    seed: int = 1) -> list[int | None]:
+    """For each text, the index of an earlier text it near-duplicates (Jaccard >= threshold), else None."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    dup_of: list[int | None] = []
+    for i, text in enumerate(texts):
+        mh = MinHash(num_perm=num_perm, seed=seed)
+        mh.update_batch([s.encode() for s in shingles(text, shingle_size)])
+        hits = lsh.query(mh)
+        if hits:
+            dup_of.append(min(int(h) for h in hits))
+        else:
+            dup_of.append(None)
+            lsh.insert(str(i), mh)
+    return dup_of
+
+
+def distinct_ngram_ratio(texts: list[str], n: int = 4, limit: int = 5000) -> float:
+    """Distinct n-grams / all n-grams over (at most ``limit``) texts: 1.0 means nothing repeats."""
+    seen, total = set(), 0
+    for text in texts[:limit]:
+        toks = tokens(text)
+        grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return round(len(seen) / total, 4) if total else 0.0
+
+
+def diversity_report(rows: list[dict[str, Any]], dup_of: list[int | None], top_cells: int = 20) -> dict[str, Any]:
+    """Duplicate rate overall and per (topic, audience, style) cell; distinct n-gram ratio of the kept."""
+    cells: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row, dup in zip(rows, dup_of):
+        cell = cells[f"{row['topic']} | {row['audience']} | {row['style']}"]
+        cell[0] += 1
+        cell[1] += dup is not None
+    rates = {k: {"n": n, "duplicates": d, "rate": round(d / n, 4)} for k, (n, d) in cells.items()}
+    worst = sorted(rates.items(), key=lambda kv: (-kv[1]["rate"], -kv[1]["n"], kv[0]))[:top_cells]
+    kept = [r["text"] for r, d in zip(rows, dup_of) if d is None]
+    n_dup = sum(d is not None for d in dup_of)
+    return {"samples": len(rows), "duplicates": n_dup, "duplicate_rate": round(n_dup / len(rows), 4) if rows else 0.0,
+            "cells": len(cells), "cells_with_duplicates": sum(1 for v in rates.values() if v["duplicates"]),
+            "worst_cells": dict(worst), "distinct_4gram_ratio": distinct_ngram_ratio(kept),
+            "distinct_2gram_ratio": distinct_ngram_ratio(kept, n=2)}

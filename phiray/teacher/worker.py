@@ -1,0 +1,97 @@
+"""The per-batch work of the synthesize stage: prompt rows -> teacher -> parsed sample rows.
+
+``GenerateBatch`` is a callable class for Ray Data ``map_batches`` (one teacher per actor, built once);
+``verify_rows`` runs exercises through the sandbox. Both are plain Python, testable without Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from phiray.teacher.plan import request_for
+from phiray.teacher.prompts import parse_exercise, parse_textbook
+
+SAMPLE_FIELDS = ("text", "prompt", "solution", "tests", "entry_point", "signature", "docstring")
+
+
+def _rows(batch: Any) -> list[dict[str, Any]]:
+    """A Ray Data batch (pandas or dict of arrays) -> list of row dicts."""
+    if hasattr(batch, "to_dict"):
+        return batch.to_dict("records")
+    keys = list(batch)
+    return [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    keys = list(rows[0]) if rows else []
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def parse_response(row: dict[str, Any], text: str | None, finish_reason: str | None, error: str | None,
+                   textbook_min_chars: int = 200) -> dict[str, Any]:
+    """Merge the parsed answer into the prompt row; ``status`` ok|rejected, ``reason`` why not."""
+    out = {**row, **{f: "" for f in SAMPLE_FIELDS}, "status": "rejected", "reason": error or "",
+           "raw": (text or "")[:4000], "verified": False, "verdict": ""}
+    if error:
+        return out
+    if row["kind"] == "textbook":
+        passage, reason = parse_textbook(text, finish_reason, min_chars=textbook_min_chars)
+        if passage is None:
+            return {**out, "reason": reason}
+        return {**out, "text": passage, "status": "ok", "reason": ""}
+    exercise, reason = parse_exercise(text, finish_reason)
+    if exercise is None:
+        return {**out, "reason": reason}
+    exercise["text"] = exercise["prompt"] + exercise["solution"]
+    return {**out, **exercise, "status": "ok", "reason": ""}
+
+
+def text_id(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class GenerateBatch:
+    """Ray Data callable: a batch of prompt rows -> the same rows with the parsed answers."""
+
+    def __init__(self, teacher_cfg: dict[str, Any], cache_dir: str | None, textbook_min_chars: int = 200):
+        from phiray.config import TeacherConfig
+        from phiray.teacher import make_teacher
+
+        self.teacher = make_teacher(TeacherConfig.model_validate(teacher_cfg), cache_dir)
+        self.textbook_min_chars = textbook_min_chars
+
+    def __call__(self, batch: Any) -> dict[str, list[Any]]:
+        rows = _rows(batch)
+        responses = self.teacher.complete([request_for(r) for r in rows])
+        out = []
+        for row, resp in zip(rows, responses):
+            parsed = parse_response(row, resp.text, resp.finish_reason, resp.error, self.textbook_min_chars)
+            parsed.update(tokens_in=resp.tokens_in, tokens_out=resp.tokens_out, cached=resp.cached,
+                          attempts=resp.attempts, id=text_id(parsed["text"]) if parsed["text"] else "")
+            out.append(parsed)
+        return _columns(out)
+
+
+def verify_rows(rows: list[dict[str, Any]], sandbox: Any) -> list[dict[str, Any]]:
+    """Run each ok exercise's solution against its tests in the sandbox; record ``verified``/``verdict``."""
+    todo = [r for r in rows if r["kind"] == "exercise" and r["status"] == "ok"]
+    if todo:
+        verdicts = sandbox.check_many([{"code": r["prompt"] + r["solution"], "tests": r["tests"],
+                                        "entry_point": r["entry_point"]} for r in todo])
+        for row, verdict in zip(todo, verdicts):
+            row["verified"], row["verdict"] = bool(verdict.passed), str(verdict.status)
+    return rows
+
+
+class VerifyBatch:
+    """Ray Data callable around :func:`verify_rows` (one sandbox pool per actor)."""
+
+    def __init__(self, sandbox_cfg: dict[str, Any]):
+        from phiray.config import SandboxConfig
+        from phiray.sandbox import Sandbox
+
+        self.sandbox = Sandbox(SandboxConfig.model_validate(sandbox_cfg))
+
+    def __call__(self, batch: Any) -> dict[str, list[Any]]:
+        return _columns(verify_rows(_rows(batch), self.sandbox))
