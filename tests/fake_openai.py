@@ -43,7 +43,7 @@ def default_responder(body: dict[str, Any]) -> str:
         text = "\n\n".join(str(m.get("content", "")) for m in body["messages"])
     else:
         text = str(body.get("prompt", ""))
-    return answer_for_text(text, seed=body.get("seed"))
+    return answer_for_text(text, seed=body.get("seed")) or DEFAULT_TEXT
 
 
 class FakeOpenAI:

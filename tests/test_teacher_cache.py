@@ -1,0 +1,41 @@
+"""The JSONL request cache: per-process shards, flushed per answer, torn lines tolerated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from phiray.teacher.cache import RequestCache
+
+
+def test_put_is_on_disk_immediately_and_reloads(tmp_path: Path):
+    cache = RequestCache(tmp_path)
+    cache.put("h1", {"text": "a"})
+    other = RequestCache(tmp_path)  # another process's view, without close()
+    assert other.get("h1")["text"] == "a"
+    cache.put("h2", {"text": "b"})
+    other.reload()
+    assert "h2" in other and len(other) == 2
+
+
+def test_torn_last_line_after_a_kill_is_skipped(tmp_path: Path):
+    cache = RequestCache(tmp_path)
+    cache.put("good", {"text": "kept"})
+    shard = next(tmp_path.glob("*.jsonl"))
+    with shard.open("a") as fh:
+        fh.write('{"hash": "torn", "text": "hal')  # no newline: the writer died mid-line
+    fresh = RequestCache(tmp_path)
+    assert "good" in fresh and "torn" not in fresh
+    fresh.put("after", {"text": "x"})  # a new shard: the torn line never corrupts new entries
+    assert "after" in RequestCache(tmp_path)
+
+
+def test_answers_survive_sigkill_of_the_writer(tmp_path: Path):
+    code = ("import os, signal, sys\nfrom phiray.teacher.cache import RequestCache\n"
+            "c = RequestCache(sys.argv[1])\nfor i in range(50):\n    c.put(f'h{i}', {'text': str(i)})\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)])
+    assert proc.returncode == -9
+    cache = RequestCache(tmp_path)
+    assert len(cache) == 50 and cache.get("h49")["text"] == "49"
