@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
-TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
-def tokens(text: str) -> list[str]:
-    return TOKEN.findall(text.lower())
-
-
-def shingles(text: str, size: int) -> set[str]:
-    toks = tokens(text)
-    if len(toks) < size:
-        return {" ".join(toks)}
-    return {" ".join(toks[i:i + size]) for i in range(len(toks) - size + 1)}
+from phiray.data.minhash import cluster_indices, normalized_hash, signature, tokens
 
 
 def near_duplicates(texts: list[str], threshold: float, num_perm: int = 64, shingle_size: int = 5,
                     seed: int = 1) -> list[int | None]:
-    """For each text, the index of an earlier text it near-duplicates (Jaccard >= threshold), else None."""
-    from datasketch import MinHash, MinHashLSH
-
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    """For each text, the index of the earlier text it duplicates (exactly, or near: MinHash Jaccard >=
+    threshold, verified), else None. The filtering helper's MinHash/LSH (phiray.data.minhash) does the work."""
+    sigs = [signature(t, num_perm=num_perm, shingle_size=shingle_size, seed=seed) for t in texts]
+    reps = cluster_indices(sigs, threshold)
+    exact: dict[str, int] = {}
     dup_of: list[int | None] = []
     for i, text in enumerate(texts):
-        mh = MinHash(num_perm=num_perm, seed=seed)
-        mh.update_batch([s.encode() for s in shingles(text, shingle_size)])
-        hits = lsh.query(mh)
-        if hits:
-            dup_of.append(min(int(h) for h in hits))
-        else:
-            dup_of.append(None)
-            lsh.insert(str(i), mh)
+        first = exact.setdefault(normalized_hash(text), i)
+        rep = first if first != i else reps[i]
+        dup_of.append(rep if rep != i else None)
     return dup_of
 
 
