@@ -1,0 +1,177 @@
+"""Entry point of one sandboxed execution: ``python -I -S launcher.py MODE VERDICT_FD SYNC_W SYNC_R ROOT``.
+
+Runs as a fresh interpreter (stdlib only, no site-packages, empty environment). Process tree:
+
+    launcher (L)  -- in the caller's PID namespace; the executor kills it on timeout
+      └─ judge (T)  PID 1 of a new PID namespace: builds the root, forks C, drops to uid 2, runs the tests
+           └─ candidate (C)  uid 1, rlimits, cwd /work: runs the untrusted code, answers calls
+
+T dies with L (PR_SET_PDEATHSIG) and every process in the namespace dies with T (it is the namespace's
+init), so one SIGKILL to L ends the whole tree, whatever the candidate forked or daemonised.
+stdin carries two length-prefixed JSON messages: first the code and limits (read before C exists, so C
+may know them), then the tests and the per-execution token (read by T only after C was forked and after
+C closed stdin: the candidate never has either in its memory). T writes the verdict to VERDICT_FD, which
+C closes before running anything; the token is in it only if every test passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+import select
+import signal
+import socket
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir off sys.path
+
+import candidate  # noqa: E402
+import isolation  # noqa: E402
+import judge  # noqa: E402
+
+NS_FLAGS = (isolation.CLONE_NEWUSER | isolation.CLONE_NEWNS | isolation.CLONE_NEWPID | isolation.CLONE_NEWNET
+            | isolation.CLONE_NEWIPC | isolation.CLONE_NEWUTS)
+
+
+def read_message(fd: int) -> dict:
+    head = _read_exact(fd, 4)
+    return json.loads(_read_exact(fd, struct.unpack(">I", head)[0]))
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            raise EOFError("stdin closed early")
+        out += chunk
+    return out
+
+
+def enter_namespaces(sync_w: int, sync_r: int, binds: list[str]) -> dict[str, int]:
+    """unshare, let the (privileged) executor write our uid/gid maps, become ns-root; returns O_PATH
+    handles on the directories to bind, taken while we were still the host user (so an interpreter under
+    /root, mode 0700, stays reachable) and inside the new mount namespace (bind sources must be ours)."""
+    if os.geteuid() == 0:
+        os.setgroups([])  # no host supplementary groups (gid 0!) leak into the sandbox
+    try:
+        isolation.unshare(NS_FLAGS)
+    except OSError as err:
+        os.write(sync_w, b"E" + str(err).encode()[:200])
+        os._exit(97)
+    os.write(sync_w, b"R")
+    if os.read(sync_r, 1) != b"G":
+        os._exit(98)
+    fds = {p: os.open(p, os.O_PATH) for p in binds if os.path.lexists(p)}
+    os.setresgid(0, 0, 0)  # ns-root (a throwaway host uid): files we create in the new root need a mapped owner
+    os.setresuid(0, 0, 0)
+    return fds
+
+
+def main(argv: list[str]) -> int:
+    mode, verdict_fd, sync_w, sync_r, root = argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5]
+    spec = read_message(0)
+    if mode == "ns":
+        spec["bind_fds"] = enter_namespaces(sync_w, sync_r, spec["binds"])
+    os.close(sync_w)
+    os.close(sync_r)
+    alive_r, alive_w = os.pipe()  # T watches it: EOF means L is gone (closes the PDEATHSIG race)
+    pid = os.fork()
+    if pid == 0:
+        os.close(alive_w)
+        try:
+            judge_process(mode, spec, verdict_fd, root, alive_r)
+        except BaseException:  # noqa: BLE001 - a broken sandbox must say why (the verdict stays "no pass")
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+        os._exit(0)
+    os.close(alive_r)
+    os.close(verdict_fd)
+    os.close(0)
+    _, status = os.waitpid(pid, 0)
+    return 0 if os.WIFEXITED(status) else 1
+
+
+def judge_process(mode: str, spec: dict, verdict_fd: int, root: str, alive_r: int) -> None:
+    isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if select.select([alive_r], [], [], 0)[0]:
+        os._exit(1)  # L died before PDEATHSIG was armed
+    limits = spec["limits"]
+    if mode == "ns":
+        isolation.build_root(root, spec["bind_fds"], limits["tmpfs_mb"])
+        workdir, (c_uid, t_uid) = "/work", (1, 2)
+    else:
+        # The judge keeps the caller's uid (it is ours); the candidate gets a throwaway uid when we are
+        # root and the interpreter is readable by others (spec["uids"] is None otherwise).
+        workdir, t_uid = root, None
+        c_uid = spec["uids"][0] if spec["uids"] and os.geteuid() == 0 else None
+    t_sock, c_sock = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        t_sock.close()
+        candidate_process(c_sock, spec["code"], workdir, c_uid, limits)
+        os._exit(0)
+    c_sock.close()
+    isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/mem from same-uid processes
+    if t_uid is not None:
+        isolation.drop_to(t_uid, t_uid)
+    isolation.set_limits(limits["memory_mb"] + 512, limits["cpu_s"] + 5, limits["nproc"], limits["fsize_mb"])
+    task = read_message(0)
+    os.close(0)
+    status, detail = judge.run_tests(t_sock, task["tests"], task.get("entry_point"))
+    if status == "crashed":
+        status, detail = refine(pid, detail)
+    verdict = {"status": status, "detail": detail}
+    if status == "passed":
+        verdict["token"] = task["token"]
+    os.write(verdict_fd, json.dumps(verdict).encode())
+    os.close(verdict_fd)
+
+
+def candidate_process(sock: socket.socket, code: str, workdir: str, uid: int | None, limits: dict) -> None:
+    keep = sock.fileno()
+    os.close(0)
+    for fd in range(3, 1024):  # verdict fd, spec pipe, liveness pipe: gone before any untrusted byte runs
+        if fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.open("/dev/null", os.O_RDONLY)  # becomes fd 0
+    os.chdir(workdir)
+    isolation.set_limits(limits["memory_mb"], limits["cpu_s"], limits["nproc"], limits["fsize_mb"])
+    if uid is not None:
+        isolation.drop_to(uid, uid)
+    else:
+        isolation.prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    for stream in (sys.stdout, sys.stderr):  # the tree is SIGKILLed at the end: nothing may wait in a buffer
+        stream.reconfigure(write_through=True, line_buffering=True)
+    candidate.main(sock, code)
+    sock.close()
+
+
+def refine(pid: int, detail: str) -> tuple[str, str]:
+    """Why the candidate process ended: CPU limit -> timeout, signals -> crashed with the signal name."""
+    import time
+
+    for _ in range(40):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.005)
+    else:
+        return "crashed", detail + "; it closed its connection"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig in (signal.SIGXCPU, signal.SIGKILL):
+            return "timeout", f"candidate killed by {signal.Signals(sig).name} (CPU-time limit)"
+        return "crashed", f"candidate killed by {signal.Signals(sig).name}"
+    return "crashed", f"{detail}; exit code {os.WEXITSTATUS(status)}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
