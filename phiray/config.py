@@ -314,14 +314,23 @@ class SweepConfig(Section):
 
 
 class ServeConfig(Section):
+    model: str | None = Field(None, description="Checkpoint directory to serve (HF save_pretrained + tokenizer).")
     host: str = Field("127.0.0.1", description="HTTP bind address (loopback unless told otherwise).")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
-    model_name: str = Field("phiray", description="Model id reported by /v1/models.")
-    max_batch_size: int = Field(16, ge=1, description="@serve.batch max batch size.")
+    model_name: str = Field("phiray", description="Model id reported by /v1/models (requests must name it).")
+    max_batch_size: int = Field(16, ge=1, description="@serve.batch max batch size (rows: a request with n=k counts k).")
     batch_wait_timeout_s: float = Field(0.02, ge=0, description="@serve.batch wait for a fuller batch.")
-    num_replicas: int = Field(1, ge=1, description="Model replicas.")
-    evaluator_replicas: int = Field(1, ge=1, description="Evaluator replicas.")
+    num_replicas: int = Field(1, ge=1, description="Model replicas (ignored when autoscaling is set).")
+    autoscaling: dict[str, Any] | None = Field(None, description="Serve autoscaling_config for the model deployment, passed through (min_replicas, max_replicas, target_ongoing_requests, ...).")
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests a model replica accepts at once (>= max_batch_size so batches can fill).")
+    model_num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model replica.")
     use_gpu: bool = Field(False, description="One GPU per model replica.")
+    dtype: str | None = Field(None, description="torch dtype name for the weights (default: bfloat16 on GPU, float32 on CPU).")
+    default_max_tokens: int = Field(16, ge=1, description="max_tokens when a request gives none (OpenAI's default is 16).")
+    evaluator_replicas: int = Field(1, ge=1, description="Evaluator replicas.")
+    evaluator_num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per evaluator replica (its own, so executions cannot take the model's).")
+    evaluator_max_ongoing: int = Field(4, ge=1, description="Executions an evaluator replica accepts at once; the rest queue there, not at the model.")
+    ingress_max_ongoing: int = Field(512, ge=1, description="Requests the HTTP ingress replica holds at once.")
 
 
 class RunConfig(Section):

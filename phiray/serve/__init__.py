@@ -1,0 +1,1 @@
+"""Ray Serve application: OpenAI-compatible model server + sandboxed evaluator (see phiray.serve.app)."""

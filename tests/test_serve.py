@@ -1,0 +1,137 @@
+"""The Serve app, end to end: the real `openai` client against a real local Serve app and a tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from serve_fixtures import build_tiny_checkpoint
+
+MODEL = "tiny-phi"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(ray_session, tmp_path_factory):
+    """The app on the shared Ray session, on a free loopback port; shut down after the module."""
+    from ray import serve
+
+    from phiray.serve.app import build_app
+
+    ckpt = build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    app = build_app({"model": str(ckpt), "model_name": MODEL, "max_batch_size": 8, "batch_wait_timeout_s": 0.01,
+                     "model_num_cpus": 0.5, "evaluator_num_cpus": 0.25, "default_max_tokens": 8})
+    serve.run(app, name="phiray", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    import openai
+
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_models_and_health(server, client):
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    health = httpx.get(f"{server}/healthz", timeout=30).json()
+    assert health["status"] == "ok" and health["context"] == 256
+
+
+def test_completions_usage_n_seed_and_stop(client):
+    r = client.completions.create(model=MODEL, prompt="def add(a, b):\n", max_tokens=12, temperature=0)
+    [choice] = r.choices
+    assert choice.finish_reason == "length" and r.usage.completion_tokens == 12
+    assert r.usage.prompt_tokens > 0 and r.usage.total_tokens == r.usage.prompt_tokens + 12
+    full = choice.text
+    stop = full[4:7]
+    cut = client.completions.create(model=MODEL, prompt="def add(a, b):\n", max_tokens=12, temperature=0, stop=[stop])
+    assert cut.choices[0].text == full[:full.index(stop)] and cut.choices[0].finish_reason == "stop"
+    many = client.completions.create(model=MODEL, prompt=["x = ", "def f("], n=3, max_tokens=6, temperature=1.0, seed=3)
+    assert [c.index for c in many.choices] == list(range(6)) and many.usage.completion_tokens == 36
+    again = client.completions.create(model=MODEL, prompt=["x = ", "def f("], n=3, max_tokens=6, temperature=1.0, seed=3)
+    assert [c.text for c in again.choices] == [c.text for c in many.choices]
+    assert len({c.text for c in many.choices[:3]}) > 1
+
+
+def test_chat_and_streaming(client):
+    messages = [{"role": "system", "content": "You write Python."}, {"role": "user", "content": "add two numbers"}]
+    r = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=10, temperature=0, n=2)
+    assert len(r.choices) == 2 and r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content == r.choices[1].message.content  # greedy: same answer
+    assert r.usage.completion_tokens <= 20 and r.usage.prompt_tokens > 0
+    stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    arrivals, text, finish, usage = [], "", None, None
+    for chunk in stream:
+        arrivals.append(time.perf_counter())
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            finish = c.finish_reason or finish
+    longer = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40, temperature=0)
+    assert text == longer.choices[0].message.content and finish == longer.choices[0].finish_reason
+    assert usage.completion_tokens == longer.usage.completion_tokens
+    assert len(arrivals) > 5 and arrivals[-1] - arrivals[0] > 0  # many chunks, spread over the generation
+
+
+def test_completion_stream_chunks_arrive_before_the_end(server):
+    body = {"model": MODEL, "prompt": "import math\n", "max_tokens": 120, "temperature": 0, "stream": True}
+    times, events = [], []
+    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                times.append(time.perf_counter())
+                events.append(line[6:])
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert times[len(times) // 2] < times[-1] - 0.05  # the first half arrived well before the end
+
+
+@pytest.mark.parametrize("path,body,status,param", [
+    ("/v1/completions", {"model": "nope", "prompt": "x"}, 404, "model"),
+    ("/v1/completions", {"model": MODEL, "prompt": "x", "temperature": 5}, 400, "temperature"),
+    ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/completions", {"model": MODEL, "prompt": "x", "logprobs": 2}, 400, "logprobs"),
+    ("/v1/completions", {"model": MODEL}, 400, "prompt"),
+    ("/v1/completions", {"model": MODEL, "prompt": "word " * 300, "max_tokens": 8}, 400, "prompt"),
+    ("/v1/completions", {"model": MODEL, "prompt": "word " * 300, "stream": True}, 400, "prompt"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": []}, 400, "messages"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, 400, None),
+    ("/v1/evaluate", {"code": "x = 1"}, 400, None),
+    ("/v1/evaluate", {"task_id": "HumanEval/99999", "completion": "pass"}, 404, "task_id"),
+])
+def test_bad_requests_get_openai_errors(server, path, body, status, param):
+    r = httpx.post(f"{server}{path}", json=body, timeout=30)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    if param:
+        assert err["param"].startswith(param)
+
+
+def test_malformed_json_and_openai_client_errors(server, client):
+    import openai
+
+    r = httpx.post(f"{server}/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="gpt-4", prompt="x")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=MODEL, prompt="word " * 300)
+    assert info.value.code == "context_length_exceeded"
