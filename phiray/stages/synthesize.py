@@ -33,7 +33,7 @@ def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
 
     for source in ("filter", "decontaminate"):
         if rd.exists(source, "documents") and rd.listdir(source, "documents"):
-            ds = ray.data.read_parquet(rd.path(source, "documents"), filesystem=rd.fs, columns=["text"])
+            ds = ray.data.read_parquet(rd.path(source, "documents"), filesystem=rd.fs).select_columns(["text"])
             texts = [r["text"] for r in ds.limit(limit).take_all() if r["text"]]
             if texts:
                 return texts, f"{source}/documents"
