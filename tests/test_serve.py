@@ -135,3 +135,43 @@ def test_malformed_json_and_openai_client_errors(server, client):
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model=MODEL, prompt="word " * 300)
     assert info.value.code == "context_length_exceeded"
+
+
+def test_evaluate_code_tests_and_benchmark_tasks(server):
+    def evaluate(**body):
+        r = httpx.post(f"{server}/v1/evaluate", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    ok = evaluate(code="def add(a, b):\n    return a + b\n", tests="assert add(2, 3) == 5\n", entry_point="add")
+    assert ok["passed"] and ok["status"] == "passed"
+    bad = evaluate(code="def add(a, b):\n    return a - b\n", tests="assert add(2, 3) == 5\n")
+    assert not bad["passed"] and bad["status"] == "failed"
+    slow = evaluate(code="while True:\n    pass\n", tests="", timeout_s=1)
+    assert not slow["passed"] and slow["status"] == "timeout"
+    from phiray.serve.deployments import benchmark_task
+
+    task = benchmark_task("HumanEval/0")
+    solution = task.reference[len(task.prompt):]
+    assert evaluate(task_id="HumanEval/0", completion=solution)["passed"]
+    assert not evaluate(task_id="HumanEval/0", completion="    return True\n")["passed"]
+
+
+def test_is_a_teacher_and_an_eval_endpoint(server):
+    from phiray.config import TeacherConfig
+    from phiray.teacher import Request
+    from phiray.teacher.openai_teacher import OpenAITeacher
+
+    for api in ("chat", "completions"):
+        cfg = TeacherConfig(kind="openai", base_url=f"{server}/v1", model=MODEL, api=api, max_tokens=8,
+                            concurrency=4, max_retries=0, cache=False)
+        answers = OpenAITeacher(cfg).complete([Request(key=str(i), prompt=f"Write a function {i}", seed=i)
+                                               for i in range(4)])
+        assert all(a.ok and a.tokens_out > 0 and a.tokens_in > 0 for a in answers), answers
+    generation = pytest.importorskip("phiray.evals.generation")
+    from phiray.evals.benchmarks import load_benchmark
+
+    tasks = sorted(load_benchmark("humaneval"), key=lambda t: len(t.prompt))[:2]  # fit the tiny context
+    settings = generation.GenerationSettings(n=2, temperature=0.8, max_new_tokens=8)
+    samples = generation.generate_endpoint(f"{server}/v1", MODEL, tasks, settings)
+    assert [s["task_id"] for s in samples] == [t.task_id for t in tasks for _ in range(2)]

