@@ -82,12 +82,6 @@ def _binds() -> list[str]:
     return paths
 
 
-def _others_can_read(path: str) -> bool:
-    """Whether a throwaway uid could run the interpreter (every ancestor directory o+x)."""
-    real = Path(os.path.realpath(path))
-    return all(os.stat(p).st_mode & 0o001 for p in [*real.parents]) and bool(os.stat(real).st_mode & 0o001)
-
-
 class Sandbox:
     """Runs untrusted code against tests, one fresh isolated process tree per execution."""
 
@@ -157,8 +151,7 @@ class Sandbox:
         os.chmod(workdir, 0o777 if mode == "rlimits" else 0o755)
         limits = {"memory_mb": self.cfg.memory_mb, "cpu_s": self.cfg.cpu_s, "nproc": self.cfg.max_processes,
                   "fsize_mb": self.cfg.max_file_mb, "tmpfs_mb": max(4 * self.cfg.max_file_mb, 16)}
-        uids = [base + 1, base + 2] if mode == "namespaces" or _others_can_read(interpreter()) else None
-        first = {"code": code, "limits": limits, "binds": _binds(), "uids": uids}
+        first = {"code": code, "limits": limits, "binds": _binds(), "uids": [base + 1, base + 2]}
         second = {"tests": tests, "entry_point": entry_point, "token": token}
         try:
             run = _Execution(mode, workdir, base, timeout_s, self.cfg.max_output_bytes)

@@ -70,8 +70,11 @@ class Remote:
 def _encode_extra(value):
     if isinstance(value, RemoteObject):
         return {"h": object.__getattribute__(value, "_handle")}
-    if isinstance(value, (RemoteFunction,)):
-        raise wire.WireError("candidate functions cannot be passed as arguments")
+    if isinstance(value, RemoteFunction):
+        return {"fnref": value.__name__}
+    if isinstance(value, (type, types.BuiltinFunctionType)) and getattr(builtins, getattr(value, "__name__", ""),
+                                                                         None) is value:
+        return {"bt": value.__name__}  # int, str, len... as arguments (e.g. "remove values of type int")
     if isinstance(value, types.FunctionType) and not value.__code__.co_freevars:
         return {"fn": marshal.dumps(value.__code__).hex()}
     return None
@@ -187,8 +190,9 @@ def run_tests(sock, tests: str, entry_point: str | None) -> tuple[str, str]:
         if entry_point:
             if entry_point not in namespace:
                 return "failed", f"NameError: the code does not define {entry_point!r}"
-            if callable(namespace.get("check")):
-                namespace["check"](namespace[entry_point])
+            check = namespace.get("check")
+            if callable(check) and not isinstance(check, RemoteFunction):  # HumanEval style: check(candidate)
+                check(namespace[entry_point])
     except BaseException as err:  # noqa: BLE001 - any failure of the tests is a verdict, never a pass
         return _classify(err, where=_test_line(err, tests))
     return "passed", ""
@@ -199,7 +203,8 @@ def _classify(err: BaseException, where: str) -> tuple[str, str]:
         return "crashed", f"candidate process ended during the tests ({where})"
     if isinstance(err, MemoryError):
         return "memory", f"MemoryError ({where})"
-    return "failed", f"{type(err).__name__}: {str(err)[:500]} ({where})".replace(": ()", " ()")
+    message = str(err)[:500]
+    return "failed", f"{type(err).__name__}{': ' + message if message else ''} ({where})"
 
 
 def _test_line(err: BaseException, tests: str) -> str:

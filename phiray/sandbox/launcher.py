@@ -104,10 +104,13 @@ def judge_process(mode: str, spec: dict, verdict_fd: int, root: str, alive_r: in
         isolation.build_root(root, spec["bind_fds"], limits["tmpfs_mb"])
         workdir, (c_uid, t_uid) = "/work", (1, 2)
     else:
-        # The judge keeps the caller's uid (it is ours); the candidate gets a throwaway uid when we are
-        # root and the interpreter is readable by others (spec["uids"] is None otherwise).
+        # The judge keeps the caller's uid (it is ours); as root, the candidate gets a throwaway uid (so
+        # RLIMIT_NPROC binds and the executor can sweep its escapees), with the common stdlib preloaded in
+        # case the interpreter's files are not readable by others.
         workdir, t_uid = root, None
-        c_uid = spec["uids"][0] if spec["uids"] and os.geteuid() == 0 else None
+        c_uid = spec["uids"][0] if os.geteuid() == 0 else None
+        if c_uid is not None:
+            preload()
     t_sock, c_sock = socket.socketpair()
     pid = os.fork()
     if pid == 0:
@@ -148,10 +151,24 @@ def candidate_process(sock: socket.socket, code: str, workdir: str, uid: int | N
     else:
         isolation.prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.environ.clear()  # the interpreter's own locale coercion (LC_CTYPE) included: an empty environment
     for stream in (sys.stdout, sys.stderr):  # the tree is SIGKILLed at the end: nothing may wait in a buffer
         stream.reconfigure(write_through=True, line_buffering=True)
     candidate.main(sock, code)
     sock.close()
+
+
+PRELOAD = ("typing math cmath re collections itertools functools heapq bisect string random statistics copy "
+           "operator fractions decimal datetime hashlib json array numbers textwrap unicodedata dataclasses "
+           "enum abc time").split()
+
+
+def preload() -> None:
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
 
 
 def refine(pid: int, detail: str) -> tuple[str, str]:

@@ -142,7 +142,7 @@ def decode(data, on_tag=None, depth: int = 0):
         return range(*body)
     if tag == "n" and isinstance(body, list) and len(body) == 2:
         return _number(body[0], str(body[1]))
-    if on_tag is not None and tag in ("h", "fn"):
+    if on_tag is not None and tag in ("h", "fn", "fnref", "bt"):
         return on_tag(tag, data)
     raise WireError(f"unsupported value tag {tag!r}")
 
