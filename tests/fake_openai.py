@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -44,6 +45,20 @@ def default_responder(body: dict[str, Any]) -> str:
     else:
         text = str(body.get("prompt", ""))
     return answer_for_text(text, seed=body.get("seed")) or DEFAULT_TEXT
+
+
+def canned_responder() -> Callable[[dict[str, Any]], str]:
+    """One valid answer per prompt kind, made once: no per-request generation cost (for benchmarks)."""
+    memo: dict[str, str] = {}
+
+    def respond(body: dict[str, Any]) -> str:
+        text = json.dumps(body.get("messages") or body.get("prompt"))
+        kind = "exercise" if "exercise" in text else "textbook" if "textbook" in text else "other"
+        if kind not in memo:
+            memo[kind] = default_responder(body)
+        return memo[kind]
+
+    return respond
 
 
 class FakeOpenAI:
@@ -138,6 +153,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the client reuses connections
     fake: FakeOpenAI
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle + the client's delayed ACK
+        # add ~40 ms to every answer, which is not the latency the test asked for.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, *args: Any) -> None:  # quiet
         pass
 
@@ -209,6 +230,17 @@ class _Handler(BaseHTTPRequestHandler):
         return json.dumps({**common, "object": "text_completion", "choices": [choice]}).encode()
 
 
+def spawn(*args: str) -> tuple["subprocess.Popen[str]", str]:
+    """The server in its own process (its CPU then never competes with the client's GIL): returns the
+    process and its base URL. Extra ``args`` are this script's flags, e.g. ``"--latency", "0.1"``."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
 def main() -> None:
     import argparse
 
@@ -218,9 +250,11 @@ def main() -> None:
     p.add_argument("--rate-limit-rate", type=float, default=0.0)
     p.add_argument("--malformed-rate", type=float, default=0.0)
     p.add_argument("--log", default=None)
+    p.add_argument("--canned", action="store_true", help="answer each prompt kind with one fixed valid answer")
     args = p.parse_args()
     server = FakeOpenAI(latency_s=args.latency, error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
-                        malformed_rate=args.malformed_rate, log_path=args.log).start()
+                        malformed_rate=args.malformed_rate, log_path=args.log,
+                        responder=canned_responder() if args.canned else None).start()
     print(server.base_url, flush=True)
     try:
         threading.Event().wait()
