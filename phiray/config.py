@@ -288,7 +288,8 @@ class ControlConfig(PhaseConfig):
 class EvaluateConfig(Section):
     benchmarks: list[Literal["humaneval", "mbpp", "mbpp-sanitized", "exercises"]] = Field(
         default_factory=lambda: ["exercises", "humaneval"], description="Benchmarks to run.")
-    models: list[str] = Field(default_factory=lambda: ["finetune"], description="Run-dir stages whose final models are evaluated.")
+    models: list[str] = Field(default_factory=lambda: ["finetune", "control"], description="Run-dir stages whose final models (<stage>/model) are evaluated; a missing one is skipped (counted).")
+    mbpp_path: str | None = Field(None, description="MBPP directory (mbpp.jsonl, sanitized-mbpp.json); default $PHIRAY_MBPP_PATH, else ../shared/data/mbpp beside the checkout.")
     n_samples: int = Field(1, ge=1, description="Samples per task (n of pass@k).")
     k: list[int] = Field(default_factory=lambda: [1], description="k values for pass@k.")
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy).")

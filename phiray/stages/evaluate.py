@@ -1,0 +1,75 @@
+"""evaluate: pass@k of the run's final models on held-out exercises, HumanEval and MBPP, in the sandbox.
+
+Reads ``<stage>/model/`` for each stage named in ``evaluate.models`` (and ``synthesize/heldout/`` for the
+exercises benchmark); writes ``evaluate/results.json`` and per model/benchmark ``evaluate/<model>/<bench>
+.tasks.jsonl`` (per task) and ``.samples.jsonl`` (per sample, with the sandbox's verdict).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from phiray.config import RunConfig
+from phiray.evals.benchmarks import load_benchmark
+from phiray.evals.generation import GenerationSettings, generate_local
+from phiray.evals.runner import evaluate, per_task_files, table
+from phiray.rundir import Manifest, RunDir
+from phiray.sandbox import Sandbox
+
+log = logging.getLogger("phiray")
+
+
+def _heldout_rows(rd: RunDir) -> list[dict[str, Any]]:
+    if not rd.exists("synthesize", "heldout"):
+        raise FileNotFoundError("evaluate: the exercises benchmark needs synthesize/heldout/ (run synthesize)")
+    import ray
+
+    columns = ["id", "prompt", "solution", "tests", "entry_point"]
+    ds = ray.data.read_parquet(rd.path("synthesize", "heldout"), filesystem=rd.fs, columns=columns)
+    return list(ds.iter_rows())
+
+
+def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    ev = cfg.evaluate
+    rd.remove("evaluate", "models")
+    exercises = _heldout_rows(rd) if "exercises" in ev.benchmarks else None
+    benchmarks = {b: load_benchmark(b, ev.mbpp_path, ev.limit, exercises) for b in ev.benchmarks}
+    gen = GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
+                             max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed)
+    sandbox = Sandbox(cfg.sandbox)
+    all_results: dict[str, Any] = {}
+    outputs, headline, metrics = ["evaluate/results.json"], {}, {}
+    skipped = 0
+    for model in ev.models:
+        if not rd.exists(model, "model"):
+            log.warning("evaluate: %s/model not found in the run dir; skipped", model)
+            skipped += 1
+            continue
+        with rd.local_dir(f"{model}/model", upload=False) as path:
+            results, samples = evaluate(benchmarks, lambda ts, p=path: generate_local(p, ts, gen), sandbox, ev.k)
+        for bench, rows in samples.items():
+            rd.write_text(f"evaluate/models/{model}/{bench}.samples.jsonl", _jsonl(rows))
+        for bench, rows in per_task_files(samples, ev.k).items():
+            rd.write_text(f"evaluate/models/{model}/{bench}.tasks.jsonl", _jsonl(rows))
+            outputs.append(f"evaluate/models/{model}/{bench}.tasks.jsonl")
+        all_results[model] = results
+        log.info("%s", table(results, title=f"evaluate {model}"))
+        for bench, summary in results.items():
+            for key, value in summary.items():
+                if key.startswith("pass@"):
+                    metrics[f"{model}/{bench}/{key}"] = value
+                    if key == f"pass@{ev.k[0]}":
+                        headline[f"{model}/{bench}"] = round(value, 4)
+    rd.write_json("evaluate/results.json", {"n_samples": ev.n_samples, "k": ev.k, "temperature": ev.temperature,
+                                            "isolation": sandbox.isolation, "results": all_results})
+    if not all_results:
+        raise FileNotFoundError(f"evaluate: none of the models {ev.models} exists in the run dir")
+    rows = {bench: len(tasks) for bench, tasks in benchmarks.items()} | {"models": len(all_results),
+                                                                      "models_skipped": skipped}
+    return Manifest(stage="evaluate", rows=rows, metrics=metrics, headline=headline, outputs=outputs)
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
