@@ -44,6 +44,19 @@ def prepare_environment(local: bool | None = None) -> None:
         os.environ["DS_ACCELERATOR"] = "cpu"
 
 
+def _job_env_vars() -> set[str]:
+    """Variables a `ray job submit` runtime env already sets for this driver: passing one again to
+    ray.init is refused by Ray ("Failed to merge the Job's runtime env"), and the job's value is
+    already in os.environ anyway."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return set()
+    import json
+
+    runtime_env = json.loads(raw).get("runtime_env") or {}
+    return set(runtime_env.get("env_vars") or {})
+
+
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs: Any) -> None:
     """Join the cluster named by RAY_ADDRESS, or start a local loopback-only one sized to the machine."""
     import ray
@@ -53,7 +66,8 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs:
     address = os.environ.get("RAY_ADDRESS")
     prepare_environment(local=not address)
     env_vars = {k: os.environ[k] for k in ("DS_ACCELERATOR", "GLOO_SOCKET_IFNAME", "HF_HUB_OFFLINE",
-                                            "TOKENIZERS_PARALLELISM", "PHIRAY_MBPP_PATH") if k in os.environ}
+                                            "TOKENIZERS_PARALLELISM", "PHIRAY_MBPP_PATH")
+                if k in os.environ and k not in _job_env_vars()}
     runtime_env = kwargs.pop("runtime_env", None) or {"env_vars": env_vars}
     if address:
         log.info("ray: joining the cluster at RAY_ADDRESS=%s", address)
