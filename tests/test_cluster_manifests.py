@@ -17,7 +17,7 @@ from phiray.config import load_config
 from cluster_fixtures import REPO, by_kind, k8s_docs
 
 JOB_FILES = sorted((REPO / "jobs").glob("*.yaml"))
-COMMANDS = [s.name for s in STAGES] + ["serve"]
+COMMANDS = [s.name for s in STAGES] + ["serve", "run"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,7 +64,7 @@ def test_every_variant_of_a_run_shares_one_config():
     """A run dir's stages must see the same config, or each job would make the others stale."""
     for variant in ("smoke", "phi-1"):
         hashes = set()
-        for command in [s.name for s in STAGES]:
+        for command in [s.name for s in STAGES] + ["run"]:
             spec = specs.load_spec(REPO / "jobs" / f"{command}.{variant}.yaml")
             hashes.add(specs.entrypoint_config(spec.entrypoint, working_dir=REPO)[1].to_yaml())
         assert len(hashes) == 1, variant
