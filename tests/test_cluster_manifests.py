@@ -146,10 +146,18 @@ def test_validator_is_not_vacuous():
     assert "nodeSelectr" in errors and "'one' is not of type 'number'" in errors and "'name' is a required" in errors
     job = copy.deepcopy(by_kind("RayJob")[0])
     job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplicas"] = 99
-    job["spec"]["clusterSelector"] = {"ray.io/cluster": "phiray"}
+    job["spec"]["rayClusterSpec"]["rayVersion"] = "2.50.0"  # too old for token auth
+    job["spec"]["shutdownAfterJobFinishes"] = False  # a TTL without shutdown
+    job["metadata"]["name"] = "9-starts-with-a-digit"
     errors = "\n".join(validate.validate_object(job))
-    assert "minReplicas <= replicas <= maxReplicas" in errors and "not both" in errors
-    assert "shutdownAfterJobFinishes" in errors
+    for expected in ("minReplicas <= replicas <= maxReplicas", "token mode needs rayVersion",
+                     "needs shutdownAfterJobFinishes", "DNS-1035"):
+        assert expected in errors
+    job = copy.deepcopy(by_kind("RayJob")[0])
+    del job["spec"]["rayClusterSpec"]
+    job["spec"].update(clusterSelector={"ray.io/cluster": ""}, backoffLimit=2)
+    errors = "\n".join(validate.validate_object(job))
+    assert "non-empty ray.io/cluster" in errors and "incompatible with clusterSelector" in errors
     pvc = copy.deepcopy(by_kind("PersistentVolumeClaim")[0])
     pvc["spec"]["accesModes"] = ["ReadWriteMany"]
     pvc["spec"]["resources"]["requests"]["storage"] = 5

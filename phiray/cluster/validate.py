@@ -136,32 +136,59 @@ def _cluster_specs(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(f"spec.{key}" if key else "spec", cluster)] if cluster else []
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def cluster_rules(where: str, cluster: dict[str, Any]) -> list[str]:
+    """KubeRay's ValidateRayClusterSpec (the parts that apply here), plus pod templates against V1 models
+    and two phiray rules: replicas within bounds, rayStartParams values as strings."""
+    errors: list[str] = []
+    groups = cluster.get("workerGroupSpecs", [])
+    names = [g["groupName"] for g in groups]
+    if len(set(names)) != len(names):
+        errors.append(f"{where}.workerGroupSpecs: duplicate groupName")
+    for g in groups:
+        low, high = g.get("minReplicas", 0), g.get("maxReplicas", 2**31)
+        if low > high or not low <= g.get("replicas", low) <= high:
+            errors.append(f"{where}.{g['groupName']}: needs minReplicas <= replicas <= maxReplicas")
+    for name, group in [("headGroupSpec", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in groups]:
+        errors += model_errors(group["template"], "V1PodTemplateSpec", f"{where}.{name}.template")
+        params = group.get("rayStartParams", {})
+        errors += [f"{where}.{name}.rayStartParams.{k}: values must be strings"
+                   for k, v in params.items() if not isinstance(v, str)]
+        if group.get("resources") and any(params.get(k) for k in ("num-cpus", "num-gpus", "memory", "resources")):
+            errors.append(f"{where}.{name}: resources set in both rayStartParams and resources")
+        if "labels" in params:
+            errors.append(f"{where}.{name}.rayStartParams.labels: use the group's labels field")
+    if (cluster.get("authOptions") or {}).get("mode") == "token" and \
+            _version(str(cluster.get("rayVersion", "0"))) < (2, 52, 0):
+        errors.append(f"{where}.authOptions: token mode needs rayVersion >= 2.52.0")
+    return errors
+
+
 def kuberay_rules(doc: dict[str, Any]) -> list[str]:
-    """What KubeRay's operator/webhook rejects (or silently misbehaves on) beyond the schema."""
+    """What KubeRay's operator rejects beyond the schema (ray-operator/controllers/ray/utils/validation.go)."""
     errors: list[str] = []
     spec = doc.get("spec") or {}
+    name_limit = {"RayCluster": 53, "RayJob": 47, "RayService": 47}[doc["kind"]]  # room for KubeRay's suffixes
+    name = doc["metadata"].get("name", "")
+    if len(name) > name_limit or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
+        errors.append(f"metadata.name: {name!r} must be a DNS-1035 label of at most {name_limit} characters")
     for where, cluster in _cluster_specs(doc):
-        groups = cluster.get("workerGroupSpecs", [])
-        names = [g["groupName"] for g in groups]
-        if len(set(names)) != len(names):
-            errors.append(f"{where}.workerGroupSpecs: duplicate groupName")
-        for g in groups:
-            low, high = g.get("minReplicas", 0), g.get("maxReplicas", 2**31)
-            if not low <= g.get("replicas", low) <= high or low > high:
-                errors.append(f"{where}.{g['groupName']}: needs minReplicas <= replicas <= maxReplicas")
-        pods = [("headGroupSpec", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in groups]
-        for name, group in pods:
-            errors += model_errors(group["template"], "V1PodTemplateSpec", f"{where}.{name}.template")
-            for key, value in group.get("rayStartParams", {}).items():
-                if not isinstance(value, str):
-                    errors.append(f"{where}.{name}.rayStartParams.{key}: values must be strings")
+        errors += cluster_rules(where, cluster)
     if doc["kind"] == "RayJob":
-        if spec.get("clusterSelector") and spec.get("rayClusterSpec"):
-            errors.append("spec: set rayClusterSpec or clusterSelector, not both")
-        if not spec.get("clusterSelector") and not spec.get("rayClusterSpec"):
-            errors.append("spec: needs rayClusterSpec or clusterSelector")
-        if spec.get("clusterSelector") and spec.get("shutdownAfterJobFinishes"):
-            errors.append("spec: shutdownAfterJobFinishes cannot delete a cluster chosen by clusterSelector")
+        selector = spec.get("clusterSelector") or {}
+        if not spec.get("rayClusterSpec") and not selector:
+            errors.append("spec: one of rayClusterSpec or clusterSelector must be set")
+        if selector and not selector.get("ray.io/cluster"):
+            errors.append("spec.clusterSelector: needs a non-empty ray.io/cluster")
+        if selector and spec.get("backoffLimit", 0) > 0:
+            errors.append("spec.backoffLimit: incompatible with clusterSelector")
+        if not spec.get("shutdownAfterJobFinishes") and spec.get("ttlSecondsAfterFinished", 0) > 0:
+            errors.append("spec.ttlSecondsAfterFinished: needs shutdownAfterJobFinishes")
+        if spec.get("activeDeadlineSeconds", 1) <= 0:
+            errors.append("spec.activeDeadlineSeconds: must be positive")
         if "entrypointResources" in spec:
             try:
                 json.loads(spec["entrypointResources"])
@@ -182,12 +209,12 @@ def kuberay_rules(doc: dict[str, Any]) -> list[str]:
 def validate_object(doc: dict[str, Any]) -> list[str]:
     """Every problem with one Kubernetes object (custom or core)."""
     kind = doc.get("kind", "")
-    name = (doc.get("metadata") or {}).get("name", "")
-    errors = [] if re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63 else \
-        [f"metadata.name: {name!r} is not a DNS-1123 label"]
     if kind not in CRD_FILES:
-        return errors + core_errors(doc)
-    errors += [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-               for e in crd_validator(kind, str(crd_dir())).iter_errors(doc)]
+        name = (doc.get("metadata") or {}).get("name", "")
+        valid_name = re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
+        return ([] if valid_name else [f"metadata.name: {name!r} is not a DNS-1123 label"]) + core_errors(doc)
+    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+              for e in crd_validator(kind, str(crd_dir())).iter_errors(doc)]
     errors += model_errors(doc.get("metadata", {}), "V1ObjectMeta", "metadata")
+    # KubeRay's rules assume a schema-valid object.
     return errors + (kuberay_rules(doc) if not errors else [])
