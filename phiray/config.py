@@ -196,12 +196,17 @@ class TokenizerConfig(Section):
     kind: Literal["codegen", "bpe", "hf"] = Field("codegen", description="codegen: GPT-2 BPE + whitespace tokens, padded vocab; bpe: trained on the run's data; hf: a path/name.")
     vocab_size: int = Field(51200, ge=256, description="Vocabulary size (bpe: trained size; codegen: padded size).")
     name_or_path: str | None = Field(None, description="Tokenizer for kind=hf.")
+    train_max_chars: int = Field(20_000_000, ge=1000, description="kind=bpe: characters sampled from the run's pretraining sources to train on.")
 
 
 class TokenizeConfig(Section):
     seq_len: int = Field(2048, ge=16, description="Tokens per packed training sequence.")
     val_fraction: float = Field(0.05, ge=0, lt=1, description="Documents per source held out for validation.")
-    extra_sources: dict[str, str] = Field(default_factory=dict, description="More token sources: name -> Parquet path with a `text` column.")
+    sources: list[str] = Field(
+        default_factory=lambda: ["code", "textbooks", "exercises", "unfiltered"],
+        description="Built-in sources to pack: code (filter/documents), textbooks, exercises (also as exercises_sft: "
+        "prompt -> completion with the loss on the completion), unfiltered (decontaminate/documents).")
+    extra_sources: dict[str, str] = Field(default_factory=dict, description="More token sources: name -> Parquet path (run-relative or absolute/URI) with a `text` column.")
     batch_size: int = Field(256, ge=1, description="Documents per tokenisation batch.")
 
 
@@ -255,7 +260,9 @@ class PhaseConfig(Section):
     eval_every: int = Field(500, ge=1, description="Validation every N steps.")
     eval_batches: int = Field(20, ge=1, description="Validation batches per source.")
     checkpoint_every: int = Field(1000, ge=1, description="Checkpoint every N steps.")
-    mixture: dict[str, float] = Field(default_factory=dict, description="Token-source weights (normalised); empty: proportional to size.")
+    log_every: int = Field(10, ge=1, description="Train metrics (loss, lr, grad norm, tokens/s, MFU) every N steps.")
+    mixture: dict[str, float] = Field(default_factory=dict, description="Token-source weights (normalised over the sources that exist).")
+    eval_sources: list[str] = Field(default_factory=list, description="Validation sources besides the mixture's own.")
 
 
 class PretrainConfig(PhaseConfig):
@@ -266,6 +273,7 @@ class PretrainConfig(PhaseConfig):
 
 class GrowConfig(PhaseConfig):
     target: ModelConfig = Field(default_factory=ModelConfig, description="Architecture of the grown model.")
+    scale_inputs: bool = Field(True, description="Divide tiled weights by the tiling factor along input dimensions (width growth then preserves the function).")
 
 
 class FinetuneConfig(PhaseConfig):
@@ -274,7 +282,7 @@ class FinetuneConfig(PhaseConfig):
     max_steps: int = Field(6000, ge=1, description="Optimizer steps (phi-1: 6000).")
     global_batch_size: int = Field(256, ge=1, description="Sequences per step (phi-1: 256).")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (phi-1: 0.01).")
-    mixture: dict[str, float] = Field(default_factory=lambda: {"exercises": 1.0}, description="Finetuning sources.")
+    mixture: dict[str, float] = Field(default_factory=lambda: {"exercises_sft": 1.0}, description="Finetuning sources (exercises_sft: loss on the completion only).")
 
 
 class ControlConfig(PhaseConfig):

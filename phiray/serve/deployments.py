@@ -46,6 +46,7 @@ class ModelServer:
         from phiray.model.generate import Generator
 
         self.cfg = cfg
+        self.batches = self.rows = 0  # served so far: rows / batches is the mean batch size
         self.engine = Generator.load(cfg.model, device="cuda" if cfg.use_gpu else "cpu", dtype=cfg.dtype)
         for method in (self._complete_batch, self._stream_batch):
             method.set_max_batch_size(cfg.max_batch_size)
@@ -54,7 +55,7 @@ class ModelServer:
 
     def info(self) -> dict[str, Any]:
         return {"model": self.cfg.model_name, "path": self.engine.model_path, "context": self.engine.max_context,
-                "device": self.engine.device}
+                "device": self.engine.device, "batches": self.batches, "rows": self.rows}
 
     def chat_prompt(self, messages: list[dict[str, Any]]) -> tuple[str, list[str]]:
         return render_chat([ChatMessage(**m) for m in messages], self.engine.tokenizer)
@@ -87,6 +88,7 @@ class ModelServer:
     async def _complete_batch(self, jobs: list[_Job]) -> list[list[Any]]:
         prompts = [p for job in jobs for p in job.prompts]
         params = [job.params for job in jobs for _ in job.prompts]
+        self.batches, self.rows = self.batches + 1, self.rows + _job_rows(jobs)
         # A worker thread keeps the replica's event loop free to queue the next batch meanwhile.
         results = await asyncio.to_thread(self.engine.generate, prompts, params)
         out, start = [], 0
@@ -113,6 +115,7 @@ class ModelServer:
     async def _stream_batch(self, jobs: list[_Job]) -> AsyncIterator[list[Any]]:
         prompts = [p for job in jobs for p in job.prompts]
         params = [job.params for job in jobs for _ in job.prompts]
+        self.batches, self.rows = self.batches + 1, self.rows + _job_rows(jobs)
         owner = [k for k, job in enumerate(jobs) for _ in job.prompts]
         first = [sum(len(j.prompts) for j in jobs[:k]) for k in range(len(jobs))]
         open_choices = [job.rows for job in jobs]

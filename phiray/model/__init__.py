@@ -1,0 +1,1 @@
+"""phi models: shapes -> PhiConfig, tokenizers, growth by weight reuse, HF save/load."""

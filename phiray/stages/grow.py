@@ -1,0 +1,73 @@
+"""grow: phi-1's weight reuse. Load ``pretrain/model``, grow it into ``grow.target`` (layer map + width/head
+tiling, :mod:`phiray.model.growth`), save it as ``grow/init/``, measure the validation loss at step 0 of
+the grown model beside the small model's and a fresh initialisation's, then continue pretraining it
+(``grow`` phase settings, pretrain's mixture unless ``grow.mixture`` is set). Final model: ``grow/model/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from phiray.config import RunConfig
+from phiray.rundir import Manifest, RunDir
+from phiray.train.driver import build_spec, fit_phase, phase_manifest
+
+INIT_DIR = "grow/init"
+
+
+class _Evaluator:
+    """The two things :func:`phiray.train.loop.evaluate` needs from an engine."""
+
+    def __init__(self, model):
+        self.model, self.device = model.eval(), torch.device("cpu")
+
+    @torch.no_grad()
+    def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids).logits
+
+
+def grow_and_compare(spec: dict[str, Any], target: dict[str, Any], scale_inputs: bool) -> dict[str, Any]:
+    """Grow, save ``grow/init`` (+ tokenizer) and return step-0 validation losses (small/grown/fresh)."""
+    from phiray.config import ModelConfig
+    from phiray.model.growth import grow_model, layer_map
+    from phiray.model.io import load_model, save_model
+    from phiray.model.presets import build_model, count_params
+    from phiray.train.data import TokenSource
+    from phiray.train.loop import evaluate
+
+    rd = RunDir(spec["run_root"], filesystem=spec["fs"])
+    target_cfg = ModelConfig(**target)
+    with rd.local_dir("pretrain/model", upload=False) as small_dir:
+        small = load_model(small_dir)
+    grown = grow_model(small, target_cfg, scale_inputs=scale_inputs)
+    fresh = build_model(target_cfg, seed=spec["seed"], eos_token_id=small.config.eos_token_id)
+    rd.remove(INIT_DIR)
+    with rd.local_dir(spec["tokenizer_dir"], upload=False) as tok_dir, rd.local_dir(INIT_DIR, download=False) as out:
+        save_model(grown, out, tokenizer_dir=tok_dir)
+    sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec["val_sources"].items()}
+    phase = spec["phase"]
+    n_rows = phase["eval_batches"] * phase["micro_batch_size"] * spec["train"]["num_workers"]
+    losses = {name: evaluate(_Evaluator(m), sources, n_rows, phase["micro_batch_size"], 0, 1)
+              for name, m in (("small", small), ("grown", grown), ("fresh", fresh))}
+    return {"step0": losses, "layer_map": layer_map(target_cfg.n_layer, small.config.num_hidden_layers),
+            "params": {"small": count_params(small), "grown": count_params(grown)}}
+
+
+def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    import ray
+
+    if not rd.exists("pretrain", "model", "config.json"):
+        raise RuntimeError("grow needs pretrain/model: run the pretrain stage first")
+    mixture = dict(cfg.grow.mixture) or dict(cfg.pretrain.mixture)
+    rd.remove("grow", "model")
+    # The spec is built against pretrain/model only to resolve sources; training starts from grow/init.
+    spec = build_spec(cfg, rd, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target, mixture=mixture)
+    resources = {"num_gpus": 1} if cfg.train.use_gpu else {}
+    task = ray.remote(num_cpus=1, **resources)(grow_and_compare)
+    growth = ray.get(task.remote(spec, cfg.grow.target.model_dump(mode="json"), cfg.grow.scale_inputs))
+    info = fit_phase(cfg, rd, "grow", init_from=INIT_DIR, model_cfg=cfg.grow.target, mixture=mixture)
+    step0 = {k: v.get("val_loss") for k, v in growth["step0"].items()}
+    return phase_manifest("grow", info, extra_metrics={"growth": growth},
+                          extra_headline={f"step0_{k}": v for k, v in step0.items()})

@@ -1,0 +1,226 @@
+"""tokenize: build the tokenizer, then pack every token source into fixed-length sequences.
+
+Sources (a missing upstream output is counted and skipped with a warning, never a crash):
+``code`` <- filter/documents (rows with ``kept`` when the column exists), ``textbooks`` <- synthesize/textbooks,
+``exercises`` <- synthesize/exercises (``verified`` rows; also packed as ``exercises_sft``: prompt ->
+completion with labels -100 on the prompt), ``unfiltered`` <- decontaminate/documents, plus
+``tokenize.extra_sources``. Each becomes ``tokenize/<source>/{train,val}/`` (Parquet via Ray Data, column
+``input_ids``: list<int32> of ``seq_len``; ``labels`` too for ``exercises_sft``); validation is a seeded
+document-level split. The tokenizer is saved in HF format at ``tokenize/tokenizer/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from phiray.config import RunConfig
+from phiray.data.packing import PackBatch, in_validation
+from phiray.model.tokenizer import build_tokenizer
+from phiray.rundir import Manifest, RunDir
+from phiray.train.data import TokenSource
+
+log = logging.getLogger("phiray")
+
+BUILTIN = {"code": "filter/documents", "textbooks": "synthesize/textbooks", "exercises": "synthesize/exercises",
+           "unfiltered": "decontaminate/documents"}
+# The tokenizer is trained on what the model is pretrained on (not on the unfiltered control corpus).
+BPE_SOURCES = ("code", "textbooks", "exercises")
+
+
+def _has_parquet(fs: pafs.FileSystem, path: str) -> bool:
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        return path.endswith(".parquet")
+    if info.type != pafs.FileType.Directory:
+        return False
+    return any(i.path.endswith(".parquet") for i in fs.get_file_info(pafs.FileSelector(path, recursive=True)))
+
+
+def resolve_sources(cfg: RunConfig, rd: RunDir) -> tuple[dict[str, tuple[pafs.FileSystem, str]], list[str]]:
+    """name -> (filesystem, path) of every source that exists; the names of those that do not."""
+    found: dict[str, tuple[pafs.FileSystem, str]] = {}
+    wanted: dict[str, tuple[pafs.FileSystem, str]] = {n: (rd.fs, rd.path(BUILTIN[n])) for n in cfg.tokenize.sources}
+    for name, location in cfg.tokenize.extra_sources.items():
+        if rd.exists(location):
+            wanted[name] = (rd.fs, rd.path(location))
+        elif "://" in location:
+            wanted[name] = pafs.FileSystem.from_uri(location)
+        else:
+            wanted[name] = (pafs.LocalFileSystem(), os.path.abspath(location))
+    skipped = []
+    for name, (fs, path) in wanted.items():
+        if _has_parquet(fs, path):
+            found[name] = (fs, path)
+        else:
+            log.warning("tokenize: source %r has no Parquet at %s (skipped)", name, path)
+            skipped.append(name)
+    return found, skipped
+
+
+def _columns(fs: pafs.FileSystem, path: str) -> tuple[list[str], int]:
+    """Column names and row count from Parquet metadata (no Ray Data execution needed)."""
+    files = _parquet_files(fs, path)
+    with fs.open_input_file(files[0]) as handle:
+        names = pq.ParquetFile(handle).schema_arrow.names
+    rows = 0
+    for file in files:
+        with fs.open_input_file(file) as handle:
+            rows += pq.ParquetFile(handle).metadata.num_rows
+    return names, rows
+
+
+def _parquet_files(fs: pafs.FileSystem, path: str) -> list[str]:
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        return [path]
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def _usable(table):
+    """Rows worth training on: kept code (when filter marks them), verified exercises, non-empty text."""
+    import pyarrow.compute as pc
+
+    mask = pc.invert(pc.is_null(table.column("text")))
+    for flag in ("kept", "verified"):
+        if flag in table.column_names:
+            mask = pc.and_(mask, pc.fill_null(table.column(flag), False))
+    return table.filter(mask)
+
+
+def _read(name: str, fs: pafs.FileSystem, path: str):
+    """The source as a Ray Data dataset (``text`` is required)."""
+    import ray.data
+
+    columns, _ = _columns(fs, path)
+    if "text" not in columns:
+        raise ValueError(f"tokenize: source {name!r} at {path} has no `text` column (columns: {sorted(columns)})")
+    return ray.data.read_parquet(path, filesystem=fs)
+
+
+def _texts(sources: dict[str, tuple[pafs.FileSystem, str]], max_chars: int) -> Iterator[str]:
+    """Texts for BPE training (read on the driver, where the trainer runs): the pretraining sources,
+    an equal share of ``max_chars`` characters each."""
+    names = [n for n in sources if n in BPE_SOURCES] or list(sources)
+    budget = max_chars // max(1, len(names))
+    for name in names:
+        fs, path = sources[name]
+        used = 0
+        for file in _parquet_files(fs, path):
+            with fs.open_input_file(file) as handle:
+                table = _usable(pq.read_table(handle))
+            for text in table.column("text").to_pylist():
+                if used >= budget:
+                    break
+                used += len(text)
+                yield text
+            if used >= budget:
+                break
+
+
+def _tokenizer_files(tokenizer) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+class _SplitPack:
+    """Ray Data batch function: usable rows, seeded train/val split, tokenize + pack each side; a ``split``
+    column routes the rows (the tokenizer travels as file bytes: workers need no run-dir access for it)."""
+
+    def __init__(self, files: dict[str, bytes], seq_len: int, mode: str, val_fraction: float, seed: int):
+        self.files, self.seq_len, self.mode = files, seq_len, mode
+        self.val_fraction, self.seed = val_fraction, seed
+        self._pack: PackBatch | None = None
+
+    def __call__(self, batch):
+        import hashlib
+
+        import pyarrow as pa
+
+        if self._pack is None:
+            digest = hashlib.sha256(b"".join(self.files[k] for k in sorted(self.files))).hexdigest()[:16]
+            local = Path(tempfile.gettempdir()) / f"phiray-tokenizer-{digest}"
+            if not local.exists():
+                staging = Path(tempfile.mkdtemp(prefix="phiray-tok-"))
+                for name, data in self.files.items():
+                    (staging / name).write_bytes(data)
+                try:
+                    os.replace(staging, local)
+                except OSError:  # another task on this node won the race: its copy is identical
+                    pass
+            self._pack = PackBatch(str(local), self.seq_len, self.mode)
+        batch = _usable(batch)
+        texts = batch.column("text").to_pylist()
+        ids = batch.column("id").to_pylist() if "id" in batch.column_names else texts
+        is_val = [in_validation(str(i), self.val_fraction, self.seed) for i in ids]
+        parts = []
+        for split, want in (("train", False), ("val", True)):
+            packed = self._pack(batch.filter(pa.array([v == want for v in is_val], type=pa.bool_())))
+            parts.append(packed.append_column("split", pa.array([split] * packed.num_rows, type=pa.string())))
+        return pa.concat_tables(parts)
+
+
+def pack_source(ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfig, mode: str) -> dict[str, int]:
+    """One Ray Data pass: tokenize, split, pack, write ``out/train`` and ``out/val``; sequence counts."""
+    fn = _SplitPack(files, cfg.tokenize.seq_len, mode, cfg.tokenize.val_fraction, cfg.run.seed)
+    packed = ds.map_batches(fn, batch_format="pyarrow", batch_size=cfg.tokenize.batch_size, zero_copy_batch=False)
+    staging = f"{out}/_by_split"
+    packed.write_parquet(rd.path(staging), filesystem=rd.fs, partition_cols=["split"])
+    counts = {}
+    for split in ("train", "val"):
+        if rd.exists(staging, f"split={split}"):
+            rd.fs.move(rd.path(staging, f"split={split}"), rd.path(out, split))
+        counts[split] = len(TokenSource(rd.fs, rd.path(out, split))) if rd.exists(out, split) else 0
+    rd.remove(staging)
+    return counts
+
+
+def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    sources, skipped = resolve_sources(cfg, rd)
+    if not sources:
+        raise RuntimeError("tokenize: no token source found (run filter/synthesize/decontaminate first, "
+                           "or name tokenize.extra_sources)")
+    for name in rd.listdir("tokenize"):
+        if name != "_manifest.json":
+            rd.remove("tokenize", name)
+    texts = _texts(sources, cfg.tokenizer.train_max_chars) if cfg.tokenizer.kind == "bpe" else None
+    tokenizer = build_tokenizer(cfg.tokenizer.kind, cfg.tokenizer.vocab_size, texts, cfg.tokenizer.name_or_path,
+                                model_max_length=cfg.tokenize.seq_len)
+    with rd.local_dir("tokenize/tokenizer") as local:
+        tokenizer.save_pretrained(local)
+    files = _tokenizer_files(tokenizer)
+    seq_len = cfg.tokenize.seq_len
+    stats: dict[str, Any] = {}
+    for name, (fs, path) in sources.items():
+        ds = _read(name, fs, path)
+        columns, n_docs = _columns(fs, path)
+        stats[name] = {"documents": n_docs, **pack_source(ds, rd, f"tokenize/{name}", files, cfg, "stream")}
+        if name == "exercises":
+            has_pairs = {"prompt", "solution"} <= set(columns)
+            if has_pairs:
+                stats["exercises_sft"] = {"documents": n_docs, **pack_source(
+                    ds, rd, "tokenize/exercises_sft", files, cfg, "examples")}
+            else:
+                log.warning("tokenize: exercises have no prompt/solution columns; exercises_sft skipped")
+                skipped.append("exercises_sft")
+    for entry in stats.values():
+        entry["train_tokens"] = entry.get("train", 0) * seq_len
+        entry["val_tokens"] = entry.get("val", 0) * seq_len
+    outputs = ["tokenize/tokenizer"] + [f"tokenize/{n}/{s}" for n in stats for s in ("train", "val")
+                                        if rd.exists("tokenize", n, s)]
+    return Manifest(
+        stage="tokenize",
+        rows={f"{n}_{s}_sequences": e.get(s, 0) for n, e in stats.items() for s in ("train", "val")},
+        metrics={"sources": stats, "skipped_sources": skipped, "seq_len": seq_len, "tokenizer_kind": cfg.tokenizer.kind,
+                 "tokenizer_size": len(tokenizer), "eos_token_id": tokenizer.eos_token_id},
+        headline={"train_tokens": sum(e["train_tokens"] for e in stats.values()), "sources": len(stats),
+                  "skipped": len(skipped), "vocab": len(tokenizer)},
+        outputs=outputs,
+    )

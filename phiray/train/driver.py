@@ -1,0 +1,177 @@
+"""Driver side of training: resolve token sources, build the worker spec, run Ray Train, read results.
+
+``fit_phase(cfg, rd, phase, init_from)`` is what every training stage calls (pretrain, grow, finetune,
+control); the sweep helper can call it too, or build a spec with :func:`build_spec` and run
+:func:`phiray.train.loop.train_single_process` inside a Tune trial (``mixture=`` overrides the weights).
+
+Fault tolerance: ``FailureConfig(max_failures=train.max_failures)`` restarts the worker group after a
+worker dies; the loop resumes from the last reported checkpoint (``<stage>/checkpoints/<name>/``, kept
+two deep). The run name hashes the spec, so a changed config never resumes a stale run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+from typing import Any
+
+from phiray.config import ModelConfig, RunConfig
+from phiray.rundir import RunDir
+
+log = logging.getLogger("phiray")
+
+TOKENIZER_DIR = "tokenize/tokenizer"
+
+
+def source_paths(rd: RunDir, name: str) -> tuple[str, str] | None:
+    """(train, val) relative paths of a packed source, or None when tokenize did not produce it."""
+    train, val = f"tokenize/{name}/train", f"tokenize/{name}/val"
+    if not rd.exists(train) or not any(f.endswith(".parquet") for f in rd.listdir(train)):
+        return None
+    return train, val
+
+
+def resolve_mixture(rd: RunDir, mixture: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    """Normalised weights over the sources that exist (missing ones are skipped with a warning)."""
+    if not mixture:
+        raise ValueError("empty mixture: name at least one token source")
+    present = {n: w for n, w in mixture.items() if w > 0 and source_paths(rd, n) is not None}
+    missing = sorted(n for n, w in mixture.items() if w > 0 and n not in present)
+    for name in missing:
+        log.warning("training: token source %r not found under tokenize/ (skipped)", name)
+    if not present:
+        raise ValueError(f"no token source of the mixture {sorted(mixture)} exists under {rd.path('tokenize')}: "
+                         "run the tokenize stage first")
+    total = sum(present.values())
+    return {n: w / total for n, w in present.items()}, missing
+
+
+def _seq_len(rd: RunDir, train_path: str) -> int:
+    import pyarrow.parquet as pq
+
+    first = sorted(f for f in rd.listdir(train_path) if f.endswith(".parquet"))[0]
+    with rd.fs.open_input_file(rd.path(train_path, first)) as handle:
+        table = pq.read_table(handle, columns=["input_ids"])
+    return len(table.column("input_ids")[0]) if table.num_rows else 0
+
+
+def _tokenizer_info(rd: RunDir) -> tuple[int, int]:
+    from phiray.model.tokenizer import load_tokenizer
+
+    with rd.local_dir(TOKENIZER_DIR, upload=False) as local:
+        tok = load_tokenizer(local)
+    return len(tok), tok.eos_token_id
+
+
+def build_spec(cfg: RunConfig, rd: RunDir, phase: str, *, stage: str | None = None, init_from: str | None = None,
+               model_cfg: ModelConfig | None = None, mixture: dict[str, float] | None = None,
+               output_dir: str | None = None) -> dict[str, Any]:
+    """The plain dict every worker receives (see :mod:`phiray.train.loop`)."""
+    stage = stage or phase
+    phase_cfg = cfg.section(phase)
+    weights, missing = resolve_mixture(rd, mixture if mixture is not None else dict(phase_cfg.mixture))
+    eval_names = list(dict.fromkeys(list(weights) + list(phase_cfg.eval_sources)))
+    val = {n: source_paths(rd, n)[1] for n in eval_names
+           if source_paths(rd, n) is not None and rd.exists(source_paths(rd, n)[1])}
+    seq_len = _seq_len(rd, source_paths(rd, next(iter(weights)))[0])
+    vocab_len, eos = _tokenizer_info(rd)
+    mc = model_cfg or cfg.model
+    if init_from is None:
+        if seq_len > mc.n_ctx:
+            raise ValueError(f"tokenize.seq_len ({seq_len}) exceeds model.n_ctx ({mc.n_ctx})")
+        if vocab_len > mc.vocab_size:
+            raise ValueError(f"tokenizer has {vocab_len} tokens but model.vocab_size is {mc.vocab_size}")
+    return {
+        "stage": stage, "run_root": rd.root, "fs": rd.fs, "seed": cfg.run.seed,
+        "model": mc.model_dump(mode="json"), "init_from": init_from, "eos_token_id": eos,
+        "phase": phase_cfg.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json"),
+        "train_sources": {n: source_paths(rd, n)[0] for n in weights}, "val_sources": val,
+        "mixture": weights, "missing_sources": missing, "seq_len": seq_len,
+        "tokenizer_dir": TOKENIZER_DIR, "output_dir": output_dir or f"{stage}/model",
+        "workers_dir": f"{stage}/checkpoints/workers",
+    }
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    blob = json.dumps({k: v for k, v in spec.items() if k != "fs"}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def make_trainer(spec: dict[str, Any], rd: RunDir):
+    """A ``TorchTrainer`` for ``spec`` (gloo on CPU, nccl on GPU; checkpoints in the run dir)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from phiray.train.loop import train_loop_per_worker
+
+    train = spec["train"]
+    resources = {"CPU": train["cpus_per_worker"]} | ({"GPU": 1} if train["use_gpu"] else {})
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=spec,
+        scaling_config=ScalingConfig(num_workers=train["num_workers"], use_gpu=train["use_gpu"],
+                                     resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if train["use_gpu"] else "gloo"),
+        run_config=TrainRunConfig(
+            name=f"{spec['stage']}-{spec_hash(spec)}",
+            storage_path=rd.path(spec["stage"], "checkpoints"), storage_filesystem=rd.fs,
+            failure_config=FailureConfig(max_failures=train["max_failures"]),
+            checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+
+
+def summarize(history: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers of a history: first/last validation loss, last train record, throughput."""
+    val, train = history.get("val", []), history.get("train", [])
+    out: dict[str, Any] = {}
+    if val:
+        out["val_loss_start"], out["val_loss_final"] = val[0].get("val_loss"), val[-1].get("val_loss")
+    if train:
+        out["train_loss_final"] = train[-1]["loss"]
+        rates = [r["tokens_per_s"] for r in train[1:]] or [train[0]["tokens_per_s"]]
+        out["tokens_per_s"] = sum(rates) / len(rates)
+        mfus = [r["mfu"] for r in train if r.get("mfu") is not None]
+        out["mfu"] = sum(mfus) / len(mfus) if mfus else None
+    return out
+
+
+def fit_phase(cfg: RunConfig, rd: RunDir, phase: str, init_from: str | None = None, *, stage: str | None = None,
+              model_cfg: ModelConfig | None = None, mixture: dict[str, float] | None = None,
+              output_dir: str | None = None) -> dict[str, Any]:
+    """Train one phase on Ray Train; returns the training info the final model was saved with."""
+    spec = build_spec(cfg, rd, phase, stage=stage, init_from=init_from, model_cfg=model_cfg, mixture=mixture,
+                      output_dir=output_dir)
+    log.info("%s: training on %s for %d steps (%s, %d workers)", spec["stage"], spec["mixture"],
+             spec["phase"]["max_steps"], spec["train"]["strategy"], spec["train"]["num_workers"])
+    result = make_trainer(spec, rd).fit()
+    if getattr(result, "error", None):
+        raise RuntimeError(f"{spec['stage']}: training failed: {result.error}")
+    info = rd.read_json(posixpath.join(spec["output_dir"], "phiray_training.json"))
+    info["missing_sources"] = spec["missing_sources"]
+    info["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    info["summary"] = summarize(info["history"])
+    return info
+
+
+def phase_manifest(stage: str, info: dict[str, Any], extra_metrics: dict[str, Any] | None = None,
+                   extra_headline: dict[str, Any] | None = None) -> "Manifest":
+    """The manifest of a training stage: curves, throughput, mixture, resumes; headline = losses."""
+    from phiray.rundir import Manifest
+
+    history, summary = info["history"], info["summary"]
+    metrics = {
+        "curve": {"train": history["train"], "val": history["val"]},
+        "summary": summary, "mixture": info["mixture"], "sequences_seen": history.get("sources", {}),
+        "resumes": history.get("resumes", []), "missing_sources": info.get("missing_sources", []),
+        "engine_global_steps": info.get("engine_global_steps"), "strategy": info.get("strategy"),
+        "precision": info.get("precision"), "attn_implementation": info.get("attn_implementation"),
+        "world_size": info.get("world_size"), "n_params_non_embedding": info.get("n_params_non_embedding"),
+        "checkpoint": info.get("checkpoint"),
+    } | (extra_metrics or {})
+    headline = {"steps": info["steps"], "val_loss_start": summary.get("val_loss_start"),
+                "val_loss_final": summary.get("val_loss_final"), "tokens_per_s": summary.get("tokens_per_s")}
+    return Manifest(stage=stage, rows={"steps": info["steps"], "restarts": len(history.get("resumes", []))},
+                    metrics=metrics, headline=headline | (extra_headline or {}),
+                    outputs=[f"{stage}/model", f"{stage}/checkpoints"])
