@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(stage.name, help=stage.help + note, description=stage.help,
                            epilog=_config_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_config_args(p)
+        if stage.name == "sweep":  # sugar for the override sweep.resume=true (Tuner.restore of sweep/tune)
+            p.add_argument("--resume", action="store_true", help="Resume the interrupted sweep in the run dir.")
     for name, (module, text) in COMMANDS.items():
         if not _module_exists(module):
             sub.add_parser(name, help=text + " (not available yet)")
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"phiray: {args.command} is not available yet", file=sys.stderr)
                 return 2
             return int(importlib.import_module(module).main(args) or 0)
+        if getattr(args, "resume", False):
+            args.overrides.append("sweep.resume=true")
         cfg, rd = resolve_config(args)
         if args.command == "config":
             print(cfg.to_yaml(), end="")

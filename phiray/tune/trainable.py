@@ -1,0 +1,148 @@
+"""One sweep trial: a short proxy pretrain with phiray's training loop, reporting to Ray Tune.
+
+``run_trial(config, context)`` is the Tune function trainable (wrapped by ``tune.with_parameters``).
+``config["point"]`` is the trial's point (see :mod:`phiray.tune.space`); ``context["specs"][point_id]`` the
+worker spec :func:`phiray.train.driver.build_spec` made in the driver (mixture, proxy model, phase, paths
+of the already-packed shards: nothing is re-tokenised). The loop is :class:`phiray.train.loop.Trainer`
+in this process (world size 1, plain PyTorch), with the reports going to ``ray.tune.report``:
+validation loss per source every ``eval_every`` steps, pass@1 on held-out exercises when due, and the
+sequences drawn per source so far (the data loader's own count: proof that the weights reached it).
+
+Resume: with ``context["checkpoint"]`` every report carries a checkpoint (engine + loop state); a trial
+restored by ``Tuner.restore`` continues from it. Every attempt leaves a record under
+``sweep/trials/<trial_id>/`` (start step, last step, steps trained, whether it finished), and a finished
+trial writes ``final.json`` *before* its last report: a trial that Tune re-schedules after a driver kill
+although it had finished only re-reports that record and trains nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+from phiray.rundir import RunDir
+
+TRIALS_DIR = "sweep/trials"
+
+
+class TrialRecord:
+    """Attempt records of one trial in the run dir (plain JSON: readable after any kill)."""
+
+    def __init__(self, rd: RunDir, trial_id: str):
+        self.rd, self.dir = rd, f"{TRIALS_DIR}/{trial_id}"
+        self.attempt: dict[str, Any] = {}
+
+    def final(self) -> dict[str, Any] | None:
+        path = f"{self.dir}/final.json"
+        return self.rd.read_json(path) if self.rd.exists(path) else None
+
+    def start(self, step: int, replayed: bool = False) -> None:
+        index = sum(1 for name in self.rd.listdir(self.dir) if name.startswith("attempt-"))
+        self.attempt = {"attempt": index, "pid": os.getpid(), "start_step": step, "last_step": step,
+                        "steps_trained": 0, "finished": False, "replayed": replayed, "started_at": time.time()}
+        self._write()
+
+    def progress(self, step: int) -> None:
+        self.attempt.update(last_step=step, steps_trained=step - self.attempt["start_step"])
+        self._write()
+
+    def finish(self, metrics: dict[str, Any]) -> None:
+        """Called before the last report: from here on the trial counts as done."""
+        self.rd.write_json(f"{self.dir}/final.json", metrics)
+        self.attempt["finished"] = True
+        self._write()
+
+    def _write(self) -> None:
+        self.rd.write_json(f"{self.dir}/attempt-{self.attempt['attempt']:03d}.json", self.attempt)
+
+
+def read_attempts(rd: RunDir, trial_id: str) -> list[dict[str, Any]]:
+    directory = f"{TRIALS_DIR}/{trial_id}"
+    return [rd.read_json(f"{directory}/{name}") for name in rd.listdir(directory) if name.startswith("attempt-")]
+
+
+class HeldoutPassAt1:
+    """pass@1 of the model on a few held-out exercises: greedy completions scored in the sandbox."""
+
+    def __init__(self, rows: list[dict[str, Any]], rd: RunDir, tokenizer_dir: str, sandbox: dict[str, Any],
+                 max_new_tokens: int):
+        from phiray.config import SandboxConfig
+        from phiray.evals.benchmarks import load_exercises
+        from phiray.model.tokenizer import load_tokenizer
+        from phiray.sandbox import Sandbox
+
+        self.tasks = load_exercises(rows)
+        with rd.local_dir(tokenizer_dir, upload=False) as local:
+            self.tokenizer = load_tokenizer(local)
+        self.sandbox = Sandbox(SandboxConfig(**sandbox))
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(self, model) -> dict[str, float]:
+        from phiray.evals.benchmarks import STOP_SEQUENCES
+        from phiray.evals.scoring import score_samples, truncate
+        from phiray.model.generate import Generator, SamplingParams
+
+        device = str(next(model.parameters()).device)
+        engine = Generator(model, self.tokenizer, device=device)
+        params = SamplingParams(max_tokens=self.max_new_tokens, temperature=0.0, stop=STOP_SEQUENCES)
+        outputs = engine.generate([t.prompt for t in self.tasks], params)
+        samples = [{"task_id": t.task_id, "completion": truncate(c[0].text)} for t, c in zip(self.tasks, outputs)]
+        summary, _ = score_samples(self.tasks, samples, self.sandbox, [1])
+        return {"pass@1": float(summary.get("pass@1", 0.0)), "pass@1_tasks": len(self.tasks)}
+
+
+def _pass_due(step: int, max_steps: int, every: int, objective: str) -> bool:
+    return objective.startswith("pass@") or step >= max_steps or (every > 0 and step % every == 0)
+
+
+def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
+    """The Tune function trainable (see the module docstring)."""
+    import torch
+    from ray import tune
+
+    from phiray.train.loop import Trainer
+
+    point = config["point"]
+    spec = context["specs"][point["id"]]
+    torch.set_num_threads(context["threads"])  # the trial's CPU share, not every core of the node
+    rd = RunDir(spec["run_root"], filesystem=spec["fs"])
+    record = TrialRecord(rd, tune.get_context().get_trial_id())
+    final = record.final()
+    if final is not None:
+        record.start(int(final.get("step", 0)), replayed=True)
+        tune.report(final)
+        return
+    trainer = Trainer(spec, 0, 1, distributed=False)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.restore(directory)
+    record.start(trainer.step)
+    max_steps = spec["phase"]["max_steps"]
+    scorer = HeldoutPassAt1(context["heldout"], rd, spec["tokenizer_dir"], context["sandbox"],
+                            context["max_new_tokens"]) if context["heldout"] else None
+
+    def report(metrics: dict[str, Any], directory: str | None) -> None:
+        step = int(metrics["step"])
+        out = {k: v for k, v in metrics.items() if v is not None}
+        out.update({f"sequences/{k}": v for k, v in trainer.history["sources"].items()})
+        out["point_id"] = point["id"]
+        if scorer is not None and _pass_due(step, max_steps, context["pass_every"], context["objective"]):
+            out.update(scorer(trainer.engine.module))
+        record.progress(step)
+        if step >= max_steps:
+            record.finish(out)
+        if not context["checkpoint"] or step == 0:
+            tune.report(out)
+            return
+        # Engine + loop state only (the loop's own checkpoints also write HF weights: not needed here).
+        with tempfile.TemporaryDirectory(prefix="phiray-trial-") as tmp:
+            trainer.save(tmp)
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    if trainer.step >= max_steps:  # restored from the last checkpoint of a trial that had finished
+        report(trainer.history["val"][-1] | {"step": trainer.step}, None)
+        return
+    trainer.run(report, checkpoint_every=None)  # reports at every evaluation (sweep.eval_every)
