@@ -138,7 +138,7 @@ class TeacherConfig(Section):
     model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
     api: Literal["chat", "completions"] = Field("chat", description="Chat or completion API.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (never stored).")
-    concurrency: int = Field(32, ge=1, description="Requests in flight at once.")
+    concurrency: int = Field(32, ge=1, description="Requests in flight at once, per client (per synthesize generation actor).")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(6, ge=0, description="Retries on 429/5xx/timeouts, with backoff honouring Retry-After.")
     backoff_base_s: float = Field(0.5, gt=0, description="First backoff delay; doubles each retry, with jitter.")
