@@ -84,7 +84,10 @@ class OpenAITeacher:
     def _client(self) -> Any:
         import openai
 
-        api_key = os.environ.get(self.cfg.api_key_env) or "unused"  # local servers accept any key
+        api_key = os.environ.get(self.cfg.api_key_env)
+        if not api_key and self.cfg.base_url is None:
+            log.warning("teacher: $%s is not set; OpenAI will refuse every request (http_401)", self.cfg.api_key_env)
+        api_key = api_key or "unused"  # local OpenAI-compatible servers accept any key
         limits = _limits_type()(max_connections=self.cfg.concurrency, max_keepalive_connections=self.cfg.concurrency)
         http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.cfg.timeout_s)
         return openai.AsyncOpenAI(api_key=api_key, base_url=self.cfg.base_url, max_retries=0,
