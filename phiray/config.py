@@ -93,6 +93,7 @@ class AnnotateConfig(Section):
     annotator: Literal["heuristic", "llm"] = Field("heuristic", description="Who labels educational value.")
     sample_size: int = Field(2000, ge=10, description="Documents drawn (seeded) for labelling.")
     max_chars: int = Field(6000, description="Characters of each document shown to the annotator.")
+    cache_dir: str | None = Field(None, description="Local directory for the LLM annotator's request cache (default: <run>/annotate/cache).")
 
 
 class EmbedConfig(Section):
@@ -103,6 +104,7 @@ class EmbedConfig(Section):
     batch_size: int = Field(32, ge=1, description="Documents per embedding batch.")
     max_length: int = Field(256, ge=8, description="Tokens per document seen by the embedder.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the embedder runs.")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads per embedder process (None: torch's default; 1 for one-core actors).")
 
 
 class ClassifyConfig(Section):
@@ -112,6 +114,7 @@ class ClassifyConfig(Section):
     min_samples_leaf: int = Field(1, ge=1, description="Minimum samples per leaf.")
     class_weight: Literal["balanced", "none"] = Field("balanced", description="Class weighting of the forest.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Held-out fraction for precision/recall/F1/ROC-AUC.")
+    n_jobs: int | None = Field(None, description="Threads scikit-learn uses to fit the forest (None: 1).")
 
 
 class FilterConfig(Section):

@@ -1,0 +1,101 @@
+"""classify: embed the labelled sample and fit a random forest (phi-1's choice) on a train split.
+
+Precision, recall, F1 and ROC-AUC on the held-out split go to the manifest (and ``phiray status``). The
+embedding + fit runs as one Ray task, so on a cluster it lands where the resources (a GPU) are. The
+model is saved with joblib in ``classify/model/`` beside ``meta.json`` (embedder config, label rule).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+
+import numpy as np
+
+from phiray.config import RunConfig
+from phiray.data import docio
+from phiray.rundir import Manifest, RunDir
+
+log = logging.getLogger("phiray")
+MODEL_FILE, META_FILE = "forest.joblib", "meta.json"
+
+
+def fit_and_evaluate(texts: list[str], labels: list[int], cfg: RunConfig) -> tuple[bytes, dict]:
+    """Embed, split (stratified, seeded), fit, evaluate. Returns (joblib bytes of the forest, metrics)."""
+    import joblib
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    from phiray.data.embed import make_embedder
+
+    y = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < 2:
+        raise ValueError(f"classify: the labels have {counts[0]} negatives and {counts[1]} positives; need >= 2 of each "
+                         f"(adjust classify.positive_min_score={cfg.classify.positive_min_score} or annotate.sample_size)")
+    x = make_embedder(cfg.embed).embed(texts)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=cfg.classify.test_fraction, random_state=cfg.run.seed, stratify=y)
+    cc = cfg.classify
+    forest = RandomForestClassifier(
+        n_estimators=cc.n_estimators, max_depth=cc.max_depth, min_samples_leaf=cc.min_samples_leaf,
+        class_weight=None if cc.class_weight == "none" else cc.class_weight, random_state=cfg.run.seed,
+        n_jobs=cc.n_jobs)
+    forest.fit(x_train, y_train)
+    proba = forest.predict_proba(x_test)[:, 1]
+    pred = (proba >= 0.5).astype(np.int64)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_test, pred, average="binary", zero_division=0)
+    metrics = {
+        "precision": round(float(precision), 4), "recall": round(float(recall), 4), "f1": round(float(f1), 4),
+        "roc_auc": round(float(roc_auc_score(y_test, proba)), 4) if len(set(y_test)) == 2 else None,
+        "accuracy": round(float(accuracy_score(y_test, pred)), 4),
+        "n_train": int(len(y_train)), "n_test": int(len(y_test)), "positive_rate": round(float(y.mean()), 4),
+        "embedding_dim": int(x.shape[1]),
+    }
+    buf = io.BytesIO()
+    joblib.dump(forest, buf)
+    return buf.getvalue(), metrics
+
+
+def load_forest(rd: RunDir):
+    """(forest, meta) saved by this stage."""
+    import joblib
+
+    with rd.local_dir("classify/model", upload=False) as d:
+        forest = joblib.load(os.path.join(d, MODEL_FILE))
+        with open(os.path.join(d, META_FILE)) as fh:
+            meta = json.load(fh)
+    return forest, meta
+
+
+def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    import ray
+
+    labels = docio.read_docs(rd, "annotate", "labels").select_columns(["id", "text", "score"]).take_all()
+    labels.sort(key=lambda r: r["id"])  # the split depends on the seed only, not on block order
+    texts = [r["text"] for r in labels]
+    y = [int(r["score"] >= cfg.classify.positive_min_score) for r in labels]
+    num_gpus = 1 if cfg.embed.device == "cuda" else 0
+    task = ray.remote(num_cpus=1, num_gpus=num_gpus)(fit_and_evaluate)
+    model_bytes, metrics = ray.get(task.remote(texts, y, cfg))
+    rd.remove("classify", "model")
+    with rd.local_dir("classify/model") as d:
+        with open(os.path.join(d, MODEL_FILE), "wb") as fh:
+            fh.write(model_bytes)
+        meta = {"embed": cfg.embed.model_dump(mode="json"), "positive_min_score": cfg.classify.positive_min_score,
+                "metrics": metrics, "classes": [0, 1]}
+        with open(os.path.join(d, META_FILE), "w") as fh:
+            json.dump(meta, fh, indent=2)
+    log.info("classify: held-out %s", metrics)
+    return Manifest(
+        stage="classify",
+        rows={"labelled": len(labels), "train": metrics["n_train"], "test": metrics["n_test"],
+              "positives": int(sum(y))},
+        metrics={"heldout": metrics, "embed": cfg.embed.model_dump(mode="json"),
+                 "forest": cfg.classify.model_dump(mode="json")},
+        headline={k: metrics[k] for k in ("precision", "recall", "f1", "roc_auc")},
+        outputs=["classify/model"],
+    )

@@ -1,0 +1,65 @@
+"""decontaminate: drop documents sharing a long n-gram with HumanEval/MBPP prompts and solutions.
+
+Writes the *unfiltered* clean corpus to ``decontaminate/documents`` (the control model trains on it) and
+the dropped documents to ``decontaminate/rejected`` with ``contaminated_by`` (matching task ids).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+
+from phiray.config import RunConfig
+from phiray.data import docio, ngrams
+from phiray.rundir import Manifest, RunDir
+
+log = logging.getLogger("phiray")
+
+
+def _check(table: pa.Table, index: dict[int, str], n: int) -> pa.Table:
+    found = [",".join(ngrams.matches(t, index, n)) for t in table["text"].to_pylist()]
+    table = table.append_column("contaminated_by", pa.array(found, pa.string()))
+    return table.append_column("reason", pa.array(["contaminated" if f else "" for f in found], pa.string()))
+
+
+def load_benchmarks(cfg: RunConfig) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    tasks: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    for name in cfg.decontaminate.benchmarks:
+        if name == "humaneval":
+            found = ngrams.humaneval_tasks()
+        else:
+            try:
+                found = ngrams.mbpp_tasks(cfg.decontaminate.mbpp_path)
+            except FileNotFoundError as err:
+                if cfg.decontaminate.mbpp_path:  # asked for explicitly: a wrong path is an error
+                    raise
+                log.warning("decontaminate: %s; MBPP skipped", err)
+                found = []
+        counts[name] = len(found)
+        tasks += found
+    return tasks, counts
+
+
+def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+
+    n = cfg.decontaminate.ngram
+    tasks, per_benchmark = load_benchmarks(cfg)
+    index = ngrams.build_index(tasks, n)
+    docs = docio.read_docs(rd, "dedup", spread=True)
+    checked = docs.map_batches(_check, fn_kwargs={"index": index, "n": n}, batch_format="pyarrow",
+                               batch_size=64).materialize()
+    clean, dirty = docio.split_by(checked, "reason", "")
+    docio.write_docs(docio.drop_columns(clean, ["reason", "contaminated_by"]), rd, "decontaminate", "documents")
+    docio.write_docs(dirty, rd, "decontaminate", "rejected")
+    matched = docio.value_counts(docio.read_docs(rd, "decontaminate", "rejected"), "contaminated_by")
+    n_in, n_dirty = checked.count(), sum(matched.values())
+    log.info("decontaminate: %d of %d documents matched benchmark %d-grams", n_dirty, n_in, n)
+    return Manifest(
+        stage="decontaminate",
+        rows={"in": n_in, "kept": n_in - n_dirty, "contaminated": n_dirty},
+        metrics={"ngram": n, "benchmark_tasks": per_benchmark, "index_ngrams": len(index), "matched_tasks": matched},
+        headline={"kept": n_in - n_dirty, "contaminated": n_dirty},
+        outputs=["decontaminate/documents", "decontaminate/rejected"],
+    )

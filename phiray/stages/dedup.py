@@ -1,0 +1,126 @@
+"""dedup: exact (whitespace-normalised hash) and near-duplicate (MinHash + LSH) removal on Ray Data.
+
+1. ``map_batches`` adds each document's normalised hash and MinHash signature (datasketch).
+2. Exact: ``groupby(norm_hash)`` keeps one representative per hash (smallest path, then id).
+3. Near: each survivor emits one row per LSH band key; ``groupby(band)`` verifies candidate pairs by
+   estimated Jaccard inside each bucket; the (small) verified edges are clustered with a union-find on
+   the driver; the smallest id of a cluster is its representative.
+Rejected rows go to ``dedup/rejected`` with ``dup_of`` (the representative's id) and ``reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+
+from phiray.config import RunConfig
+from phiray.data import docio, minhash
+from phiray.rundir import Manifest, RunDir
+
+log = logging.getLogger("phiray")
+
+
+def _sign(table: pa.Table, num_perm: int, shingle_size: int) -> pa.Table:
+    """Adds ``norm_hash`` and ``minhash`` (uint64 list) to a batch of documents."""
+    texts = table["text"].to_pylist()
+    sigs = [minhash.signature(t, num_perm, shingle_size) for t in texts]
+    table = table.append_column("norm_hash", pa.array([minhash.normalized_hash(t) for t in texts], pa.string()))
+    return table.append_column("minhash", pa.array([s.tolist() for s in sigs], pa.list_(pa.uint64())))
+
+
+def _pick_exact(group: pa.Table) -> pa.Table:
+    """Within one norm_hash group: the first by (path, id) is kept (dup_of ""), the rest point to it."""
+    order = sorted(range(group.num_rows), key=lambda i: (group["path"][i].as_py(), group["id"][i].as_py()))
+    group = group.take(order)
+    rep = group["id"][0].as_py()
+    dup_of = [""] + [rep] * (group.num_rows - 1)
+    return group.append_column("dup_of", pa.array(dup_of, pa.string()))
+
+
+def _explode_bands(table: pa.Table, bands: int, rows: int) -> pa.Table:
+    ids, sigs = table["id"].to_pylist(), table["minhash"].to_pylist()
+    out_ids, out_keys, out_sigs = [], [], []
+    for doc, sig in zip(ids, sigs):
+        for key in minhash.band_keys(sig, bands, rows):
+            out_ids.append(doc)
+            out_keys.append(key)
+            out_sigs.append(sig)
+    return pa.table({"id": pa.array(out_ids, pa.string()), "band": pa.array(out_keys, pa.string()),
+                     "minhash": pa.array(out_sigs, pa.list_(pa.uint64()))})
+
+
+def _bucket_edges(group: pa.Table, threshold: float) -> pa.Table:
+    empty = pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.string()),
+                      "similarity": pa.array([], pa.float64())})
+    if group.num_rows < 2:
+        return empty
+    members = [(d, np.asarray(s, dtype=np.uint64)) for d, s in zip(group["id"].to_pylist(), group["minhash"].to_pylist())]
+    pairs = minhash.verified_pairs(members, threshold)
+    if not pairs:
+        return empty
+    a, b, sim = zip(*pairs)
+    return pa.table({"a": pa.array(a, pa.string()), "b": pa.array(b, pa.string()), "similarity": pa.array(sim)})
+
+
+def _mark_near(table: pa.Table, rep_of: dict[str, str]) -> pa.Table:
+    dup_of = [rep_of.get(d, d) for d in table["id"].to_pylist()]
+    dup_of = [r if r != d else "" for r, d in zip(dup_of, table["id"].to_pylist())]
+    table = table.set_column(table.column_names.index("dup_of"), "dup_of", pa.array(dup_of, pa.string()))
+    return table.set_column(table.column_names.index("reason"), "reason",
+                            pa.array(["near_duplicate" if r else "" for r in dup_of], pa.string()))
+
+
+def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    dc = cfg.dedup
+    docs = docio.read_docs(rd, "ingest", spread=True)
+    n_in = docs.count()
+    signed = docs.map_batches(_sign, fn_kwargs={"num_perm": dc.num_perm, "shingle_size": dc.shingle_size},
+                              batch_format="pyarrow", batch_size=32).materialize()
+    if dc.exact:
+        marked = signed.groupby("norm_hash", num_partitions=_partitions()).map_groups(_pick_exact, batch_format="pyarrow")
+    else:
+        marked = signed.map_batches(lambda t: t.append_column("dup_of", pa.array([""] * t.num_rows, pa.string())),
+                                    batch_format="pyarrow")
+    marked = marked.map_batches(lambda t: t.append_column(
+        "reason", pa.array(["exact_duplicate" if d else "" for d in t["dup_of"].to_pylist()], pa.string())),
+        batch_format="pyarrow").materialize()
+    survivors, exact_rejects = docio.split_by(marked, "dup_of", "")
+    bands, rows = minhash.lsh_params(dc.threshold, dc.num_perm)
+    rep_of: dict[str, str] = {}
+    n_edges = 0
+    if dc.near:
+        survivors = survivors.materialize()
+        edges = (survivors.map_batches(_explode_bands, fn_kwargs={"bands": bands, "rows": rows}, batch_format="pyarrow")
+                 .groupby("band", num_partitions=_partitions()).map_groups(_bucket_edges, fn_kwargs={"threshold": dc.threshold}, batch_format="pyarrow")
+                 .take_all())
+        n_edges = len(edges)
+        rep_of = minhash.cluster_pairs((e["a"], e["b"], e["similarity"]) for e in edges)
+        survivors = survivors.map_batches(_mark_near, fn_kwargs={"rep_of": rep_of}, batch_format="pyarrow").materialize()
+    kept, near_rejects = docio.split_by(survivors, "dup_of", "")
+    internal = ["norm_hash", "minhash"]
+    kept = docio.drop_columns(kept, internal + ["reason"])
+    rejected = docio.drop_columns(exact_rejects.union(near_rejects), internal)
+    docio.write_docs(kept, rd, "dedup", "documents")
+    docio.write_docs(rejected, rd, "dedup", "rejected")
+    counts = docio.value_counts(docio.read_docs(rd, "dedup", "rejected"), "reason")
+    n_kept = docio.read_docs(rd, "dedup").count()
+    log.info("dedup: %d -> %d documents (%s)", n_in, n_kept, counts)
+    return Manifest(
+        stage="dedup",
+        rows={"in": n_in, "kept": n_kept, "exact_duplicate": counts.get("exact_duplicate", 0),
+              "near_duplicate": counts.get("near_duplicate", 0)},
+        metrics={"lsh_bands": bands, "lsh_rows": rows, "verified_edges": n_edges,
+                 "clusters": len(set(rep_of.values())), "threshold": dc.threshold, "num_perm": dc.num_perm},
+        headline={"kept": n_kept, "exact": counts.get("exact_duplicate", 0), "near": counts.get("near_duplicate", 0)},
+        outputs=["dedup/documents", "dedup/rejected"],
+    )
+
+
+
+def _partitions() -> int:
+    """Hash-shuffle partitions: one per CPU (Ray's default of 200 aggregators swamps a small machine)."""
+    import ray
+
+    return max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
