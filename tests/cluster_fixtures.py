@@ -129,20 +129,24 @@ def _our_pids(temp_dir: str) -> list[int]:
 
 
 def stop_head(head: RayHead) -> None:
-    if head.process.poll() is None:
-        head.process.send_signal(signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM
-        try:
-            head.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            head.process.kill()
-    deadline = time.monotonic() + 10
+    """SIGTERM to the head's own process group (ray start ran in a session of its own), then SIGKILL to
+    whatever of this head is left after a grace period."""
+    try:
+        os.killpg(head.process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 8
     while _our_pids(head.temp_dir) and time.monotonic() < deadline:
         time.sleep(0.5)
-    for pid in _our_pids(head.temp_dir):  # stragglers (gcs_server ignores SIGTERM for a while)
+    for pid in _our_pids(head.temp_dir):  # stragglers (gcs_server may ignore SIGTERM for a while)
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    try:
+        head.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        head.process.kill()
     shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from phiray.cluster import kuberay
+from phiray.config import load_config
 from cluster_fixtures import REPO, by_kind, cluster_specs
 
 CLUSTERS = cluster_specs()
@@ -108,6 +109,9 @@ def test_rayservice_serves_the_app_builder():
     evaluator = next(d for d in app["deployments"] if d["name"] == "evaluator")
     assert "evaluator" in evaluator["ray_actor_options"]["resources"]  # lands on the hardened group
     assert config["http_options"]["host"] == "0.0.0.0"
+    args = app["args"]  # the builder's base config loads (the image holds the repo at IMAGE_ROOT)
+    load_config(args["preset"], config_file=args["config"].replace(kuberay.IMAGE_ROOT, str(REPO)))
+    assert args["model"].startswith("/runs/")
 
 
 def test_dockerfile_builds_the_image_the_manifests_expect():

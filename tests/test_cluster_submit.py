@@ -58,6 +58,8 @@ def test_bad_config_fails_before_anything_is_submitted(capsys):
     assert "ingest.nope: unknown key" in capsys.readouterr().err
     assert main(["submit", "ingest", "--variant", "nosuch", "--k8s"]) == 2
     assert "variants of ingest: phi-1, smoke" in capsys.readouterr().err
+    assert main(["submit", "ingest", "--ray-address", "http://127.0.0.1:1", "--run-dir", "runs/x"]) == 2
+    assert "absolute path on shared storage" in capsys.readouterr().err
 
 
 @pytest.fixture

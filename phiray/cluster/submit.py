@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from phiray.cluster.spec import (EXTRA_COMMANDS, JobSpec, SpecError, customise, dns_name, entrypoint_config,
-                                 find_spec, load_spec)
+                                 find_spec, load_spec, option_value, split_entrypoint)
 
 log = logging.getLogger("phiray")
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -83,6 +83,10 @@ def resolve_spec(args: argparse.Namespace) -> tuple[JobSpec, Path]:
     spec = customise(spec, run_dir=args.run_dir, preset=args.preset, config_file=args.config,
                      overrides=args.overrides)
     entrypoint_config(spec.entrypoint, working_dir=base)
+    run_dir = option_value(split_entrypoint(spec.entrypoint), "--run-dir")
+    if run_dir and not (run_dir.startswith("/") or "://" in run_dir):
+        # The driver runs in a temporary copy of the working dir: a relative run dir would vanish with it.
+        raise SpecError(f"--run-dir {run_dir!r}: give an absolute path on shared storage or a URI (s3://...)")
     return spec, base
 
 
