@@ -19,6 +19,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -80,6 +81,12 @@ def _binds() -> list[str]:
         if not any(prefix == p or prefix.startswith(p + "/") for p in paths):
             paths.append(prefix)
     return paths
+
+
+def _mount_point() -> str:
+    path = os.path.join(tempfile.gettempdir(), f"phiray-sandbox-root-{os.geteuid()}")
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    return path
 
 
 class Sandbox:
@@ -147,18 +154,22 @@ class Sandbox:
     def _run(self, code: str, tests: str, entry_point: str | None, timeout_s: float, mode: str) -> Verdict:
         token = secrets.token_hex(16)
         base = 1_000_000 + secrets.randbelow(1 << 20) * 4  # throwaway uids: base, base+1 (C), base+2 (T)
-        workdir = tempfile.mkdtemp(prefix="phiray-sb-")
-        os.chmod(workdir, 0o777 if mode == "rlimits" else 0o755)
+        # namespaces: one shared empty mount point (each execution mounts its own tmpfs root on it, in its
+        # own mount namespace); rlimits: a fresh world-writable directory per execution.
+        workdir = _mount_point() if mode == "namespaces" else tempfile.mkdtemp(prefix="phiray-sb-")
+        if mode == "rlimits":
+            os.chmod(workdir, 0o777)
         limits = {"memory_mb": self.cfg.memory_mb, "cpu_s": self.cfg.cpu_s, "nproc": self.cfg.max_processes,
                   "fsize_mb": self.cfg.max_file_mb, "tmpfs_mb": max(4 * self.cfg.max_file_mb, 16)}
-        first = {"code": code, "limits": limits, "binds": _binds(), "uids": [base + 1, base + 2]}
+        first = {"code": code, "limits": limits, "binds": _binds(), "uids": [base + 1, base + 2], "uid_base": base}
         second = {"tests": tests, "entry_point": entry_point, "token": token}
         try:
             run = _Execution(mode, workdir, base, timeout_s, self.cfg.max_output_bytes)
             run.start(_frame(first) + _frame(second))
             run.wait()
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if mode == "rlimits":
+                shutil.rmtree(workdir, ignore_errors=True)
         return run.verdict(token)
 
 
@@ -182,18 +193,19 @@ class _Execution:
         err_r, err_w = os.pipe()
         ver_r, ver_w = os.pipe()
         up_r, up_w = os.pipe()      # launcher -> us: "R" (namespaces made) or "E..." (refused)
-        down_r, down_w = os.pipe()  # us -> launcher: "G" (maps written)
+        down_r, down_w = os.pipe()  # us -> launcher: reserved (kept so the launcher's fd layout is fixed)
         mode = "ns" if self.mode == "namespaces" else "rl"
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [interpreter(), "-I", "-S", "-B", LAUNCHER, mode, str(ver_w), str(up_w), str(down_r), self.workdir],
-            stdin=spec_r, stdout=out_w, stderr=err_w, pass_fds=(ver_w, up_w, down_r), env={},
-            start_new_session=True, close_fds=True, cwd="/")
-        for fd in (spec_r, out_w, err_w, ver_w, up_w, down_r):
-            os.close(fd)
+        try:
+            self.pid, self.pidfd = ZYGOTE.spawn(mode, self.workdir, [spec_r, out_w, err_w, ver_w, up_w, down_r])
+        finally:
+            for fd in (spec_r, out_w, err_w, ver_w, up_w, down_r):
+                os.close(fd)
         os.set_blocking(spec_w, False)
-        self.fds = {out_r: self.out, err_r: self.err, ver_r: self.raw_verdict, up_r: None}
+        # pidfd readable = the launcher exited (it is the zygote's child, not ours: no waitpid here)
+        self.fds = {out_r: self.out, err_r: self.err, ver_r: self.raw_verdict, up_r: None, self.pidfd: "exit"}
         self.spec_w, self.down_w, self.pending = spec_w, down_w, payload
+        self.exited = False
 
     def wait(self) -> None:
         deadline = self.started + self.timeout_s
@@ -204,23 +216,30 @@ class _Execution:
                 if now >= deadline:
                     self.timed_out = True
                     break
-                if exited_at is None and self.proc.poll() is not None:
+                if exited_at is None and self.exited:
                     exited_at = now
                 if exited_at is not None and now - exited_at > 0.5:
                     break  # the launcher is gone; something still holds a pipe (fallback mode daemons)
-                writers = [self.spec_w] if self.pending and self.spec_w is not None else []
-                readable, writable, _ = select.select(list(self.fds), writers, [], min(0.05, deadline - now))
-                if writable:
-                    self._write_spec()
-                for fd in readable:
-                    self._read(fd)
+                self._pump(min(0.05, deadline - now))
         finally:
             self.duration = time.perf_counter() - self.started
             self._kill()
+            drain_until = time.perf_counter() + 1.0
+            while self.fds and time.perf_counter() < drain_until:  # EOF everywhere: the tree is gone
+                self._pump(0.05)
             for fd in list(self.fds) + [self.spec_w, self.down_w]:
-                if fd is not None:
+                if fd is not None and fd != self.pidfd:
                     os.close(fd)
+            os.close(self.pidfd)
             self.fds = {}
+
+    def _pump(self, timeout: float) -> None:
+        writers = [self.spec_w] if self.pending and self.spec_w is not None else []
+        readable, writable, _ = select.select(list(self.fds), writers, [], max(timeout, 0))
+        if writable:
+            self._write_spec()
+        for fd in readable:
+            self._read(fd)
 
     def _write_spec(self) -> None:
         try:
@@ -235,6 +254,10 @@ class _Execution:
             self.spec_w = None
 
     def _read(self, fd: int) -> None:
+        if fd == self.pidfd:
+            self.exited = True
+            del self.fds[fd]
+            return
         chunk = os.read(fd, 65536)
         if not chunk:
             del self.fds[fd]
@@ -247,34 +270,24 @@ class _Execution:
             sink.extend(chunk[: self.cap - len(sink)])
 
     def _handshake(self, chunk: bytes) -> None:
+        """The launcher only writes here to say why it could not make its namespaces."""
         if chunk.startswith(b"E"):
             self.ns_error = chunk[1:].decode(errors="replace")
-            return
-        pid, base = self.proc.pid, self.uid_base
-        try:
-            for name, text in (("uid_map", f"0 {base} 3\n"), ("setgroups", "deny"), ("gid_map", f"0 {base} 3\n")):
-                with open(f"/proc/{pid}/{name}", "w") as fh:
-                    fh.write(text)
-        except OSError as err:
-            # Unprivileged: we may only map our own uid, to root inside (the launcher drops caps per process).
-            self.ns_error = f"cannot write uid maps: {err}"
-            return
-        os.write(self.down_w, b"G")
 
     def _kill(self) -> None:
         """SIGKILL the launcher: the judge dies with it (PDEATHSIG) and the PID namespace with the judge.
-        Fallback mode: the process group, then every process of the throwaway candidate uid."""
-        for target in ("group", "proc"):
+        Fallback mode: the launcher's session/process group, then every process of the throwaway uid."""
+        if self.mode == "rlimits":
             try:
-                if target == "group":
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                else:
-                    self.proc.kill()
+                os.killpg(self.pid, signal.SIGKILL)  # L leads its own session; pgid == its pid
             except (ProcessLookupError, PermissionError):
                 pass
-        self.proc.wait()
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)  # no pid-reuse race: the pidfd is this process
+        except ProcessLookupError:
+            pass
         if self.mode == "rlimits" and os.geteuid() == 0:
-            sweep_uid(self.uid_base + 1)
+            ZYGOTE.sweep(self.uid_base + 1)
 
     def verdict(self, token: str) -> Verdict:
         out, err = self.out.decode(errors="replace"), self.err.decode(errors="replace")
@@ -289,12 +302,64 @@ class _Execution:
         except ValueError:
             data = None
         if not isinstance(data, dict) or data.get("status") not in STATUSES:
-            return make(False, "crashed", f"no verdict from the judge (launcher exit {self.proc.returncode}); "
+            return make(False, "crashed", f"no verdict from the judge; "
                         f"stderr: {err[-300:]}")
         if data["status"] == "passed":
             ok = secrets.compare_digest(str(data.get("token", "")), token)
             return make(ok, "passed" if ok else "error", "" if ok else "verdict without the right token")
         return make(False, data["status"], str(data.get("detail", ""))[:2000])
+
+
+class _Zygote:
+    """The process-wide warm launcher (see launcher.py), started on first use, restarted if it died."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.owner = 0
+
+    def spawn(self, mode: str, root: str, fds: list[int]) -> tuple[int, int]:
+        """(pid, pidfd) of a new launcher holding ``fds`` as stdin/stdout/stderr/verdict/sync-up/sync-down."""
+        with self.lock:
+            for attempt in (0, 1):
+                if self.proc is None or self.proc.poll() is not None or self.owner != os.getpid():
+                    self._start()
+                try:
+                    socket.send_fds(self.sock, [json.dumps({"mode": mode, "root": root}).encode()], fds)
+                    reply = self.sock.recv(4)
+                    if len(reply) == 4:
+                        pid = struct.unpack(">i", reply)[0]
+                        # opened before our lock is released, i.e. before the zygote can reap the pid
+                        return pid, os.pidfd_open(pid)
+                except OSError:
+                    if attempt:
+                        raise
+                self.proc = None
+            raise RuntimeError("sandbox: the launcher zygote does not answer")
+
+    def sweep(self, uid: int) -> None:
+        """Kill every process of ``uid`` (done by the zygote: one fork + kill(-1), no /proc scan)."""
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is None and self.owner == os.getpid():
+                try:
+                    self.sock.sendall(json.dumps({"sweep": uid}).encode())
+                    self.sock.recv(4)
+                    return
+                except OSError:
+                    pass
+        sweep_uid(uid)
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one request per packet
+        self.proc = subprocess.Popen([interpreter(), "-I", "-S", "-B", LAUNCHER, "zygote", str(theirs.fileno())],
+                                     pass_fds=(theirs.fileno(),), env={}, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd="/")
+        theirs.close()
+        self.sock, self.owner = ours, os.getpid()
+
+
+ZYGOTE = _Zygote()
 
 
 def sweep_uid(uid: int) -> int:

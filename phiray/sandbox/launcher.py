@@ -1,7 +1,9 @@
-"""Entry point of one sandboxed execution: ``python -I -S launcher.py MODE VERDICT_FD SYNC_W SYNC_R ROOT``.
+"""The sandbox's process tree. ``python -I -S launcher.py zygote CONTROL_FD`` starts a warm interpreter
+(stdlib only, no site-packages, empty environment) that forks one launcher per execution on request, so an
+execution costs forks, not an interpreter start-up (``launcher.py MODE VERDICT_FD SYNC_W SYNC_R ROOT`` runs
+a single one directly). Per execution:
 
-Runs as a fresh interpreter (stdlib only, no site-packages, empty environment). Process tree:
-
+    zygote
     launcher (L)  -- in the caller's PID namespace; the executor kills it on timeout
       └─ judge (T)  PID 1 of a new PID namespace: builds the root, forks C, drops to uid 2, runs the tests
            └─ candidate (C)  uid 1, rlimits, cwd /work: runs the untrusted code, answers calls
@@ -50,19 +52,44 @@ def _read_exact(fd: int, n: int) -> bytes:
     return out
 
 
-def enter_namespaces(sync_w: int, sync_r: int, binds: list[str]) -> dict[str, int]:
-    """unshare, let the (privileged) executor write our uid/gid maps, become ns-root; returns O_PATH
+def enter_namespaces(sync_w: int, binds: list[str], uid_base: int) -> dict[str, int]:
+    """unshare, have a helper still outside write our uid/gid maps, become ns-root; returns O_PATH
     handles on the directories to bind, taken while we were still the host user (so an interpreter under
-    /root, mode 0700, stays reachable) and inside the new mount namespace (bind sources must be ours)."""
+    /root, mode 0700, stays reachable) and inside the new mount namespace (bind sources must be ours).
+
+    The maps (ns uids 0,1,2 -> throwaway host uids base..base+2) must be written from the parent user
+    namespace by a process with CAP_SETUID there: a forked helper, so no round trip to the executor."""
     if os.geteuid() == 0:
         os.setgroups([])  # no host supplementary groups (gid 0!) leak into the sandbox
+    to_helper_r, to_helper_w = os.pipe()
+    from_helper_r, from_helper_w = os.pipe()
+    me, helper = os.getpid(), os.fork()
+    if helper == 0:
+        answer = b"N"
+        if os.read(to_helper_r, 1) == b"R":
+            try:
+                for name, text in (("uid_map", f"0 {uid_base} 3\n"), ("setgroups", "deny"),
+                                   ("gid_map", f"0 {uid_base} 3\n")):
+                    with open(f"/proc/{me}/{name}", "w") as fh:
+                        fh.write(text)
+                answer = b"G"
+            except OSError as err:
+                answer = b"E" + f"cannot write uid maps: {err}".encode()[:200]
+        os.write(from_helper_w, answer)
+        os._exit(0)
     try:
         isolation.unshare(NS_FLAGS)
     except OSError as err:
+        os.write(to_helper_w, b"X")
         os.write(sync_w, b"E" + str(err).encode()[:200])
         os._exit(97)
-    os.write(sync_w, b"R")
-    if os.read(sync_r, 1) != b"G":
+    os.write(to_helper_w, b"R")
+    answer = os.read(from_helper_r, 256)
+    os.waitpid(helper, 0)
+    for fd in (to_helper_r, to_helper_w, from_helper_r, from_helper_w):
+        os.close(fd)
+    if answer != b"G":
+        os.write(sync_w, answer if answer.startswith(b"E") else b"Emaps not written")
         os._exit(98)
     fds = {p: os.open(p, os.O_PATH) for p in binds if os.path.lexists(p)}
     os.setresgid(0, 0, 0)  # ns-root (a throwaway host uid): files we create in the new root need a mapped owner
@@ -70,11 +97,78 @@ def enter_namespaces(sync_w: int, sync_r: int, binds: list[str]) -> dict[str, in
     return fds
 
 
+def zygote(control_fd: int) -> int:
+    """Fork one launcher per request (a warm interpreter: no start-up cost per execution).
+
+    A request is a JSON {"mode", "root"} with six fds attached (SCM_RIGHTS): stdin (spec), stdout, stderr,
+    verdict, sync-up, sync-down. The reply is the launcher's pid; it leads its own session."""
+    control = socket.socket(fileno=control_fd)
+    while True:
+        while True:  # reap finished launchers (their pids stay reserved until then: the executor's pidfd)
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 4096, 6)
+        except OSError:
+            return 0
+        if not message:
+            return 0
+        request = json.loads(message)
+        if "sweep" in request:
+            control.sendall(struct.pack(">i", sweep(int(request["sweep"]))))
+            continue
+        if len(fds) != 6:
+            return 0
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            os.setsid()
+            for target, fd in enumerate(fds[:3]):
+                os.dup2(fd, target)
+            for fd in fds[:3]:
+                os.close(fd)
+            code = 1
+            try:
+                code = run(request["mode"], fds[3], fds[4], fds[5], request["root"])
+            except BaseException:  # noqa: BLE001 - never fall back into the zygote's loop
+                traceback.print_exc()
+                sys.stderr.flush()
+            os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        control.sendall(struct.pack(">i", pid))
+
+
+def sweep(uid: int) -> int:
+    """Kill every process of ``uid`` (fallback mode's escapees): a child becomes that uid and kill(-1)s,
+    which reaches exactly the processes it may signal, i.e. that uid's, in one system call."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            for _ in range(3):  # a fork racing the first kill is caught by the next
+                os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    mode, verdict_fd, sync_w, sync_r, root = argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5]
+    if argv[1] == "zygote":
+        return zygote(int(argv[2]))
+    return run(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), argv[5])
+
+
+def run(mode: str, verdict_fd: int, sync_w: int, sync_r: int, root: str) -> int:
+    """One execution (this process is L): read the spec, enter the namespaces, fork the judge."""
     spec = read_message(0)
     if mode == "ns":
-        spec["bind_fds"] = enter_namespaces(sync_w, sync_r, spec["binds"])
+        spec["bind_fds"] = enter_namespaces(sync_w, spec["binds"], spec["uid_base"])
     os.close(sync_w)
     os.close(sync_r)
     alive_r, alive_w = os.pipe()  # T watches it: EOF means L is gone (closes the PDEATHSIG race)

@@ -1,0 +1,42 @@
+"""The `evaluate` stage on a real (tiny, random) checkpoint and real held-out exercises in a run dir."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from phiray.config import load_config
+from phiray.rundir import Manifest, RunDir
+from serve_fixtures import build_tiny_checkpoint
+
+EXERCISES = [
+    {"id": f"ex{i}", "prompt": f"def double_{i}(x: int) -> int:\n    \"\"\"Return twice x.\"\"\"\n",
+     "solution": "    return 2 * x\n", "tests": f"assert double_{i}(3) == 6\nassert double_{i}(0) == 0\n",
+     "entry_point": f"double_{i}"} for i in range(3)
+]
+
+
+def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path):
+    from phiray.cli import STAGE_BY_NAME
+    from phiray.pipeline import run_stage
+
+    rd = RunDir(tmp_path / "run")
+    build_tiny_checkpoint(tmp_path / "run" / "finetune" / "model")
+    (tmp_path / "run" / "synthesize" / "heldout").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(EXERCISES), tmp_path / "run" / "synthesize" / "heldout" / "part-0.parquet")
+    rd.write_manifest(Manifest(stage="finetune"))  # upstream done (its model is the tiny checkpoint)
+    cfg = load_config(preset="tiny", overrides=["run.stages=[finetune,evaluate]", "evaluate.benchmarks=[exercises]", "evaluate.models=[finetune,control]",
+                                                "evaluate.max_new_tokens=8", "evaluate.n_samples=2",
+                                                "evaluate.k=[1,2]", "evaluate.temperature=0.8"])
+    manifest = run_stage(STAGE_BY_NAME["evaluate"], cfg, rd, STAGE_BY_NAME)
+    results = json.loads((tmp_path / "run" / "evaluate" / "results.json").read_text())
+    summary = results["results"]["finetune"]["exercises"]
+    assert summary["tasks"] == 3 and summary["samples"] == 6 and 0.0 <= summary["pass@1"] <= summary["pass@2"] <= 1
+    assert manifest.rows == {"exercises": 3, "models": 1, "models_skipped": 1}  # control/model is absent
+    assert "finetune/exercises" in manifest.headline
+    tasks = [json.loads(line) for line in
+             open(tmp_path / "run" / "evaluate" / "models" / "finetune" / "exercises.tasks.jsonl")]
+    assert sorted(t["task_id"] for t in tasks) == [f"exercises/ex{i}" for i in range(3)]
+    assert all(t["n"] == 2 and len(t["results"]) == 2 for t in tasks)
