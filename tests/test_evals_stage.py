@@ -40,3 +40,16 @@ def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path)
              open(tmp_path / "run" / "evaluate" / "models" / "finetune" / "exercises.tasks.jsonl")]
     assert sorted(t["task_id"] for t in tasks) == [f"exercises/ex{i}" for i in range(3)]
     assert all(t["n"] == 2 and len(t["results"]) == 2 for t in tasks)
+
+
+def test_phiray_eval_on_a_local_checkpoint(tmp_path):
+    from phiray.cli import main
+
+    ckpt = build_tiny_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    assert main(["eval", "--model", str(ckpt), "--bench", "humaneval", "--limit", "2", "-n", "2", "-k", "1,2",
+                 "--temperature", "0.8", "--max-new-tokens", "8", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())["results"]["humaneval"]
+    assert results["tasks"] == 2 and results["samples"] == 4 and results["pass@2"] == 0.0  # a random model
+    rows = [json.loads(line) for line in open(out / "humaneval.tasks.jsonl")]
+    assert [r["task_id"] for r in rows] == ["HumanEval/0", "HumanEval/1"] and all(r["n"] == 2 for r in rows)
