@@ -198,11 +198,11 @@ def judge_process(mode: str, spec: dict, verdict_fd: int, root: str, alive_r: in
         isolation.build_root(root, spec["bind_fds"], limits["tmpfs_mb"])
         workdir, (c_uid, t_uid) = "/work", (1, 2)
     else:
-        # The judge keeps the caller's uid (it is ours); as root, the candidate gets a throwaway uid (so
-        # RLIMIT_NPROC binds and the executor can sweep its escapees), with the common stdlib preloaded in
-        # case the interpreter's files are not readable by others.
-        workdir, t_uid = root, None
-        c_uid = spec["uids"][0] if os.geteuid() == 0 else None
+        # As root, candidate and judge get throwaway uids (so RLIMIT_NPROC binds, the executor can sweep the
+        # candidate's escapees, and neither runs generated code as root), with the common stdlib preloaded
+        # in case the interpreter's files are not readable by others.
+        workdir = root
+        c_uid, t_uid = spec["uids"] if os.geteuid() == 0 else (None, None)
         if c_uid is not None:
             preload()
     t_sock, c_sock = socket.socketpair()
