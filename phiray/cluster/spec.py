@@ -233,7 +233,7 @@ def entrypoint_config(entrypoint: str, working_dir: Path | None = None) -> tuple
 
 
 def dns_name(*parts: str, limit: int = 47) -> str:
-    """A DNS-1123 name. KubeRay appends suffixes to a RayJob's name for its cluster and pods, so keep
-    it well under 63 characters."""
+    """A lowercase DNS name from ``parts`` (callers start it with a letter: KubeRay wants DNS-1035). KubeRay
+    appends suffixes to a RayJob's name for its cluster and services, so it allows 47 characters."""
     name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
     return re.sub(r"-{2,}", "-", name)[:limit].rstrip("-")
