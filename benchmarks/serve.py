@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32, help="Tokens generated per request.")
     parser.add_argument("--levels", default="1,8,32", help="Concurrent clients, comma-separated.")
     parser.add_argument("--batch", type=int, default=32, help="max_batch_size of the batched run.")
+    parser.add_argument("--wait", type=float, default=0.05, help="batch_wait_timeout_s of the batched run.")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
@@ -57,17 +58,21 @@ def main() -> int:
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     body = {"model": "bench", "prompt": "def fibonacci(n):\n", "max_tokens": args.max_tokens, "temperature": 0.8}
-    modes = {"batched": {"max_batch_size": args.batch, "batch_wait_timeout_s": 0.01},
+    modes = {"batched": {"max_batch_size": args.batch, "batch_wait_timeout_s": args.wait},
              "unbatched": {"max_batch_size": 1, "batch_wait_timeout_s": 0.0}}
     results: dict[str, dict[int, dict]] = {}
     for mode, batching in modes.items():
         serve.run(build_app({"model": model, "model_name": "bench", **batching}), name=mode, route_prefix="/")
         asyncio.run(run_load(f"http://127.0.0.1:{port}", body, 2, 2.0))  # warm-up
         results[mode] = {}
+        handle = serve.get_deployment_handle("model", app_name=mode)
+        before = handle.info.remote().result()
         for level in levels:
             res = asyncio.run(run_load(f"http://127.0.0.1:{port}", body, level, args.duration))
-            results[mode][level] = res.summary()
-            print(f"{mode:9s} {json.dumps(res.summary())}", flush=True)
+            info = handle.info.remote().result()  # rows / batches during this level: the mean batch size
+            mean_batch = (info["rows"] - before["rows"]) / max(info["batches"] - before["batches"], 1)
+            results[mode][level], before = {**res.summary(), "mean_batch": round(mean_batch, 1)}, info
+            print(f"{mode:9s} {json.dumps(results[mode][level])}", flush=True)
         serve.delete(mode)
     serve.shutdown()
     ray.shutdown()

@@ -56,3 +56,20 @@ def test_prompt_too_long_and_bad_params(gen):
         SamplingParams(top_p=0)
     with pytest.raises(ValueError):
         SamplingParams(n=0)
+
+
+def test_stream_steps_may_run_on_different_threads(gen):
+    """Serve drives a stream one step per worker-thread call; the result must not depend on the thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sp = SamplingParams(max_tokens=10, temperature=0.0)
+    [[expected]] = gen.generate(["def f(x):"], sp)
+    stream = gen.stream(["def f(x):"], sp)
+    text = ""
+    for k in range(11):
+        with ThreadPoolExecutor(1) as pool:  # a fresh thread for every step
+            step = pool.submit(next, stream, None).result()
+        if step is None:
+            break
+        text += "".join(ev.text for ev in step)
+    assert text == expected.text

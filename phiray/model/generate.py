@@ -72,7 +72,7 @@ class _Row:
     choice_index: int
     ids: list[int]
     params: SamplingParams
-    rng: object  # torch.Generator
+    rng: random.Random
     out_ids: list[int] = field(default_factory=list)
     text: str = ""
     emitted: int = 0
@@ -103,7 +103,7 @@ class Generator:
         tokenizer = AutoTokenizer.from_pretrained(path)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval().requires_grad_(False)
         return cls(model, tokenizer, device=device, model_path=str(path))
 
     def encode(self, prompt: str, max_tokens: int = 0) -> list[int]:
@@ -134,16 +134,14 @@ class Generator:
     def stream(self, prompts: Sequence[str],
                params: SamplingParams | Sequence[SamplingParams]) -> Iterator[list[TextDelta]]:
         """Decode all prompts x n choices as one batch, yielding each step's new text (possibly empty list)."""
-        import torch
-
         params_list = _per_prompt(prompts, params)
         encoded = [self.encode(p, sp.max_tokens) for p, sp in zip(prompts, params_list)]
         rows = []
         for i, (ids, sp) in enumerate(zip(encoded, params_list)):
             for j in range(sp.n):
                 seed = sp.seed + j if sp.seed is not None else random.getrandbits(63)
-                rows.append(_Row(i, j, ids, sp, torch.Generator().manual_seed(seed)))
-        with self._lock, torch.inference_mode():
+                rows.append(_Row(i, j, ids, sp, random.Random(seed)))
+        with self._lock:
             yield from self._decode(rows)
 
     def _decode(self, rows: list[_Row]) -> Iterator[list[TextDelta]]:
@@ -157,10 +155,13 @@ class Generator:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         past = None
         for _ in range(max(r.params.max_tokens for r in rows)):
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                             past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            next_ids = _sample(out.logits[:, -1, :].float(), rows)
+            # Inference mode per step, not around the loop: a stream's steps may run on different threads
+            # (Serve drives it from a thread pool) and the mode is thread-local.
+            with torch.inference_mode():
+                out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                 past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                next_ids = _sample(out.logits[:, -1, :].float(), rows)
             events = [ev for row, tok in zip(rows, next_ids) if row.finish is None
                       for ev in [self._advance(row, tok)] if ev is not None]
             yield events
@@ -208,24 +209,23 @@ def _per_prompt(prompts: Sequence[str], params: SamplingParams | Sequence[Sampli
 
 
 def _sample(logits, rows: list[_Row]) -> list[int]:
-    """Per-row temperature / top-p sampling (temperature 0: argmax), each row with its own generator."""
+    """Per-row temperature / top-p sampling (temperature 0: argmax), each row with its own generator.
+
+    One uniform draw per row from the row's own `random.Random`, then an inverse-CDF lookup for the whole
+    batch at once: per-row torch.multinomial calls cost more than the model's forward pass at batch 32.
+    """
     import torch
 
     temps = torch.tensor([r.params.temperature for r in rows], dtype=logits.dtype, device=logits.device)
-    greedy = logits.argmax(-1).tolist()
-    scaled = logits / temps.clamp(min=1e-5).unsqueeze(1)
-    probs = torch.softmax(scaled, dim=-1)
+    greedy = logits.argmax(-1)
+    probs = torch.softmax(logits / temps.clamp(min=1e-5).unsqueeze(1), dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     top_p = torch.tensor([r.params.top_p for r in rows], dtype=logits.dtype, device=logits.device).unsqueeze(1)
     # Drop tokens once the mass before them already reaches top_p (the top token always stays).
     sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) >= top_p] = 0.0
-    sorted_probs = sorted_probs.cpu()
-    order = order.cpu()
-    chosen = []
-    for i, row in enumerate(rows):
-        if row.params.temperature == 0 or row.finish is not None:
-            chosen.append(greedy[i])
-            continue
-        k = torch.multinomial(sorted_probs[i], 1, generator=row.rng).item()
-        chosen.append(int(order[i, k]))
-    return chosen
+    cdf = sorted_probs.cumsum(-1)
+    draws = torch.tensor([r.rng.random() for r in rows], dtype=cdf.dtype, device=cdf.device).unsqueeze(1)
+    picked = torch.searchsorted(cdf, draws * cdf[:, -1:]).clamp(max=cdf.shape[1] - 1)
+    sampled = order.gather(1, picked).squeeze(1)
+    use_greedy = torch.tensor([r.params.temperature == 0 for r in rows], device=logits.device)
+    return torch.where(use_greedy, greedy, sampled).tolist()
