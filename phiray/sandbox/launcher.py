@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import traceback
 import select
 import signal
 import socket
 import struct
 import sys
+import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script dir off sys.path
 
@@ -220,7 +221,7 @@ def judge_process(mode: str, spec: dict, verdict_fd: int, root: str, alive_r: in
     os.close(0)
     status, detail = judge.run_tests(t_sock, task["tests"], task.get("entry_point"))
     if status == "crashed":
-        status, detail = refine(pid, detail)
+        status, detail = refine(pid, detail, limits)
     verdict = {"status": status, "detail": detail}
     if status == "passed":
         verdict["token"] = task["token"]
@@ -265,12 +266,12 @@ def preload() -> None:
             pass
 
 
-def refine(pid: int, detail: str) -> tuple[str, str]:
-    """Why the candidate process ended: CPU limit -> timeout, signals -> crashed with the signal name."""
-    import time
-
+def refine(pid: int, detail: str, limits: dict) -> tuple[str, str]:
+    """Why the candidate process ended, from its wait status and resource usage: SIGXCPU, or SIGKILL after
+    its CPU seconds -> timeout; SIGKILL near its memory limit (the kernel's OOM killer) -> memory; other
+    signals and exits -> crashed, named."""
     for _ in range(40):
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
             break
         time.sleep(0.005)
@@ -278,8 +279,11 @@ def refine(pid: int, detail: str) -> tuple[str, str]:
         return "crashed", detail + "; it closed its connection"
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        if sig in (signal.SIGXCPU, signal.SIGKILL):
-            return "timeout", f"candidate killed by {signal.Signals(sig).name} (CPU-time limit)"
+        cpu = usage.ru_utime + usage.ru_stime
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= limits["cpu_s"] - 0.5):
+            return "timeout", f"candidate killed by {signal.Signals(sig).name} after {cpu:.1f} CPU s"
+        if sig == signal.SIGKILL and usage.ru_maxrss * 1024 >= 0.8 * (limits["memory_mb"] << 20):
+            return "memory", f"candidate killed by SIGKILL at {usage.ru_maxrss >> 10} MiB resident"
         return "crashed", f"candidate killed by {signal.Signals(sig).name}"
     return "crashed", f"{detail}; exit code {os.WEXITSTATUS(status)}"
 

@@ -27,7 +27,7 @@ def _heldout_rows(rd: RunDir) -> list[dict[str, Any]]:
     import ray
 
     columns = ["id", "prompt", "solution", "tests", "entry_point"]
-    ds = ray.data.read_parquet(rd.path("synthesize", "heldout"), filesystem=rd.fs, columns=columns)
+    ds = ray.data.read_parquet(rd.path("synthesize", "heldout"), filesystem=rd.fs).select_columns(columns)
     return list(ds.iter_rows())
 
 
