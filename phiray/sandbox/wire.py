@@ -8,7 +8,8 @@ strs, lists... Instances of classes the candidate defined cross as opaque handle
 Tags (a JSON object always has exactly one key): ``t`` tuple, ``d`` dict (list of pairs), ``s`` set,
 ``f`` frozenset, ``b`` bytes (latin-1), ``y`` bytearray, ``c`` complex, ``r`` range, ``i`` an iterator
 materialised as a list, ``n`` Fraction/Decimal by string, ``h`` handle to an object living in the
-candidate, ``fn`` a function from the tests (marshalled code; judge -> candidate only).
+candidate, ``x`` an int too long for JSON (hex), ``fn`` a function from the tests (marshalled code; judge ->
+candidate only), ``fnref``/``bt`` a candidate function / builtin passed as an argument.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def encode(value, handles: dict | None = None, extra=None, depth: int = 0):
         return value
     rec = lambda v: encode(v, handles, extra, depth + 1)  # noqa: E731
     if isinstance(value, int):
-        return int.__index__(value)
+        number = int.__index__(value)
+        # beyond ~4300 decimal digits json.loads refuses an int: send it as hex (no such limit)
+        return {"x": hex(number)} if number.bit_length() > 12_000 else number
     if isinstance(value, float):
         return float.__float__(value)
     if isinstance(value, str):
@@ -136,6 +139,8 @@ def decode(data, on_tag=None, depth: int = 0):
     if tag in ("b", "y") and isinstance(body, str):
         raw = body.encode("latin-1")
         return raw if tag == "b" else bytearray(raw)
+    if tag == "x" and isinstance(body, str) and len(body) < 1 << 22:
+        return int(body, 16)
     if tag == "c" and isinstance(body, list) and len(body) == 2:
         return complex(float(body[0]), float(body[1]))
     if tag == "r" and isinstance(body, list) and len(body) == 3 and all(type(v) is int for v in body):
