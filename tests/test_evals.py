@@ -103,3 +103,19 @@ def test_cli_scores_a_samples_file_and_a_problems_file(tmp_path):
                        {"task_id": "mine/0", "completion": "    return x + x\n"}])
     assert main(["eval", "--samples", str(mine), "--problems", str(problems), "-k", "1,2"]) == 0
     assert [json.loads(line)["passed"] for line in open(f"{mine}_results.jsonl")] == [True, False]
+
+
+def test_cli_evaluates_an_openai_compatible_endpoint(tmp_path):
+    from fake_openai import FakeOpenAI
+
+    from phiray.cli import main
+
+    tasks = load_humaneval()[:4]
+    # The "model" answers the first three prompts with their canonical body, the last one wrongly.
+    answers = {t.prompt: t.reference[len(t.prompt):] for t in tasks[:3]} | {tasks[3].prompt: "    return None\n"}
+    with FakeOpenAI(responder=lambda body: answers[body["prompt"]]) as server:
+        assert main(["eval", "--endpoint", server.base_url, "--model-name", "m", "--bench", "humaneval",
+                     "--limit", "4", "-k", "1", "--out", str(tmp_path)]) == 0
+        assert [e["status"] for e in server.log] == [200] * 4
+    results = json.loads((tmp_path / "results.json").read_text())["results"]["humaneval"]
+    assert results["pass@1"] == 0.75 and results["tasks"] == 4
