@@ -78,6 +78,9 @@ class DedupConfig(Section):
     shingle_size: int = Field(5, ge=1, description="Tokens per shingle for MinHash.")
     num_perm: int = Field(128, ge=16, description="MinHash permutations.")
     threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity above which documents are duplicates.")
+    shuffle: Literal["sort", "hash"] = Field(
+        "sort", description="Ray Data shuffle for the groupby bucketing: sort (pull-based, tasks) or hash (aggregator "
+        "actors; measured 25-45 s per groupby on 2 CPUs vs ~1 s for sort on a small corpus).")
 
 
 class DecontaminateConfig(Section):
@@ -181,12 +184,12 @@ class SynthesizeConfig(Section):
 
 class SandboxConfig(Section):
     isolation: Literal["auto", "namespaces", "rlimits"] = Field(
-        "auto", description="namespaces: user/PID/mount/net namespaces + rlimits; rlimits: process group + rlimits; auto: best available.")
+        "auto", description="namespaces: user/PID/mount/net/IPC/UTS namespaces, read-only root, rlimits; rlimits: own session + rlimits + throwaway uid when root (no file-system/network isolation); auto: namespaces if the kernel allows, else one loud warning and rlimits.")
     refuse_without_namespaces: bool = Field(False, description="Fail instead of falling back when namespaces are unavailable.")
     timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit per execution.")
     cpu_s: int = Field(10, ge=1, description="CPU-seconds rlimit.")
-    memory_mb: int = Field(1024, ge=64, description="Address-space rlimit.")
-    max_processes: int = Field(32, ge=1, description="Process-count rlimit inside the sandbox.")
+    memory_mb: int = Field(1024, ge=64, description="Address-space rlimit per process (no cgroup: a candidate's worst case is max_processes x this).")
+    max_processes: int = Field(16, ge=1, description="Process-count rlimit of the candidate's throwaway uid (fork bombs stop here).")
     max_file_mb: int = Field(16, ge=1, description="Largest file the candidate may write.")
     max_output_bytes: int = Field(64_000, ge=1024, description="Captured stdout/stderr cap; the rest is discarded.")
     workers: int = Field(2, ge=1, description="Executions in parallel in a pool.")

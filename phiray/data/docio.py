@@ -76,9 +76,10 @@ def drop_columns(ds: "ray.data.Dataset", columns: list[str]) -> "ray.data.Datase
 
 
 def value_counts(ds: "ray.data.Dataset", column: str) -> dict[str, int]:
-    """{value: rows} for a low-cardinality column (counted per block, summed on the driver)."""
+    """{value: rows} for a low-cardinality column, counted on the driver block by block (meant for a
+    materialised dataset: no Ray tasks are started)."""
     counts: dict[str, int] = {}
-    for batch in ds.select_columns([column]).iter_batches(batch_format="pyarrow", batch_size=None):
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         for item in pc.value_counts(batch[column]).to_pylist():
             counts[str(item["values"])] = counts.get(str(item["values"]), 0) + int(item["counts"])
     return counts

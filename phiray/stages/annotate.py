@@ -59,8 +59,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     import ray.data
 
     ac = cfg.annotate
-    docs = docio.read_docs(rd, "decontaminate", spread=True)
-    all_ids = [i for b in docs.select_columns(["id"]).iter_batches(batch_format="pyarrow", batch_size=None)
+    docs = docio.read_docs(rd, "decontaminate", spread=True).materialize()
+    all_ids = [i for b in docs.iter_batches(batch_format="pyarrow", batch_size=None)
                for i in b["id"].to_pylist()]
     chosen = pa.array(sorted(sample_ids(all_ids, ac.sample_size, cfg.run.seed)), pa.string())
     sample = docs.map_batches(lambda t: t.filter(pc.is_in(t["id"], value_set=chosen)), batch_format="pyarrow")
@@ -69,7 +69,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     if ac.annotator == "heuristic":
         labels = sample.map_batches(_heuristic, batch_format="pyarrow", batch_size=64)
     else:
-        rows = sorted(sample.select_columns(["id", "text"]).take_all(), key=lambda r: r["id"])
+        rows = sorted(({"id": r["id"], "text": r["text"]} for r in sample.take_all()), key=lambda r: r["id"])
         with rd.local_dir("annotate/cache") if not ac.cache_dir else _fixed(ac.cache_dir) as cache_dir:
             good, bad, stats = _llm_label(rows, cfg, cache_dir)
         labels = ray.data.from_arrow(pa.Table.from_pylist(good, schema=_LABELS))
@@ -77,9 +77,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         rd.remove("annotate", "rejected")
         if bad:
             rd.write_json("annotate/rejected/rejected.json", bad)
+    labels = labels.materialize()
     docio.write_docs(labels, rd, "annotate", "labels")
-    scores = [s for b in docio.read_docs(rd, "annotate", "labels").select_columns(["score"])
-              .iter_batches(batch_format="pyarrow", batch_size=None) for s in b["score"].to_pylist()]
+    scores = [s for b in labels.iter_batches(batch_format="pyarrow", batch_size=None) for s in b["score"].to_pylist()]
     histogram = {str(k): scores.count(k) for k in range(6)}
     mean = round(sum(scores) / len(scores), 3) if scores else 0.0
     log.info("annotate: %d labels (%s), score histogram %s", len(scores), ac.annotator, histogram)

@@ -57,17 +57,16 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         with open(f"{d}/forest.joblib", "rb") as fh:
             model_bytes = fh.read()
     docs = docio.read_docs(rd, "decontaminate", spread=True)
-    # Scores are written once (the expensive pass), then split: a top-fraction cut needs all of them.
-    docio.write_docs(score_dataset(docs, cfg, model_bytes), rd, "filter", "_scored")
-    scored = docio.read_docs(rd, "filter", "_scored")
-    scores = np.concatenate([b["score"].to_numpy() for b in scored.select_columns(["score"])
-                             .iter_batches(batch_format="pyarrow", batch_size=None)] or [np.zeros(0)])
+    # Scored once (the expensive pass) and kept in the object store (Ray spills to disk when it must):
+    # a top-fraction cut needs every score before any document can be routed.
+    scored = score_dataset(docs, cfg, model_bytes).materialize()
+    scores = np.concatenate([b["score"].to_numpy() for b in scored.iter_batches(batch_format="pyarrow", batch_size=None)]
+                            or [np.zeros(0)])
     cut = cutoff(scores, cfg.filter.threshold, cfg.filter.top_fraction)
     marked = scored.map_batches(_mark, fn_kwargs={"cut": cut}, batch_format="pyarrow")
     kept, rejected = docio.split_by(marked, "reason", "")
     docio.write_docs(docio.drop_columns(kept, ["reason"]), rd, "filter", "documents")
     docio.write_docs(rejected, rd, "filter", "rejected")
-    rd.remove("filter", "_scored")
     n_kept = int((scores >= cut).sum())
     quantiles = {f"p{q}": round(float(np.percentile(scores, q)), 4) for q in (10, 50, 90)} if len(scores) else {}
     log.info("filter: kept %d of %d documents (cut %.3f)", n_kept, len(scores), cut)

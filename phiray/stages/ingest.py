@@ -12,6 +12,7 @@ import logging
 import os
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from phiray.config import IngestConfig, RunConfig, SourceConfig
 from phiray.data import docio, readers
@@ -81,6 +82,24 @@ def _hf_dataset(src: SourceConfig, cfg: IngestConfig):
     return ray.data.from_huggingface(hf).map_batches(_rows, batch_format="pyarrow")
 
 
+def _first_documents(accepted, limit: int):
+    """A deterministic subset of ``limit`` documents (Ray Data does not keep block order, so ``limit()``
+    would pick whichever blocks finished first): the smallest by hash of (path, id), which spreads over
+    the whole corpus."""
+    import pyarrow.compute as pc
+
+    keys = [(hashlib.sha1(f"{p}\0{i}".encode()).hexdigest(), p, i)
+            for b in accepted.select_columns(["path", "id"]).iter_batches(batch_format="pyarrow", batch_size=None)
+            for p, i in zip(b["path"].to_pylist(), b["id"].to_pylist())]
+    chosen = pa.array(sorted(f"{p}\0{i}" for _, p, i in sorted(keys)[:limit]), pa.string())
+
+    def _keep(table: pa.Table) -> pa.Table:
+        joined = pc.binary_join_element_wise(table["path"], table["id"], "\0")
+        return table.filter(pc.is_in(joined, value_set=chosen))
+
+    return accepted.map_batches(_keep, batch_format="pyarrow")
+
+
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     import ray.data
 
@@ -99,12 +118,13 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     reasons = docio.value_counts(read, "reason")
     accepted, skipped = docio.split_by(read, "reason", "")
     if ic.max_documents is not None:
-        accepted = accepted.limit(ic.max_documents)
+        accepted = _first_documents(accepted, ic.max_documents)
     accepted = docio.drop_columns(accepted, ["reason"]).materialize()
     docio.write_docs(accepted, rd, "ingest", "documents")
     docio.write_docs(docio.drop_columns(skipped, ["id", "text"]), rd, "ingest", "skipped")
     n_docs = accepted.count()
-    n_bytes = int(accepted.sum("n_bytes") or 0) if n_docs else 0
+    n_bytes = sum(int(pa.compute.sum(b["n_bytes"]).as_py() or 0)
+                  for b in accepted.iter_batches(batch_format="pyarrow", batch_size=None))
     skipped_by_reason = {r: n for r, n in sorted(reasons.items()) if r}
     n_read = sum(reasons.values())
     log.info("ingest: %d documents (%d bytes), skipped %s", n_docs, n_bytes, skipped_by_reason)
