@@ -103,6 +103,23 @@ def test_completion_stream_chunks_arrive_before_the_end(server):
     assert times[len(times) // 2] < times[-1] - 0.05  # the first half arrived well before the end
 
 
+def test_streaming_n_prompts_and_stop_match_the_plain_answer(client):
+    kwargs = dict(model=MODEL, prompt=["def add(a, b):\n", "for i in"], n=2, max_tokens=15, temperature=0.9, seed=11)
+    plain = client.completions.create(**kwargs)
+    texts, finishes = {}, {}
+    for chunk in client.completions.create(stream=True, **kwargs):
+        for c in chunk.choices:
+            texts[c.index] = texts.get(c.index, "") + c.text
+            finishes[c.index] = c.finish_reason or finishes.get(c.index)
+    assert texts == {c.index: c.text for c in plain.choices}
+    assert finishes == {c.index: c.finish_reason for c in plain.choices}
+    stop = plain.choices[0].text[3:5]
+    cut = client.completions.create(model=MODEL, prompt="def add(a, b):\n", max_tokens=15, temperature=0.9,
+                                    seed=11, stop=stop, stream=True)
+    streamed = "".join(c.choices[0].text for c in cut if c.choices)
+    assert streamed == plain.choices[0].text[:plain.choices[0].text.index(stop)]
+
+
 @pytest.mark.parametrize("path,body,status,param", [
     ("/v1/completions", {"model": "nope", "prompt": "x"}, 404, "model"),
     ("/v1/completions", {"model": MODEL, "prompt": "x", "temperature": 5}, 400, "temperature"),
