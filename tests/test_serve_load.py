@@ -36,12 +36,35 @@ def test_32_concurrent_clients_no_5xx_none_dropped(ray_session, tmp_path):
         body = {"model": "m", "prompt": "def f(x):\n", "max_tokens": 16, "temperature": 0.7}
         result = asyncio.run(run_load(f"http://127.0.0.1:{port}", body, concurrency=32, duration_s=20))
         info = serve.get_deployment_handle("model", app_name="load").info.remote().result()
+        flood_end, completions_end = asyncio.run(_flood_and_generate(f"http://127.0.0.1:{port}", body))
     finally:
         serve.shutdown()
     assert result.failures == [] and result.server_errors == 0, (result.failures[:3], result.statuses)
     assert set(result.statuses) == {200} and result.ok >= 32
     assert result.completion_tokens == 16 * result.ok  # every answer complete
     assert info["rows"] / info["batches"] > 1.5, info  # requests were really batched together
+    # 12 executions that each spin to their 3 s timeout queue at the evaluator (4 at a time: >= 9 s);
+    # generation meanwhile is served from the model's own replica and finishes long before them.
+    assert completions_end < flood_end, (completions_end, flood_end)
+
+
+async def _flood_and_generate(url: str, body: dict) -> tuple[float, float]:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        async def execute() -> float:
+            r = await http.post("/v1/evaluate", json={"code": "while True:\n    pass\n", "tests": "",
+                                                      "timeout_s": 3})
+            assert r.status_code == 200 and r.json()["status"] == "timeout", r.text
+            return time.perf_counter()
+
+        async def generate() -> float:
+            await asyncio.sleep(1.0)  # the flood is queued by now
+            for _ in range(3):
+                r = await http.post("/v1/completions", json=body)
+                assert r.status_code == 200, r.text
+            return time.perf_counter()
+
+        *flood, completions_end = await asyncio.gather(*[execute() for _ in range(12)], generate())
+    return max(flood), completions_end
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, limit_s: float = 180) -> None:
