@@ -42,11 +42,11 @@ def test_mixture_weights_reach_the_data_loader(packed_run):
 
 
 def test_short_asha_sweep_writes_table_plot_and_best_yaml(ray_session, packed_run):
-    cfg = sweep_config("sweep.num_trials=2", "sweep.mixtures=[{code: 1.0}]", "sweep.max_steps=6",
+    cfg = sweep_config("sweep.num_trials=1", "sweep.mixtures=[{code: 1.0}]", "sweep.max_steps=6",
                        "sweep.eval_every=3", "sweep.grace_period=3", "sweep.reduction_factor=3")
     manifest = run_stage(STAGE_BY_NAME["sweep"], cfg, packed_run, STAGE_BY_NAME)
     rows = pq.read_table(packed_run.path("sweep/results.parquet")).to_pylist()
-    assert len(rows) == 3 and manifest.rows["trials"] == 3
+    assert len(rows) == 2 and manifest.rows["trials"] == 2
     csv_rows = list(csv.DictReader(io.StringIO(packed_run.read_text("sweep/results.csv"))))
     assert [r["status"] for r in csv_rows] == [r["status"] for r in rows]
     assert packed_run.read_bytes("sweep/plot.png")[:8] == b"\x89PNG\r\n\x1a\n"
