@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install sysdeps run test test-slow bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,13 +33,20 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
+# Headless Chromium renders the HTML report in its test. Installed from Debian's packages when we are
+# root with apt; elsewhere that one test skips and says why.
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "note: chromium not installed; the report-rendering test will skip"; }
+
 run: install
 	$(BIN)/phiray run --preset tiny --run-dir $(RUN_DIR)
 
-test: install
+test: install sysdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-slow: install
+test-slow: install sysdeps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install

@@ -1,0 +1,199 @@
+"""The sections of `phiray report`, each built from the run directory's manifests and outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from phiray.report import Section, bars_png, curves_png, fmt, histogram_png, manifests
+from phiray.rundir import Manifest, RunDir
+
+TRAINING = ("pretrain", "grow", "finetune", "control")
+
+
+def collect(rd: RunDir) -> tuple[str, list[Section]]:
+    from phiray.cli import STAGES
+    from phiray.config import load_config
+    from phiray.pipeline import assess
+
+    cfg = load_config(preset=None, base=yaml.safe_load(rd.read_text("config.yaml")))
+    ms = manifests(rd, [s.name for s in STAGES])
+    title = f"phiray run '{cfg.run.name}' (preset {cfg.run.preset or 'custom'})"
+    overview = Section("Stages").p(
+        "Each stage read its inputs from the run directory and recorded a manifest. 'done' means the manifest "
+        "matches the current config; a re-run of `phiray run` skips those stages.")
+    rows = []
+    for st in assess(STAGES, cfg, rd):
+        m = st.manifest
+        if m is None and st.stage.name not in cfg.run.stages:
+            continue
+        rows.append([st.stage.name, st.state, " ".join(f"{k}={v}" for k, v in m.rows.items()) if m else "",
+                     " ".join(f"{k}={fmt(v)}" for k, v in m.headline.items()) if m else "",
+                     f"{m.wall_time_s:.1f}s" if m else ""])
+    overview.table(["stage", "state", "rows", "key metrics", "time"], rows)
+    total = sum(m.wall_time_s for m in ms.values())
+    overview.p(f"Total stage time: {total / 60:.1f} min.")
+    sections = [overview, filtering(rd, ms, cfg), synthesis(rd, ms), training(ms), thesis(ms, cfg),
+                evaluation(ms)]
+    return title, sections
+
+
+# ----------------------------------------------------------------------------- data helpers
+
+
+def _read(rd: RunDir, rel: str, columns: list[str]) -> list[dict[str, Any]]:
+    """Rows of a Parquet dataset in the run dir (only the columns asked for; [] when absent)."""
+    import pyarrow.dataset as pads
+
+    if not rd.exists(rel):
+        return []
+    ds = pads.dataset(rd.path(rel), filesystem=rd.fs, format="parquet")
+    present = [c for c in columns if c in ds.schema.names]
+    return ds.to_table(columns=present).to_pylist()
+
+
+def _excerpt(text: str, lines: int = 18) -> str:
+    parts = (text or "").splitlines()
+    return "\n".join(parts[:lines]) + ("\n…" if len(parts) > lines else "")
+
+
+def _missing(section: Section, stage: str) -> Section:
+    return section.p(f"Stage {stage} has not run in this run directory.")
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def filtering(rd: RunDir, ms: dict[str, Manifest], cfg) -> Section:
+    sec = Section("Quality filtering")
+    if "filter" not in ms:
+        return _missing(sec, "filter")
+    counts = []
+    for name in ("ingest", "dedup", "decontaminate", "filter"):
+        if name in ms:
+            counts.append([name] + [" ".join(f"{k}={v}" for k, v in ms[name].rows.items())])
+    sec.table(["stage", "rows"], counts)
+    if "classify" in ms:
+        held = ms["classify"].metrics.get("heldout", {})
+        sec.p("Random forest on embeddings of the annotated sample, held-out split:")
+        sec.table(["precision", "recall", "F1", "ROC-AUC", "train", "test"],
+                  [[held.get("precision"), held.get("recall"), held.get("f1"), held.get("roc_auc"),
+                    held.get("n_train"), held.get("n_test")]])
+    kept = _read(rd, "filter/documents", ["score", "text", "path"])
+    rejected = _read(rd, "filter/rejected", ["score", "text", "path"])
+    cut = ms["filter"].metrics.get("cutoff")
+    sec.png("score_histogram", histogram_png([r["score"] for r in kept], [r["score"] for r in rejected], cut),
+            "quality-score histogram with threshold")
+    sec.p(f"Kept {len(kept)} of {len(kept) + len(rejected)} documents at score >= {fmt(cut)}.")
+    for label, rows, best in (("kept (highest scores)", kept, True), ("rejected (lowest scores)", rejected, False)):
+        for row in sorted(rows, key=lambda r: r["score"], reverse=best)[:2]:
+            sec.code(f"{label}: {row.get('path')} score={fmt(row['score'])}", _excerpt(row["text"]))
+    return sec
+
+
+def synthesis(rd: RunDir, ms: dict[str, Manifest]) -> Section:
+    sec = Section("Synthetic textbooks and exercises")
+    if "synthesize" not in ms:
+        return _missing(sec, "synthesize")
+    m = ms["synthesize"]
+    sec.table(["counter", "value"], [[k, v] for k, v in m.rows.items()])
+    div = m.metrics.get("diversity", {})
+    for kind, report in (div.items() if isinstance(div, dict) else []):
+        if isinstance(report, dict) and "duplicate_rate" in report:
+            sec.p(f"Diversity of {kind}: {report.get('samples')} samples, duplicate rate "
+                  f"{fmt(report.get('duplicate_rate'))} over {report.get('cells')} (topic, audience, style) cells "
+                  f"({report.get('cells_with_duplicates')} with duplicates); distinct 4-gram ratio "
+                  f"{fmt(report.get('distinct_4gram_ratio'))}, distinct 2-gram ratio "
+                  f"{fmt(report.get('distinct_2gram_ratio'))}.")
+    if "duplicate_rate" in div:
+        sec.p(f"Duplicate rate {fmt(div['duplicate_rate'])}; distinct 4-gram ratio {fmt(div.get('distinct_4gram_ratio'))}.")
+    failures = m.metrics.get("failures_by_reason") or {}
+    if failures:
+        sec.table(["dropped because", "count"], [[k, v] for k, v in failures.items()])
+    for rel, label in (("synthesize/textbooks", "textbook"), ("synthesize/exercises", "exercise")):
+        rows = _read(rd, rel, ["text", "topic", "audience", "style"])[:1]
+        for row in rows:
+            sec.code(f"a {label}: topic={row.get('topic')} audience={row.get('audience')} style={row.get('style')}",
+                     _excerpt(row["text"], 24))
+    return sec
+
+
+def _val_points(m: Manifest, key: str = "val_loss") -> list[tuple[float, float]]:
+    return [(r["step"], r[key]) for r in m.metrics.get("curve", {}).get("val", []) if r.get(key) is not None]
+
+
+def _train_points(m: Manifest) -> list[tuple[float, float]]:
+    return [(r["step"], r["loss"]) for r in m.metrics.get("curve", {}).get("train", []) if r.get("loss") is not None]
+
+
+def training(ms: dict[str, Manifest]) -> Section:
+    sec = Section("Training: pretrain, grow, finetune")
+    if "pretrain" not in ms:
+        return _missing(sec, "pretrain")
+    for name in ("pretrain", "finetune"):
+        if name in ms:
+            sec.png(f"{name}_loss", curves_png({"train loss": _train_points(ms[name]),
+                                                "validation loss": _val_points(ms[name])},
+                                               "loss", f"{name}"), f"{name} loss curve")
+    if "grow" in ms:
+        grow = ms["grow"]
+        offset = ms["pretrain"].rows.get("steps", 0)
+        sec.png("grown_vs_scratch", curves_png(
+            {"small model from scratch (pretrain)": _val_points(ms["pretrain"]),
+             "grown model, continued": [(s + offset, v) for s, v in _val_points(grow)]},
+            "validation loss", "grown vs scratch"), "grown vs scratch validation loss")
+        step0 = {k[len("step0_"):]: v for k, v in grow.headline.items() if k.startswith("step0_") and v is not None}
+        if step0:
+            sec.png("grow_step0", bars_png(list(step0), list(step0.values()), "validation loss at step 0",
+                                           "weight reuse: grown vs small vs fresh init"), "step-0 losses")
+            sec.table(["model", "validation loss at step 0"], [[k, v] for k, v in step0.items()])
+        layer_map = grow.metrics.get("growth", {}).get("layer_map")
+        if layer_map:
+            sec.p(f"Layer map (new layer -> small layer): {layer_map}")
+    return sec
+
+
+def _final_val(m: Manifest | None) -> dict[str, float]:
+    if m is None:
+        return {}
+    vals = m.metrics.get("curve", {}).get("val", [])
+    return {k: v for k, v in (vals[-1] if vals else {}).items() if k.startswith("val_loss")}
+
+
+def thesis(ms: dict[str, Manifest], cfg) -> Section:
+    sec = Section("The thesis at toy scale: phiray data vs the unfiltered corpus")
+    if "control" not in ms or "pretrain" not in ms:
+        return _missing(sec, "control" if "control" not in ms else "pretrain")
+    sec.p("Two models of the same size and token budget: 'phiray' pretrained on filtered code + synthetic "
+          "textbooks, 'control' on the unfiltered deduplicated corpus. Lower validation loss and higher pass@1 "
+          "on held-out exercises are better. A tiny CPU model is not phi-1: the gap shows the data effect, "
+          "not phi-1's numbers.")
+    ours, control = _final_val(ms.get("pretrain")), _final_val(ms.get("control"))
+    ev = ms.get("evaluate").metrics if "evaluate" in ms else {}
+    rows = [[key, ours.get(key), control.get(key)] for key in sorted(set(ours) | set(control))]
+    k = cfg.evaluate.k[0]
+    for bench in cfg.evaluate.benchmarks:
+        rows.append([f"{bench} pass@{k}", ev.get(f"pretrain/{bench}/pass@{k}"), ev.get(f"control/{bench}/pass@{k}")])
+    sec.table(["metric", "phiray (pretrain)", "control (unfiltered)"], rows)
+    labels, values = [], []
+    for key in ("val_loss/textbooks", "val_loss/exercises"):
+        if key in ours and key in control:
+            labels += [f"phiray {key[9:]}", f"control {key[9:]}"]
+            values += [ours[key], control[key]]
+    if labels:
+        sec.png("thesis_val_loss", bars_png(labels, values, "validation loss", "held-out textbooks / exercises"),
+                "control vs phiray validation loss")
+    return sec
+
+
+def evaluation(ms: dict[str, Manifest]) -> Section:
+    sec = Section("Evaluation (pass@k in the sandbox)")
+    if "evaluate" not in ms:
+        return _missing(sec, "evaluate")
+    m = ms["evaluate"]
+    rows = [key.split("/") + [value] for key, value in sorted(m.metrics.items()) if key.count("/") == 2]
+    sec.table(["model", "benchmark", "metric", "value"], rows)
+    sec.p("HumanEval pass@1 of a tiny CPU model is expected to be ~0: the benchmark is wired end to end "
+          "(generation, sandboxed execution, pass@k), not a claim about quality at this scale.")
+    return sec
