@@ -47,10 +47,24 @@ def test_stage_retries_and_drops_malformed_answers(tmp_path: Path, ray_session):
     assert rows["exercises"] > 0 and rows["textbooks"] > 0
 
 
+def test_rerun_answers_everything_from_the_cache(tmp_path: Path, ray_session):
+    with FakeOpenAI() as server:
+        cfg = tiny_cfg(*_openai(server), "synthesize.n_textbooks=8", "synthesize.n_exercises=16",
+                       "synthesize.verify=false")
+        first = run_synthesize(tmp_path, cfg)
+        sent = len(server.log)
+        second = run_synthesize(tmp_path, cfg)
+        assert len(server.log) == sent == 24  # the re-run sent nothing
+    assert second.metrics["cache_hits"] == 24 and second.metrics["tokens_in"] == 0
+    assert second.metrics["cached_tokens_in"] == first.metrics["tokens_in"]
+    assert second.rows == first.rows
+
+
 def _answered(log: list[dict]) -> Counter:
     return Counter(e["hash"] for e in log if e["status"] == 200 and e["outcome"] == "ok")
 
 
+@pytest.mark.slow  # two real `phiray synthesize` processes, each starting its own Ray cluster
 def test_killed_run_resumes_without_repeating_a_request(tmp_path: Path):
     run_dir = tmp_path / "run"
     n_text, n_ex = 40, 80
