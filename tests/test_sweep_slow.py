@@ -60,8 +60,8 @@ def _final_trials(rd: RunDir) -> set[str]:
 
 
 def _midway(rd: RunDir, done: set[str]) -> bool:
-    """A trial that is not done got past its second report (so its first checkpoint is registered)."""
-    return any(a.get("last_step", 0) >= 10 for t in rd.listdir(TRIALS_DIR) if t not in done
+    """A trial that is not done reported 3 checkpoints (Tune snapshots at least every 2: num_to_keep)."""
+    return any(a.get("last_step", 0) >= 30 for t in rd.listdir(TRIALS_DIR) if t not in done
                for a in read_attempts(rd, t))
 
 
@@ -69,7 +69,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     rd = make_packed_run(tmp_path / "run")
     # The fixture's shrunk shapes (explicit, so the test does not depend on the preset's model size).
     args = ["--preset", "tiny", *SWEEP_OVERRIDES, "run.num_cpus=2", "sweep.num_trials=4", "sweep.max_concurrent=1",
-            "sweep.max_steps=30", "sweep.eval_every=5", "sweep.grace_period=30"]  # no ASHA stops: all must finish
+            "sweep.max_steps=120", "sweep.eval_every=10", "sweep.grace_period=120"]  # no ASHA stops: all must finish
     driver = _phiray("sweep", "--run-dir", rd.location, *args)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and driver.poll() is None:
@@ -96,7 +96,8 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     manifest = rd.read_manifest("sweep")
     assert manifest.metrics["resumed"] is True
     rows = pq.read_table(rd.path("sweep/results.parquet")).to_pylist()
-    assert len(rows) == 4 and all(r["status"] == "completed" and r["steps"] == 30 for r in rows)
+    assert len(rows) == 4 and all(r["status"] == "completed" and r["steps"] == 120 for r in rows)
+    continued = []
     for row in rows:
         attempts = read_attempts(rd, row["trial_id"])
         trained = [a for a in attempts if a["steps_trained"] > 0]
@@ -105,6 +106,8 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
             assert all(a["replayed"] for a in attempts if a not in trained)
         elif attempts_before.get(row["trial_id"]):  # interrupted: continued from its last checkpoint
             last = max(attempts, key=lambda a: a["attempt"])
-            assert last["start_step"] > 0 and last["finished"] and last["last_step"] == 30, attempts
+            assert last["start_step"] > 0 and last["finished"] and last["last_step"] == 120, attempts
+            continued.append(row["trial_id"])
+    assert continued, "no trial was interrupted mid-run"
     print(f"\nresume: {len(done_before)} trials done before the kill; attempts "
           f"{ {r['trial_id']: r['attempts'] for r in rows} }")
