@@ -47,7 +47,12 @@ def _device(use_gpu: bool) -> torch.device:
     if use_gpu and torch.cuda.is_available():
         import ray.train.torch
 
-        return ray.train.torch.get_device()
+        try:
+            return ray.train.torch.get_device()
+        except RuntimeError:
+            # Outside a Ray Train worker (a Tune trial, a plain process): Ray already narrowed
+            # CUDA_VISIBLE_DEVICES to this process's GPU(s), so the first visible one is ours.
+            return torch.device("cuda", 0)
     return torch.device("cpu")
 
 
