@@ -45,9 +45,10 @@ def test_tiny_pretrain_grow_finetune_control_end_to_end(ray_session, tmp_path):
 
 def test_killed_worker_resumes_from_the_last_checkpoint(ray_session, tmp_path_factory):
     rd = tokenized_run(tmp_path_factory.getbasetemp())
-    steps = 120
-    cfg = small_config(f"pretrain.max_steps={steps}", "pretrain.checkpoint_every=10", "pretrain.eval_every=40",
-                       "pretrain.log_every=1", "train.num_workers=2", "train.max_failures=2")
+    steps = 100  # with 4 micro-batches per step: long enough after the first checkpoint to kill mid-run
+    cfg = small_config(f"pretrain.max_steps={steps}", "pretrain.checkpoint_every=10", "pretrain.eval_every=100",
+                       "pretrain.log_every=1", "pretrain.global_batch_size=64", "pretrain.micro_batch_size=8",
+                       "train.num_workers=2", "train.max_failures=2")
     outcome: dict = {}
 
     def fit() -> None:
@@ -60,11 +61,13 @@ def test_killed_worker_resumes_from_the_last_checkpoint(ray_session, tmp_path_fa
     thread.start()
     deadline = time.time() + 600
     pattern = rd.path("killtest/checkpoints/killtest-*/checkpoint_*")
-    while not glob.glob(pattern) and time.time() < deadline and thread.is_alive():
+    # Two checkpoint folders: the first is then committed (one still uploading is not resumable yet).
+    while len(glob.glob(pattern)) < 2 and time.time() < deadline and thread.is_alive():
         time.sleep(0.2)
     assert glob.glob(pattern), "no checkpoint appeared"
     victim = rd.read_json("killtest/checkpoints/workers/rank-1.json")["pid"]
     os.kill(victim, signal.SIGKILL)  # a real kill of one training worker
+    assert thread.is_alive(), "training finished before the kill: make the run longer"
     thread.join(timeout=900)
     assert "error" not in outcome, outcome.get("error")
     info = outcome["info"]
