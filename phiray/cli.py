@@ -164,6 +164,9 @@ def _fmt(v: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from phiray.runtime import prepare_environment
+
+    prepare_environment()  # before any module imports ray (it reads the loopback switch at import)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -59,12 +59,13 @@ def _job_env_vars() -> set[str]:
 
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs: Any) -> None:
     """Join the cluster named by RAY_ADDRESS, or start a local loopback-only one sized to the machine."""
+    address = os.environ.get("RAY_ADDRESS")
+    # Before `import ray`: Ray reads the loopback switch when it is imported, not when it starts.
+    prepare_environment(local=not address)
     import ray
 
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS")
-    prepare_environment(local=not address)
     env_vars = {k: os.environ[k] for k in ("DS_ACCELERATOR", "GLOO_SOCKET_IFNAME", "HF_HUB_OFFLINE",
                                             "TOKENIZERS_PARALLELISM", "PHIRAY_MBPP_PATH")
                 if k in os.environ and k not in _job_env_vars()}

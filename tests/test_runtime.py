@@ -8,3 +8,17 @@ def test_ray_session_is_local_and_loopback(ray_session):
         return x * x
 
     assert ray.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
+
+
+def test_init_ray_starts_a_loopback_only_cluster(tmp_path):
+    """phiray's own start-up (not the test fixture) keeps every Ray listener on 127.0.0.1."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from phiray.runtime import init_ray\n"
+            f"init_ray(num_cpus=1, _temp_dir={str(tmp_path)!r})\n"
+            "import ray\nprint('NODES', [n['NodeManagerAddress'] for n in ray.nodes()])\nray.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert "NODES ['127.0.0.1']" in out.stdout, out.stderr[-2000:]
