@@ -10,15 +10,20 @@ def test_ray_session_is_local_and_loopback(ray_session):
     assert ray.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
 
 
-def test_init_ray_starts_a_loopback_only_cluster(tmp_path):
+def test_init_ray_starts_a_loopback_only_cluster():
     """phiray's own start-up (not the test fixture) keeps every Ray listener on 127.0.0.1."""
     import os
+    import shutil
     import subprocess
     import sys
+    import tempfile
+
+    tmp_path = tempfile.mkdtemp(prefix="rl", dir="/tmp")  # short: Ray's socket paths are length-limited
 
     code = ("from phiray.runtime import init_ray\n"
             f"init_ray(num_cpus=1, _temp_dir={str(tmp_path)!r})\n"
             "import ray\nprint('NODES', [n['NodeManagerAddress'] for n in ray.nodes()])\nray.shutdown()\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    shutil.rmtree(tmp_path, ignore_errors=True)
     assert "NODES ['127.0.0.1']" in out.stdout, out.stderr[-2000:]
