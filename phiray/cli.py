@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             only = [s.strip() for s in args.only.split(",")] if args.only else None
             run_pipeline(STAGES, cfg, rd, force=set(args.force), only=only)
             cmd_status(rd.location)
+            from phiray.report import build
+
+            paths = build(rd)
+            print(f"report: {paths['html']}")
             return 0
         stage = STAGE_BY_NAME[args.command]
         if not stage.available:
