@@ -1,0 +1,34 @@
+"""The whole tiny recipe through the CLI, as `make run` does it (slow tier: ~10-15 minutes on 2 cores)."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from phiray.rundir import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
+    run_dir = tmp_path / "tiny"
+    cmd = [sys.executable, "-m", "phiray", "run", "--preset", "tiny", "--run-dir", str(run_dir)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
+    assert first.returncode == 0, first.stderr[-4000:]
+    rd = RunDir(run_dir)
+    for stage in ("ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize",
+                  "tokenize", "pretrain", "grow", "finetune", "control", "evaluate"):
+        assert rd.read_manifest(stage) is not None, stage
+    pretrain = rd.read_manifest("pretrain").headline
+    assert pretrain["val_loss_final"] < pretrain["val_loss_start"]
+
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0
+    assert "running" not in second.stderr and second.stderr.count("up to date, skipped") == 13
+    status = subprocess.run([sys.executable, "-m", "phiray", "status", str(run_dir)], capture_output=True, text=True)
+    assert len(re.findall(r"\bdone\b", status.stdout)) == 13
+
+    page = rd.read_text("report/report.html")
+    assert page.count("data:image/png;base64,") >= 6
+    assert "has not run" not in page
