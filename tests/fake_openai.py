@@ -82,9 +82,7 @@ class FakeOpenAI:
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> "FakeOpenAI":
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 256
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -147,6 +145,13 @@ class FakeOpenAI:
 def _usage(prompt_text: str, answer: str) -> dict[str, int]:
     p, c = max(1, len(prompt_text.split())), max(1, len(answer.split()))
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog is fixed when the constructor calls listen(): it must be a class attribute. The
+    # default (5) drops the SYNs of a burst of 32 new connections, which then wait ~1 s to retransmit.
+    request_queue_size = 256
 
 
 class _Handler(BaseHTTPRequestHandler):
