@@ -175,6 +175,7 @@ class SynthesizeConfig(Section):
     dedup_threshold: float = Field(0.85, gt=0, lt=1, description="MinHash Jaccard threshold for dropping near-duplicate samples.")
     batch_size: int = Field(16, ge=1, description="Prompts per map_batches call (raised to teacher.concurrency for the openai teacher).")
     actors: int = Field(1, ge=1, description="Generation actors (each runs its own teacher client).")
+    calls_per_actor: int = Field(2, ge=1, description="Batches in flight per generation actor with the openai teacher; they share the actor's teacher.concurrency bound, so a batch's slow tail never leaves slots idle (1 = one batch at a time).")
     num_cpus_per_actor: float = Field(0.5, gt=0, description="CPUs reserved per generation/verification actor (fractional leaves room for reads on 2 CPUs).")
     textbook_min_chars: int = Field(200, ge=0, description="Textbook answers shorter than this are dropped ('too_short').")
     dedup_num_perm: int = Field(64, ge=16, description="MinHash permutations for near-duplicate removal of samples.")

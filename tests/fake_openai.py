@@ -3,14 +3,16 @@
     with FakeOpenAI(latency_s=0.1, rate_limit_rate=0.2, retry_after_s=0.05) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="x")
 
-Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions. Failure injection:
+Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions. ``latency_jitter`` spreads
+the latency uniformly (``latency_s`` x (1 +- j)), as a real LLM's answers vary. Failure injection:
 ``error_rate`` (500/503), ``rate_limit_rate`` (429 + ``Retry-After``), ``malformed_rate`` (200 with a
 body that is not JSON), ``fail_first`` (the first N attempts of every distinct request get
 ``fail_status``: deterministic). Every request is logged (``server.log``, and appended + flushed to
 ``log_path`` as JSON lines when given, so a log survives the client being killed): ``hash`` is the
 sha256 of the canonical request body, ``status`` what was sent (``aborted`` when the client hung up
-first). ``responder(body) -> str`` makes the answer text (default: procedural answers when phiray's
-procedural teacher can make them, else a fixed passage with a code block).
+first), ``peer`` the client's port (one per connection). ``responder(body) -> str`` makes the answer
+text (default: procedural answers when phiray's procedural teacher can make them, else a fixed passage
+with a code block).
 
 Run standalone: ``python tests/fake_openai.py --port 0 --latency 0.1`` prints the base URL.
 """
@@ -62,11 +64,12 @@ def canned_responder() -> Callable[[dict[str, Any]], str]:
 
 
 class FakeOpenAI:
-    def __init__(self, latency_s: float = 0.0, error_rate: float = 0.0, rate_limit_rate: float = 0.0,
+    def __init__(self, latency_s: float = 0.0, latency_jitter: float = 0.0, error_rate: float = 0.0, rate_limit_rate: float = 0.0,
                  malformed_rate: float = 0.0, retry_after_s: float | None = 0.05, fail_first: int = 0,
                  fail_status: int = 429, error_status: int = 500, seed: int = 0, log_path: str | None = None,
                  responder: Callable[[dict[str, Any]], str] | None = None, finish_reason: str = "stop"):
         self.latency_s, self.error_rate, self.rate_limit_rate = latency_s, error_rate, rate_limit_rate
+        self.latency_jitter = latency_jitter  # each answer waits latency_s x uniform(1 - j, 1 + j)
         self.malformed_rate, self.retry_after_s = malformed_rate, retry_after_s
         self.fail_first, self.fail_status, self.error_status = fail_first, fail_status, error_status
         self.responder = responder or default_responder
@@ -74,6 +77,7 @@ class FakeOpenAI:
         self.log: list[dict[str, Any]] = []
         self.log_path = log_path
         self._rng = random.Random(seed)
+        self._jitter_rng = random.Random(seed + 1)  # apart, so jitter never changes the failure rolls
         self._lock = threading.Lock()
         self._attempts: Counter[str] = Counter()
         self._server: ThreadingHTTPServer | None = None
@@ -125,6 +129,13 @@ class FakeOpenAI:
         return Counter(e["status"] for e in self.log)
 
     # ----------------------------------------------------------------- decisions
+    def wait_s(self) -> float:
+        if not self.latency_jitter:
+            return self.latency_s
+        with self._lock:
+            roll = self._jitter_rng.uniform(-self.latency_jitter, self.latency_jitter)
+        return max(0.0, self.latency_s * (1 + roll))
+
     def decide(self, h: str) -> str:
         """What this attempt gets: ok | rate_limit | error | malformed."""
         with self._lock:
@@ -199,9 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not (chat or self.path.endswith("/completions")):
             self._send(404, b'{"error": {"message": "not found"}}')
             return
-        outcome = fake.decide(h)
-        if fake.latency_s:
-            time.sleep(fake.latency_s)
+        outcome, wait = fake.decide(h), fake.wait_s()
+        if wait:
+            time.sleep(wait)
         status, headers = 200, {}
         if outcome == "rate_limit":
             status = 429
@@ -219,7 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             payload = self._answer(body, chat)
         delivered = self._send(status, payload, headers)
         fake.record({"t": t0, "path": self.path, "hash": h, "seed": body.get("seed"), "outcome": outcome,
-                     "status": status if delivered else "aborted", "latency_s": round(time.time() - t0, 4)})
+                     "status": status if delivered else "aborted", "latency_s": round(time.time() - t0, 4),
+                     "peer": self.client_address[1]})
 
     def _answer(self, body: dict[str, Any], chat: bool) -> bytes:
         fake = self.fake
@@ -251,13 +263,14 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--latency-jitter", type=float, default=0.0, help="answers wait latency x uniform(1-j, 1+j)")
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--rate-limit-rate", type=float, default=0.0)
     p.add_argument("--malformed-rate", type=float, default=0.0)
     p.add_argument("--log", default=None)
     p.add_argument("--canned", action="store_true", help="answer each prompt kind with one fixed valid answer")
     args = p.parse_args()
-    server = FakeOpenAI(latency_s=args.latency, error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
+    server = FakeOpenAI(latency_s=args.latency, latency_jitter=args.latency_jitter, error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
                         malformed_rate=args.malformed_rate, log_path=args.log,
                         responder=canned_responder() if args.canned else None).start()
     print(server.base_url, flush=True)

@@ -129,3 +129,54 @@ def test_parse_retry_after_forms():
     assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
     assert parse_retry_after({}) is None
     assert 0 <= parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) <= 0.0 + 1e-9
+
+
+def test_connections_are_reused_from_one_call_to_the_next():
+    with FakeOpenAI() as server:
+        teacher = make_teacher(_cfg(server, concurrency=4), None)
+        for call in range(3):
+            assert all(r.ok for r in teacher.complete(_reqs(4, tag=f"c{call}")))
+        teacher.close()
+    assert len(server.log) == 12
+    assert len({e["peer"] for e in server.log}) <= 4  # one pool of 4 connections, not 4 per call
+
+
+def test_overlapping_calls_share_one_concurrency_bound():
+    import threading
+
+    with FakeOpenAI(latency_s=0.2) as server:
+        teacher = make_teacher(_cfg(server, concurrency=4), None)
+        out: dict[str, list] = {}
+        threads = [threading.Thread(target=lambda tag=tag: out.__setitem__(tag, teacher.complete(_reqs(4, tag))))
+                   for tag in ("a", "b")]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+    assert [r.key for r in out["a"]] == [f"a{i}" for i in range(4)] and all(r.ok for r in out["a"] + out["b"])
+    # 8 requests through 4 slots: two waves of 0.2 s, never 8 at once.
+    spans = [(e["t"], e["t"] + e["latency_s"]) for e in server.log]
+    most = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert most <= 4 and elapsed >= 0.4
+    assert teacher.stats["requests"] == 8
+
+
+def test_a_closed_teacher_can_be_used_again():
+    with FakeOpenAI() as server:
+        teacher = make_teacher(_cfg(server), None)
+        assert teacher.complete(_reqs(1))[0].ok
+        teacher.close()
+        teacher.close()  # idempotent
+        assert teacher.complete(_reqs(1, tag="again"))[0].ok
+        teacher.close()
+
+
+def test_the_test_server_spreads_latency_when_asked():
+    with FakeOpenAI(latency_s=0.1, latency_jitter=0.5) as server:
+        teacher = make_teacher(_cfg(server, concurrency=8), None)
+        assert all(r.ok for r in teacher.complete(_reqs(16)))
+        teacher.close()
+    waits = [e["latency_s"] for e in server.log]
+    assert min(waits) >= 0.05 and max(waits) < 0.25 and max(waits) - min(waits) > 0.03

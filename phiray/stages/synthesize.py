@@ -56,14 +56,20 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> list[dic
 
     from phiray.teacher.worker import GenerateBatch, VerifyBatch
 
-    syn = cfg.synthesize
-    batch = max(syn.batch_size, cfg.teacher.concurrency) if cfg.teacher.kind == "openai" else syn.batch_size
+    syn, remote = cfg.synthesize, cfg.teacher.kind == "openai"
+    batch = max(syn.batch_size, cfg.teacher.concurrency) if remote else syn.batch_size
+    # A remote teacher waits on the network: several batches run at once on each actor and share its
+    # client's concurrency bound, so the next batch fills the slots that the previous one's slowest answers
+    # leave idle. The procedural teacher is CPU work: one batch at a time.
+    calls = syn.calls_per_actor if remote else 1
+    pool = ray.data.ActorPoolStrategy(size=syn.actors, max_concurrent_calls_per_actor=calls,
+                                      enable_true_multi_threading=calls > 1)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch, 64)))
     ds = ds.map_batches(GenerateBatch, batch_size=batch, batch_format="pandas",
                         fn_constructor_kwargs={"teacher_cfg": cfg.teacher.model_dump(mode="json"),
                                                "cache_dir": cache_dir(cfg, rd),
                                                "textbook_min_chars": syn.textbook_min_chars},
-                        compute=ray.data.ActorPoolStrategy(size=syn.actors), num_cpus=syn.num_cpus_per_actor)
+                        compute=pool, num_cpus=syn.num_cpus_per_actor)
     if syn.verify:
         ds = ds.map_batches(VerifyBatch, batch_size=max(syn.batch_size, 32), batch_format="pandas",
                             fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},

@@ -4,6 +4,11 @@ Bounded concurrency (a semaphore), per-request timeouts, and our own retry loop 
 off) so that ``Retry-After`` on 429/5xx is honoured and every retry is counted by reason. Answers go to
 the persistent :class:`RequestCache` as they arrive. The API key is read from the environment variable
 the config names and is only ever handed to the SDK.
+
+One teacher keeps one event loop (on a daemon thread), one HTTP client and one concurrency bound for its
+whole life: connections (and TLS sessions) are reused from batch to batch, and ``complete`` may be called
+from several threads at once (the synthesize stage overlaps two batches per actor), so the next batch's
+requests take the slots that the slowest answers of the previous one leave idle.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import os
 import random
 import threading
 import time
-from typing import Any
+import weakref
+from typing import Any, Callable, Coroutine
 
 from phiray.teacher.base import Request, Response, new_stats, request_hash
 from phiray.teacher.cache import RequestCache
@@ -54,20 +60,18 @@ class OpenAITeacher:
         self.defaults = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
         price = cfg.prices.get(cfg.model)
         self._price = (price.input_per_million, price.output_per_million) if price else (0.0, 0.0)
+        self._session = _Session(lambda: _make_client(cfg), cfg.concurrency)
+        weakref.finalize(self, self._session.close)
 
     # ----------------------------------------------------------------- public
     def complete(self, requests: list[Request]) -> list[Response]:
-        """Answer every request (cache first); failures come back as responses with ``error`` set."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._complete_all(requests))
-        # Called from inside an event loop (e.g. a Serve replica): run ours on a private thread.
-        box: list[list[Response]] = []
-        thread = threading.Thread(target=lambda: box.append(asyncio.run(self._complete_all(requests))))
-        thread.start()
-        thread.join()
-        return box[0]
+        """Answer every request (cache first); failures come back as responses with ``error`` set.
+        Thread-safe: concurrent calls share the client and the ``concurrency`` bound."""
+        return self._session.run(self._complete_all(requests))
+
+    def close(self) -> None:
+        """Close the HTTP client and stop the loop (also done when the teacher is garbage-collected)."""
+        self._session.close()
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self._price[0] + tokens_out * self._price[1]) / 1e6
@@ -80,18 +84,6 @@ class OpenAITeacher:
             else:
                 bucket = self.stats.setdefault(key, {})
                 bucket[sub] = bucket.get(sub, 0) + amount
-
-    def _client(self) -> Any:
-        import openai
-
-        api_key = os.environ.get(self.cfg.api_key_env)
-        if not api_key and self.cfg.base_url is None:
-            log.warning("teacher: $%s is not set; OpenAI will refuse every request (http_401)", self.cfg.api_key_env)
-        api_key = api_key or "unused"  # local OpenAI-compatible servers accept any key
-        limits = _limits_type()(max_connections=self.cfg.concurrency, max_keepalive_connections=self.cfg.concurrency)
-        http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.cfg.timeout_s)
-        return openai.AsyncOpenAI(api_key=api_key, base_url=self.cfg.base_url, max_retries=0,
-                                  timeout=self.cfg.timeout_s, http_client=http)
 
     async def _complete_all(self, requests: list[Request]) -> list[Response]:
         self._count("requests", len(requests))
@@ -110,12 +102,8 @@ class OpenAITeacher:
                 todo[h] = req
         self._count("cache_hits", sum(1 for h in hashes if h in results))
         if todo:
-            client = self._client()
-            semaphore = asyncio.Semaphore(self.cfg.concurrency)
-            try:
-                answers = await asyncio.gather(*(self._one(client, semaphore, h, r) for h, r in todo.items()))
-            finally:
-                await client.close()
+            client, semaphore = self._session.client_and_bound()
+            answers = await asyncio.gather(*(self._one(client, semaphore, h, r) for h, r in todo.items()))
             results.update(zip(todo.keys(), answers))
         out = []
         for req, h in zip(requests, hashes):
@@ -198,6 +186,68 @@ class OpenAITeacher:
         usage = data.get("usage") or {}
         return Response(key=req.key, text=text, tokens_in=int(usage.get("prompt_tokens") or 0),
                         tokens_out=int(usage.get("completion_tokens") or 0), finish_reason=choice.get("finish_reason"))
+
+
+class _Session:
+    """A private event loop on a daemon thread, and the one HTTP client and concurrency bound that every
+    ``complete`` call of a teacher shares (both are made lazily, on that loop)."""
+
+    def __init__(self, make_client: Callable[[], Any], concurrency: int):
+        self._make_client, self._concurrency = make_client, concurrency
+        self._client: Any = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="phiray-teacher", daemon=True)
+                self._thread.start()
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def client_and_bound(self) -> tuple[Any, asyncio.Semaphore]:
+        """Called on the loop only (so no lock is needed)."""
+        if self._client is None:
+            self._client = self._make_client()
+            self._semaphore = asyncio.Semaphore(self._concurrency)
+        assert self._semaphore is not None
+        return self._client, self._semaphore
+
+    def close(self) -> None:
+        with self._lock:
+            loop, thread, client = self._loop, self._thread, self._client
+            self._loop = self._thread = self._client = self._semaphore = None
+        if loop is None or thread is None:
+            return
+        if threading.current_thread() is thread:  # collected on the loop itself: just stop it
+            loop.call_soon_threadsafe(loop.stop)
+            return
+        if client is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=10)
+            except Exception:  # noqa: BLE001 - closing is best effort; the loop goes next anyway
+                pass
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
+
+
+def _make_client(cfg: Any) -> Any:
+    import openai
+
+    api_key = os.environ.get(cfg.api_key_env)
+    if not api_key and cfg.base_url is None:
+        log.warning("teacher: $%s is not set; OpenAI will refuse every request (http_401)", cfg.api_key_env)
+    api_key = api_key or "unused"  # local OpenAI-compatible servers accept any key
+    limits = _limits_type()(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
+    http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=cfg.timeout_s)
+    return openai.AsyncOpenAI(api_key=api_key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s,
+                              http_client=http)
 
 
 def _response_type() -> Any:
