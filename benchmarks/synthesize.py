@@ -5,6 +5,11 @@ the stage's per-actor work), with the request cache off so every sample is reall
 answers each prompt kind with one canned valid answer, so its own CPU stays out of the measurement.
 
     .venv/bin/python benchmarks/synthesize.py [--latency 0.1] [--concurrency 32] [--n 640] [--n-seq 40]
+
+``--stage`` adds the stage's own shape: the synthesize stage's ``generate`` on Ray Data (one actor, batches
+of ``concurrency`` rows, verification off) against a server whose latency varies (``--jitter 0.5``: 50-150
+ms), with ``synthesize.calls_per_actor`` 1 (a batch waits for its slowest answer before the next starts)
+vs 2 (the default: two batches share the actor's 32 slots).
 """
 
 from __future__ import annotations
@@ -36,6 +41,36 @@ def measure(base_url: str, rows: list[dict], concurrency: int, seed_offset: int)
     return len(rows) / elapsed, sum(s == "ok" for s in out["status"])
 
 
+def stage_passes(args: argparse.Namespace, rows: list[dict]) -> dict[int, float]:
+    """samples/s through the synthesize stage's Ray Data generation, per ``calls_per_actor``."""
+    import tempfile
+
+    from phiray.config import load_config
+    from phiray.rundir import RunDir
+    from phiray.runtime import init_ray
+    from phiray.stages.synthesize import generate
+
+    server, base_url = spawn("--latency", str(args.latency), "--latency-jitter", str(args.jitter), "--canned")
+    rates: dict[int, list[float]] = {calls: [] for calls in args.stage_calls}
+    try:
+        init_ray(num_cpus=2, log_to_driver=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            for rep in range(args.repeats):
+                for calls in args.stage_calls:
+                    cfg = load_config("tiny", overrides=[
+                        "teacher.kind=openai", f"teacher.base_url={base_url}", "teacher.model=fake",
+                        f"teacher.concurrency={args.concurrency}", "teacher.cache=false",
+                        "synthesize.verify=false", "synthesize.actors=1", f"synthesize.calls_per_actor={calls}"])
+                    batch = [{**r, "seed": r["seed"] + 100 * rep + calls} for r in rows]
+                    t0 = time.perf_counter()
+                    out = generate(cfg, RunDir(tmp), batch)
+                    rates[calls].append(len(out) / (time.perf_counter() - t0))
+    finally:
+        server.terminate()
+        server.wait()
+    return {calls: sorted(r)[len(r) // 2] for calls, r in rates.items()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--latency", type=float, default=0.1)
@@ -43,6 +78,9 @@ def main() -> int:
     p.add_argument("--n", type=int, default=640, help="samples for the concurrent run")
     p.add_argument("--n-seq", type=int, default=40, help="samples for the sequential baseline")
     p.add_argument("--repeats", type=int, default=3, help="alternating sequential/concurrent passes; medians reported")
+    p.add_argument("--stage", action="store_true", help="also time the stage's Ray Data generation (see above)")
+    p.add_argument("--jitter", type=float, default=0.5, help="--stage: server latency x uniform(1-j, 1+j)")
+    p.add_argument("--stage-calls", type=int, nargs="+", default=[1, 2], help="--stage: calls_per_actor values")
     args = p.parse_args()
     rows = plan_rows(args.n // 3, args.n - args.n // 3, ["high school students", "professionals"],
                      ["concise", "step by step"], seed=7, heldout_fraction=0.0, snippets=[], snippet_chars=0)
@@ -62,6 +100,13 @@ def main() -> int:
     print(f"sequential      : {seq:8.2f} samples/s ({seq_ok}/{args.n_seq} parsed ok)")
     print(f"concurrency {args.concurrency:<4}: {conc:8.2f} samples/s ({conc_ok}/{len(rows)} parsed ok)")
     print(f"ratio           : {conc / seq:8.1f}x (goal >= 25x; medians of {args.repeats} alternating passes)")
+    if args.stage:
+        rates = stage_passes(args, rows)
+        print(f"stage on Ray Data, latency {args.latency * 1000:.0f} ms +- {args.jitter:.0%}, "
+              f"{len(rows)} samples, batches of {args.concurrency}:")
+        first = args.stage_calls[0]
+        for calls, rate in rates.items():
+            print(f"  calls_per_actor {calls}: {rate:8.2f} samples/s ({rate / rates[first]:.2f}x)")
     return 0
 
 
