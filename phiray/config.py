@@ -194,6 +194,9 @@ class SandboxConfig(Section):
     max_file_mb: int = Field(16, ge=1, description="Largest file the candidate may write.")
     max_output_bytes: int = Field(64_000, ge=1024, description="Captured stdout/stderr cap; the rest is discarded.")
     workers: int = Field(2, ge=1, description="Executions in parallel in a pool.")
+    ray_resources: dict[str, float] = Field(default_factory=dict, description="Ray resources asked for by whatever executes untrusted code (exercise verification, evaluate, sweep pass@1): {evaluator: 1} puts it on the KubeRay cluster's hardened evaluator group; empty = in-process / anywhere (local runs).")
+    ray_num_cpus: float = Field(1.0, gt=0, description="CPUs asked for by a sandbox actor when ray_resources is set.")
+    placement_timeout_s: float = Field(900.0, gt=0, description="How long to wait for a node offering ray_resources (an autoscaler may start one from zero) before failing with a clear error.")
 
 
 # --------------------------------------------------------------------------- model and training

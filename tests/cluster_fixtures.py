@@ -83,6 +83,7 @@ def start_head(num_cpus: int = 2, timeout_s: float = 90.0) -> RayHead:
                                             "dashboard-agent-listen-port", "metrics-export-port")}
     cmd = [os.path.join(VENV_BIN, "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
            "--dashboard-host", "127.0.0.1", "--temp-dir", temp_dir, f"--num-cpus={num_cpus}",
+           '--resources={"evaluator": 4}',  # as the KubeRay evaluator group offers it (jobs/configs/*.yaml)
            "--disable-usage-stats"] + [f"--{k}={v}" for k, v in ports.items()]
     log = open(Path(temp_dir) / "head.log", "w")
     # A session of its own: stopping it never touches other Ray clusters on the machine (no `ray stop`).

@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from phiray.config import load_config
 from phiray.rundir import Manifest, RunDir
@@ -18,7 +19,8 @@ EXERCISES = [
 ]
 
 
-def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path):
+@pytest.mark.parametrize("placement", ["in-process", "evaluator"])
+def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path, placement):
     from phiray.cli import STAGE_BY_NAME
     from phiray.pipeline import run_stage
 
@@ -29,9 +31,12 @@ def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path)
     rd.write_manifest(Manifest(stage="finetune"))  # upstream done (its model is the tiny checkpoint)
     cfg = load_config(preset="tiny", overrides=["run.stages=[finetune,evaluate]", "evaluate.benchmarks=[exercises]", "evaluate.models=[finetune,control]",
                                                 "evaluate.max_new_tokens=8", "evaluate.n_samples=2",
-                                                "evaluate.k=[1,2]", "evaluate.temperature=0.8"])
+                                                "evaluate.k=[1,2]", "evaluate.temperature=0.8",
+                                                *(["sandbox.ray_resources={evaluator: 1}", "sandbox.ray_num_cpus=0.5"]
+                                                  if placement == "evaluator" else [])])
     manifest = run_stage(STAGE_BY_NAME["evaluate"], cfg, rd, STAGE_BY_NAME)
     results = json.loads((tmp_path / "run" / "evaluate" / "results.json").read_text())
+    assert results["sandbox_resources"] == ({"evaluator": 1.0} if placement == "evaluator" else {})
     summary = results["results"]["finetune"]["exercises"]
     assert summary["tasks"] == 3 and summary["samples"] == 6 and 0.0 <= summary["pass@1"] <= summary["pass@2"] <= 1
     assert manifest.rows == {"exercises": 3, "models": 1, "models_skipped": 1}  # control/model is absent

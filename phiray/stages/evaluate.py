@@ -16,7 +16,7 @@ from phiray.evals.benchmarks import load_benchmark
 from phiray.evals.generation import GenerationSettings, generate_local
 from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.rundir import Manifest, RunDir
-from phiray.sandbox import Sandbox
+from phiray.sandbox.placement import sandbox_for
 
 log = logging.getLogger("phiray")
 
@@ -38,7 +38,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     benchmarks = {b: load_benchmark(b, ev.mbpp_path, ev.limit, exercises) for b in ev.benchmarks}
     gen = GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed)
-    sandbox = Sandbox(cfg.sandbox)
+    sandbox = sandbox_for(cfg.sandbox)  # on the evaluator nodes when sandbox.ray_resources names them
     all_results: dict[str, Any] = {}
     outputs, headline, metrics = ["evaluate/results.json"], {}, {}
     skipped = 0
@@ -63,7 +63,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
                     if key == f"pass@{ev.k[0]}":
                         headline[f"{model}/{bench}"] = round(value, 4)
     rd.write_json("evaluate/results.json", {"n_samples": ev.n_samples, "k": ev.k, "temperature": ev.temperature,
-                                            "isolation": sandbox.isolation, "results": all_results})
+                                            "isolation": sandbox.isolation,
+                                            "sandbox_resources": dict(cfg.sandbox.ray_resources),
+                                            "results": all_results})
     if not all_results:
         raise FileNotFoundError(f"evaluate: none of the models {ev.models} exists in the run dir")
     rows = {bench: len(tasks) for bench, tasks in benchmarks.items()} | {"models": len(all_results),

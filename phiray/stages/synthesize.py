@@ -71,9 +71,17 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> list[dic
                                                "textbook_min_chars": syn.textbook_min_chars},
                         compute=pool, num_cpus=syn.num_cpus_per_actor)
     if syn.verify:
+        # Generated code runs only where sandbox.ray_resources are offered (the hardened evaluator group on
+        # KubeRay); fail clearly, before any request is sent, if no node ever offers them.
+        placement: dict[str, Any] = {"num_cpus": syn.num_cpus_per_actor}
+        if cfg.sandbox.ray_resources:
+            from phiray.sandbox.placement import remote_options, wait_placeable
+
+            wait_placeable(cfg.sandbox)
+            placement = remote_options(cfg.sandbox)
         ds = ds.map_batches(VerifyBatch, batch_size=max(syn.batch_size, 32), batch_format="pandas",
                             fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},
-                            compute=ray.data.ActorPoolStrategy(size=1), num_cpus=syn.num_cpus_per_actor)
+                            compute=ray.data.ActorPoolStrategy(size=1), **placement)
     out = ds.take_all()
     order = {r["key"]: i for i, r in enumerate(rows)}
     return sorted(out, key=lambda r: order[r["key"]])

@@ -71,12 +71,12 @@ class HeldoutPassAt1:
         from phiray.config import SandboxConfig
         from phiray.evals.benchmarks import load_exercises
         from phiray.model.tokenizer import load_tokenizer
-        from phiray.sandbox import Sandbox
+        from phiray.sandbox.placement import sandbox_for
 
         self.tasks = load_exercises(rows)
         with rd.local_dir(tokenizer_dir, upload=False) as local:
             self.tokenizer = load_tokenizer(local)
-        self.sandbox = Sandbox(SandboxConfig(**sandbox))
+        self.sandbox = sandbox_for(SandboxConfig(**sandbox))
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, model) -> dict[str, float]:
