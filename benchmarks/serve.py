@@ -12,19 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from serve_fixtures import free_port  # noqa: E402
 
 
 def main() -> int:
@@ -50,7 +46,6 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="srvb", dir="/tmp"))
     model = args.model
     if model is None:
-        sys.path.insert(0, str(REPO / "tests"))
         from serve_fixtures import build_tiny_checkpoint
 
         model = str(build_tiny_checkpoint(tmp / "model"))

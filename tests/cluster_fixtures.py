@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+
+from serve_fixtures import free_port
 
 VENV_BIN = str(Path(sys.executable).parent)
 REPO = Path(__file__).resolve().parents[1]
@@ -43,12 +44,6 @@ def cluster_specs() -> list[tuple[str, dict]]:
     out += [(d["metadata"]["name"], d["spec"]["rayClusterSpec"]) for d in by_kind("RayJob")]
     out += [(d["metadata"]["name"], d["spec"]["rayClusterConfig"]) for d in by_kind("RayService")]
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 CORPUS = [
@@ -11,6 +12,13 @@ CORPUS = [
     "The quick brown fox jumps over the lazy dog. Python functions return values.",
     "import math\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n",
 ]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for servers the tests and benchmarks start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def build_tiny_checkpoint(path: Path, context: int = 256, seed: int = 0) -> Path:

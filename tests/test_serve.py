@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 import pytest
 
-from serve_fixtures import build_tiny_checkpoint
+from serve_fixtures import build_tiny_checkpoint, free_port
 
 MODEL = "tiny-phi"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

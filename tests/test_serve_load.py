@@ -14,8 +14,7 @@ import time
 import httpx
 import pytest
 
-from serve_fixtures import build_tiny_checkpoint
-from test_serve import free_port
+from serve_fixtures import build_tiny_checkpoint, free_port
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
