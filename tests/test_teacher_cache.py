@@ -39,3 +39,18 @@ def test_answers_survive_sigkill_of_the_writer(tmp_path: Path):
     assert proc.returncode == -9
     cache = RequestCache(tmp_path)
     assert len(cache) == 50 and cache.get("h49")["text"] == "49"
+
+
+def test_answers_stay_on_disk_only_the_index_is_in_memory(tmp_path: Path):
+    writer = RequestCache(tmp_path)
+    big = "x" * 20_000
+    for i in range(200):
+        writer.put(f"h{i}", {"text": f"{i}:{big}", "tokens_out": i})
+    writer.close()
+    writer.put("late", {"text": "after close: a new shard"})
+    reader = RequestCache(tmp_path)
+    assert len(reader) == 201 and len(list(tmp_path.glob("*.jsonl"))) == 2
+    assert reader.get("h137") == {"hash": "h137", "text": f"137:{big}", "tokens_out": 137}
+    assert reader.get("late")["text"].startswith("after close") and reader.get("missing") is None
+    # Memory: a few tuples per entry, not the 4 MB of answers.
+    assert sum(len(str(v)) for v in reader._index.values()) < 200 * 100
