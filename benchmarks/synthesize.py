@@ -63,8 +63,8 @@ def stage_passes(args: argparse.Namespace, rows: list[dict]) -> dict[int, float]
                         "synthesize.verify=false", "synthesize.actors=1", f"synthesize.calls_per_actor={calls}"])
                     batch = [{**r, "seed": r["seed"] + 100 * rep + calls} for r in rows]
                     t0 = time.perf_counter()
-                    out = generate(cfg, RunDir(tmp), batch)
-                    rates[calls].append(len(out) / (time.perf_counter() - t0))
+                    done = generate(cfg, RunDir(tmp), batch).count()  # streamed to Parquet, then counted
+                    rates[calls].append(done / (time.perf_counter() - t0))
     finally:
         server.terminate()
         server.wait()

@@ -180,6 +180,7 @@ class SynthesizeConfig(Section):
     textbook_min_chars: int = Field(200, ge=0, description="Textbook answers shorter than this are dropped ('too_short').")
     dedup_num_perm: int = Field(64, ge=16, description="MinHash permutations for near-duplicate removal of samples.")
     dedup_shingle_size: int = Field(5, ge=1, description="Tokens per shingle for sample MinHash.")
+    dedup_local_max_rows: int = Field(200_000, ge=0, description="Up to this many (sample, LSH band) rows the near-duplicate buckets are formed on the driver; above it, by a Ray Data groupby (0 = always distributed).")
     cache_dir: str | None = Field(None, description="Local directory for the teacher's request cache (default: <run>/synthesize/cache on a local run dir, else ~/.cache/phiray/teacher).")
 
 

@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pyarrow as pa
 
 from phiray.config import RunConfig
 from phiray.data import docio, minhash
+from phiray.data.lsh import bucket_edges, explode_bands, sign_table
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
-
-
-def _sign(table: pa.Table, num_perm: int, shingle_size: int) -> pa.Table:
-    """Adds ``norm_hash`` and ``minhash`` (uint64 list) to a batch of documents."""
-    texts = table["text"].to_pylist()
-    sigs = [minhash.signature(t, num_perm, shingle_size) for t in texts]
-    table = table.append_column("norm_hash", pa.array([minhash.normalized_hash(t) for t in texts], pa.string()))
-    return table.append_column("minhash", pa.array([s.tolist() for s in sigs], pa.list_(pa.uint64())))
 
 
 def _pick_exact(group: pa.Table) -> pa.Table:
@@ -37,31 +29,6 @@ def _pick_exact(group: pa.Table) -> pa.Table:
     rep = group["id"][0].as_py()
     dup_of = [""] + [rep] * (group.num_rows - 1)
     return group.append_column("dup_of", pa.array(dup_of, pa.string()))
-
-
-def _explode_bands(table: pa.Table, bands: int, rows: int) -> pa.Table:
-    ids, sigs = table["id"].to_pylist(), table["minhash"].to_pylist()
-    out_ids, out_keys, out_sigs = [], [], []
-    for doc, sig in zip(ids, sigs):
-        for key in minhash.band_keys(sig, bands, rows):
-            out_ids.append(doc)
-            out_keys.append(key)
-            out_sigs.append(sig)
-    return pa.table({"id": pa.array(out_ids, pa.string()), "band": pa.array(out_keys, pa.string()),
-                     "minhash": pa.array(out_sigs, pa.list_(pa.uint64()))})
-
-
-def _bucket_edges(group: pa.Table, threshold: float) -> pa.Table:
-    empty = pa.table({"a": pa.array([], pa.string()), "b": pa.array([], pa.string()),
-                      "similarity": pa.array([], pa.float64())})
-    if group.num_rows < 2:
-        return empty
-    members = [(d, np.asarray(s, dtype=np.uint64)) for d, s in zip(group["id"].to_pylist(), group["minhash"].to_pylist())]
-    pairs = minhash.verified_pairs(members, threshold)
-    if not pairs:
-        return empty
-    a, b, sim = zip(*pairs)
-    return pa.table({"a": pa.array(a, pa.string()), "b": pa.array(b, pa.string()), "similarity": pa.array(sim)})
 
 
 def _mark_near(table: pa.Table, rep_of: dict[str, str]) -> pa.Table:
@@ -96,7 +63,7 @@ def _dedup(cfg: RunConfig, rd: RunDir) -> Manifest:
     dc = cfg.dedup
     docs = docio.read_docs(rd, "ingest", spread=True)
     # Each Ray Data execution costs task start-ups: materialise only what is used twice, count on the driver.
-    signed = docs.map_batches(_sign, fn_kwargs={"num_perm": dc.num_perm, "shingle_size": dc.shingle_size},
+    signed = docs.map_batches(sign_table, fn_kwargs={"num_perm": dc.num_perm, "shingle_size": dc.shingle_size},
                               batch_format="pyarrow").materialize()
     n_in = signed.count()
     if dc.exact:
@@ -113,9 +80,9 @@ def _dedup(cfg: RunConfig, rd: RunDir) -> Manifest:
     rep_of: dict[str, str] = {}
     n_edges = 0
     if dc.near:
-        edges = (survivors.map_batches(_explode_bands, fn_kwargs={"bands": bands, "rows": rows}, batch_format="pyarrow")
+        edges = (survivors.map_batches(explode_bands, fn_kwargs={"bands": bands, "rows": rows}, batch_format="pyarrow")
                  .groupby("band", num_partitions=_partitions())
-                 .map_groups(_bucket_edges, fn_kwargs={"threshold": dc.threshold}, batch_format="pyarrow")
+                 .map_groups(bucket_edges, fn_kwargs={"threshold": dc.threshold}, batch_format="pyarrow")
                  .take_all())
         n_edges = len(edges)
         rep_of = minhash.cluster_pairs((e["a"], e["b"], e["similarity"]) for e in edges)

@@ -1,26 +1,38 @@
 """synthesize: textbooks and verified exercises through a teacher, on Ray Data.
 
 plan prompt rows (seeded) -> map_batches(GenerateBatch) on an actor pool (teacher + request cache per
-actor) -> map_batches(VerifyBatch) in the sandbox -> MinHash dedup + diversity report -> Parquet:
-``synthesize/textbooks``, ``synthesize/exercises`` (train families), ``synthesize/heldout`` (held-out
-families), ``synthesize/rejected`` (with ``reason``). The request cache (``synthesize/cache``) is kept
-across runs: a re-run, or a run after a kill, re-sends nothing already answered.
+actor) -> map_batches(VerifyBatch) in the sandbox -> ``synthesize/_generated`` (Parquet) -> MinHash + LSH
+dedup on Ray Data (phiray.data.lsh) -> each row assigned its output -> Parquet: ``synthesize/textbooks``,
+``synthesize/exercises`` (train families), ``synthesize/heldout`` (held-out families),
+``synthesize/rejected`` (with ``reason``). Samples never gather on the driver: only the plan, the
+duplicate map and the manifest's counters do (phi-1 scale is ~2M samples). The request cache
+(``synthesize/cache``) is kept across runs: a re-run, or a run after a kill, re-sends nothing already
+answered.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from phiray.config import RunConfig
 from phiray.rundir import Manifest, RunDir
 
+if TYPE_CHECKING:
+    import ray.data
+
 log = logging.getLogger("phiray")
 STAGE = "synthesize"
 OUTPUTS = ("textbooks", "exercises", "heldout", "rejected")
+GENERATED = "_generated"  # every answer, parsed and verified: the working set, removed once split
 TEXTBOOK_COLUMNS = ("id", "kind", "topic", "subtopic", "audience", "style", "seed", "text")
 EXERCISE_COLUMNS = ("id", "kind", "topic", "concept", "audience", "style", "seed", "difficulty", "prompt",
                     "solution", "tests", "entry_point", "signature", "docstring", "text", "verified")
@@ -50,8 +62,9 @@ def cache_dir(cfg: RunConfig, rd: RunDir) -> str | None:
     return str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "phiray" / "teacher")
 
 
-def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Generate, parse and verify every planned row on Ray Data; returns the rows, in plan order."""
+def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.data.Dataset":
+    """Generate, parse and verify every planned row on Ray Data, streamed to ``synthesize/_generated``
+    (Parquet: nothing is collected on the driver); returns that dataset."""
     import ray
 
     from phiray.teacher.worker import GenerateBatch, VerifyBatch
@@ -82,100 +95,176 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> list[dic
         ds = ds.map_batches(VerifyBatch, batch_size=max(syn.batch_size, 32), batch_format="pandas",
                             fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},
                             compute=ray.data.ActorPoolStrategy(size=1), **placement)
-    out = ds.take_all()
-    order = {r["key"]: i for i, r in enumerate(rows)}
-    return sorted(out, key=lambda r: order[r["key"]])
+    rd.remove(STAGE, GENERATED)
+    rd.makedirs(STAGE, GENERATED)
+    ds.write_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
+    return ray.data.read_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
 
 
-def select(cfg: RunConfig, rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict]], dict[str, Any]]:
-    """Drop unverified and near-duplicate samples; split exercises into train/heldout; the report."""
-    from phiray.teacher.diversity import diversity_report, near_duplicates
+def _eligible(verify: bool, keep_unverified: bool):
+    """Rows that reach dedup: parsed ok and (textbooks, or verified exercises unless unverified are kept)."""
+    def keep(table: pa.Table) -> pa.Table:
+        ok = pc.equal(table["status"], "ok")
+        if verify and not keep_unverified:
+            ok = pc.and_(ok, pc.or_(pc.equal(table["kind"], "textbook"), pc.equal(table["verified"], True)))
+        return table.filter(ok)
 
-    syn, out = cfg.synthesize, {name: [] for name in OUTPUTS}
-    report: dict[str, Any] = {}
-    for kind in ("textbook", "exercise"):
-        ok = [r for r in rows if r["kind"] == kind and r["status"] == "ok"]
-        for r in rows:
-            if r["kind"] == kind and r["status"] != "ok":
-                out["rejected"].append(r)
-        if kind == "exercise" and syn.verify:
-            for r in ok:
-                if not r["verified"]:
-                    r["reason"] = f"unverified_{r['verdict'] or 'unknown'}"
-            if not syn.keep_unverified:
-                out["rejected"] += [r for r in ok if not r["verified"]]
-                ok = [r for r in ok if r["verified"]]
-        dup_of = near_duplicates([r["text"] for r in ok], syn.dedup_threshold, syn.dedup_num_perm,
-                                 syn.dedup_shingle_size, seed=cfg.run.seed)
-        report[kind] = diversity_report(ok, dup_of)
-        for r, dup in zip(ok, dup_of):
-            if dup is not None:
-                out["rejected"].append({**r, "reason": "near_duplicate"})
-            elif kind == "textbook":
-                out["textbooks"].append(r)
-            else:
-                out["heldout" if r["split"] == "heldout" else "exercises"].append(r)
-    return out, report
+    return keep
 
 
-def write(rd: RunDir, name: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    """Parquet via Ray Data; an empty table (with the schema) via pyarrow, which Ray cannot write."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def duplicates(cfg: RunConfig, generated: "ray.data.Dataset") -> dict[str, str]:
+    """{key: key it duplicates} over the eligible samples, textbooks and exercises apart (MinHash + LSH
+    on Ray Data, as the dedup stage; the earliest planned key of a cluster is kept)."""
     import ray
 
-    records = [{c: _plain(r.get(c, "")) for c in columns} for r in rows]
-    if records:
-        ray.data.from_items(records, override_num_blocks=max(1, len(records) // 2000)).write_parquet(rd.path(STAGE, name), filesystem=rd.fs)
+    from phiray.data.lsh import duplicate_map
+
+    syn = cfg.synthesize
+    eligible = generated.map_batches(_eligible(syn.verify, syn.keep_unverified), batch_format="pyarrow")
+    partitions = max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
+    return duplicate_map(eligible.rename_columns({"key": "id"}), syn.dedup_threshold, syn.dedup_num_perm,
+                         syn.dedup_shingle_size, seed=cfg.run.seed, partitions=partitions, group="kind",
+                         local_max_rows=syn.dedup_local_max_rows)
+
+
+def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unverified: bool) -> pd.DataFrame:
+    """Each generated row's ``output`` (textbooks | exercises | heldout | rejected), its final ``reason``,
+    ``duplicate`` and ``words`` (for the manifest)."""
+    outputs, reasons, dups = [], [], []
+    for kind, status, reason, verified, verdict, split, key in zip(
+            batch["kind"], batch["status"], batch["reason"], batch["verified"], batch["verdict"], batch["split"],
+            batch["key"]):
+        out, dup = ("textbooks" if kind == "textbook" else "heldout" if split == "heldout" else "exercises"), False
+        if status != "ok":
+            out = "rejected"
+        elif kind == "exercise" and verify and not verified:
+            reason = f"unverified_{verdict or 'unknown'}"
+            out = out if keep_unverified else "rejected"
+        if out != "rejected" and key in dup_of:
+            out, reason, dup = "rejected", "near_duplicate", True
+        outputs.append(out)
+        reasons.append(reason)
+        dups.append(dup)
+    batch = batch.copy()
+    batch["output"], batch["reason"], batch["duplicate"] = outputs, reasons, dups
+    batch["words"] = [len(str(t).split()) for t in batch["text"]]
+    return batch
+
+
+def write(rd: RunDir, name: str, ds: "ray.data.Dataset | None", columns: tuple[str, ...]) -> None:
+    """Parquet via Ray Data; an empty table (with the schema) via pyarrow, which Ray cannot write."""
+    import pyarrow.parquet as pq
+
+    rd.remove(STAGE, name)
+    rd.makedirs(STAGE, name)
+    if ds is not None:
+        ds.select_columns(list(columns)).write_parquet(rd.path(STAGE, name), filesystem=rd.fs)
         return
     schema = pa.schema([(c, pa.bool_() if c == "verified" else pa.int64() if c in ("seed", "difficulty")
                          else pa.string()) for c in columns])
-    rd.makedirs(STAGE, name)
     pq.write_table(schema.empty_table(), rd.path(STAGE, name, "empty.parquet"), filesystem=rd.fs)
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value  # numpy scalars from pandas batches
+class Tally:
+    """The manifest's figures, accumulated batch by batch from the assigned rows (streamed, not collected)."""
 
+    SMALL = ["kind", "output", "reason", "status", "verdict", "verified", "cached", "tokens_in", "tokens_out",
+             "attempts", "topic", "audience", "style", "duplicate", "words"]
 
-def accounting(cfg: RunConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    sent = [r for r in rows if not r["cached"]]
-    tin, tout = sum(int(r["tokens_in"]) for r in sent), sum(int(r["tokens_out"]) for r in sent)
-    price = cfg.teacher.prices.get(cfg.teacher.model) if cfg.teacher.kind == "openai" else None
-    cost = (tin * price.input_per_million + tout * price.output_per_million) / 1e6 if price else 0.0
-    return {"requests": len(rows), "cache_hits": len(rows) - len(sent), "tokens_in": tin, "tokens_out": tout,
-            "cached_tokens_in": sum(int(r["tokens_in"]) for r in rows) - tin,
-            "retries": sum(max(0, int(r["attempts"]) - 1) for r in rows),
-            "estimated_cost_usd": round(cost, 6), "teacher": cfg.teacher.kind, "model": cfg.teacher.model}
+    def __init__(self, cfg: RunConfig):
+        from phiray.teacher.diversity import DiversityTally
+
+        self.cfg = cfg
+        self.counts: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self.verdicts: Counter[str] = Counter()
+        self.words: Counter[str] = Counter()
+        self.checked = self.passed = self.requests = self.cache_hits = self.retries = 0
+        self.tin = self.tout = self.cached_tin = 0
+        self.diversity = {"textbook": DiversityTally(), "exercise": DiversityTally()}
+
+    def add(self, b: dict[str, Any]) -> None:
+        syn = self.cfg.synthesize
+        for i in range(len(b["kind"])):
+            kind, out, status = b["kind"][i], b["output"][i], b["status"][i]
+            self.requests += 1
+            self.counts[out] += 1
+            self.words[out] += int(b["words"][i])
+            if bool(b["cached"][i]):
+                self.cache_hits += 1
+                self.cached_tin += int(b["tokens_in"][i])
+            else:
+                self.tin += int(b["tokens_in"][i])
+                self.tout += int(b["tokens_out"][i])
+            self.retries += max(0, int(b["attempts"][i]) - 1)
+            if out == "rejected":
+                self.failures[b["reason"][i]] += 1
+            if kind == "exercise" and status == "ok" and b["verdict"][i]:
+                self.checked += 1
+                self.passed += bool(b["verified"][i])
+                self.verdicts[b["verdict"][i]] += 1
+            eligible = status == "ok" and (kind == "textbook" or not syn.verify or syn.keep_unverified
+                                           or bool(b["verified"][i]))
+            if eligible:
+                self.diversity[kind].add(b["topic"][i], b["audience"][i], b["style"][i], bool(b["duplicate"][i]))
+
+    def accounting(self) -> dict[str, Any]:
+        cfg = self.cfg
+        price = cfg.teacher.prices.get(cfg.teacher.model) if cfg.teacher.kind == "openai" else None
+        cost = (self.tin * price.input_per_million + self.tout * price.output_per_million) / 1e6 if price else 0.0
+        return {"requests": self.requests, "cache_hits": self.cache_hits, "tokens_in": self.tin,
+                "tokens_out": self.tout, "cached_tokens_in": self.cached_tin, "retries": self.retries,
+                "estimated_cost_usd": round(cost, 6), "teacher": cfg.teacher.kind, "model": cfg.teacher.model}
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    from ray.data.expressions import col
+
     from phiray.teacher.plan import plan_rows
 
     syn = cfg.synthesize
-    for name in OUTPUTS:
+    for name in (*OUTPUTS, GENERATED):
         rd.remove(STAGE, name)
     snippets, snippet_source = load_snippets(rd) if syn.seed_snippet_chars and syn.n_textbooks else ([], "none")
     rows = plan_rows(syn.n_textbooks, syn.n_exercises, syn.audiences, syn.styles, cfg.run.seed,
                      syn.heldout_fraction, snippets, syn.seed_snippet_chars)
     log.info("synthesize: %d prompts (%s teacher), seed snippets from %s", len(rows), cfg.teacher.kind, snippet_source)
-    done = generate(cfg, rd, rows) if rows else []
-    out, report = select(cfg, done)
-    write(rd, "textbooks", out["textbooks"], TEXTBOOK_COLUMNS)
-    write(rd, "exercises", out["exercises"], EXERCISE_COLUMNS)
-    write(rd, "heldout", out["heldout"], EXERCISE_COLUMNS)
-    write(rd, "rejected", out["rejected"], REJECTED_COLUMNS)
-    failures = Counter(r["reason"] for r in out["rejected"])
-    ex_ok = [r for r in done if r["kind"] == "exercise" and r["status"] == "ok"]
-    metrics = {**accounting(cfg, done), "failures_by_reason": dict(failures), "diversity": report,
+    tally = Tally(cfg)
+    kept_texts: dict[str, list[str]] = {"textbook": [], "exercise": []}
+    if rows:
+        t0 = time.perf_counter()
+        generated = generate(cfg, rd, rows)
+        t1 = time.perf_counter()
+        dup_of = duplicates(cfg, generated)
+        t2 = time.perf_counter()
+        assigned = generated.map_batches(assign, batch_format="pandas", fn_kwargs={
+            "dup_of": dup_of, "verify": syn.verify, "keep_unverified": syn.keep_unverified}).materialize()
+        for batch in assigned.select_columns(Tally.SMALL).iter_batches(batch_format="numpy", batch_size=4096):
+            tally.add(batch)
+        t3 = time.perf_counter()
+        columns = {"textbooks": TEXTBOOK_COLUMNS, "exercises": EXERCISE_COLUMNS, "heldout": EXERCISE_COLUMNS,
+                   "rejected": REJECTED_COLUMNS}
+        for name in OUTPUTS:
+            part = assigned.filter(expr=col("output") == name) if tally.counts[name] else None
+            write(rd, name, part, columns[name])
+        for kind, outs in (("textbook", ["textbooks"]), ("exercise", ["exercises", "heldout"])):
+            sample = assigned.filter(expr=col("output").is_in(outs)).select_columns(["text"]).limit(5000)
+            kept_texts[kind] = [r["text"] for r in sample.take_all()]
+        rd.remove(STAGE, GENERATED)
+        log.info("synthesize: generate+verify %.1f s, dedup %.1f s (%d duplicates), split %.1f s, write %.1f s",
+                 t1 - t0, t2 - t1, len(dup_of), t3 - t2, time.perf_counter() - t3)
+    else:
+        for name, columns in (("textbooks", TEXTBOOK_COLUMNS), ("exercises", EXERCISE_COLUMNS),
+                              ("heldout", EXERCISE_COLUMNS), ("rejected", REJECTED_COLUMNS)):
+            write(rd, name, None, columns)
+    report = {kind: tally.diversity[kind].report(kept_texts[kind]) for kind in ("textbook", "exercise")}
+    metrics = {**tally.accounting(), "failures_by_reason": dict(tally.failures), "diversity": report,
                "seed_snippets": {"source": snippet_source, "available": len(snippets),
                                  "prompts_with_snippet": sum(1 for r in rows if r["snippet"])},
-               "verification": {"checked": sum(1 for r in ex_ok if r["verdict"]),
-                                "passed": sum(1 for r in ex_ok if r["verified"]),
-                                "by_status": dict(Counter(r["verdict"] for r in ex_ok if r["verdict"]))},
+               "verification": {"checked": tally.checked, "passed": tally.passed, "by_status": dict(tally.verdicts)},
                "heldout_families": sorted({r["concept"] for r in rows if r["split"] == "heldout"}),
-               "tokens_by_output": {k: sum(len(r["text"].split()) for r in v) for k, v in out.items() if k != "rejected"}}
-    counts = {k: len(v) for k, v in out.items()}
+               "tokens_by_output": {k: tally.words[k] for k in OUTPUTS if k != "rejected"}}
+    counts = {k: tally.counts[k] for k in OUTPUTS}
     return Manifest(stage=STAGE, rows={"planned": len(rows), **counts}, metrics=metrics,
                     headline={"textbooks": counts["textbooks"], "exercises": counts["exercises"],
                               "heldout": counts["heldout"], "rejected": counts["rejected"],

@@ -34,18 +34,32 @@ def distinct_ngram_ratio(texts: list[str], n: int = 4, limit: int = 5000) -> flo
     return round(len(seen) / total, 4) if total else 0.0
 
 
+class DiversityTally:
+    """Duplicate counts overall and per (topic, audience, style) cell, fed row by row (so a stage can
+    stream millions of samples through it); :meth:`report` adds the distinct n-gram ratio of kept texts."""
+
+    def __init__(self) -> None:
+        self.cells: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def add(self, topic: str, audience: str, style: str, duplicate: bool) -> None:
+        cell = self.cells[f"{topic} | {audience} | {style}"]
+        cell[0] += 1
+        cell[1] += bool(duplicate)
+
+    def report(self, kept_texts: list[str], top_cells: int = 20) -> dict[str, Any]:
+        rates = {k: {"n": n, "duplicates": d, "rate": round(d / n, 4)} for k, (n, d) in self.cells.items()}
+        worst = sorted(rates.items(), key=lambda kv: (-kv[1]["rate"], -kv[1]["n"], kv[0]))[:top_cells]
+        n = sum(v["n"] for v in rates.values())
+        n_dup = sum(v["duplicates"] for v in rates.values())
+        return {"samples": n, "duplicates": n_dup, "duplicate_rate": round(n_dup / n, 4) if n else 0.0,
+                "cells": len(rates), "cells_with_duplicates": sum(1 for v in rates.values() if v["duplicates"]),
+                "worst_cells": dict(worst), "distinct_4gram_ratio": distinct_ngram_ratio(kept_texts),
+                "distinct_2gram_ratio": distinct_ngram_ratio(kept_texts, n=2)}
+
+
 def diversity_report(rows: list[dict[str, Any]], dup_of: list[int | None], top_cells: int = 20) -> dict[str, Any]:
     """Duplicate rate overall and per (topic, audience, style) cell; distinct n-gram ratio of the kept."""
-    cells: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    tally = DiversityTally()
     for row, dup in zip(rows, dup_of):
-        cell = cells[f"{row['topic']} | {row['audience']} | {row['style']}"]
-        cell[0] += 1
-        cell[1] += dup is not None
-    rates = {k: {"n": n, "duplicates": d, "rate": round(d / n, 4)} for k, (n, d) in cells.items()}
-    worst = sorted(rates.items(), key=lambda kv: (-kv[1]["rate"], -kv[1]["n"], kv[0]))[:top_cells]
-    kept = [r["text"] for r, d in zip(rows, dup_of) if d is None]
-    n_dup = sum(d is not None for d in dup_of)
-    return {"samples": len(rows), "duplicates": n_dup, "duplicate_rate": round(n_dup / len(rows), 4) if rows else 0.0,
-            "cells": len(cells), "cells_with_duplicates": sum(1 for v in rates.values() if v["duplicates"]),
-            "worst_cells": dict(worst), "distinct_4gram_ratio": distinct_ngram_ratio(kept),
-            "distinct_2gram_ratio": distinct_ngram_ratio(kept, n=2)}
+        tally.add(row["topic"], row["audience"], row["style"], dup is not None)
+    return tally.report([r["text"] for r, d in zip(rows, dup_of) if d is None], top_cells)
