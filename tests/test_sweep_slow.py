@@ -65,11 +65,16 @@ def _midway(rd: RunDir, done: set[str]) -> bool:
                for a in read_attempts(rd, t))
 
 
+# Long enough that the trial caught mid-run (at step >= 30) is still running ~2 s later, when the kill
+# lands: at 120 steps a quiet machine finished it in that window and left no trial interrupted.
+STEPS = 400
+
+
 def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     rd = make_packed_run(tmp_path / "run")
     # The fixture's shrunk shapes (explicit, so the test does not depend on the preset's model size).
     args = ["--preset", "tiny", *SWEEP_OVERRIDES, "run.num_cpus=2", "sweep.num_trials=4", "sweep.max_concurrent=1",
-            "sweep.max_steps=120", "sweep.eval_every=10", "sweep.grace_period=120"]  # no ASHA stops: all must finish
+            f"sweep.max_steps={STEPS}", "sweep.eval_every=10", f"sweep.grace_period={STEPS}"]  # no ASHA stops
     driver = _phiray("sweep", "--run-dir", rd.location, *args)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and driver.poll() is None:
@@ -81,8 +86,9 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     assert driver.poll() is None, "the sweep finished before it could be interrupted"
     os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-trial, with no chance to clean up
     driver.wait()
-    time.sleep(2)
-    os.killpg(driver.pid, signal.SIGKILL)  # then its orphaned Ray processes (the node goes down)
+    # Then at once its orphaned Ray processes (the node goes down). Waiting here let a fast trial run on to
+    # its end on a quiet machine, leaving no trial interrupted.
+    os.killpg(driver.pid, signal.SIGKILL)
     done_before = _final_trials(rd)
     attempts_before = {t: read_attempts(rd, t) for t in rd.listdir(TRIALS_DIR)}
     assert not rd.exists("sweep/_manifest.json") and len(done_before) >= 2
@@ -96,7 +102,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     manifest = rd.read_manifest("sweep")
     assert manifest.metrics["resumed"] is True
     rows = pq.read_table(rd.path("sweep/results.parquet")).to_pylist()
-    assert len(rows) == 4 and all(r["status"] == "completed" and r["steps"] == 120 for r in rows)
+    assert len(rows) == 4 and all(r["status"] == "completed" and r["steps"] == STEPS for r in rows)
     continued = []
     for row in rows:
         attempts = read_attempts(rd, row["trial_id"])
@@ -106,7 +112,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
             assert all(a["replayed"] for a in attempts if a not in trained)
         elif attempts_before.get(row["trial_id"]):  # interrupted: continued from its last checkpoint
             last = max(attempts, key=lambda a: a["attempt"])
-            assert last["start_step"] > 0 and last["finished"] and last["last_step"] == 120, attempts
+            assert last["start_step"] > 0 and last["finished"] and last["last_step"] == STEPS, attempts
             continued.append(row["trial_id"])
     assert continued, "no trial was interrupted mid-run"
     print(f"\nresume: {len(done_before)} trials done before the kill; attempts "
