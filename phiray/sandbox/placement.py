@@ -59,18 +59,9 @@ class _Host:
 
 
 def wait_placeable(cfg: SandboxConfig) -> None:
-    """Block until some node can host a sandbox actor (a probe actor: it also asks an autoscaler for one)."""
-    if not cfg.ray_resources:
-        return
-    import ray
-
-    probe = ray.remote(_Host).options(**remote_options(cfg)).remote(cfg.model_dump(mode="json"))
-    try:
-        ready, _ = ray.wait([probe.node.remote()], timeout=cfg.placement_timeout_s)
-        if not ready:
-            raise _no_node(dict(cfg.ray_resources), cfg.placement_timeout_s)
-    finally:
-        ray.kill(probe)
+    """Block until some node can host a sandbox actor (a probe: it also asks an autoscaler for one)."""
+    if cfg.ray_resources:
+        RemoteSandbox(cfg).close()
 
 
 class RemoteSandbox:

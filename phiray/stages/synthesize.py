@@ -37,6 +37,8 @@ TEXTBOOK_COLUMNS = ("id", "kind", "topic", "subtopic", "audience", "style", "see
 EXERCISE_COLUMNS = ("id", "kind", "topic", "concept", "audience", "style", "seed", "difficulty", "prompt",
                     "solution", "tests", "entry_point", "signature", "docstring", "text", "verified")
 REJECTED_COLUMNS = ("key", "kind", "topic", "concept", "audience", "style", "seed", "reason", "raw", "text")
+OUTPUT_COLUMNS = {"textbooks": TEXTBOOK_COLUMNS, "exercises": EXERCISE_COLUMNS, "heldout": EXERCISE_COLUMNS,
+                  "rejected": REJECTED_COLUMNS}
 
 
 def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
@@ -129,12 +131,13 @@ def duplicates(cfg: RunConfig, generated: "ray.data.Dataset") -> dict[str, str]:
 
 def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unverified: bool) -> pd.DataFrame:
     """Each generated row's ``output`` (textbooks | exercises | heldout | rejected), its final ``reason``,
-    ``duplicate`` and ``words`` (for the manifest)."""
-    outputs, reasons, dups = [], [], []
+    ``duplicate``, ``eligible`` (it took part in dedup) and ``words`` (for the manifest)."""
+    outputs, reasons, dups, eligible = [], [], [], []
     for kind, status, reason, verified, verdict, split, key in zip(
             batch["kind"], batch["status"], batch["reason"], batch["verified"], batch["verdict"], batch["split"],
             batch["key"]):
         out, dup = ("textbooks" if kind == "textbook" else "heldout" if split == "heldout" else "exercises"), False
+        eligible.append(status == "ok" and (kind == "textbook" or not verify or keep_unverified or bool(verified)))
         if status != "ok":
             out = "rejected"
         elif kind == "exercise" and verify and not verified:
@@ -146,7 +149,7 @@ def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unver
         reasons.append(reason)
         dups.append(dup)
     batch = batch.copy()
-    batch["output"], batch["reason"], batch["duplicate"] = outputs, reasons, dups
+    batch["output"], batch["reason"], batch["duplicate"], batch["eligible"] = outputs, reasons, dups, eligible
     batch["words"] = [len(str(t).split()) for t in batch["text"]]
     return batch
 
@@ -155,7 +158,6 @@ def write(rd: RunDir, name: str, ds: "ray.data.Dataset | None", columns: tuple[s
     """Parquet via Ray Data; an empty table (with the schema) via pyarrow, which Ray cannot write."""
     import pyarrow.parquet as pq
 
-    rd.remove(STAGE, name)
     rd.makedirs(STAGE, name)
     if ds is not None:
         ds.select_columns(list(columns)).write_parquet(rd.path(STAGE, name), filesystem=rd.fs)
@@ -169,7 +171,7 @@ class Tally:
     """The manifest's figures, accumulated batch by batch from the assigned rows (streamed, not collected)."""
 
     SMALL = ["kind", "output", "reason", "status", "verdict", "verified", "cached", "tokens_in", "tokens_out",
-             "attempts", "topic", "audience", "style", "duplicate", "words"]
+             "attempts", "topic", "audience", "style", "duplicate", "eligible", "words"]
 
     def __init__(self, cfg: RunConfig):
         from phiray.teacher.diversity import DiversityTally
@@ -184,7 +186,6 @@ class Tally:
         self.diversity = {"textbook": DiversityTally(), "exercise": DiversityTally()}
 
     def add(self, b: dict[str, Any]) -> None:
-        syn = self.cfg.synthesize
         for i in range(len(b["kind"])):
             kind, out, status = b["kind"][i], b["output"][i], b["status"][i]
             self.requests += 1
@@ -203,9 +204,7 @@ class Tally:
                 self.checked += 1
                 self.passed += bool(b["verified"][i])
                 self.verdicts[b["verdict"][i]] += 1
-            eligible = status == "ok" and (kind == "textbook" or not syn.verify or syn.keep_unverified
-                                           or bool(b["verified"][i]))
-            if eligible:
+            if b["eligible"][i]:
                 self.diversity[kind].add(b["topic"][i], b["audience"][i], b["style"][i], bool(b["duplicate"][i]))
 
     def accounting(self) -> dict[str, Any]:
@@ -242,11 +241,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         for batch in assigned.select_columns(Tally.SMALL).iter_batches(batch_format="numpy", batch_size=4096):
             tally.add(batch)
         t3 = time.perf_counter()
-        columns = {"textbooks": TEXTBOOK_COLUMNS, "exercises": EXERCISE_COLUMNS, "heldout": EXERCISE_COLUMNS,
-                   "rejected": REJECTED_COLUMNS}
         for name in OUTPUTS:
             part = assigned.filter(expr=col("output") == name) if tally.counts[name] else None
-            write(rd, name, part, columns[name])
+            write(rd, name, part, OUTPUT_COLUMNS[name])
         for kind, outs in (("textbook", ["textbooks"]), ("exercise", ["exercises", "heldout"])):
             sample = assigned.filter(expr=col("output").is_in(outs)).select_columns(["text"]).limit(5000)
             kept_texts[kind] = [r["text"] for r in sample.take_all()]
@@ -254,9 +251,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         log.info("synthesize: generate+verify %.1f s, dedup %.1f s (%d duplicates), split %.1f s, write %.1f s",
                  t1 - t0, t2 - t1, len(dup_of), t3 - t2, time.perf_counter() - t3)
     else:
-        for name, columns in (("textbooks", TEXTBOOK_COLUMNS), ("exercises", EXERCISE_COLUMNS),
-                              ("heldout", EXERCISE_COLUMNS), ("rejected", REJECTED_COLUMNS)):
-            write(rd, name, None, columns)
+        for name in OUTPUTS:
+            write(rd, name, None, OUTPUT_COLUMNS[name])
     report = {kind: tally.diversity[kind].report(kept_texts[kind]) for kind in ("textbook", "exercise")}
     metrics = {**tally.accounting(), "failures_by_reason": dict(tally.failures), "diversity": report,
                "seed_snippets": {"source": snippet_source, "available": len(snippets),
