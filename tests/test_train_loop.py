@@ -83,3 +83,9 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
     model = AutoModelForCausalLM.from_pretrained(rd.path("pretrain/model")).eval()
     ids = torch.tensor([[1, 2, 3, 4]])
     assert model(input_ids=ids).logits.shape == (1, 4, 1024)
+    card = rd.read_text("pretrain/model/README.md")  # the model card: data, config, lineage
+    facts = rd.read_json("pretrain/model/model_card.json")
+    assert facts["stage"] == "pretrain" and facts["training"]["steps"] == 12 and facts["config_hash"]
+    assert facts["data"]["tokens_total"] == 12 * cfg.pretrain.global_batch_size * 128
+    assert abs(sum(facts["data"]["tokens_seen"].values()) - facts["data"]["tokens_total"]) <= len(facts["data"]["tokens_seen"])
+    assert "## Training data" in card and "## Lineage" in card and facts["config_hash"] in card
