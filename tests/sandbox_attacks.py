@@ -327,7 +327,28 @@ def make_sandbox():
                                  max_processes=16, workers=2))
 
 
+def humaneval_acceptance(limit: int | None) -> dict:
+    """Canonical solutions (all must pass), `return None` stubs (none may), and the 50/50 mix (pass@1 0.5)."""
+    from phiray.config import SandboxConfig
+    from phiray.evals.benchmarks import load_humaneval
+    from phiray.sandbox import Sandbox
+
+    tasks = load_humaneval()[:limit]
+    sb = Sandbox(SandboxConfig(isolation="namespaces", workers=2, timeout_s=60, cpu_s=60))
+    good = sb.check_many([{"code": t.reference, "tests": t.tests, "entry_point": t.entry_point} for t in tasks])
+    none = sb.check_many([{"code": t.program("    return None\n"), "tests": t.tests, "entry_point": t.entry_point}
+                          for t in tasks])
+    mix = [g if i % 2 == 0 else n for i, (g, n) in enumerate(zip(good, none))]
+    return {"tasks": len(tasks), "canonical_passed": sum(v.passed for v in good),
+            "none_passed": sum(v.passed for v in none), "mix_pass_at_1": sum(v.passed for v in mix) / len(mix),
+            "failures": [(t.task_id, v.status, v.detail[:200]) for t, v in zip(tasks, good) if not v.passed][:5]}
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--humaneval":
+        limit = int(sys.argv[2]) if len(sys.argv) > 2 else None
+        print(json.dumps({"uid": os.getuid(), "humaneval": humaneval_acceptance(limit)}))
+        return 0
     sb, results = make_sandbox(), {}
     for name, attack in ATTACKS.items():
         try:

@@ -59,8 +59,8 @@ def interpreter_for(user: pwd.struct_passwd) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def results_as_ordinary_user():
+def run_as_ordinary_user(*args: str) -> dict:
+    """Run tests/sandbox_attacks.py as the unprivileged account; its JSON report."""
     if os.geteuid() != 0:
         pytest.skip("pytest already runs as an ordinary user: test_attack_as_the_caller is that run")
     if not shutil.which("setpriv") or not shutil.which("useradd"):
@@ -71,15 +71,40 @@ def results_as_ordinary_user():
         pytest.skip(f"no python{sys.version_info.major}.{sys.version_info.minor} that {TEST_USER} may run")
     path = os.pathsep.join([str(REPO), *[p for p in sys.path if p.endswith("site-packages")]])
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": path, "HOME": "/tmp", "LANG": "C.UTF-8"}
-    out = subprocess.run([*as_user(user), python, str(REPO / "tests" / "sandbox_attacks.py")], env=env,
-                         capture_output=True, text=True, timeout=400, cwd="/tmp")
+    out = subprocess.run([*as_user(user), python, str(REPO / "tests" / "sandbox_attacks.py"), *args], env=env,
+                         capture_output=True, text=True, timeout=500, cwd="/tmp")
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"the matrix did not run as {TEST_USER}: {out.stderr[-2000:]}"
+    assert lines, f"sandbox_attacks.py did not run as {TEST_USER}: {out.stderr[-2000:]}"
     report = json.loads(lines[-1])
-    assert report["uid"] == user.pw_uid and report["isolation"] == "namespaces", report
+    assert report["uid"] == user.pw_uid, report
+    return report
+
+
+@pytest.fixture(scope="module")
+def results_as_ordinary_user():
+    report = run_as_ordinary_user()
+    assert report["isolation"] == "namespaces", report
     return report["results"]
 
 
 @pytest.mark.parametrize("attack", list(sandbox_attacks.ATTACKS))
 def test_attack_as_an_ordinary_user(results_as_ordinary_user, attack):
     assert results_as_ordinary_user[attack] == "ok", results_as_ordinary_user[attack]
+
+
+def assert_humaneval(report: dict, tasks: int) -> None:
+    assert report["tasks"] == tasks and report["canonical_passed"] == tasks, report
+    assert report["none_passed"] == 0 and report["mix_pass_at_1"] == 0.5, report
+
+
+def test_humaneval_subset_as_an_ordinary_user():
+    assert_humaneval(run_as_ordinary_user("--humaneval", "20")["humaneval"], 20)
+
+
+@pytest.mark.slow
+def test_humaneval_all_164_as_an_ordinary_user():
+    assert_humaneval(run_as_ordinary_user("--humaneval")["humaneval"], 164)
+
+
+def test_humaneval_all_164_as_the_caller():
+    assert_humaneval(sandbox_attacks.humaneval_acceptance(None), 164)
