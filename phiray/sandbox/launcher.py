@@ -55,8 +55,8 @@ import seccomp  # noqa: E402
 
 NS_FLAGS = (isolation.CLONE_NEWUSER | isolation.CLONE_NEWNS | isolation.CLONE_NEWPID | isolation.CLONE_NEWNET
             | isolation.CLONE_NEWIPC | isolation.CLONE_NEWUTS)
-# Imported once in the zygote: the judge and the tests find them in memory (and the judge's own lazy imports,
-# e.g. fractions/decimal for wire values, never touch a file system at all).
+# rlimits mode as root: imported before the judge and the candidate become throwaway uids, in case the
+# interpreter's files are not readable by others. (Not in the zygote: a bigger zygote makes every fork slower.)
 PRELOAD = ("typing math cmath re collections itertools functools heapq bisect string random statistics copy "
            "operator fractions decimal datetime hashlib json array numbers textwrap unicodedata dataclasses "
            "enum abc time linecache marshal types builtins").split()
@@ -114,7 +114,6 @@ def zygote(control_fd: int) -> int:
     verdict, sync-up, sync-down. The reply is the launcher's pid; it leads its own session. When the
     executor's end of the socket closes (it exited, or was SIGKILLed), every launcher still running is
     killed, and with it its whole tree."""
-    preload()
     control = socket.socket(fileno=control_fd)
     control.settimeout(REAP_EVERY_S)  # wake up to reap and to remove finished executions' cgroups
     launchers: set[int] = set()
@@ -362,6 +361,8 @@ def judge_process(mode: str, spec: dict, verdict_fd: int, root: str, alive_r: in
         # candidate's escapees, and neither runs generated code as root).
         workdir = root
         c_uid, t_uid = spec["uids"] if os.geteuid() == 0 else (None, None)
+        if c_uid is not None:
+            preload()
     readonly_import_path(mounts_readonly=mode == "ns")
     t_sock, c_sock = socket.socketpair()
     me, pid = os.getpid(), os.fork()
