@@ -89,7 +89,8 @@ def preload() -> None:
 def readonly_import_path(mounts_readonly: bool) -> None:
     """Keep on sys.path only entries the candidate cannot write to: the nearest existing ancestor is on a
     read-only mount (namespaces), or writable by its owner only (rlimits, where the candidate has another
-    uid when we are root), and forget every finder cached for the others."""
+    uid when we are root), and forget the finders cached for the others (those of the kept entries stay
+    warm: the same read-only directories, bound at the same paths)."""
     keep = []
     for entry in sys.path:
         probe = entry or "."
@@ -102,9 +103,9 @@ def readonly_import_path(mounts_readonly: bool) -> None:
                 keep.append(entry)
         except OSError:
             continue
+    for entry in set(sys.path) - set(keep):
+        sys.path_importer_cache.pop(entry, None)
     sys.path[:] = keep
-    sys.path_importer_cache.clear()
-    importlib.invalidate_caches()
 
 
 def zygote(control_fd: int) -> int:
