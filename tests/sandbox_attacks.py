@@ -208,28 +208,62 @@ def evaluator_sigkilled_mid_run(sb) -> None:
     honest(sb, "def f():\n    return 1\n", "assert f() == 1")
 
 
+MEMORY_ATTACK = """import ctypes, os
+libc = ctypes.CDLL(None)
+libc.shmat.restype = ctypes.c_void_p
+def f():
+    held = 0
+    try:
+        while held < LIMIT:
+            fd = os.memfd_create('m')
+            for _ in range(16):
+                os.write(fd, b'x' * (1 << 20))
+            held += 16
+    except OSError:
+        pass
+    while held < LIMIT:
+        shm = libc.shmget(0, 16 << 20, 0o1600)
+        if shm < 0:
+            break
+        addr = libc.shmat(shm, None, 0)
+        ctypes.memset(ctypes.c_void_p(addr), 1, 16 << 20)
+        libc.shmdt(ctypes.c_void_p(addr))
+        held += 16
+    return held
+"""
+
+
 def memfd_and_shared_memory(sb) -> None:
     """Memory RLIMIT_AS does not see: memfd and SysV shm pages written and unmapped, many files of them."""
-    code = (f"import mmap, os\ndef f():\n    held = 0\n    try:\n        while held < {2 * MEMORY_MB}:\n"
-            f"            fd = os.memfd_create('m')\n            for _ in range(16):\n"
-            f"                os.write(fd, b'x' * (1 << 20))\n            held += 16\n    except OSError:\n"
-            f"        pass\n    try:\n        import ctypes\n        libc = ctypes.CDLL(None)\n"
-            f"        while held < {2 * MEMORY_MB}:\n            shm = libc.shmget(0, 16 << 20, 0o1600)\n"
-            f"            if shm < 0:\n                break\n            addr = libc.shmat(shm, None, 0)\n"
-            f"            ctypes.memset(ctypes.c_void_p(addr), 1, 16 << 20)\n            libc.shmdt(ctypes.c_void_p(addr))\n"
-            f"            held += 16\n    except OSError:\n        pass\n    return held\n")
+    code = MEMORY_ATTACK.replace("LIMIT", str(2 * MEMORY_MB))
     blocked(sb.check(code, f"assert f() >= {2 * MEMORY_MB}"))
     honest(sb, "def f():\n    return len(bytearray(8 << 20))\n", "assert f() == 8 << 20")
+
+
+STOPPER_ATTACK = """import os, signal, time
+if os.fork() == 0:
+    os.setsid()
+    seen = {os.getpid()}
+    end = time.time() + 8
+    while time.time() < end:
+        for p in os.listdir('/proc') if os.path.isdir('/proc') else []:
+            if p.isdigit() and int(p) not in seen:
+                seen.add(int(p))
+                try:
+                    os.kill(int(p), signal.SIGSTOP)
+                except OSError:
+                    pass
+    os._exit(0)
+def f():
+    time.sleep(0.3)
+    return 1
+"""
 
 
 def sweeper_stopped_or_hung(sb) -> None:
     """A daemon SIGSTOPs every new process of its uid (the fallback sweeper) and never exits; the
     executor must still come back, in bounded time, and the next execution must work."""
-    code = ("import os, signal, time\nif os.fork() == 0:\n    os.setsid()\n    seen = {os.getpid()}\n"
-            "    end = time.time() + 8\n    while time.time() < end:\n        for p in os.listdir('/proc') if os.path.isdir('/proc') else []:\n"
-            "            if p.isdigit() and int(p) not in seen:\n                seen.add(int(p))\n"
-            "                try:\n                    os.kill(int(p), signal.SIGSTOP)\n                except OSError:\n"
-            "                    pass\n    os._exit(0)\ndef f():\n    time.sleep(0.3)\n    return 1\n")
+    code = STOPPER_ATTACK
     start = time.monotonic()
     blocked(sb.check(code, "assert f() == 2", timeout_s=2.0))
     assert time.monotonic() - start < 15, "the executor waited on a stopped process"

@@ -10,15 +10,19 @@ from phiray.serve.evaluator_auth import check_evaluator_key, evaluator_api_key, 
 from phiray.serve.protocol import OpenAIError
 
 
-def test_local_by_default_only_on_loopback():
+def test_local_by_default_only_on_loopback(monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert is_local(ServeConfig()) and is_local(ServeConfig(host="::1"))
     assert not is_local(ServeConfig(host="0.0.0.0"))
     assert is_local(ServeConfig(host="0.0.0.0", evaluator_local_only=True))
     assert not is_local(ServeConfig(evaluator_local_only=False))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # a RayService proxy listens on the pod IP
+    assert not is_local(ServeConfig()) and is_local(ServeConfig(evaluator_local_only=True))
 
 
 def test_refuses_to_start_off_loopback_without_a_key(monkeypatch):
     monkeypatch.delenv("PHIRAY_EVALUATOR_API_KEY", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert evaluator_api_key(ServeConfig()) is None  # local: open, as before
     with pytest.raises(RuntimeError, match="PHIRAY_EVALUATOR_API_KEY"):
         evaluator_api_key(ServeConfig(host="0.0.0.0"))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from phiray.config import SandboxConfig
+from phiray.sandbox.isolation import sweep_by_scan
 
 log = logging.getLogger("phiray.sandbox")
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
@@ -393,22 +394,4 @@ ZYGOTE = _Zygote()
 
 def sweep_uid(uid: int) -> int:
     """Kill every process whose real uid is ``uid`` (fallback mode's escapees); returns how many."""
-    killed = 0
-    for _ in range(20):
-        found = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as fh:
-                    uid_line = next(line for line in fh if line.startswith("Uid:"))
-                if int(uid_line.split()[1]) == uid:
-                    os.kill(int(entry), signal.SIGKILL)
-                    found += 1
-            except (OSError, StopIteration, ValueError):
-                continue
-        killed += found
-        if not found:
-            break
-        time.sleep(0.01)
-    return killed
+    return sweep_by_scan(uid)

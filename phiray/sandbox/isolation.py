@@ -11,6 +11,8 @@ import ctypes
 import os
 import resource
 import select
+import signal
+import time
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -224,3 +226,51 @@ def remove_cgroups(name: str) -> bool:
             except OSError:
                 done = False
     return done
+
+
+def sweep(uid: int) -> int:
+    """Kill every process of ``uid`` (fallback mode's escapees). Fast path: a child becomes that uid and
+    kill(-1)s, which reaches exactly the processes it may signal, i.e. that uid's, in one system call. A
+    process of that uid can SIGSTOP the child, so it gets a bound; past it, we kill it and scan /proc as
+    root (nobody can stop us)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            for _ in range(3):  # a fork racing the first kill is caught by the next
+                os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        os._exit(0)
+    pidfd = os.pidfd_open(pid)
+    try:
+        finished = bool(select.select([pidfd], [], [], 1.0)[0])
+    finally:
+        os.close(pidfd)
+    if not finished:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    if not finished:
+        sweep_by_scan(uid)
+    return 0
+
+
+def sweep_by_scan(uid: int) -> int:
+    """Kill every process whose real uid is ``uid`` by scanning /proc; returns how many."""
+    killed = 0
+    for _ in range(20):
+        found = 0
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/status") as fh:
+                    line = next(line for line in fh if line.startswith("Uid:"))
+                if int(line.split()[1]) == uid:
+                    os.kill(int(entry), signal.SIGKILL)
+                    found += 1
+            except (OSError, StopIteration, ValueError):
+                continue
+        killed += found
+        if not found:
+            break
+        time.sleep(0.01)
+    return killed

@@ -27,7 +27,6 @@ import importlib
 import importlib.util
 import json
 import os
-import select
 import signal
 import socket
 import struct
@@ -132,7 +131,7 @@ def zygote(control_fd: int) -> int:
                 return 0
             request = json.loads(message)
             if "sweep" in request:
-                control.sendall(struct.pack(">i", sweep(int(request["sweep"]))))
+                control.sendall(struct.pack(">i", isolation.sweep(int(request["sweep"]))))
                 continue
             if len(fds) != 6:
                 return 0
@@ -201,50 +200,6 @@ def _leftover_cgroups() -> list[str]:
 
 def cgroup_name(zygote_pid: int, launcher_pid: int) -> str:
     return f"{zygote_pid}-{launcher_pid}"
-
-
-def sweep(uid: int) -> int:
-    """Kill every process of ``uid`` (fallback mode's escapees). Fast path: a child becomes that uid and
-    kill(-1)s, which reaches exactly the processes it may signal, i.e. that uid's, in one system call. A
-    process of that uid can SIGSTOP the child, so it gets a bound; past it, we kill it and scan /proc as
-    root (nobody can stop us)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setresuid(uid, uid, uid)
-            for _ in range(3):  # a fork racing the first kill is caught by the next
-                os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
-        os._exit(0)
-    pidfd = os.pidfd_open(pid)
-    try:
-        finished = bool(select.select([pidfd], [], [], 1.0)[0])
-    finally:
-        os.close(pidfd)
-    if not finished:
-        os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    if not finished:
-        sweep_by_scan(uid)
-    return 0
-
-
-def sweep_by_scan(uid: int) -> None:
-    for _ in range(20):
-        found = 0
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{entry}/status") as fh:
-                    line = next(line for line in fh if line.startswith("Uid:"))
-                if int(line.split()[1]) == uid:
-                    os.kill(int(entry), signal.SIGKILL)
-                    found += 1
-            except (OSError, StopIteration, ValueError):
-                continue
-        if not found:
-            return
-        time.sleep(0.01)
 
 
 def main(argv: list[str]) -> int:

@@ -4,7 +4,7 @@ server does, so off loopback it needs a key, and without one the server refuses 
 The key comes from the environment variable named by ``serve.evaluator_api_key_env`` (on Kubernetes, from
 a Secret: k8s/ray-service.phiray.yaml); clients send ``Authorization: Bearer <key>``. With no key the
 endpoint is open only when ``serve.evaluator_local_only`` says the server is local (by default: it binds
-a loopback address).
+a loopback address and we are not in a Kubernetes pod).
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def is_local(cfg: ServeConfig) -> bool:
-    return cfg.evaluator_local_only if cfg.evaluator_local_only is not None else cfg.host in LOOPBACK
+    """Explicit config first; else loopback-bound and not in a pod (a RayService's proxy listens on the pod
+    IP whatever serve.host says)."""
+    if cfg.evaluator_local_only is not None:
+        return cfg.evaluator_local_only
+    return cfg.host in LOOPBACK and not os.environ.get("KUBERNETES_SERVICE_HOST")
 
 
 def evaluator_api_key(cfg: ServeConfig) -> str | None:
