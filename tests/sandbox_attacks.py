@@ -233,6 +233,32 @@ def f():
 """
 
 
+def zygote_killed_mid_run(sb) -> None:
+    """The warm zygote SIGKILLed (OOM killer) while an execution runs: launcher, judge and candidate die
+    with it (parent-death signals), the executor answers at once, and the next execution works."""
+    import threading
+
+    from phiray.sandbox import executor
+
+    marker = f"{uuid.uuid4().int % 10**9 + 10**9}"
+    code = (f"import os, subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+            f"def f():\n    while True:\n        pass\n")
+    verdicts = []
+    runner = threading.Thread(target=lambda: verdicts.append(sb.check(code, "assert f() == 1", timeout_s=30)))
+    runner.start()
+    deadline = time.monotonic() + 20
+    while not processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    zygote = executor.ZYGOTE.proc
+    tree = descendants(zygote.pid)
+    zygote.kill()
+    runner.join(10)
+    assert not runner.is_alive(), "the executor kept waiting on an execution whose zygote died"
+    blocked(verdicts[0])
+    assert wait_gone(marker) == [] and wait_gone(sorted(tree)) == [], "a process outlived its zygote"
+    honest(sb, "def f():\n    return 1\n", "assert f() == 1")
+
+
 def memfd_and_shared_memory(sb) -> None:
     """Memory RLIMIT_AS does not see: memfd and SysV shm pages written and unmapped, many files of them."""
     code = MEMORY_ATTACK.replace("LIMIT", str(2 * MEMORY_MB))
@@ -349,8 +375,8 @@ def signalling_and_daemons(sb) -> None:
 
 ATTACKS = {fn.__name__: fn for fn in (
     planted_module_on_sys_path, shadowed_builtins, malicious_greeting, hostile_values_for_the_judge,
-    processes_survive_timeout, evaluator_sigkilled_mid_run, memfd_and_shared_memory, sweeper_stopped_or_hung,
-    reading_the_judge_and_the_evaluator, signalling_and_daemons)}
+    processes_survive_timeout, evaluator_sigkilled_mid_run, zygote_killed_mid_run, memfd_and_shared_memory,
+    sweeper_stopped_or_hung, reading_the_judge_and_the_evaluator, signalling_and_daemons)}
 
 
 def make_sandbox():

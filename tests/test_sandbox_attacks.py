@@ -35,6 +35,17 @@ def test_attack_as_the_caller(sandbox, attack):
     sandbox_attacks.ATTACKS[attack](sandbox)
 
 
+def test_stopped_sweeper_in_rlimits_mode_as_root():
+    """The fallback's sweeper (root only) against a daemon that SIGSTOPs every new process of its uid."""
+    if os.geteuid() != 0:
+        pytest.skip("the kill-everything-of-the-uid sweep exists only when the executor is root")
+    from phiray.config import SandboxConfig
+    from phiray.sandbox import Sandbox
+
+    sb = Sandbox(SandboxConfig(isolation="rlimits", timeout_s=5.0, cpu_s=4, memory_mb=256, workers=2))
+    sandbox_attacks.sweeper_stopped_or_hung(sb)
+
+
 def ordinary_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(TEST_USER)
@@ -106,5 +117,6 @@ def test_humaneval_all_164_as_an_ordinary_user():
     assert_humaneval(run_as_ordinary_user("--humaneval")["humaneval"], 164)
 
 
+@pytest.mark.slow  # the default tier has it as root already: tests/test_evals.py
 def test_humaneval_all_164_as_the_caller():
     assert_humaneval(sandbox_attacks.humaneval_acceptance(None), 164)
