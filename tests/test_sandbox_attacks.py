@@ -70,8 +70,8 @@ def interpreter_for(user: pwd.struct_passwd) -> str | None:
     return None
 
 
-def run_as_ordinary_user(*args: str) -> dict:
-    """Run tests/sandbox_attacks.py as the unprivileged account; its JSON report."""
+def ordinary_user_command(*args: str, timeout: float = 500) -> subprocess.CompletedProcess:
+    """``python ARGS`` as the unprivileged account, this checkout and our site-packages on its path."""
     if os.geteuid() != 0:
         pytest.skip("pytest already runs as an ordinary user: test_attack_as_the_caller is that run")
     if not shutil.which("setpriv") or not shutil.which("useradd"):
@@ -82,12 +82,17 @@ def run_as_ordinary_user(*args: str) -> dict:
         pytest.skip(f"no python{sys.version_info.major}.{sys.version_info.minor} that {TEST_USER} may run")
     path = os.pathsep.join([str(REPO), *[p for p in sys.path if p.endswith("site-packages")]])
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": path, "HOME": "/tmp", "LANG": "C.UTF-8"}
-    out = subprocess.run([*as_user(user), python, str(REPO / "tests" / "sandbox_attacks.py"), *args], env=env,
-                         capture_output=True, text=True, timeout=500, cwd="/tmp")
+    return subprocess.run([*as_user(user), python, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd="/tmp")
+
+
+def run_as_ordinary_user(*args: str) -> dict:
+    """Run tests/sandbox_attacks.py as the unprivileged account; its JSON report."""
+    out = ordinary_user_command(str(REPO / "tests" / "sandbox_attacks.py"), *args)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert lines, f"sandbox_attacks.py did not run as {TEST_USER}: {out.stderr[-2000:]}"
     report = json.loads(lines[-1])
-    assert report["uid"] == user.pw_uid, report
+    assert report["uid"] == ordinary_user().pw_uid, report
     return report
 
 
@@ -120,3 +125,13 @@ def test_humaneval_all_164_as_an_ordinary_user():
 @pytest.mark.slow  # the default tier has it as root already: tests/test_evals.py
 def test_humaneval_all_164_as_the_caller():
     assert_humaneval(sandbox_attacks.humaneval_acceptance(None), 164)
+
+
+def test_containment_suite_as_an_ordinary_user():
+    """tests/test_sandbox_containment.py and test_sandbox.py, namespaces mode, run by pytest as the account.
+    (Their rlimits-mode half is root-only by nature: as an ordinary user the fallback's candidate has the
+    caller's uid and may kill(-1) it; README "Evaluation and the sandbox".)"""
+    out = ordinary_user_command("-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={REPO}", "-k",
+                                "namespaces", str(REPO / "tests" / "test_sandbox_containment.py"),
+                                str(REPO / "tests" / "test_sandbox.py"))
+    assert out.returncode == 0 and " passed" in out.stdout and "skipped" not in out.stdout, out.stdout[-3000:]
