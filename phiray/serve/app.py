@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
@@ -21,6 +21,7 @@ from ray.serve.handle import DeploymentHandle
 
 from phiray.config import SandboxConfig, ServeConfig, load_config
 from phiray.serve.deployments import Evaluator, ModelServer
+from phiray.serve.evaluator_auth import check_evaluator_key, evaluator_api_key
 from phiray.serve.protocol import (ChatRequest, CompletionRequest, EvaluateRequest, OpenAIError, new_id, now, sse,
                                    usage)
 
@@ -73,6 +74,7 @@ def _stream_usage(tokens: dict[tuple[int, int], tuple[int, int]], n: int) -> dic
 class OpenAIIngress:
     def __init__(self, model: DeploymentHandle, evaluator: DeploymentHandle, cfg: ServeConfig) -> None:
         self.model, self.evaluator, self.cfg = model, evaluator, cfg
+        self.evaluator_key = evaluator_api_key(cfg)  # no key off loopback: the replica refuses to start
 
     @api.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
@@ -117,7 +119,8 @@ class OpenAIIngress:
                 "usage": usage(per_prompt[0]["prompt_tokens"], sum(c["completion_tokens"] for c in per_prompt))}
 
     @api.post("/v1/evaluate")
-    async def evaluate(self, body: EvaluateRequest):
+    async def evaluate(self, body: EvaluateRequest, authorization: str | None = Header(None)):
+        check_evaluator_key(self.evaluator_key, authorization)
         result = await self.evaluator.evaluate.remote(body.model_dump())
         if "error" in result:
             raise OpenAIError.from_body(result, result.get("status", 400))
