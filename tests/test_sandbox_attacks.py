@@ -82,6 +82,12 @@ def ordinary_user_command(*args: str, timeout: float = 500) -> subprocess.Comple
         pytest.skip(f"no python{sys.version_info.major}.{sys.version_info.minor} that {TEST_USER} may run")
     path = os.pathsep.join([str(REPO), *[p for p in sys.path if p.endswith("site-packages")]])
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": path, "HOME": "/tmp", "LANG": "C.UTF-8"}
+    # A checkout or venv inside a private home (e.g. /root, mode 0700) is out of the account's reach.
+    probe = subprocess.run([*as_user(user), python, "-c", "import phiray.sandbox, pydantic"], env=env,
+                           capture_output=True, text=True, timeout=120, cwd="/tmp")
+    if probe.returncode != 0:
+        pytest.skip(f"{TEST_USER} cannot read this checkout or its site-packages ({REPO}): "
+                    f"{probe.stderr.strip().splitlines()[-1:] or probe.returncode}")
     return subprocess.run([*as_user(user), python, *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd="/tmp")
 
