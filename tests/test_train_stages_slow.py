@@ -42,7 +42,7 @@ def test_tiny_pretrain_grow_finetune_control_end_to_end(ray_session, tmp_path):
         model = AutoModelForCausalLM.from_pretrained(rd.path(stage, "model"))
         tok = AutoTokenizer.from_pretrained(rd.path(stage, "model"))
         assert model(input_ids=torch.tensor([tok("def f(x):")["input_ids"]])).logits.shape[-1] == 1024
-    assert AutoModelForCausalLM.from_pretrained(rd.path("grow/model")).config.hidden_size == 128
+    assert AutoModelForCausalLM.from_pretrained(rd.path("grow/model")).config.hidden_size == 256
     # Every model directory the stages wrote is self-contained (final, grow/init, each checkpoint's hf/).
     tokenizer = load_tokenizer(rd.path("tokenize/tokenizer"))
     checkpoint_hf = glob.glob(rd.path("*/checkpoints/*/checkpoint_*/hf"))
