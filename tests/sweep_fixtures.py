@@ -75,6 +75,7 @@ def make_packed_run(location, train_rows: int = 96, val_rows: int = 16, heldout:
 
 SWEEP_OVERRIDES = [
     "model.vocab_size=512", "model.n_ctx=64", "model.n_layer=1", "model.d_model=32", "model.n_head=2",
+    "model.rotary_dim=8",  # heads of 16 here (the tiny preset has heads of 64, rotary 32)
     "pretrain.global_batch_size=8", "pretrain.micro_batch_size=8", "pretrain.warmup_steps=2", "pretrain.lr=1e-2",
     "sweep.sources=[code,textbooks,exercises]", "sweep.eval_batches=1", "sweep.max_new_tokens=8",
     "sweep.heldout_limit=2", "sweep.cpus_per_trial=1", "sweep.max_concurrent=2",

@@ -29,7 +29,7 @@ def test_precedence_preset_then_file_then_overrides(tmp_path):
     cfg = load_config("tiny", cfg_file, ["model.n_layer=7", "run.stages=[ingest, dedup]"])
     assert cfg.model.n_layer == 7            # override beats file
     assert cfg.model.d_model == 96           # file beats preset
-    assert cfg.model.n_head == 4             # preset beats default
+    assert cfg.model.n_head == 2             # preset beats default (tiny: 2 heads of 64)
     assert cfg.pretrain.lr == 0.5
     assert cfg.run.stages == ["ingest", "dedup"]
     assert RunConfig().model.n_layer == 24   # defaults are phi-1's

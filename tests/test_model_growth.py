@@ -69,3 +69,23 @@ def test_growth_refuses_shape_changes_it_cannot_tile():
         check_growable(SMALL, ModelConfig(n_layer=3, d_model=64, n_head=2, rotary_dim=8, n_ctx=64, vocab_size=300))
     with pytest.raises(KeyError):
         grow_state_dict({}, {"model.layers.0.mlp.fc1.weight": torch.Size([4, 4])}, 1, 1)
+
+
+def test_tiny_preset_grows_two_to_four_heads_of_64_like_phi1():
+    """The tiny preset has phi-1's head geometry (64, rotary 32) and grows by head tiling (2 -> 4 heads)."""
+    from phiray.config import load_config
+
+    cfg = load_config("tiny")
+    small_cfg, target = cfg.model, cfg.grow.target
+    assert (small_cfg.d_model // small_cfg.n_head, small_cfg.rotary_dim) == (64, 32)
+    assert (target.d_model // target.n_head, target.rotary_dim) == (64, 32)
+    assert (small_cfg.n_head, target.n_head) == (2, 4)
+    check_growable(small_cfg, target)
+    small = build_model(small_cfg, seed=0).eval()
+    wide = grow_model(small, target.model_copy(update={"n_layer": small_cfg.n_layer})).eval()
+    q_small = small.state_dict()["model.layers.0.self_attn.q_proj.weight"]  # [2 heads * 64, d 128]
+    q_wide = wide.state_dict()["model.layers.0.self_attn.q_proj.weight"]  # [4 heads * 64, d 256]
+    assert torch.equal(q_wide[128:], q_wide[:128]) and torch.allclose(q_wide[:128, :128] * 2, q_small)
+    ids = torch.randint(0, small_cfg.vocab_size, (2, 32))
+    with torch.no_grad():  # width growth alone (heads tiled) computes what the small model computed
+        assert torch.allclose(small(input_ids=ids).logits, wide(input_ids=ids).logits, atol=1e-4)

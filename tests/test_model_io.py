@@ -58,3 +58,7 @@ def test_hf_round_trip_same_logits(tmp_path):
         assert torch.allclose(plain(input_ids=ids).logits, expected, atol=1e-6)
         assert torch.allclose(load_model(out)(input_ids=ids).logits, expected, atol=1e-6)
     assert (tmp_path / "model" / TRAINING_INFO).exists()
+    (tmp_path / "no-tokenizer").mkdir()
+    with pytest.raises(FileNotFoundError, match="tokenizer"):  # never a model directory without its tokenizer
+        save_model(model, tmp_path / "bare", tokenizer_dir=tmp_path / "no-tokenizer")
+    assert not (tmp_path / "bare").exists()

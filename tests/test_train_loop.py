@@ -1,3 +1,5 @@
+import glob
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +8,10 @@ from transformers import AutoModelForCausalLM
 from phiray.train.data import MixtureSampler, TokenSource
 from phiray.train.driver import build_spec, resolve_mixture
 from phiray.train.loop import train_single_process
+from phiray.model.tokenizer import load_tokenizer
 from phiray.train.schedule import (attention_flops_per_token, deepspeed_config, grad_accumulation, mfu, peak_flops,
                                    warmup_linear_decay)
+from model_dir_checks import assert_self_contained
 from train_fixtures import small_config, tokenized_run
 
 
@@ -89,3 +93,9 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
     assert facts["data"]["tokens_total"] == 12 * cfg.pretrain.global_batch_size * 128
     assert abs(sum(facts["data"]["tokens_seen"].values()) - facts["data"]["tokens_total"]) <= len(facts["data"]["tokens_seen"])
     assert "## Training data" in card and "## Lineage" in card and facts["config_hash"] in card
+    # Every model directory is self-contained: the final one and each checkpoint's hf/.
+    tokenizer = load_tokenizer(rd.path("tokenize/tokenizer"))
+    checkpoint_hf = sorted(glob.glob(rd.path("pretrain/checkpoints/pretrain-*/checkpoint_*/hf")))
+    assert len(checkpoint_hf) == 2  # steps 6 and 12 (num_to_keep=2)
+    for directory in [rd.path("pretrain/model")] + checkpoint_hf:
+        assert_self_contained(directory, tokenizer)

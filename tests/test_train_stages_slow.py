@@ -11,8 +11,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from phiray.cli import STAGES
+from phiray.model.tokenizer import load_tokenizer
 from phiray.pipeline import run_pipeline
 from phiray.train.driver import fit_phase
+from model_dir_checks import assert_self_contained
 from train_fixtures import make_fake_run, small_config, tokenized_run
 
 # Generous limits: the machine is shared, and under load each Ray Train fit takes minutes.
@@ -40,7 +42,14 @@ def test_tiny_pretrain_grow_finetune_control_end_to_end(ray_session, tmp_path):
         model = AutoModelForCausalLM.from_pretrained(rd.path(stage, "model"))
         tok = AutoTokenizer.from_pretrained(rd.path(stage, "model"))
         assert model(input_ids=torch.tensor([tok("def f(x):")["input_ids"]])).logits.shape[-1] == 1024
-    assert AutoModelForCausalLM.from_pretrained(rd.path("grow/model")).config.hidden_size == 128
+    assert AutoModelForCausalLM.from_pretrained(rd.path("grow/model")).config.hidden_size == 256
+    # Every model directory the stages wrote is self-contained (final, grow/init, each checkpoint's hf/).
+    tokenizer = load_tokenizer(rd.path("tokenize/tokenizer"))
+    checkpoint_hf = glob.glob(rd.path("*/checkpoints/*/checkpoint_*/hf"))
+    assert {p.split(os.sep)[-5] for p in checkpoint_hf} == {"pretrain", "grow", "finetune", "control"}
+    for directory in [rd.path(s, "model") for s in ("pretrain", "grow", "finetune", "control")] + \
+            [rd.path("grow/init")] + checkpoint_hf:
+        assert_self_contained(directory, tokenizer)
 
 
 def test_killed_worker_resumes_from_the_last_checkpoint(ray_session, tmp_path_factory):

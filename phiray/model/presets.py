@@ -11,9 +11,9 @@ from typing import Any
 
 from phiray.config import ModelConfig
 
-# name -> ModelConfig fields (rotary dim 32, context 2048, vocab padded to 51200 as phi-1).
+# name -> ModelConfig fields (heads of 64, rotary dim 32; context 2048, vocab padded to 51200 as phi-1).
 SHAPES: dict[str, dict[str, Any]] = {
-    "tiny": dict(n_layer=2, d_model=64, n_head=4, rotary_dim=8, n_ctx=256, vocab_size=4096, resid_pdrop=0.0),
+    "tiny": dict(n_layer=2, d_model=128, n_head=2, rotary_dim=32, n_ctx=256, vocab_size=4096, resid_pdrop=0.0),
     "phi-1-small": dict(n_layer=20, d_model=1024, n_head=16, rotary_dim=32, n_ctx=2048, vocab_size=51200),
     "phi-1": dict(n_layer=24, d_model=2048, n_head=32, rotary_dim=32, n_ctx=2048, vocab_size=51200),
     "phi-1.5": dict(n_layer=24, d_model=2048, n_head=32, rotary_dim=32, n_ctx=2048, vocab_size=51200),

@@ -205,9 +205,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def _save_hf(self, directory: str) -> None:
+        """The checkpoint's ``hf/``: weights + config + tokenizer, loadable by transformers and vLLM as it is."""
         state = self.engine.full_state_dict()  # collective under ZeRO-3: every rank calls it
         if self.rank == 0:
-            save_model(self.engine.module, directory, state_dict=state)
+            with _rundir(self.spec).local_dir(self.spec["tokenizer_dir"], upload=False) as tok_dir:
+                save_model(self.engine.module, directory, tokenizer_dir=tok_dir, state_dict=state)
 
     def info(self) -> dict[str, Any]:
         return {"stage": self.spec["stage"], "steps": self.step, "engine_global_steps": self.engine.global_steps,

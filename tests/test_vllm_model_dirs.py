@@ -1,0 +1,47 @@
+"""Every model directory phiray writes loads in vLLM as it is, and vLLM's greedy output equals transformers'
+``generate`` on it (issue 15). Fast tier: one engine start on a directory ``save_model`` writes with the tiny
+preset's geometry; slow tier: a training checkpoint's ``hf/``, ``grow/init`` and the final models of a real
+tiny pretrain + grow."""
+
+from __future__ import annotations
+
+import glob
+
+import pytest
+
+from phiray.config import load_config
+from phiray.model.io import save_model
+from phiray.model.presets import build_model
+from phiray.model.tokenizer import load_tokenizer, train_bpe_tokenizer
+from model_dir_checks import assert_self_contained
+from train_fixtures import make_fake_run, small_config, stdlib_code
+from vllm_fixtures import assert_vllm_equals_transformers
+
+
+def test_vllm_greedy_equals_transformers_on_a_saved_tiny_model(tmp_path):
+    tokenizer = train_bpe_tokenizer(stdlib_code(20), vocab_size=1024, model_max_length=256)
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    shape = load_config("tiny").model.model_copy(update={"vocab_size": 1024})  # heads of 64, rotary 32
+    model = build_model(shape, seed=0, eos_token_id=tokenizer.eos_token_id)
+    out = save_model(model, tmp_path / "model", tokenizer_dir=tmp_path / "tokenizer")
+    assert_self_contained(out, tokenizer)
+    assert_vllm_equals_transformers([out])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_vllm_greedy_equals_transformers_on_every_model_dir_of_a_tiny_run(ray_session, tmp_path):
+    from phiray.cli import STAGES
+    from phiray.pipeline import run_pipeline
+
+    rd = make_fake_run(tmp_path / "run")
+    cfg = small_config("run.stages=[tokenize, pretrain, grow]", "train.num_workers=2", "pretrain.max_steps=20",
+                       "pretrain.checkpoint_every=10", "pretrain.eval_every=10", "grow.max_steps=4",
+                       "grow.checkpoint_every=4", "grow.eval_every=4")
+    assert [s.state for s in run_pipeline(STAGES, cfg, rd)] == ["done"] * 3
+    checkpoint_hf = sorted(glob.glob(rd.path("pretrain/checkpoints/*/checkpoint_*/hf")))
+    dirs = [checkpoint_hf[-1], rd.path("pretrain/model"), rd.path("grow/init"), rd.path("grow/model")]
+    tokenizer = load_tokenizer(rd.path("tokenize/tokenizer"))
+    for directory in dirs:
+        assert_self_contained(directory, tokenizer)
+    assert_vllm_equals_transformers(dirs)

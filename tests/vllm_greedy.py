@@ -1,0 +1,31 @@
+"""Greedy generation with a real vLLM engine, one engine per model directory, in a fresh process.
+
+Run as ``python vllm_greedy.py`` with a JSON request on stdin: ``{"dirs": [...], "prompts": [...],
+"max_tokens": N}``; prints one JSON line: ``{dir: {"prompt_ids": [[...]], "out": [[...]]}}``. A separate
+process keeps vLLM's CPU thread binding and its engine away from the test process (and Ray's)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+
+
+def main() -> None:
+    from vllm import LLM, SamplingParams
+
+    request = json.load(sys.stdin)
+    params = SamplingParams(temperature=0.0, max_tokens=request["max_tokens"], ignore_eos=True)
+    results = {}
+    for directory in request["dirs"]:
+        llm = LLM(model=directory, dtype="float32", enforce_eager=True, max_model_len=256, seed=0)
+        outputs = llm.generate(request["prompts"], params, use_tqdm=False)
+        results[directory] = {"prompt_ids": [list(o.prompt_token_ids) for o in outputs],
+                              "out": [list(o.outputs[0].token_ids) for o in outputs]}
+        del llm
+        gc.collect()
+    print("VLLM_GREEDY " + json.dumps(results), flush=True)
+
+
+if __name__ == "__main__":  # vLLM may spawn processes: the main-module guard is required
+    main()
