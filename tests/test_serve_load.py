@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from serve_fixtures import free_port
-from vllm_fixtures import build_vllm_checkpoint, vllm_env
+from vllm_fixtures import build_vllm_checkpoint, stop, vllm_env, wait_ready
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,19 +64,6 @@ async def _flood_and_generate(url: str, body: dict) -> tuple[float, float]:
     return max(flood), completions_end
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, limit_s: float = 600) -> None:
-    deadline = time.time() + limit_s
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "exited"
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} not ready in {limit_s}s")
-
-
 @pytest.mark.parametrize("how", ["phiray", "serve-run"])
 def test_command_lines_serve_the_app(tmp_path, how):
     import openai
@@ -96,19 +82,16 @@ def test_command_lines_serve_the_app(tmp_path, how):
         subprocess.run([sys.executable, "-m", "phiray", "serve", "--model", str(ckpt), "--port", str(port),
                         "--emit-config", str(config), "serve.model_name=cli"], cwd=REPO_ROOT, env=env, check=True)
         cmd = [os.path.join(bin_dir, "serve"), "run", str(config)]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    log = tmp_path / "serve.log"  # a file, not a pipe: nobody reads the engine's chatter while it runs
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
-        _wait_ready(proc, f"http://127.0.0.1:{port}/healthz")
+        wait_ready(f"http://127.0.0.1:{port}", proc, log=log, model="cli")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
         r = client.completions.create(model="cli", prompt="def f(", max_tokens=5, temperature=0)
         assert r.usage.completion_tokens == 5
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc, timeout_s=60)
         shutil.rmtree(ray_tmp, ignore_errors=True)

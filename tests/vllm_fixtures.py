@@ -71,16 +71,22 @@ def start_vllm_server(model: Path, port: int, served_name: str, log: Path, max_m
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=vllm_env(), start_new_session=True)
 
 
-def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 300.0, log: Path | None = None
-               ) -> None:
-    """Poll `url`/v1/models until it answers 200; fail early (with the log's tail) if `proc` exits."""
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 900.0, log: Path | None = None,
+               model: str | None = None) -> None:
+    """Poll until `url` answers: a one-token completion for `model` when given (an ingress lists its models
+    before the engine behind it is up), else GET /v1/models; fail early (with the log's tail) if `proc` exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             tail = log.read_text()[-3000:] if log and log.exists() else ""
             raise RuntimeError(f"server exited with {proc.returncode} before it was ready:\n{tail}")
         try:
-            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
+            if model is None:
+                ok = httpx.get(f"{url}/v1/models", timeout=5).status_code == 200
+            else:
+                body = {"model": model, "prompt": "x", "max_tokens": 1}
+                ok = httpx.post(f"{url}/v1/completions", json=body, timeout=30).status_code == 200
+            if ok:
                 return
         except httpx.HTTPError:
             pass
