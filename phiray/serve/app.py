@@ -97,7 +97,10 @@ def llm_config(cfg: ServeConfig):
         deployment["num_replicas"] = cfg.num_replicas
     return LLMConfig(model_loading_config={"model_id": cfg.model_name, "model_source": cfg.model},
                      engine_kwargs=engine_kwargs(cfg), placement_group_config={"bundles": bundles},
-                     deployment_config=deployment, runtime_env={"env_vars": env} if env else None)
+                     deployment_config=deployment, runtime_env={"env_vars": env} if env else None,
+                     # Per-step engine metrics over Ray's Prometheus port: worth their CPU on a GPU node, not
+                     # on a CPU engine that shares its cores with the HTTP path (benchmarks/serve.py).
+                     log_engine_metrics=cfg.use_gpu)
 
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
