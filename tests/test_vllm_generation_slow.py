@@ -58,7 +58,10 @@ def test_vllm_samples_equal_transformers_greedy_and_are_seeded(ray_session, chec
     via_vllm = generate(str(checkpoint), tasks, greedy, engine="vllm")
     via_hf = generate(str(checkpoint), tasks, greedy, engine="transformers")
     assert [s["task_id"] for s in via_vllm] == [t.task_id for t in tasks for _ in range(2)]
-    assert via_vllm == via_hf  # same completions, and the prompt that does not fit gets empty samples on both
+    # Same tokens. The texts may differ only at the very end: a random byte-level model can stop inside a
+    # multi-byte character, which transformers' decode renders as U+FFFD and vLLM's detokenizer holds back.
+    tail = lambda rows: [{**r, "completion": r["completion"].rstrip("\ufffd")} for r in rows]  # noqa: E731
+    assert tail(via_vllm) == tail(via_hf)  # and the prompt that does not fit gets empty samples on both
     assert via_vllm[-1]["completion"] == "" and via_vllm[0]["completion"]
     sampled = GenerationSettings(n=3, temperature=1.0, max_new_tokens=8, seed=7)
     a = generate(str(checkpoint), tasks[:2], sampled, engine="vllm")
