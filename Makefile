@@ -39,6 +39,11 @@ sysdeps:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "note: chromium not installed; the report-rendering test will skip"; }
+	@# the sandbox's tests run the attack matrix as an ordinary user too (useradd + setpriv)
+	@{ command -v setpriv >/dev/null 2>&1 && command -v useradd >/dev/null 2>&1; } || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq util-linux passwd >/dev/null) \
+	  || echo "note: setpriv/useradd missing; the sandbox's ordinary-user tests will skip"; }
 
 run: install
 	$(BIN)/phiray run --preset tiny --run-dir $(RUN_DIR)

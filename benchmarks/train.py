@@ -2,8 +2,8 @@
 
 Same model, batch, optimizer and thread count; both time steady-state optimizer steps after warm-up
 (the one-off `trainer.fit` start-up is reported separately). Prints tokens/s of each and the ratio
-(goal >= 0.9). On a GPU it also prints MFU (6 * N * tokens/s over the device's bf16 peak), with bf16
-and flash-attention when installed:
+(goal >= 0.9). On a GPU it also prints MFU ((6 * N + attention FLOPs) * tokens/s over the device's bf16
+peak), with bf16 and flash-attention when installed:
 
     python benchmarks/train.py                                  # CPU: tiny-ish model, ratio
     python benchmarks/train.py --shape phi-1-small --seq-len 2048 --micro-batch 8   # GPU: + MFU
@@ -147,14 +147,16 @@ def main() -> None:
     rayds = ray_deepspeed(args)
     ray.shutdown()
     peak = peak_flops(args.peak_flops, bare["device"] if bare["device"] != "cpu" else None)
+    mc = _model_cfg(args)
+    attention = {"n_layer": mc.n_layer, "d_model": mc.d_model, "seq_len": args.seq_len}
     out = {
         "model": args.shape or f"{args.layers}x{args.d_model}", "n_params_non_embedding": bare["n_params"],
         "batch": f"{args.micro_batch}x{args.seq_len}", "device": bare["device"], "precision": bare["precision"],
         "attn": bare["attn"], "zero_stage": args.zero_stage, "threads": args.threads,
         "bare_tokens_per_s": round(bare["tokens_per_s"], 1), "ray_deepspeed_tokens_per_s": round(rayds["tokens_per_s"], 1),
         "ratio": round(rayds["tokens_per_s"] / bare["tokens_per_s"], 3), "ray_fit_wall_s": round(rayds["fit_wall_s"], 1),
-        "mfu_bare": mfu(bare["n_params"], bare["tokens_per_s"], peak, 1),
-        "mfu_ray_deepspeed": mfu(bare["n_params"], rayds["tokens_per_s"], peak, 1),
+        "mfu_bare": mfu(bare["n_params"], bare["tokens_per_s"], peak, 1, **attention),
+        "mfu_ray_deepspeed": mfu(bare["n_params"], rayds["tokens_per_s"], peak, 1, **attention),
     }
     print(json.dumps(out, indent=2))
     print(f"ratio (Ray Train + DeepSpeed / bare PyTorch tokens/s): {out['ratio']:.3f}  (goal >= 0.9)")

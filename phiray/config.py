@@ -186,11 +186,11 @@ class SynthesizeConfig(Section):
 
 class SandboxConfig(Section):
     isolation: Literal["auto", "namespaces", "rlimits"] = Field(
-        "auto", description="namespaces: user/PID/mount/net/IPC/UTS namespaces, read-only root, rlimits; rlimits: own session + rlimits + throwaway uid when root (no file-system/network isolation); auto: namespaces if the kernel allows, else one loud warning and rlimits.")
-    refuse_without_namespaces: bool = Field(False, description="Fail instead of falling back when namespaces are unavailable.")
+        "auto", description="namespaces: user/PID/mount/net/IPC/UTS namespaces (as root or as an ordinary user), read-only root, seccomp, rlimits, cgroups where writable; rlimits: own session + rlimits + throwaway uid when root (no file-system/network isolation; one loud warning); auto: namespaces if the kernel allows, else see refuse_without_namespaces.")
+    refuse_without_namespaces: bool | None = Field(None, description="When namespaces are unavailable: true = fail, false = one loud warning and rlimits; unset = fail on a cluster (RAY_ADDRESS or KUBERNETES_SERVICE_HOST set), fall back elsewhere.")
     timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit per execution.")
     cpu_s: int = Field(10, ge=1, description="CPU-seconds rlimit.")
-    memory_mb: int = Field(1024, ge=64, description="Address-space rlimit per process (no cgroup: a candidate's worst case is max_processes x this).")
+    memory_mb: int = Field(1024, ge=64, description="Address-space rlimit per process; also the candidate's cgroup memory limit (+64 MiB) where cgroup v1 is writable (root), else a candidate's worst case is max_processes x this.")
     max_processes: int = Field(16, ge=1, description="Process-count rlimit of the candidate's throwaway uid (fork bombs stop here).")
     max_file_mb: int = Field(16, ge=1, description="Largest file the candidate may write.")
     max_output_bytes: int = Field(64_000, ge=1024, description="Captured stdout/stderr cap; the rest is discarded.")
@@ -369,6 +369,8 @@ class ServeConfig(Section):
     evaluator_replicas: int = Field(1, ge=1, description="Evaluator replicas.")
     evaluator_num_cpus: float = Field(0.5, ge=0, description="CPUs reserved per evaluator replica (its own, so executions cannot take the model's).")
     evaluator_max_ongoing: int = Field(4, ge=1, description="Executions an evaluator replica accepts at once; the rest queue there, not at the model.")
+    evaluator_api_key_env: str = Field("PHIRAY_EVALUATOR_API_KEY", description="Environment variable holding the key /v1/evaluate requires (`Authorization: Bearer <key>`); on Kubernetes, from a Secret.")
+    evaluator_local_only: bool | None = Field(None, description="true: no key needed (trusted local clients only); false: the server refuses to start without a key; unset: true only when host is a loopback address.")
     ingress_max_ongoing: int = Field(512, ge=1, description="Requests the HTTP ingress replica holds at once.")
 
 

@@ -44,6 +44,45 @@ def prepare_environment(local: bool | None = None) -> None:
         os.environ["DS_ACCELERATOR"] = "cpu"
 
 
+# Ray-internal loggers that repeat one warning for as long as a run lasts. Ray Train V2's detached
+# PlacementGroupCleaner asks the State API (served by the dashboard, which a local phiray cluster does not
+# start) whether the controller is alive once a second, and warns on every failed query. Each listed
+# message is shown once per process; repeats are dropped.
+REPEATING_RAY_WARNINGS: dict[str, tuple[str, ...]] = {
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner": (
+        "Failed to query Ray Train Controller actor state",),
+}
+
+
+class OncePerProcess(logging.Filter):
+    """Passes the first record whose message starts with one of ``prefixes``, drops its repeats."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes, self.seen = prefixes, set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        prefix = next((p for p in self.prefixes if message.startswith(p)), None)
+        if prefix is None:
+            return True
+        if prefix in self.seen:
+            return False
+        self.seen.add(prefix)
+        return True
+
+
+def quiet_ray_logs() -> None:
+    """Install :class:`OncePerProcess` on Ray's repeating loggers (a Ray ``worker_process_setup_hook``)."""
+    for name, prefixes in REPEATING_RAY_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OncePerProcess) for f in logger.filters):
+            logger.addFilter(OncePerProcess(prefixes))
+
+
+WORKER_SETUP_HOOK = f"{__name__}.quiet_ray_logs"
+
+
 def _job_env_vars() -> set[str]:
     """Variables a `ray job submit` runtime env already sets for this driver: passing one again to
     ray.init is refused by Ray ("Failed to merge the Job's runtime env"), and the job's value is
@@ -69,7 +108,7 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs:
     env_vars = {k: os.environ[k] for k in ("DS_ACCELERATOR", "GLOO_SOCKET_IFNAME", "HF_HUB_OFFLINE",
                                             "TOKENIZERS_PARALLELISM", "PHIRAY_MBPP_PATH")
                 if k in os.environ and k not in _job_env_vars()}
-    runtime_env = kwargs.pop("runtime_env", None) or {"env_vars": env_vars}
+    runtime_env = kwargs.pop("runtime_env", None) or {"env_vars": env_vars, "worker_process_setup_hook": WORKER_SETUP_HOOK}
     if address:
         log.info("ray: joining the cluster at RAY_ADDRESS=%s", address)
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)

@@ -32,7 +32,10 @@ def test_evaluator_workers_are_hardened(cluster):
     spec = pod["spec"]
     assert spec["automountServiceAccountToken"] is False
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
-    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    # issue 14: the sandbox's user namespaces need the shipped Localhost profile (or a gVisor runtime class)
+    seccomp = spec["securityContext"]["seccompProfile"]
+    assert seccomp == {"type": "Localhost", "localhostProfile": "phiray-evaluator-seccomp.json"} or (
+        seccomp["type"] == "RuntimeDefault" and spec.get("runtimeClassName"))
     for container in spec["containers"]:
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
@@ -59,8 +62,8 @@ def test_network_policy_denies_evaluator_egress():
             if "namespaceSelector" in peer:  # only cluster DNS, only on port 53
                 assert peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
                 assert {p["port"] for p in rule["ports"]} == {53}
-            else:  # only the cluster's own Ray pods
-                assert labels_match(peer["podSelector"], other_labels)
+            else:  # only the cluster's own Ray pods (issue 14: the head's ports, the peers' object manager)
+                assert peer["podSelector"]["matchLabels"].get("phiray.io/app") == "phiray" and rule.get("ports")
 
 
 @pytest.mark.parametrize("cluster", [c for _, c in CLUSTERS], ids=IDS)

@@ -22,8 +22,32 @@ def test_init_ray_starts_a_loopback_only_cluster():
 
     code = ("from phiray.runtime import init_ray\n"
             f"init_ray(num_cpus=1, _temp_dir={str(tmp_path)!r})\n"
-            "import ray\nprint('NODES', [n['NodeManagerAddress'] for n in ray.nodes()])\nray.shutdown()\n")
+            "import ray\nprint('NODES', [n['NodeManagerAddress'] for n in ray.nodes()])\n"
+            # Ray's repeating warnings are filtered in every worker process (the setup hook ran there).
+            "@ray.remote\ndef quiet():\n"
+            "    import logging\n    from phiray.runtime import REPEATING_RAY_WARNINGS, OncePerProcess\n"
+            "    return all(any(isinstance(f, OncePerProcess) for f in logging.getLogger(n).filters)\n"
+            "               for n in REPEATING_RAY_WARNINGS)\n"
+            "print('QUIET', ray.get(quiet.remote()))\nray.shutdown()\n")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
     shutil.rmtree(tmp_path, ignore_errors=True)
     assert "NODES ['127.0.0.1']" in out.stdout, out.stderr[-2000:]
+    assert "QUIET True" in out.stdout, out.stderr[-2000:]
+
+
+def test_repeating_ray_warnings_are_shown_once(caplog):
+    import logging
+
+    from phiray.runtime import REPEATING_RAY_WARNINGS, quiet_ray_logs
+
+    name = next(iter(REPEATING_RAY_WARNINGS))
+    logger = logging.getLogger(name)
+    quiet_ray_logs()
+    quiet_ray_logs()  # idempotent: one filter, not two
+    with caplog.at_level(logging.WARNING, logger=name):
+        for _ in range(5):
+            logger.warning("Failed to query Ray Train Controller actor state. State API may be temporarily unavailable.")
+        logger.warning("Detected that the Ray Train controller actor is dead.")
+    messages = [r.getMessage() for r in caplog.records if r.name == name]
+    assert len(messages) == 2 and messages[1].startswith("Detected")

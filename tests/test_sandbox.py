@@ -79,3 +79,18 @@ def test_forced_fallback_warns_once_loudly(caplog, monkeypatch):
     assert sum("SANDBOX WARNING" in r.message for r in caplog.records) == 1
     with pytest.raises(SandboxUnavailable):
         _ = Sandbox(SandboxConfig(isolation="auto", refuse_without_namespaces=True)).isolation
+
+
+@pytest.mark.parametrize("variable", ["RAY_ADDRESS", "KUBERNETES_SERVICE_HOST"])
+def test_refuses_by_default_on_a_cluster(caplog, monkeypatch, variable):
+    monkeypatch.setitem(executor._PROBE, "ns", False)
+    monkeypatch.setitem(executor._PROBE, "why", "test")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv(variable, "10.0.0.1:6379")
+    with pytest.raises(SandboxUnavailable, match="default on a cluster"):
+        _ = Sandbox(SandboxConfig(isolation="auto")).isolation
+    with caplog.at_level(logging.WARNING, logger="phiray.sandbox"):  # unisolated only when asked, loudly
+        assert Sandbox(SandboxConfig(isolation="auto", refuse_without_namespaces=False)).isolation == "rlimits"
+        assert Sandbox(SandboxConfig(isolation="rlimits")).isolation == "rlimits"
+    assert sum("SANDBOX WARNING" in r.message for r in caplog.records) == 2

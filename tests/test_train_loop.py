@@ -6,7 +6,8 @@ from transformers import AutoModelForCausalLM
 from phiray.train.data import MixtureSampler, TokenSource
 from phiray.train.driver import build_spec, resolve_mixture
 from phiray.train.loop import train_single_process
-from phiray.train.schedule import deepspeed_config, grad_accumulation, mfu, peak_flops, warmup_linear_decay
+from phiray.train.schedule import (attention_flops_per_token, deepspeed_config, grad_accumulation, mfu, peak_flops,
+                                   warmup_linear_decay)
 from train_fixtures import small_config, tokenized_run
 
 
@@ -30,6 +31,16 @@ def test_mfu_uses_the_device_peak():
     assert peak_flops(None, "NVIDIA H100 80GB HBM3") == 989e12 and peak_flops(None, None) is None
     assert peak_flops(2e12, "cpu") == 2e12
     assert mfu(1_000_000, 1000.0, 6e12, 1) == pytest.approx(1e-3) and mfu(1, 1.0, None, 1) is None
+
+
+def test_mfu_counts_attention_flops():
+    # phi-1 (24 layers, d 2048) at seq 2048: attention adds 12*24*2048*2048 = 1.21e9 FLOPs per token to 6N.
+    assert attention_flops_per_token(24, 2048, 2048) == 12 * 24 * 2048 * 2048
+    n, tps, peak = 1_300_000_000, 10_000.0, 989e12
+    weights_only = mfu(n, tps, peak, 1)
+    with_attention = mfu(n, tps, peak, 1, n_layer=24, d_model=2048, seq_len=2048)
+    assert with_attention == pytest.approx((6 * n + 12 * 24 * 2048 * 2048) * tps / peak)
+    assert with_attention / weights_only == pytest.approx(1 + 12 * 24 * 2048 * 2048 / (6 * n))
 
 
 def test_mixture_sampler_is_deterministic_and_weighted(ray_session, tmp_path_factory):
@@ -72,3 +83,9 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
     model = AutoModelForCausalLM.from_pretrained(rd.path("pretrain/model")).eval()
     ids = torch.tensor([[1, 2, 3, 4]])
     assert model(input_ids=ids).logits.shape == (1, 4, 1024)
+    card = rd.read_text("pretrain/model/README.md")  # the model card: data, config, lineage
+    facts = rd.read_json("pretrain/model/model_card.json")
+    assert facts["stage"] == "pretrain" and facts["training"]["steps"] == 12 and facts["config_hash"]
+    assert facts["data"]["tokens_total"] == 12 * cfg.pretrain.global_batch_size * 128
+    assert abs(sum(facts["data"]["tokens_seen"].values()) - facts["data"]["tokens_total"]) <= len(facts["data"]["tokens_seen"])
+    assert "## Training data" in card and "## Lineage" in card and facts["config_hash"] in card

@@ -31,12 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from phiray.config import SandboxConfig
+from phiray.sandbox.isolation import sweep_by_scan
 
 log = logging.getLogger("phiray.sandbox")
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 STATUSES = ("passed", "failed", "timeout", "crashed", "memory", "error")
 _PROBE: dict[str, bool] = {}
 _PROBE_LOCK = threading.Lock()
+JUDGE_MB = 512  # the judge's own address space on top of the candidate's (it holds the tests and results)
+ZYGOTE_REPLY_S = 10.0  # the zygote answers in milliseconds; past this it is wedged and gets replaced
 
 
 class SandboxUnavailable(RuntimeError):
@@ -134,6 +137,8 @@ class Sandbox:
     # ------------------------------------------------------------------ mode selection
     def _choose_mode(self) -> str:
         if self.cfg.isolation == "rlimits":
+            log.warning("SANDBOX WARNING: isolation=rlimits was asked for: the file system and network "
+                       "are NOT isolated and, as a non-root user, the candidate runs as your own uid")
             return "rlimits"
         with _PROBE_LOCK:
             if "ns" not in _PROBE:
@@ -143,11 +148,17 @@ class Sandbox:
                     _PROBE["why"] = f"{probe.status}: {probe.detail}"
         if _PROBE["ns"]:
             return "namespaces"
-        if self.cfg.isolation == "namespaces" or self.cfg.refuse_without_namespaces:
-            raise SandboxUnavailable(f"sandbox: namespaces unavailable ({_PROBE.get('why')}) and the config "
-                                     "refuses to run without them")
-        log.warning("SANDBOX WARNING: Linux namespaces unavailable (%s); falling back to rlimits + process "
-                    "group: the file system and network are NOT isolated", _PROBE.get("why"))
+        refuse = self.cfg.refuse_without_namespaces
+        if refuse is None:
+            refuse = on_a_cluster()
+        if self.cfg.isolation == "namespaces" or refuse:
+            raise SandboxUnavailable(
+                f"sandbox: namespaces unavailable ({_PROBE.get('why')}) and the config refuses to run without them"
+                + (" (the default on a cluster: RAY_ADDRESS or KUBERNETES_SERVICE_HOST is set; set "
+                   "sandbox.isolation=rlimits to run unisolated anyway)" if self.cfg.refuse_without_namespaces is None
+                   else ""))
+        log.warning(f"SANDBOX WARNING: Linux namespaces unavailable ({_PROBE.get('why')}); falling back "
+                   "to rlimits + process group: the file system and network are NOT isolated")
         return "rlimits"
 
     # ------------------------------------------------------------------ one execution
@@ -160,7 +171,8 @@ class Sandbox:
         if mode == "rlimits":
             os.chmod(workdir, 0o777)
         limits = {"memory_mb": self.cfg.memory_mb, "cpu_s": self.cfg.cpu_s, "nproc": self.cfg.max_processes,
-                  "fsize_mb": self.cfg.max_file_mb, "tmpfs_mb": max(4 * self.cfg.max_file_mb, 16)}
+                  "fsize_mb": self.cfg.max_file_mb, "tmpfs_mb": max(4 * self.cfg.max_file_mb, 16),
+                  "judge_mb": JUDGE_MB, "wall_s": timeout_s}
         first = {"code": code, "limits": limits, "binds": _binds(), "uids": [base + 1, base + 2], "uid_base": base}
         second = {"tests": tests, "entry_point": entry_point, "token": token}
         try:
@@ -171,6 +183,11 @@ class Sandbox:
             if mode == "rlimits":
                 shutil.rmtree(workdir, ignore_errors=True)
         return run.verdict(token)
+
+
+def on_a_cluster() -> bool:
+    """A Ray cluster address or a Kubernetes pod: places where unisolated execution is refused by default."""
+    return bool(os.environ.get("RAY_ADDRESS") or os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
 def _frame(obj: dict) -> bytes:
@@ -332,10 +349,10 @@ class _Zygote:
                         pid = struct.unpack(">i", reply)[0]
                         # opened before our lock is released, i.e. before the zygote can reap the pid
                         return pid, os.pidfd_open(pid)
-                except OSError:
+                except OSError:  # TimeoutError included: a wedged zygote is replaced, never waited on
                     if attempt:
                         raise
-                self.proc = None
+                self._stop()
             raise RuntimeError("sandbox: the launcher zygote does not answer")
 
     def sweep(self, uid: int) -> None:
@@ -344,11 +361,23 @@ class _Zygote:
             if self.proc is not None and self.proc.poll() is None and self.owner == os.getpid():
                 try:
                     self.sock.sendall(json.dumps({"sweep": uid}).encode())
-                    self.sock.recv(4)
-                    return
-                except OSError:
-                    pass
+                    if len(self.sock.recv(4)) == 4:
+                        return
+                except OSError:  # TimeoutError included
+                    self._stop()
         sweep_uid(uid)
+
+    def _stop(self) -> None:
+        """Kill the zygote (its launchers die with it: PDEATHSIG) and forget it."""
+        if self.proc is not None and self.owner == os.getpid():
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=ZYGOTE_REPLY_S)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.sock is not None:
+            self.sock.close()
+        self.proc, self.sock = None, None
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one request per packet
@@ -356,6 +385,7 @@ class _Zygote:
                                      pass_fds=(theirs.fileno(),), env={}, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd="/")
         theirs.close()
+        ours.settimeout(ZYGOTE_REPLY_S)
         self.sock, self.owner = ours, os.getpid()
 
 
@@ -364,22 +394,4 @@ ZYGOTE = _Zygote()
 
 def sweep_uid(uid: int) -> int:
     """Kill every process whose real uid is ``uid`` (fallback mode's escapees); returns how many."""
-    killed = 0
-    for _ in range(20):
-        found = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as fh:
-                    uid_line = next(line for line in fh if line.startswith("Uid:"))
-                if int(uid_line.split()[1]) == uid:
-                    os.kill(int(entry), signal.SIGKILL)
-                    found += 1
-            except (OSError, StopIteration, ValueError):
-                continue
-        killed += found
-        if not found:
-            break
-        time.sleep(0.01)
-    return killed
+    return sweep_by_scan(uid)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import keyword
 import linecache
 import marshal
 import sys
 import types
 
-import wire  # noqa: E402  (imported by path inside the sandbox, see launcher.py)
+import wire  # noqa: E402  (loaded by file path in the zygote, see launcher.py)
 
 
 class CandidateGone(Exception):
@@ -146,24 +147,64 @@ class RemoteObject:
         return f"<candidate {object.__getattribute__(self, '_cls')} object>"
 
 
-def namespace_for_tests(remote: Remote, names: dict) -> dict:
-    """The tests' globals: proxies for the candidate's callables, real stdlib modules, plain values."""
+MAX_NAMES = 10_000
+# Modules a candidate's `import x` may lend to the tests (MBPP's tests use `math.isclose` and the like
+# without importing math themselves): stdlib, imported here from read-only locations, never by another name.
+NO_LEND = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser", "pydoc", "ensurepip",
+           "venv", "test", "lib2to3", "__hello__", "__phello__"}
+
+
+def check_greeting(hello) -> dict | None:
+    """The candidate's first message, validated strictly: {"names": {identifier: {one of "call": str,
+    "mod": str, "val": value}}} or {"load_error": [str, str]}. None when it is anything else."""
+    if not isinstance(hello, dict) or len(hello) != 1:
+        return None
+    if "load_error" in hello:
+        err = hello["load_error"]
+        ok = isinstance(err, list) and len(err) == 2 and all(type(x) is str for x in err)
+        return hello if ok else None
+    names = hello.get("names")
+    if type(names) is not dict or len(names) > MAX_NAMES:
+        return None
+    for name, desc in names.items():
+        if not (type(name) is str and name.isidentifier() and not name.startswith("__")
+                and not keyword.iskeyword(name) and type(desc) is dict and len(desc) == 1):
+            return None
+        kind, value = next(iter(desc.items()))
+        if kind not in ("call", "mod", "val") or (kind != "val" and (type(value) is not str or len(value) > 200)):
+            return None
+    return hello
+
+
+def names_used_by(code: types.CodeType) -> set[str]:
+    """Every name the tests' code (nested functions and classes included) may look up."""
+    found = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= names_used_by(const)
+    return found
+
+
+def namespace_for_tests(remote: Remote, names: dict, wanted: set[str], entry_point: str | None) -> dict:
+    """The tests' globals: the real builtins, and only those of the candidate's names that the tests look up
+    and that no builtin already answers (`def abs(v): return 0` never reaches the tests' own abs), plus the
+    entry point. Proxies for callables, stdlib modules imported here under their own name, plain values."""
     namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
     for name, desc in names.items():
-        if not isinstance(desc, dict) or not isinstance(name, str) or not name.isidentifier():
+        if name != entry_point and (name not in wanted or hasattr(builtins, name)):
             continue
-        if "call" in desc:
+        kind, value = next(iter(desc.items()))
+        if kind == "call":
             namespace[name] = RemoteFunction(remote, name)
-        elif "mod" in desc:
-            module = str(desc["mod"])
-            if module.split(".")[0] in sys.stdlib_module_names:
+        elif kind == "mod":
+            if value == name and name in sys.stdlib_module_names and name not in NO_LEND and name[0] != "_":
                 try:
-                    namespace[name] = importlib.import_module(module)
+                    namespace[name] = importlib.import_module(name)
                 except ImportError:
                     pass
-        elif "val" in desc:
+        else:
             try:
-                namespace[name] = remote.value(desc["val"])
+                namespace[name] = remote.value(value)
             except (wire.WireError, ValueError, TypeError, RecursionError):
                 pass
     return namespace
@@ -173,20 +214,22 @@ def run_tests(sock, tests: str, entry_point: str | None) -> tuple[str, str]:
     """(status, detail) for the candidate behind ``sock``; status "passed" only when every test ran."""
     remote = Remote(sock)
     try:
-        hello = wire.recv(sock)
+        compiled = compile(tests, "<tests>", "exec")
+    except SyntaxError as err:
+        return "error", f"the tests do not compile: {err}"
+    try:
+        hello = check_greeting(wire.recv(sock))
     except (OSError, ValueError, wire.WireError, RecursionError) as err:
         return "crashed", f"candidate sent a malformed greeting: {type(err).__name__}"
     if hello is None:
-        return "crashed", "candidate process ended before defining anything"
-    if not isinstance(hello, dict) or not isinstance(hello.get("names", hello.get("load_error")), (dict, list)):
-        return "crashed", "candidate sent a malformed greeting"
+        return "crashed", "candidate process ended before defining anything, or sent a malformed greeting"
     if "load_error" in hello:
         err = _rebuild_exception(hello["load_error"])
         return _classify(err, where="candidate code")
-    namespace = namespace_for_tests(remote, hello["names"])
+    namespace = namespace_for_tests(remote, hello["names"], names_used_by(compiled), entry_point)
     linecache.cache["<tests>"] = (len(tests), None, tests.splitlines(True), "<tests>")
     try:
-        exec(compile(tests, "<tests>", "exec"), namespace)  # noqa: S102 - the tests are the judge's own
+        exec(compiled, namespace)  # noqa: S102 - the tests are the judge's own
         if entry_point:
             if entry_point not in namespace:
                 return "failed", f"NameError: the code does not define {entry_point!r}"

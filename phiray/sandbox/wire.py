@@ -15,6 +15,7 @@ candidate only), ``fnref``/``bt`` a candidate function / builtin passed as an ar
 from __future__ import annotations
 
 import json
+import re
 import struct
 
 MAX_MESSAGE = 64 << 20  # a result larger than this is a failure, not an allocation in the judge
@@ -158,8 +159,17 @@ def _pairs(body):
     return body
 
 
+FRACTION_TEXT = re.compile(r"[+-]?\d{1,5000}(/\d{1,5000})?")
+
+
 def _number(kind: str, text: str):
+    """A Fraction or Decimal from its str(): bounded in size, and a Fraction only as n or n/d, so the
+    judge never expands a hostile exponent ("1e999999999") into a giant integer."""
+    if len(text) > 10_000:
+        raise WireError("number text too long")
     if kind == "fractions.Fraction":
+        if not FRACTION_TEXT.fullmatch(text):
+            raise WireError("malformed Fraction")
         from fractions import Fraction
 
         return Fraction(text)

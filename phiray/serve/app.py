@@ -123,4 +123,4 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
                                max_ongoing_requests=cfg.ingress_max_ongoing, ray_actor_options={"num_cpus": 0})
     return ingress.bind(llm_deployments={cfg.model_name: model},
                         model_cards={cfg.model_name: to_model_metadata(cfg.model_name, llm)},
-                        evaluator=evaluator)
+                        evaluator=evaluator, cfg=cfg)

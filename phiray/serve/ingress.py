@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from ray.llm._internal.serve.core.ingress.ingress import DEFAULT_ENDPOINTS, init, make_fastapi_ingress
 from ray.serve.handle import DeploymentHandle
 from ray.serve.llm.ingress import OpenAiIngress
 
+from phiray.config import ServeConfig
+from phiray.serve.evaluator_auth import check_evaluator_key, evaluator_api_key
 from phiray.serve.protocol import EvaluateRequest, OpenAIError
 
 # The generation routes of Ray Serve LLM's router; embeddings, scores and transcriptions are left out (a
@@ -24,9 +26,10 @@ class PhirayIngress(OpenAiIngress):
     """OpenAiIngress with the evaluator deployment beside the model."""
 
     def __init__(self, llm_deployments: dict[str, DeploymentHandle], model_cards: dict[str, Any], *,
-                 evaluator: DeploymentHandle, lora_paths: dict[str, str] | None = None) -> None:
+                 evaluator: DeploymentHandle, cfg: ServeConfig, lora_paths: dict[str, str] | None = None) -> None:
         super().__init__(llm_deployments, model_cards, lora_paths=lora_paths)
         self.evaluator = evaluator
+        self.evaluator_key = evaluator_api_key(cfg)  # no key off loopback: the replica refuses to start
 
     async def healthz(self) -> JSONResponse:
         """200 when every model's engine answers its health check, else 503 naming the failure."""
@@ -41,7 +44,11 @@ class PhirayIngress(OpenAiIngress):
         return JSONResponse({"status": "ok" if healthy else "unhealthy", "engine": "vllm", "models": models},
                             status_code=200 if healthy else 503)
 
-    async def evaluate(self, body: EvaluateRequest) -> JSONResponse:
+    async def evaluate(self, body: EvaluateRequest, authorization: str | None = Header(None)) -> JSONResponse:
+        try:
+            check_evaluator_key(self.evaluator_key, authorization)
+        except OpenAIError as err:
+            return JSONResponse(err.body(), status_code=err.status)
         result = await self.evaluator.evaluate.remote(body.model_dump())
         if "error" in result:
             err = OpenAIError.from_body(result, result.get("status", 400))

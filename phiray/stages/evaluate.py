@@ -15,6 +15,7 @@ from phiray.config import RunConfig
 from phiray.evals.benchmarks import load_benchmark
 from phiray.evals.generation import GenerationSettings, generate
 from phiray.evals.runner import evaluate, per_task_files, table
+from phiray.model.card import add_evaluation
 from phiray.rundir import Manifest, RunDir
 from phiray.sandbox.placement import sandbox_for
 
@@ -56,6 +57,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             rd.write_text(f"evaluate/models/{model}/{bench}.tasks.jsonl", _jsonl(rows))
             outputs.append(f"evaluate/models/{model}/{bench}.tasks.jsonl")
         all_results[model] = results
+        add_evaluation(rd, f"{model}/model", results)  # the model card gains its evaluation numbers
         log.info("%s", table(results, title=f"evaluate {model}"))
         for bench, summary in results.items():
             for key, value in summary.items():

@@ -18,6 +18,7 @@ import posixpath
 from typing import Any
 
 from phiray.config import ModelConfig, RunConfig
+from phiray.model.card import training_facts, write_card
 from phiray.rundir import RunDir
 
 log = logging.getLogger("phiray")
@@ -152,7 +153,20 @@ def fit_phase(cfg: RunConfig, rd: RunDir, phase: str, init_from: str | None = No
     info["missing_sources"] = spec["missing_sources"]
     info["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     info["summary"] = summarize(info["history"])
+    write_card(rd, spec["output_dir"], training_facts(info, spec, config_hash=run_config_hash(cfg),
+                                                      decontamination=decontamination_facts(rd)))
     return info
+
+
+def run_config_hash(cfg: RunConfig) -> str:
+    """Hash of the whole resolved run config (the model card's lineage)."""
+    return hashlib.sha256(cfg.to_yaml().encode()).hexdigest()[:16]
+
+
+def decontamination_facts(rd: RunDir) -> dict[str, Any] | None:
+    """What the decontaminate stage removed, from its manifest (None when the run has none)."""
+    manifest = rd.read_manifest("decontaminate")
+    return None if manifest is None else {"rows": manifest.rows, "headline": manifest.headline}
 
 
 def phase_manifest(stage: str, info: dict[str, Any], extra_metrics: dict[str, Any] | None = None,

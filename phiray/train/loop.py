@@ -115,6 +115,7 @@ class Trainer:
         torch.manual_seed(spec["seed"])
         model = _build_model(spec, self.attn)
         self.n_params = count_params(model, non_embedding=True)
+        self.n_layer, self.d_model = model.config.num_hidden_layers, model.config.hidden_size  # attention FLOPs
         if train["strategy"] == "deepspeed" and distributed:
             self.engine = DeepSpeedEngine(model, self.phase, grad_accum=self.grad_accum, world_size=world,
                                           zero_stage=train["zero_stage"], precision=self.precision,
@@ -183,8 +184,10 @@ class Trainer:
             if self.step % phase["log_every"] == 0 or last:
                 mean_loss = _all_reduce([window_loss / window_steps], self.device)[0] / self.world
                 tps = tokens_per_step * window_steps / window_time
+                utilisation = mfu(self.n_params, tps, self.peak, self.world, n_layer=self.n_layer,
+                                  d_model=self.d_model, seq_len=seq_len)
                 record = {"step": self.step, "loss": mean_loss, "lr": self.engine.lr, "grad_norm": grad_norm,
-                          "tokens_per_s": tps, "mfu": mfu(self.n_params, tps, self.peak, self.world)}
+                          "tokens_per_s": tps, "mfu": utilisation}
                 self.history["train"].append(record)
                 metrics |= record
                 window_loss, window_steps, window_time = 0.0, 0, 0.0

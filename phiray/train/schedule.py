@@ -72,8 +72,19 @@ def peak_flops(configured: float | None, device_name: str | None) -> float | Non
     return None
 
 
-def mfu(n_params: int, tokens_per_s: float, peak: float | None, world_size: int) -> float | None:
-    """Model FLOPs utilisation: 6 * N * tokens/s over the peak of all devices (None when unknown)."""
+def attention_flops_per_token(n_layer: int, d_model: int, seq_len: int) -> float:
+    """Training FLOPs per token of the attention scores and the weighted sum (QK^T and AV), forward and
+    backward: 2 matmuls x 2 FLOPs x seq_len x d_model per layer forward, x3 with the backward pass. Counted
+    over the full (non-causal) square as PaLM (appendix B) and llm-foundry do, so MFU figures compare."""
+    return 12.0 * n_layer * d_model * seq_len
+
+
+def mfu(n_params: int, tokens_per_s: float, peak: float | None, world_size: int, *, n_layer: int = 0,
+        d_model: int = 0, seq_len: int = 0) -> float | None:
+    """Model FLOPs utilisation: (6 * N + attention FLOPs) per token x tokens/s over the peak of all devices
+    (None when the peak is unknown). ``n_params`` excludes the input embedding (a lookup, no matmul);
+    ``n_layer``/``d_model``/``seq_len`` add :func:`attention_flops_per_token` (0: weights only)."""
     if not peak:
         return None
-    return 6.0 * n_params * tokens_per_s / (peak * world_size)
+    per_token = 6.0 * n_params + attention_flops_per_token(n_layer, d_model, seq_len)
+    return per_token * tokens_per_s / (peak * world_size)
