@@ -99,7 +99,7 @@ def test_head_schedules_no_work_and_everything_runs_the_image():
 
 
 def test_rayservice_serves_the_app_builder():
-    from phiray.serve import deployments
+    from phiray.serve import app as app_module, deployments
 
     service = by_kind("RayService")[0]["spec"]
     config = yaml.safe_load(service["serveConfigV2"])
@@ -107,8 +107,9 @@ def test_rayservice_serves_the_app_builder():
     assert app["import_path"] == "phiray.serve.app:build_app"
     module, attr = app["import_path"].split(":")
     assert callable(getattr(__import__(module, fromlist=[attr]), attr))
-    names = {getattr(deployments, cls).name for cls in ("Evaluator", "ModelServer")}
+    names = {deployments.Evaluator.name, app_module.MODEL_DEPLOYMENT, app_module.INGRESS_DEPLOYMENT}
     assert {d["name"] for d in app["deployments"]} <= names
+    assert app["args"]["use_gpu"] is True  # the vLLM engine's bundle asks for a GPU
     evaluator = next(d for d in app["deployments"] if d["name"] == "evaluator")
     assert "evaluator" in evaluator["ray_actor_options"]["resources"]  # lands on the hardened group
     assert config["http_options"]["host"] == "0.0.0.0"

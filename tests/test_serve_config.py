@@ -29,11 +29,31 @@ def test_string_args_as_serve_run_passes_them(tmp_path):
     d = _deployments(app)
     assert set(d) == {"openai", "model", "evaluator"}
     assert d["model"]["autoscaling_config"]["max_replicas"] == 3
-    assert d["model"]["max_ongoing_requests"] >= 48
-    assert d["model"]["ray_actor_options"]["num_cpus"] == 2
+    # The vLLM engine's CPUs are its placement-group bundle; the replica actor reserves none beside it.
+    [bundle] = d["model"]["placement_group_bundles"]
+    assert bundle["CPU"] == 2 and not bundle.get("GPU")
+    assert d["model"]["ray_actor_options"].get("num_cpus", 0) == 0
     assert d["evaluator"]["ray_actor_options"]["num_cpus"] == 0.5  # its own CPUs, not the model's
     assert d["evaluator"]["max_ongoing_requests"] == 4
     assert d["openai"]["ray_actor_options"]["num_cpus"] == 0
+
+
+def test_engine_settings_follow_the_config(tmp_path):
+    from phiray.serve.app import llm_config, resolve_args
+
+    cpu = llm_config(resolve_args({"model": str(tmp_path), "max_batch_size": 48, "max_model_len": 512,
+                                   "engine_kwargs": '{"enable_prefix_caching": true}'})[0])
+    assert cpu.engine_kwargs["max_num_seqs"] == 48 and cpu.engine_kwargs["max_model_len"] == 512
+    assert cpu.engine_kwargs["dtype"] == "float32" and cpu.engine_kwargs["enforce_eager"] is True
+    assert cpu.engine_kwargs["enable_prefix_caching"] is True
+    assert "chat_template" in cpu.engine_kwargs  # the directory ships none: phiray's default is served
+    assert cpu.placement_group_config == {"bundles": [{"CPU": 1.0}]}
+    assert cpu.runtime_env["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    gpu = llm_config(resolve_args({"model": str(tmp_path), "use_gpu": True, "tensor_parallel_size": 2,
+                                   "model_num_cpus": 4, "dtype": "float16"})[0])
+    assert gpu.placement_group_config == {"bundles": [{"GPU": 1, "CPU": 4.0}] * 2}
+    assert gpu.engine_kwargs["tensor_parallel_size"] == 2 and gpu.engine_kwargs["enforce_eager"] is False
+    assert gpu.engine_kwargs["dtype"] == "float16"
 
 
 def test_bad_args_fail_before_anything_starts(tmp_path):
@@ -61,5 +81,5 @@ def test_emitted_serve_config_validates_and_builds(tmp_path, capsys):
     [application] = config["applications"]
     assert application["args"]["sandbox"] == {"timeout_s": 4.0}
     app = call_user_app_builder_with_args_if_necessary(import_attr(application["import_path"]), application["args"])
-    assert _deployments(app)["model"]["max_ongoing_requests"] >= 24
+    assert _deployments(app)["model"]["placement_group_bundles"][0]["CPU"] == 1
     assert main(["serve"]) == 2 and "--model" in capsys.readouterr().err

@@ -1,4 +1,10 @@
-"""Greedy output of vLLM and of transformers on the same model directory (issue 15's parity check)."""
+"""vLLM test helpers: a tiny vLLM-servable Phi checkpoint, a bare vLLM OpenAI server on it, and the greedy
+parity check (vLLM = transformers) on the model directories phiray writes.
+
+vLLM's CPU attention rejects head_dim 16 (the old tiny geometry); heads of 64 with rotary 32 are phi-1's
+own and work. The checkpoint is self-contained (weights + config + tokenizer) and does not depend on what
+phiray's training stages write.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
+
+from serve_fixtures import CORPUS
 
 PROMPTS = ["def add(a, b):\n", "import json\n\nclass ", "    return "]
 
@@ -55,3 +66,94 @@ def assert_vllm_equals_transformers(dirs: list[str], max_tokens: int = 16) -> No
         assert got["prompt_ids"] == [tokenizer(p)["input_ids"] for p in PROMPTS], directory
         assert all(len(o) == max_tokens for o in got["out"])
         assert got["out"] == transformers_greedy(directory, got["prompt_ids"], max_tokens), directory
+
+
+# Role-tagged turns, the assistant's turn left open: the tokenizer ships it, so vLLM's chat endpoint and
+# transformers' apply_chat_template agree on the prompt.
+CHAT_TEMPLATE = ("{% for m in messages %}{% if m['role'] in ['system', 'developer'] %}{{ m['content'] }}\n\n"
+                 "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n{% else %}Assistant: {{ m['content'] }}\n"
+                 "{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+
+
+def build_vllm_checkpoint(path: Path, context: int = 256, seed: int = 0, chat_template: bool = True) -> Path:
+    """2 layers, d 128, 2 heads of 64, rotary 32; random weights, EOS made unlikely so lengths are testable."""
+    import torch
+    from transformers import PhiConfig, PhiForCausalLM
+
+    from phiray.model.tokenizer import train_bpe_tokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_bpe_tokenizer(CORPUS * 4, vocab_size=400, model_max_length=context)
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    config = PhiConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=context,
+                       partial_rotary_factor=0.5, eos_token_id=eos, bos_token_id=eos, pad_token_id=eos,
+                       torch_dtype="float32")
+    model = PhiForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.bias[eos] = -1e4
+    model.save_pretrained(path)
+    return path
+
+
+def vllm_env() -> dict[str, str]:
+    """Environment for a vLLM process on this CPU machine (small KV cache, loopback, no hub)."""
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("VLLM_NO_USAGE_STATS", "1")
+    env.setdefault("VLLM_HOST_IP", "127.0.0.1")
+    return env
+
+
+def start_vllm_server(model: Path, port: int, served_name: str, log: Path, max_model_len: int = 256,
+                      extra: list[str] | None = None) -> subprocess.Popen:
+    """`python -m vllm.entrypoints.openai.api_server` on 127.0.0.1:port (the dist is `vllm-cpu`, so the
+    `vllm serve` script fails on its own version lookup)."""
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+           "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+           "--max-model-len", str(max_model_len), "--enforce-eager", *(extra or [])]
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=vllm_env(), start_new_session=True)
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 900.0, log: Path | None = None,
+               model: str | None = None) -> None:
+    """Poll until `url` answers: a one-token completion for `model` when given (an ingress lists its models
+    before the engine behind it is up), else GET /v1/models; fail early (with the log's tail) if `proc` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready:\n{tail}")
+        try:
+            if model is None:
+                ok = httpx.get(f"{url}/v1/models", timeout=5).status_code == 200
+            else:
+                body = {"model": model, "prompt": "x", "max_tokens": 1}
+                ok = httpx.post(f"{url}/v1/completions", json=body, timeout=30).status_code == 200
+            if ok:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGTERM the server's process group (it was started in its own session), SIGKILL if it lingers."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

@@ -123,6 +123,9 @@ def serve_config(spec: JobSpec) -> dict[str, Any]:
         value = option_value(tokens, option)
         if value is not None:
             args[option[2:]] = value
+    # The vLLM engine's resources are its placement-group bundle, which the builder derives from these
+    # args (a `deployments:` override of the model's ray_actor_options would not reach the bundle).
+    args.update({"use_gpu": True, "model_num_cpus": 4})
     # Serve's proxy binds loopback by default; in a pod it must listen on the pod IP (the k8s Service and
     # the NetworkPolicy decide who reaches it).
     return {"http_options": {"host": "0.0.0.0", "port": 8000}, "applications": [{
@@ -131,7 +134,6 @@ def serve_config(spec: JobSpec) -> dict[str, Any]:
         "deployments": [
             # Untrusted code only on the hardened evaluator group (it alone advertises `evaluator`).
             {"name": "evaluator", "ray_actor_options": {"num_cpus": 1, "resources": {"evaluator": 1}}},
-            {"name": "model", "ray_actor_options": {"num_cpus": 4, "num_gpus": 1}},
         ]}]}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from phiray.config import SandboxConfig
 from phiray.evals.benchmarks import BENCHMARKS, load_benchmark, load_problems_file, read_jsonl, write_jsonl
-from phiray.evals.generation import GenerationSettings, generate_endpoint, generate_local
+from phiray.evals.generation import GenerationSettings, generate, generate_endpoint
 from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.evals.scoring import score_samples
 from phiray.sandbox import Sandbox
@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=0.95, help="Nucleus sampling.")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="Completion length cap.")
     parser.add_argument("--batch-size", type=int, default=8, help="Prompts per generation batch (--model).")
+    parser.add_argument("--engine", choices=["auto", "vllm", "transformers"], default="auto",
+                        help="Generation engine for --model (auto: transformers for few samples, vLLM for many).")
     parser.add_argument("--limit", type=int, default=None, help="At most this many tasks per benchmark.")
     parser.add_argument("--mbpp-path", default=None, help="MBPP directory (default $PHIRAY_MBPP_PATH or ../shared).")
     parser.add_argument("--workers", type=int, default=None, help="Sandbox executions in parallel.")
@@ -62,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     gen = GenerationSettings(n=args.n, temperature=args.temperature, top_p=args.top_p,
                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     if args.model:
-        sample = lambda ts: generate_local(args.model, ts, gen)  # noqa: E731
+        sample = lambda ts: generate(args.model, ts, gen, args.engine)  # noqa: E731
     else:
         sample = lambda ts: generate_endpoint(args.endpoint, args.model_name, ts, gen)  # noqa: E731
     results, samples = evaluate(tasks, sample, sandbox, ks)

@@ -1,12 +1,27 @@
-"""Completions for benchmark prompts: a local checkpoint (phiray.model.generate) or an OpenAI-compatible
-endpoint (the ``openai`` client's completions API, e.g. `phiray serve`, vLLM)."""
+"""Completions for benchmark prompts from a checkpoint (`generate`, which picks the engine) or from an
+OpenAI-compatible endpoint (`generate_endpoint`: `phiray serve`, vLLM, any API).
+
+Engines for a checkpoint: vLLM on Ray Data LLM (`generate_vllm`: continuous batching, paged KV cache, one
+engine per actor, CPU or GPU bundles) and transformers in process (`generate_local`, phiray.model.generate).
+Every engine gives a prompt that does not fit the context n empty (failing) samples, so pass@k counts it
+the same way whichever engine ran.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from phiray.evals.benchmarks import STOP_SEQUENCES, Task
 from phiray.evals.scoring import truncate
+
+log = logging.getLogger("phiray.evals")
+Engine = Literal["auto", "vllm", "transformers"]
+# `auto` keeps the in-process generator up to this many samples (tasks x n): below it a vLLM engine start
+# (~40-60 s on CPU) costs more than the whole generation. Measured by benchmarks/eval_generation.py, see
+# benchmarks/RESULTS.md "Evaluation samples: vLLM (Ray Data LLM) vs transformers".
+AUTO_VLLM_MIN_SAMPLES = 256
 
 
 @dataclass
@@ -17,6 +32,30 @@ class GenerationSettings:
     max_new_tokens: int = 256
     batch_size: int = 8
     seed: int = 1234
+    vllm_gpus: int = 0  # GPUs per vLLM engine (0: a CPU engine in a {CPU: 1} bundle)
+
+
+def choose_engine(engine: Engine, samples: int) -> str:
+    """The engine `generate` runs: `auto` is vLLM for many samples when vLLM is installed, else transformers."""
+    if engine != "auto":
+        return engine
+    if samples < AUTO_VLLM_MIN_SAMPLES:
+        return "transformers"
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        log.info("evaluate: vLLM is not installed; generating with transformers")
+        return "transformers"
+    return "vllm"
+
+
+def generate(model_path: str, tasks: list[Task], gen: GenerationSettings, engine: Engine = "auto") -> list[dict]:
+    """Samples {"task_id", "completion"} (n per task, in task order) from a checkpoint, on the chosen engine."""
+    chosen = choose_engine(engine, len(tasks) * gen.n)
+    log.info("evaluate: %d tasks x %d samples on %s", len(tasks), gen.n, chosen)
+    if chosen == "vllm":
+        return generate_vllm(model_path, tasks, gen)
+    return generate_local(model_path, tasks, gen)
 
 
 def generate_local(model_path: str, tasks: list[Task], gen: GenerationSettings) -> list[dict]:
@@ -61,4 +100,49 @@ def generate_endpoint(url: str, model: str, tasks: list[Task], gen: GenerationSe
                                           seed=gen.seed)
         samples += [{"task_id": task.task_id, "completion": truncate(choice.text)}
                     for choice in sorted(reply.choices, key=lambda c: c.index)]
+    return samples
+
+
+def _fits(tokenizer, prompt: str, max_tokens: int, context: int) -> bool:
+    return len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) + max_tokens <= context
+
+
+def generate_vllm(model_path: str, tasks: list[Task], gen: GenerationSettings) -> list[dict]:
+    """Samples on Ray Data LLM: one row per (task, sample), each with its own seed (gen.seed + sample index),
+    so a rerun reproduces every sample; greedy decoding generates each task once and repeats it n times."""
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+    from transformers import AutoConfig, AutoTokenizer
+
+    context = int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 2048))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    per_task = 1 if gen.temperature == 0 else gen.n
+    rows = [{"row": i * per_task + j, "prompt": t.prompt, "seed": gen.seed + j}
+            for i, t in enumerate(tasks) if _fits(tokenizer, t.prompt, gen.max_new_tokens, context)
+            for j in range(per_task)]
+    texts: dict[int, str] = {}
+    if rows:
+        gpus = gen.vllm_gpus
+        bundles = [{"GPU": 1, "CPU": 1}] * gpus if gpus else [{"CPU": 1}]
+        config = vLLMEngineProcessorConfig(
+            model_source=model_path, concurrency=1, batch_size=max(gen.batch_size, 16),
+            engine_kwargs={"dtype": "auto" if gpus else "float32", "max_model_len": context,
+                           "enforce_eager": not gpus, "tensor_parallel_size": max(gpus, 1)},
+            # Without explicit bundles Ray Data LLM asks for a GPU and waits forever on a CPU cluster.
+            placement_group_config={"bundles": bundles},
+            runtime_env=None if gpus else {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}},
+            chat_template_stage=False, tokenize_stage=False, detokenize_stage=False)
+        sampling = {"max_tokens": gen.max_new_tokens, "temperature": gen.temperature, "top_p": gen.top_p,
+                    "stop": list(STOP_SEQUENCES)}
+        processor = build_processor(
+            config,
+            preprocess=lambda r: {"row": r["row"], "prompt": r["prompt"],
+                                  "sampling_params": {**sampling, "seed": int(r["seed"])}},
+            postprocess=lambda r: {"row": r["row"], "text": r["generated_text"]})
+        for out in processor(ray.data.from_items(rows)).iter_rows():
+            texts[int(out["row"])] = out["text"]
+    samples = []
+    for i, task in enumerate(tasks):
+        for j in range(gen.n):
+            samples.append({"task_id": task.task_id, "completion": truncate(texts.get(i * per_task + j % per_task, ""))})
     return samples

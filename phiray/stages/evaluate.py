@@ -13,7 +13,7 @@ from typing import Any
 
 from phiray.config import RunConfig
 from phiray.evals.benchmarks import load_benchmark
-from phiray.evals.generation import GenerationSettings, generate_local
+from phiray.evals.generation import GenerationSettings, generate
 from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.model.card import add_evaluation
 from phiray.rundir import Manifest, RunDir
@@ -38,7 +38,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     exercises = _heldout_rows(rd) if "exercises" in ev.benchmarks else None
     benchmarks = {b: load_benchmark(b, ev.mbpp_path, ev.limit, exercises) for b in ev.benchmarks}
     gen = GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
-                             max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed)
+                             max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed,
+                             vllm_gpus=ev.vllm_gpus)
     sandbox = sandbox_for(cfg.sandbox)  # on the evaluator nodes when sandbox.ray_resources names them
     all_results: dict[str, Any] = {}
     outputs, headline, metrics = ["evaluate/results.json"], {}, {}
@@ -49,7 +50,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             skipped += 1
             continue
         with rd.local_dir(f"{model}/model", upload=False) as path:
-            results, samples = evaluate(benchmarks, lambda ts, p=path: generate_local(p, ts, gen), sandbox, ev.k)
+            results, samples = evaluate(benchmarks, lambda ts, p=path: generate(p, ts, gen, ev.engine), sandbox, ev.k)
         for bench, rows in samples.items():
             rd.write_text(f"evaluate/models/{model}/{bench}.samples.jsonl", _jsonl(rows))
         for bench, rows in per_task_files(samples, ev.k).items():

@@ -84,6 +84,9 @@ class HeldoutPassAt1:
         from phiray.evals.scoring import score_samples, truncate
         from phiray.model.generate import Generator, SamplingParams
 
+        # In process on the trial's live model: a few dozen greedy samples, far below
+        # phiray.evals.generation.AUTO_VLLM_MIN_SAMPLES, where a vLLM engine start (plus saving the model for
+        # it) costs more than the generation (benchmarks/eval_generation.py, RESULTS.md).
         device = str(next(model.parameters()).device)
         engine = Generator(model, self.tokenizer, device=device)
         params = SamplingParams(max_tokens=self.max_new_tokens, temperature=0.0, stop=STOP_SEQUENCES)
