@@ -34,8 +34,8 @@ def collect(rd: RunDir) -> tuple[str, list[Section]]:
     overview.table(["stage", "state", "rows", "key metrics", "time"], rows)
     total = sum(m.wall_time_s for m in ms.values())
     overview.p(f"Total stage time: {total / 60:.1f} min.")
-    sections = [overview, filtering(rd, ms, cfg), synthesis(rd, ms), training(ms), thesis(ms, cfg),
-                evaluation(ms)]
+    sections = [overview, filtering(rd, ms, cfg), synthesis(rd, ms), decontamination(ms), training(ms),
+                thesis(ms, cfg), evaluation(ms)]
     return title, sections
 
 
@@ -116,6 +116,35 @@ def synthesis(rd: RunDir, ms: dict[str, Manifest]) -> Section:
         for row in rows:
             sec.code(f"a {label}: topic={row.get('topic')} audience={row.get('audience')} style={row.get('style')}",
                      _excerpt(row["text"], 24))
+    return sec
+
+
+def decontamination(ms: dict[str, Manifest]) -> Section:
+    """Every source that trains a model, screened with one n-gram rule against HumanEval/MBPP; the test
+    split screened against every training source."""
+    sec = Section("Decontamination and held-out splits")
+    if "decontaminate" not in ms and "synthesize" not in ms:
+        return _missing(sec, "decontaminate")
+    rows = []
+    if "decontaminate" in ms:
+        d = ms["decontaminate"]
+        rows.append(["corpus (decontaminate/documents)", d.rows.get("in"), d.rows.get("contaminated"), "", "",
+                     ", ".join(sorted(d.metrics.get("matched_tasks", {}))[:6])])
+    screen = ms["synthesize"].metrics.get("decontamination", {}) if "synthesize" in ms else {}
+    for source, c in screen.get("sources", {}).items():
+        rows.append([f"synthesize/{source}", c["checked"], c["contaminated"], c["test_overlap"], c["corpus_overlap"],
+                     ", ".join(sorted(c["matched_tasks"])[:6])])
+    sec.table(["source", "checked", "benchmark n-gram match (dropped)", "shares an n-gram with the test split "
+               "(dropped)", "test exercise found in the corpus (dropped)", "matched tasks (first 6)"], rows)
+    n = screen.get("ngram") or (ms["decontaminate"].metrics.get("ngram") if "decontaminate" in ms else None)
+    benchmarks = screen.get("benchmark_tasks") or (ms["decontaminate"].metrics.get("benchmark_tasks")
+                                                   if "decontaminate" in ms else {})
+    sec.p(f"Rule: a shared normalised {n}-token window with a benchmark prompt + solution "
+          f"({', '.join(f'{k}: {v} tasks' for k, v in (benchmarks or {}).items())}). The test split "
+          "(synthesize/heldout: whole concept families) is what evaluate scores once; sweeps select on "
+          "synthesize/validation (held-out instances of the train families). No test solution shares an "
+          "n-gram with a textbook, a train or validation exercise, or the corpus "
+          f"(corpus documents checked: {screen.get('corpus', {}).get('documents', 0)}).")
     return sec
 
 
