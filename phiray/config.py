@@ -38,7 +38,7 @@ class RunSection(Section):
     seed: int = Field(1234, description="Global seed: sampling, splits, initialisation.")
     stages: list[str] = Field(
         default_factory=lambda: [
-            "ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize",
+            "ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize", "similarity",
             "tokenize", "pretrain", "grow", "finetune", "control", "evaluate",
         ],
         description="Stages `phiray run` executes, in recipe order.",
@@ -320,6 +320,14 @@ class EvaluateConfig(Section):
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
 
 
+class SimilarityConfig(Section):
+    top_k: int = Field(3, ge=1, description="Nearest training exercises by embedding distance per HumanEval problem whose AST match rate is computed (tree edit distance is costly).")
+    max_nodes: int = Field(200, ge=10, description="Syntax trees larger than this are skipped (counted): Zhang-Shasha is quadratic-to-quartic in tree size.")
+    thresholds: list[float] = Field(default_factory=lambda: [0.95, 0.9, 0.85, 0.8], description="AST match rates tau of phi-1 §5.2's table.")
+    prune_tau: float | None = Field(None, gt=0, le=1, description="Write similarity/exercises without the training exercises whose tau with some HumanEval problem is at least this (phi-1 §5.2's pruning); None: report only.")
+    limit: int | None = Field(None, ge=1, description="Compare only the first this-many HumanEval problems (None: all 164).")
+
+
 class SweepConfig(Section):
     sources: list[str] = Field(default_factory=lambda: ["code", "textbooks", "exercises"], description="Token sources whose mixture weights are swept (points on the simplex over them).")
     sampler: Literal["dirichlet", "grid"] = Field("dirichlet", description="dirichlet: num_trials seeded Dirichlet draws; grid: every mixture whose weights are multiples of 1/grid_steps.")
@@ -391,6 +399,7 @@ class RunConfig(Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Finetuning on exercises.")
     control: ControlConfig = Field(default_factory=ControlConfig, description="Control model on unfiltered data.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Benchmarks and pass@k.")
+    similarity: SimilarityConfig = Field(default_factory=SimilarityConfig, description="phi-1 §5: HumanEval vs the training exercises (embedding distance, AST match rate).")
     sweep: SweepConfig = Field(default_factory=SweepConfig, description="Data-mixture sweep with Ray Tune.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Ray Serve app.")
 

@@ -34,8 +34,8 @@ def collect(rd: RunDir) -> tuple[str, list[Section]]:
     overview.table(["stage", "state", "rows", "key metrics", "time"], rows)
     total = sum(m.wall_time_s for m in ms.values())
     overview.p(f"Total stage time: {total / 60:.1f} min.")
-    sections = [overview, filtering(rd, ms, cfg), synthesis(rd, ms), decontamination(ms), training(ms),
-                thesis(ms, cfg), evaluation(ms)]
+    sections = [overview, filtering(rd, ms, cfg), synthesis(rd, ms), decontamination(ms), similarity(ms),
+                training(ms), thesis(ms, cfg), evaluation(ms)]
     return title, sections
 
 
@@ -145,6 +145,29 @@ def decontamination(ms: dict[str, Manifest]) -> Section:
           "synthesize/validation (held-out instances of the train families). No test solution shares an "
           "n-gram with a textbook, a train or validation exercise, or the corpus "
           f"(corpus documents checked: {screen.get('corpus', {}).get('documents', 0)}).")
+    return sec
+
+
+def similarity(ms: dict[str, Manifest]) -> Section:
+    sec = Section("phi-1 §5: HumanEval vs the training exercises")
+    if "similarity" not in ms:
+        return _missing(sec, "similarity")
+    m = ms["similarity"]
+    sec.p(f"For each of {m.rows.get('problems')} HumanEval problems, the {m.metrics.get('top_k')} nearest of "
+          f"{m.rows.get('exercises')} train exercises by L2 distance of normalised embeddings "
+          f"({m.metrics.get('embedder')}; median distance to the nearest "
+          f"{fmt(m.metrics.get('median_embedding_distance'))}), then the AST match rate "
+          "tau = 1 - tree edit distance / max(node counts) (Zhang-Shasha, node types). "
+          f"Pairs compared: {m.rows.get('pairs')}; trees skipped as too large: {m.rows.get('skipped_large')}.")
+    sec.table(["tau >=", "HumanEval problems with a train exercise at least that close"],
+              [[t["tau"], f"{t['problems']} / {t['of']}"] for t in m.metrics.get("tau_table", [])])
+    closest = [[p["problem"], p.get("nearest_by_tau"), p.get("best_tau"), p["nearest_by_embedding"],
+                p["embedding_distance"]] for p in m.metrics.get("closest", [])]
+    if closest:
+        sec.table(["problem", "closest by tau", "tau", "closest by embedding", "distance"], closest)
+    if m.metrics.get("prune_tau") is not None:
+        sec.p(f"Pruned {m.rows.get('pruned')} train exercises at tau >= {m.metrics['prune_tau']} "
+              "(similarity/exercises keeps the rest).")
     return sec
 
 
