@@ -80,6 +80,7 @@ def test_report_has_every_section_and_real_numbers(tmp_path, capsys):
     assert len(images) >= 6
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert "0.25" in page and "0.05" in page  # control-vs-phiray pass@1 from the evaluate manifest
+    assert "One seed (run.seed = 1234)" in page and "shows nothing" not in page
     md = rd.read_text("report/report.md")
     assert "| metric | phiray (pretrain) | control (unfiltered) |" in md
     assert "![quality-score histogram with threshold](score_histogram.png)" in md
