@@ -81,3 +81,22 @@ def test_similarity_stage_writes_pairs_table_and_pruned_exercises(tmp_path):
     kept = pq.read_table(rd.path("similarity", "exercises")).column("id").to_pylist()
     pruned = pq.read_table(rd.path("similarity", "pruned")).column("id").to_pylist()
     assert "copy" in pruned and "copy" not in kept and len(kept) + len(pruned) == 4
+
+
+def test_structural_candidates_catch_a_copy_the_embedding_ranks_low():
+    """Decoys that repeat the problem's wording but not its code are nearer by embedding; the renamed,
+    docstring-free copy is still compared (node-type histogram candidates) and found at tau >= 0.8."""
+    import ast
+
+    task_id, text = ngrams.humaneval_tasks()[2]
+    tree = ast.parse(_renamed_copy(task_id))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and ast.get_docstring(node):
+            node.body = node.body[1:]
+    copy = ast.unparse(tree)
+    prompt = text.split('"""')[0] + '"""' + text.split('"""')[1] + '"""\n'
+    decoys = [(f"decoy{i}", prompt + f"    return {i}\n") for i in range(4)]
+    rows, _ = nearest_exercises([(task_id, text)], [*decoys, ("copy", copy)],
+                                make_embedder(EmbedConfig(kind="hashing")), top_k=1)
+    assert rows[0]["nearest_by_embedding"].startswith("decoy")
+    assert rows[0]["nearest_by_tau"] == "copy" and rows[0]["best_tau"] >= 0.8
