@@ -32,6 +32,8 @@ STAGES: list[Stage] = [
           ("filter", "embed"), ("classify", "decontaminate")),
     Stage("synthesize", "Generate textbooks and verified exercises through a teacher.",
           ("synthesize", "teacher", "sandbox", "run.seed"), ("filter",)),
+    Stage("similarity", "phi-1 §5: each HumanEval problem's nearest training exercise (embedding, AST match rate).",
+          ("similarity", "embed"), ("synthesize",), needs_ray=False),
     Stage("tokenize", "Build the tokenizer; pack each source into fixed-length sequences.",
           ("tokenizer", "tokenize", "run.seed"), ("decontaminate", "filter", "synthesize")),
     Stage("pretrain", "Pretrain the phi model with DeepSpeed on Ray Train.",

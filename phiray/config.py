@@ -38,7 +38,7 @@ class RunSection(Section):
     seed: int = Field(1234, description="Global seed: sampling, splits, initialisation.")
     stages: list[str] = Field(
         default_factory=lambda: [
-            "ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize",
+            "ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize", "similarity",
             "tokenize", "pretrain", "grow", "finetune", "control", "evaluate",
         ],
         description="Stages `phiray run` executes, in recipe order.",
@@ -162,7 +162,8 @@ class TeacherConfig(Section):
 class SynthesizeConfig(Section):
     n_textbooks: int = Field(400, ge=0, description="Textbook passages to generate.")
     n_exercises: int = Field(800, ge=0, description="Exercises to generate (before verification/dedup).")
-    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="Exercises set aside (by concept family) as the held-out benchmark.")
+    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="Concept families set aside as the test split (synthesize/heldout): nothing that trains or selects a model sees them; evaluate scores it once.")
+    validation_fraction: float = Field(0.1, ge=0, lt=1, description="Exercises of the train families set aside (seeded, per instance) as the validation split (synthesize/validation): what sweeps select on.")
     audiences: list[str] = Field(
         default_factory=lambda: ["young children", "high school students", "college students", "professionals"],
         description="Audiences sampled into textbook prompts.")
@@ -305,8 +306,9 @@ class ControlConfig(PhaseConfig):
 
 
 class EvaluateConfig(Section):
-    benchmarks: list[Literal["humaneval", "mbpp", "mbpp-sanitized", "exercises"]] = Field(
-        default_factory=lambda: ["exercises", "humaneval"], description="Benchmarks to run.")
+    benchmarks: list[Literal["humaneval", "mbpp", "mbpp-sanitized", "exercises", "validation"]] = Field(
+        default_factory=lambda: ["exercises", "validation", "humaneval"],
+        description="Benchmarks to run (exercises: the test split, held-out families; validation: held-out instances of the train families).")
     models: list[str] = Field(default_factory=lambda: ["finetune", "control"], description="Run-dir stages whose final models (<stage>/model) are evaluated; a missing one is skipped (counted).")
     mbpp_path: str | None = Field(None, description="MBPP directory (mbpp.jsonl, sanitized-mbpp.json); default $PHIRAY_MBPP_PATH, else ../shared/data/mbpp beside the checkout.")
     n_samples: int = Field(1, ge=1, description="Samples per task (n of pass@k).")
@@ -320,6 +322,14 @@ class EvaluateConfig(Section):
     vllm_gpus: int = Field(0, ge=0, description="GPUs per vLLM engine (tensor parallel ranks); 0: a CPU engine.")
 
 
+class SimilarityConfig(Section):
+    top_k: int = Field(3, ge=1, description="Nearest training exercises by embedding distance per HumanEval problem whose AST match rate is computed (tree edit distance is costly).")
+    max_nodes: int = Field(200, ge=10, description="Syntax trees larger than this are skipped (counted): Zhang-Shasha is quadratic-to-quartic in tree size.")
+    thresholds: list[float] = Field(default_factory=lambda: [0.95, 0.9, 0.85, 0.8], description="AST match rates tau of phi-1 §5.2's table.")
+    prune_tau: float | None = Field(None, gt=0, le=1, description="Write similarity/exercises without the training exercises whose tau with some HumanEval problem is at least this (phi-1 §5.2's pruning); None: report only.")
+    limit: int | None = Field(None, ge=1, description="Compare only the first this-many HumanEval problems (None: all 164).")
+
+
 class SweepConfig(Section):
     sources: list[str] = Field(default_factory=lambda: ["code", "textbooks", "exercises"], description="Token sources whose mixture weights are swept (points on the simplex over them).")
     sampler: Literal["dirichlet", "grid"] = Field("dirichlet", description="dirichlet: num_trials seeded Dirichlet draws; grid: every mixture whose weights are multiples of 1/grid_steps.")
@@ -331,15 +341,15 @@ class SweepConfig(Section):
     lr: list[float] = Field(default_factory=list, description="Peak learning-rate dimension (choices for the proxy's pretrain.lr; empty: not swept).")
     extra_space: dict[str, list[Any]] = Field(default_factory=dict, description="Any config field: dotted path -> choices, e.g. {pretrain.weight_decay: [0.0, 0.1]}; winners go into best.yaml.")
     proxy: dict[str, Any] = Field(default_factory=dict, description="Dotted overrides making the proxy model of every trial, e.g. {model.n_layer: 2}; not copied to best.yaml.")
-    objective: str = Field("val_loss", description="Metric to optimise: val_loss (mean over the swept sources), val_loss/<source>, or pass@1 (held-out exercises, mode max).")
+    objective: str = Field("val_loss", description="Metric to optimise: val_loss (mean over the swept sources), val_loss/<source>, or pass@1 (validation exercises, mode max).")
     mode: Literal["min", "max"] = Field("min", description="Minimise or maximise the objective.")
     max_steps: int = Field(60, ge=1, description="Optimizer steps per trial (proxy budget) when passes is empty.")
     max_steps_cap: int = Field(10_000, ge=1, description="Upper bound on a trial's steps when they come from passes.")
     eval_every: int = Field(10, ge=1, description="Steps between reports (validation loss per source; ASHA decides at these).")
     eval_batches: int = Field(4, ge=1, description="Validation micro-batches per source per report.")
     eval_sources: list[str] = Field(default_factory=list, description="Validation sources reported besides the swept ones.")
-    pass_at_1_every: int = Field(0, ge=0, description="Steps between pass@1 measurements on held-out exercises (0: at each trial's last step only).")
-    heldout_limit: int = Field(8, ge=0, description="Held-out exercises (synthesize/heldout) scored for pass@1, greedy (0: no pass@1).")
+    pass_at_1_every: int = Field(0, ge=0, description="Steps between pass@1 measurements on validation exercises (0: at each trial's last step only).")
+    validation_limit: int = Field(8, ge=0, description="Validation exercises (synthesize/validation; never the test split) scored for pass@1, greedy (0: no pass@1).")
     max_new_tokens: int = Field(64, ge=1, description="Generation cap for pass@1 completions.")
     grace_period: int = Field(10, ge=1, description="ASHA grace period in steps.")
     reduction_factor: int = Field(2, ge=2, description="ASHA reduction factor.")
@@ -395,6 +405,7 @@ class RunConfig(Section):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Finetuning on exercises.")
     control: ControlConfig = Field(default_factory=ControlConfig, description="Control model on unfiltered data.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Benchmarks and pass@k.")
+    similarity: SimilarityConfig = Field(default_factory=SimilarityConfig, description="phi-1 §5: HumanEval vs the training exercises (embedding distance, AST match rate).")
     sweep: SweepConfig = Field(default_factory=SweepConfig, description="Data-mixture sweep with Ray Tune.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Ray Serve app.")
 

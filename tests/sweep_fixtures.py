@@ -3,7 +3,8 @@
 ``tokenize/<source>/{train,val}/*.parquet`` hold fixed-length int32 ``input_ids`` lists; each source draws
 its tokens from its own id range with its own (Zipf-like) distribution, so the mixture matters and a batch
 shows which source it came from. ``tokenize/tokenizer/`` is a small byte-level BPE in HF format;
-``synthesize/heldout/`` a few held-out exercises (for the proxy pass@1).
+``synthesize/validation/`` a few validation exercises (for the proxy pass@1) and ``synthesize/heldout/`` a
+test split the sweep must never read.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ def _tokenizer(rd: RunDir) -> None:
         tok.save_pretrained(local)
 
 
-def _heldout(n: int) -> list[dict]:
+def _exercises(n: int, prefix: str = "double") -> list[dict]:
     rows = []
     for i in range(n):
-        name = f"double_{i}"
+        name = f"{prefix}_{i}"
         prompt = f'def {name}(x):\n    """Return twice x."""\n'
         rows.append({"id": hashlib.sha256(prompt.encode()).hexdigest(), "kind": "exercise", "prompt": prompt,
                      "solution": "    return 2 * x\n", "tests": f"assert {name}({i}) == {2 * i}",
@@ -60,7 +61,7 @@ def _heldout(n: int) -> list[dict]:
 
 
 def make_packed_run(location, train_rows: int = 96, val_rows: int = 16, heldout: int = 3, seed: int = 0) -> RunDir:
-    """tokenize outputs (+ its manifest) and synthesize/heldout, as the sweep stage reads them."""
+    """tokenize outputs (+ its manifest), synthesize/validation and a synthesize/heldout test split."""
     rd = RunDir(location)
     rng = np.random.default_rng(seed)
     for name, (lo, hi, exponent) in SOURCES.items():
@@ -68,7 +69,8 @@ def make_packed_run(location, train_rows: int = 96, val_rows: int = 16, heldout:
         _write(rd, f"tokenize/{name}/val", sequences_table(_sequences(lo, hi, exponent, val_rows, rng)))
     _tokenizer(rd)
     if heldout:
-        _write(rd, "synthesize/heldout", pa.Table.from_pylist(_heldout(heldout)))
+        _write(rd, "synthesize/validation", pa.Table.from_pylist(_exercises(heldout)))
+        _write(rd, "synthesize/heldout", pa.Table.from_pylist(_exercises(heldout, prefix="test_only")))
     rd.finish(Manifest(stage="tokenize"), config_hash="fixture", inputs={}, started_at="", wall_time_s=0.0)
     return rd
 
@@ -78,7 +80,7 @@ SWEEP_OVERRIDES = [
     "model.rotary_dim=8",  # heads of 16 here (the tiny preset has heads of 64, rotary 32)
     "pretrain.global_batch_size=8", "pretrain.micro_batch_size=8", "pretrain.warmup_steps=2", "pretrain.lr=1e-2",
     "sweep.sources=[code,textbooks,exercises]", "sweep.eval_batches=1", "sweep.max_new_tokens=8",
-    "sweep.heldout_limit=2", "sweep.cpus_per_trial=1", "sweep.max_concurrent=2",
+    "sweep.validation_limit=2", "sweep.cpus_per_trial=1", "sweep.max_concurrent=2",
 ]
 
 

@@ -17,7 +17,7 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
     assert first.returncode == 0, first.stderr[-4000:]
     rd = RunDir(run_dir)
-    for stage in ("ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize",
+    for stage in ("ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize", "similarity",
                   "tokenize", "pretrain", "grow", "finetune", "control", "evaluate"):
         assert rd.read_manifest(stage) is not None, stage
     pretrain = rd.read_manifest("pretrain").headline
@@ -25,10 +25,14 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0
-    assert "running" not in second.stderr and second.stderr.count("up to date, skipped") == 13
+    assert "running" not in second.stderr and second.stderr.count("up to date, skipped") == 14
     status = subprocess.run([sys.executable, "-m", "phiray", "status", str(run_dir)], capture_output=True, text=True)
-    assert len(re.findall(r"\bdone\b", status.stdout)) == 13
+    assert len(re.findall(r"\bdone\b", status.stdout)) == 14
 
     page = rd.read_text("report/report.html")
     assert page.count("data:image/png;base64,") >= 6
     assert "has not run" not in page
+    # every training source's decontamination counts, phi-1 §5's table, test and validation pass@1
+    for text in ("synthesize/textbooks", "synthesize/validation", "corpus (decontaminate/documents)", "tau &gt;=",
+                 "validation pass@1", "exercises pass@1"):
+        assert text in page, text

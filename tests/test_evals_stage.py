@@ -26,10 +26,11 @@ def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path,
 
     rd = RunDir(tmp_path / "run")
     build_tiny_checkpoint(tmp_path / "run" / "finetune" / "model")
-    (tmp_path / "run" / "synthesize" / "heldout").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(EXERCISES), tmp_path / "run" / "synthesize" / "heldout" / "part-0.parquet")
+    for split, rows in (("heldout", EXERCISES), ("validation", EXERCISES[:2])):
+        (tmp_path / "run" / "synthesize" / split).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / "run" / "synthesize" / split / "part-0.parquet")
     rd.write_manifest(Manifest(stage="finetune"))  # upstream done (its model is the tiny checkpoint)
-    cfg = load_config(preset="tiny", overrides=["run.stages=[finetune,evaluate]", "evaluate.benchmarks=[exercises]", "evaluate.models=[finetune,control]",
+    cfg = load_config(preset="tiny", overrides=["run.stages=[finetune,evaluate]", "evaluate.benchmarks=[exercises,validation]", "evaluate.models=[finetune,control]",
                                                 "evaluate.max_new_tokens=8", "evaluate.n_samples=2",
                                                 "evaluate.k=[1,2]", "evaluate.temperature=0.8",
                                                 *(["sandbox.ray_resources={evaluator: 1}", "sandbox.ray_num_cpus=0.5"]
@@ -39,7 +40,10 @@ def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path,
     assert results["sandbox_resources"] == ({"evaluator": 1.0} if placement == "evaluator" else {})
     summary = results["results"]["finetune"]["exercises"]
     assert summary["tasks"] == 3 and summary["samples"] == 6 and 0.0 <= summary["pass@1"] <= summary["pass@2"] <= 1
-    assert manifest.rows == {"exercises": 3, "models": 1, "models_skipped": 1}  # control/model is absent
+    # the test split once, and the validation split: both reported; control/model is absent
+    assert manifest.rows == {"exercises": 3, "validation": 2, "models": 1, "models_skipped": 1}
+    assert results["splits"] == {"exercises": "synthesize/heldout", "validation": "synthesize/validation"}
+    assert results["results"]["finetune"]["validation"]["tasks"] == 2
     assert "finetune/exercises" in manifest.headline
     tasks = [json.loads(line) for line in
              open(tmp_path / "run" / "evaluate" / "models" / "finetune" / "exercises.tasks.jsonl")]

@@ -42,7 +42,20 @@ def make_run(path):
     done("synthesize", rows={"textbooks": 5, "exercises": 7},
          metrics={"diversity": {"textbook": {"samples": 5, "duplicate_rate": 0.0, "cells": 5,
                                              "cells_with_duplicates": 0, "distinct_4gram_ratio": 0.9}},
-                  "failures_by_reason": {"no_code": 2}})
+                  "failures_by_reason": {"no_code": 2},
+                  "decontamination": {"ngram": 13, "benchmark_tasks": {"humaneval": 164, "mbpp": 974},
+                                      "corpus": {"source": "decontaminate/documents", "documents": 30, "matched": 1},
+                                      "sources": {s: {"checked": 5, "contaminated": int(s == "textbooks"),
+                                                      "test_overlap": 0, "corpus_overlap": int(s == "heldout"),
+                                                      "matched_tasks": {"MBPP/17": 1} if s == "textbooks" else {}}
+                                                  for s in ("textbooks", "exercises", "validation", "heldout")}}})
+    done("similarity", rows={"problems": 164, "exercises": 400, "pruned": 0, "pairs": 300, "skipped_large": 2},
+         metrics={"tau_table": [{"tau": t, "problems": n, "of": 164} for t, n in ((0.95, 0), (0.9, 1), (0.85, 3), (0.8, 7))],
+                  "embedder": "hashing", "top_k": 2, "prune_tau": None, "median_embedding_distance": 0.9,
+                  "closest": [{"problem": "HumanEval/53", "nearest_by_tau": "ex-1", "best_tau": 0.91,
+                               "nearest_by_embedding": "ex-2", "embedding_distance": 0.4}]})
+    done("decontaminate", rows={"in": 30, "kept": 29, "contaminated": 1},
+         metrics={"ngram": 13, "matched_tasks": {"HumanEval/3": 1}, "benchmark_tasks": {"humaneval": 164}})
     done("pretrain", rows={"steps": 40}, metrics=_curve(8.0, 5.0, 40), headline={"val_loss_final": 5.0})
     done("grow", rows={"steps": 20}, metrics=_curve(5.2, 4.6, 20) | {"growth": {"layer_map": [0, 1, 1]}},
          headline={"step0_grown": 5.2, "step0_small": 5.0, "step0_fresh": 8.3})
@@ -58,12 +71,16 @@ def test_report_has_every_section_and_real_numbers(tmp_path, capsys):
     assert main(["report", str(tmp_path / "run")]) == 0
     page = rd.read_text("report/report.html")
     for title in ("Stages", "Quality filtering", "Synthetic textbooks", "grown vs scratch", "thesis",
-                  "Evaluation"):
+                  "Evaluation", "Decontamination and held-out splits", "phi-1 §5: HumanEval vs the training exercises"):
         assert title.lower() in page.lower(), title
+    for source in ("corpus (decontaminate/documents)", "synthesize/textbooks", "synthesize/validation", "HumanEval/3",
+                   "MBPP/17", "HumanEval/53", "7 / 164"):  # decontamination counts and the §5 table of every source that trains a model
+        assert source in page, source
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
     assert len(images) >= 6
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert "0.25" in page and "0.05" in page  # control-vs-phiray pass@1 from the evaluate manifest
+    assert "One seed (run.seed = 1234)" in page and "shows nothing" not in page
     md = rd.read_text("report/report.md")
     assert "| metric | phiray (pretrain) | control (unfiltered) |" in md
     assert "![quality-score histogram with threshold](score_histogram.png)" in md

@@ -13,6 +13,7 @@ import pytest
 from phiray.cli import STAGE_BY_NAME
 from phiray.config import load_config
 from phiray.pipeline import run_stage
+from phiray.rundir import RunDir
 from phiray.stages.sweep import build_specs
 from phiray.tune.space import build_points
 from sweep_fixtures import SOURCES, make_packed_run, source_of, sweep_config
@@ -61,8 +62,24 @@ def test_short_asha_sweep_writes_table_plot_and_best_yaml(ray_session, packed_ru
     assert code_only["val_loss/code"] < min(code_only["val_loss/textbooks"], code_only["val_loss/exercises"])
     finished = [r for r in rows if r["status"] == "completed"]
     assert all(r["pass@1_tasks"] == 2 and 0 <= r["pass@1"] <= 1 for r in finished)
+    assert manifest.metrics["selection_split"] == "synthesize/validation" and manifest.metrics["validation_tasks"] == 2
     best = load_config("tiny", config_file=packed_run.path("sweep/best.yaml"))
     winner = manifest.metrics["best"]
     assert best.pretrain.mixture == winner["point"]["mixture"]
     assert winner["objective"] == min(r["objective"] for r in finished)
     assert best.model == load_config("tiny").model  # proxy overrides stay out of the overlay
+
+
+def test_sweep_selects_on_the_validation_split_only(tmp_path, packed_run):
+    """The proxy pass@1 reads synthesize/validation; the test split (synthesize/heldout) is never opened:
+    here it is not even Parquet, and the rows come from validation alone."""
+    from phiray.stages.sweep import validation_rows
+
+    rows = validation_rows(sweep_config("sweep.validation_limit=10"), packed_run)
+    assert len(rows) == 3 and all(r["entry_point"].startswith("double_") for r in rows)
+    rd = RunDir(tmp_path / "run")
+    rd.write_text("synthesize/heldout/part-0.parquet", "not parquet: reading the test split fails")
+    for name in packed_run.listdir("synthesize/validation"):
+        rd.write_bytes(f"synthesize/validation/{name}", packed_run.read_bytes(f"synthesize/validation/{name}"))
+    assert [r["id"] for r in validation_rows(sweep_config("sweep.validation_limit=10"), rd)] == [r["id"] for r in rows]
+    assert validation_rows(sweep_config("sweep.validation_limit=0"), rd) == []

@@ -15,7 +15,7 @@ from synthesize_fixtures import REPO, run_synthesize, tiny_cfg
 
 EXERCISE_COLUMNS = {"id", "kind", "topic", "concept", "audience", "style", "seed", "difficulty", "prompt",
                     "solution", "tests", "entry_point", "signature", "docstring", "text", "verified"}
-TEXTBOOK_COLUMNS = {"id", "kind", "topic", "subtopic", "audience", "style", "seed", "text"}
+TEXTBOOK_COLUMNS = {"id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text"}
 
 
 def _read(run_dir: Path, name: str) -> list[dict]:
@@ -28,30 +28,31 @@ def _read(run_dir: Path, name: str) -> list[dict]:
 def _check_outputs(run_dir: Path) -> dict:
     from phiray.sandbox import Sandbox
 
-    textbooks, train, held = (_read(run_dir, n) for n in ("textbooks", "exercises", "heldout"))
-    assert textbooks and train and held
+    textbooks, train, val, held = (_read(run_dir, n) for n in ("textbooks", "exercises", "validation", "heldout"))
+    assert textbooks and train and val and held
     assert set(textbooks[0]) == TEXTBOOK_COLUMNS and set(train[0]) == EXERCISE_COLUMNS
     assert all(r["kind"] == "textbook" and "```python" in r["text"] for r in textbooks)
-    exercises = train + held
+    exercises = train + val + held
     assert all(r["verified"] and r["text"] == r["prompt"] + r["solution"] for r in exercises)
     assert len({r["id"] for r in exercises + textbooks}) == len(exercises) + len(textbooks)
     assert not {r["concept"] for r in train} & {r["concept"] for r in held}
-    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
+    assert not {r["prompt"] for r in train + val} & {r["prompt"] for r in held}
+    assert not {r["concept"] for r in val} & {r["concept"] for r in held} and not {r["id"] for r in train} & {r["id"] for r in val}
     # Independently of the stage's own verdicts: every kept exercise passes its tests in the sandbox.
     verdicts = Sandbox(SandboxConfig(workers=2)).check_many(
         [{"code": r["prompt"] + r["solution"], "tests": r["tests"], "entry_point": r["entry_point"]} for r in exercises])
     assert all(v.passed for v in verdicts), [v.detail for v in verdicts if not v.passed][:3]
-    return {"textbooks": textbooks, "train": train, "heldout": held}
+    return {"textbooks": textbooks, "train": train, "validation": val, "heldout": held}
 
 
-def _write_documents(run_dir: Path, stage: str) -> None:
+def _write_documents(run_dir: Path, stage: str, extra: list[str] = ()) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = run_dir / stage / "documents"
     out.mkdir(parents=True)
-    texts = ["def area(r):\n    return 3.14159 * r * r\n", "import os\n\nprint(os.getcwd())\n"]
-    pq.write_table(pa.table({"id": ["a", "b"], "text": texts}), out / "part-0.parquet")
+    texts = ["def area(r):\n    return 3.14159 * r * r\n", "import os\n\nprint(os.getcwd())\n", *extra]
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(len(texts))], "text": texts}), out / "part-0.parquet")
 
 
 def test_offline_synthesize_small(tmp_path: Path, ray_session):
@@ -65,7 +66,88 @@ def test_offline_synthesize_small(tmp_path: Path, ray_session):
     div = m["diversity"]["exercise"]
     assert 0 <= div["duplicate_rate"] < 0.5 and 0 < div["distinct_4gram_ratio"] <= 1 and div["cells"] > 10
     assert manifest.rows["heldout"] == len(out["heldout"]) and set(m["heldout_families"]) >= {r["concept"] for r in out["heldout"]}
-    assert manifest.rows["planned"] == sum(manifest.rows[k] for k in ("textbooks", "exercises", "heldout", "rejected"))
+    assert manifest.rows["planned"] == sum(manifest.rows[k] for k in ("textbooks", "exercises", "validation", "heldout",
+                                                                      "rejected"))
+
+
+def _planned_test_exercise(cfg) -> dict:
+    """The first test-split exercise the stage will generate with ``cfg`` whose solution has 13-grams."""
+    from phiray.data import ngrams
+    from phiray.teacher import make_teacher
+    from phiray.teacher.plan import plan_rows, request_for
+    from phiray.teacher.prompts import parse_exercise
+
+    syn = cfg.synthesize
+    rows = plan_rows(syn.n_textbooks, syn.n_exercises, syn.audiences, syn.styles, cfg.run.seed, syn.heldout_fraction,
+                     [], 0, syn.validation_fraction)
+    teacher = make_teacher(cfg.teacher)
+    for row in (r for r in rows if r["split"] == "heldout"):
+        exercise = parse_exercise(teacher.complete([request_for(row)])[0].text)[0]
+        if ngrams.ngram_keys(exercise["solution"], 13):
+            return exercise
+    raise AssertionError("no test-split exercise with a 13-gram in the plan")
+
+
+def test_test_split_shares_no_13gram_with_any_training_source(tmp_path: Path, ray_session):
+    """Acceptance: no test-split solution shares a 13-gram (the decontaminate rule) with a source that trains
+    a model: textbooks, train and validation exercises, and the corpus (decontaminate/documents, which the
+    code and unfiltered token sources are packed from). A corpus document planted with one test solution
+    takes that exercise out of the test split; the manifest counts the screening per source."""
+    import pyarrow.parquet as pq
+
+    from phiray.data import ngrams
+
+    cfg = tiny_cfg("synthesize.n_textbooks=30", "synthesize.n_exercises=120", "synthesize.seed_snippet_chars=0")
+    planted = _planned_test_exercise(cfg)
+    _write_documents(tmp_path, "decontaminate", extra=["# copied from a tutorial\n" + planted["prompt"] + planted["solution"]])
+    manifest = run_synthesize(tmp_path, cfg)
+    out = _check_outputs(tmp_path)
+    rejected = _read(tmp_path, "rejected")
+    assert any(r["reason"] == "corpus_overlap" and r["text"] == planted["prompt"] + planted["solution"] for r in rejected)
+    training = [r["text"] for r in out["textbooks"] + out["train"] + out["validation"]]
+    training += pq.read_table(tmp_path / "decontaminate" / "documents").column("text").to_pylist()
+    index = ngrams.build_index(((r["id"], r["solution"]) for r in out["heldout"]), 13)
+    assert index, "the test split has no 13-grams: the check would prove nothing"
+    assert not [t[:80] for t in training if ngrams.matches(t, index, 13)]
+    screen = manifest.metrics["decontamination"]
+    assert screen["ngram"] == 13 and screen["benchmark_tasks"]["humaneval"] == 164 and screen["benchmark_tasks"]["mbpp"] > 900
+    assert screen["corpus"] == {"source": "decontaminate/documents", "documents": 3, "matched": 1}
+    assert all(r["concept"] for r in out["textbooks"])  # each textbook teaches a train family
+    assert not {r["concept"] for r in out["textbooks"]} & set(manifest.metrics["heldout_families"])
+    assert screen["sources"]["heldout"]["corpus_overlap"] >= 1  # the planted one (and its family's look-alikes)
+    for source in ("textbooks", "exercises", "validation", "heldout"):
+        assert screen["sources"][source]["checked"] >= 1 and screen["sources"][source]["contaminated"] == 0
+
+
+def test_screen_rejects_benchmark_text_and_test_split_leaks():
+    """The screen on one batch: HumanEval text in a textbook is contaminated (with the task id), a train
+    exercise holding a test solution is a test_overlap, a test exercise in the corpus a corpus_overlap."""
+    import pandas as pd
+
+    from phiray.data import ngrams
+    from phiray.teacher.screen import ScreenTally, screen
+
+    problem = dict(ngrams.humaneval_tasks())["HumanEval/0"]
+    secret = "    seen = {}\n    for index, value in enumerate(items):\n        seen[value] = seen.get(value, 0) + index * 3\n    return sorted(seen.items())\n"
+    test = {gram: ("exercise-9",) for gram in ngrams.ngram_keys(secret, 13)}
+    batch = pd.DataFrame({"key": ["textbook-1", "exercise-1", "exercise-9", "exercise-2"],
+                          "output": ["textbooks", "exercises", "heldout", "validation"],
+                          "reason": [""] * 4, "solution": ["", secret, secret, "    return 1\n"],
+                          "text": ["Read this:\n" + problem, "def f(items):\n" + secret, "def g(items):\n" + secret,
+                                   "def h():\n    return 1\n"]})
+    out = screen(batch, ngrams.build_index(ngrams.humaneval_tasks(), 13), test, {"exercise-9"}, 13)
+    assert list(out["output"]) == ["rejected", "rejected", "rejected", "validation"]
+    assert list(out["reason"]) == ["contaminated", "test_overlap", "corpus_overlap", ""]
+    assert list(out["contaminated_by"]) == ["HumanEval/0", "exercise-9", "corpus", ""]
+    tally = ScreenTally()
+    for row in out.itertuples():
+        tally.add(row.screened_as, row.output, row.reason, row.contaminated_by)
+    report = tally.report()
+    assert report["textbooks"] == {"checked": 1, "contaminated": 1, "test_overlap": 0, "corpus_overlap": 0,
+                                   "matched_tasks": {"HumanEval/0": 1}}
+    assert report["exercises"]["test_overlap"] == 1 and report["heldout"]["corpus_overlap"] == 1
+    assert report["validation"] == {"checked": 1, "contaminated": 0, "test_overlap": 0, "corpus_overlap": 0,
+                                    "matched_tasks": {}}
 
 
 def test_snippets_prefer_the_filtered_corpus(tmp_path: Path, ray_session):

@@ -42,7 +42,7 @@ def test_stage_retries_and_drops_malformed_answers(tmp_path: Path, ray_session):
     assert reasons.get("malformed_body", 0) == malformed > 0
     assert reasons.get("no_code", 0) > 0
     rows = manifest.rows
-    assert rows["textbooks"] + rows["exercises"] + rows["heldout"] + rows["rejected"] == rows["planned"] == 80
+    assert rows["textbooks"] + rows["exercises"] + rows["validation"] + rows["heldout"] + rows["rejected"] == rows["planned"] == 80
     assert m["requests"] == 80 and m["tokens_in"] > 0 and m["tokens_out"] > 0
     assert rows["exercises"] > 0 and rows["textbooks"] > 0
 
@@ -97,5 +97,5 @@ def test_killed_run_resumes_without_repeating_a_request(tmp_path: Path):
     assert manifest.metrics["cache_hits"] >= sum(answered_before.values())
     assert manifest.metrics["cache_hits"] + sum(1 for e in second if e["outcome"] == "ok") == n_text + n_ex
     rows = manifest.rows
-    assert rows["textbooks"] + rows["exercises"] + rows["heldout"] + rows["rejected"] == n_text + n_ex
+    assert rows["textbooks"] + rows["exercises"] + rows["validation"] + rows["heldout"] + rows["rejected"] == n_text + n_ex
     assert set(manifest.metrics["failures_by_reason"]) <= {"near_duplicate"}  # every sample came back

@@ -92,3 +92,28 @@ def test_heldout_split_is_family_disjoint_with_no_identical_prompts(seed):
     assert not {e["prompt"] for e in texts["train"]} & {e["prompt"] for e in texts["heldout"]}
     assert not {e["docstring"] for e in texts["train"]} & {e["docstring"] for e in texts["heldout"]}
     assert heldout_families(sorted(all_concepts()), 0.1, seed) == {r["concept"] for r in held}
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_three_splits_and_textbooks_only_teach_train_families(seed):
+    """Textbooks are planned on train families (their worked example pastes prompt + solution, so a
+    held-out family in a textbook would be the test split in the pretraining data); validation rows are
+    instances of train families; the test split is whole held-out families."""
+    from phiray.data import ngrams
+
+    rows = plan_rows(120, 600, ["a"], ["b"], seed=seed, heldout_fraction=0.1, snippets=[], snippet_chars=0,
+                     validation_fraction=0.15)
+    held = heldout_families(sorted(all_concepts()), 0.1, seed)
+    by_split = Counter(r["split"] for r in rows if r["kind"] == "exercise")
+    assert by_split["train"] and by_split["heldout"] and 40 <= by_split["validation"] <= 130
+    train_families = {r["concept"] for r in rows if r["split"] == "train"}
+    assert {r["concept"] for r in rows if r["split"] == "validation"} <= train_families
+    textbooks = [r for r in rows if r["kind"] == "textbook"]
+    assert all(r["concept"] and r["concept"] not in held for r in textbooks)
+    assert len({r["concept"] for r in textbooks}) > 10  # still spread over the catalogue
+    teacher = make_teacher(TeacherConfig(kind="procedural"))
+    answers = teacher.complete([request_for(r) for r in rows if r["kind"] == "textbook" or r["split"] == "heldout"])
+    test = [parse_exercise(a.text)[0] for a in answers[len(textbooks):]]
+    index = ngrams.build_index(((str(i), e["solution"]) for i, e in enumerate(test)), 13)
+    assert index and not [a.key for a in answers[:len(textbooks)] if ngrams.matches(a.text, index, 13)]
+    assert all(f"Concept: {r['concept']} (" in request_for(r).text() for r in textbooks)

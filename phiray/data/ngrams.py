@@ -82,7 +82,8 @@ def mbpp_tasks(path: str | os.PathLike | None = None) -> list[tuple[str, str]]:
     path = Path(path) if path else default_mbpp_path()
     files = [path] if path.is_file() else [p for p in (path / "mbpp.jsonl", path / "sanitized-mbpp.json") if p.exists()]
     if not files:
-        raise FileNotFoundError(f"MBPP not found at {path} (set decontaminate.mbpp_path or PHIRAY_MBPP_PATH)")
+        raise FileNotFoundError(f"MBPP not found at {path} (set decontaminate.mbpp_path or "
+                                "PHIRAY_MBPP_PATH, or leave mbpp out of decontaminate.benchmarks)")
     tasks: dict[str, str] = {}
     for file in files:
         text = file.read_text(encoding="utf-8")

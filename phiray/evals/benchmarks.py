@@ -9,7 +9,8 @@ Every benchmark becomes a list of :class:`Task`: the model completes ``prompt``;
 - MBPP (Austin et al., 2021): phi-1 phrased each problem as a function with a docstring holding the problem
   text and the test asserts; the signature is taken from the reference solution (names and arguments only).
   Full MBPP's conventional test split is task ids 11-510; sanitized MBPP keeps its own ids in that range.
-- exercises: phiray's held-out procedural exercises (``<run>/synthesize/heldout/``), already HumanEval-style.
+- exercises: phiray's test split, the held-out concept families (``<run>/synthesize/heldout/``), already
+  HumanEval-style; validation: held-out instances of the train families (``<run>/synthesize/validation/``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 STOP_SEQUENCES = ["\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert "]
-BENCHMARKS = ("humaneval", "mbpp", "mbpp-sanitized", "exercises")
+BENCHMARKS = ("humaneval", "mbpp", "mbpp-sanitized", "exercises", "validation")
+# The run-dir split each synthetic benchmark reads.
+SPLITS = {"exercises": "synthesize/heldout", "validation": "synthesize/validation"}
 MBPP_TEST_IDS = range(11, 511)
 
 
@@ -137,9 +140,9 @@ def _signature(code: str, name: str) -> str:
     return f"def {name}(*args):"
 
 
-def load_exercises(rows: list[dict[str, Any]]) -> list[Task]:
-    """Held-out exercises (synthesize/heldout rows) as tasks."""
-    return [Task(task_id=f"exercises/{row['id']}", prompt=row["prompt"], tests=row["tests"],
+def load_exercises(rows: list[dict[str, Any]], benchmark: str = "exercises") -> list[Task]:
+    """Synthetic exercises (synthesize/heldout or synthesize/validation rows) as tasks."""
+    return [Task(task_id=f"{benchmark}/{row['id']}", prompt=row["prompt"], tests=row["tests"],
                  entry_point=row["entry_point"], reference=row["prompt"] + row["solution"]) for row in rows]
 
 
@@ -154,10 +157,10 @@ def load_benchmark(name: str, mbpp_path: str | None = None, limit: int | None = 
         tasks = load_humaneval()
     elif name in ("mbpp", "mbpp-sanitized"):
         tasks = load_mbpp(mbpp_path, sanitized=name == "mbpp-sanitized", split=mbpp_split)
-    elif name == "exercises":
+    elif name in SPLITS:
         if exercises is None:
-            raise ValueError("the exercises benchmark needs the run's synthesize/heldout rows")
-        tasks = load_exercises(exercises)
+            raise ValueError(f"the {name} benchmark needs the run's {SPLITS[name]} rows")
+        tasks = load_exercises(exercises, name)
     else:
         raise ValueError(f"unknown benchmark {name!r} (expected one of {', '.join(BENCHMARKS)})")
     return tasks[:limit] if limit else tasks

@@ -24,19 +24,13 @@ def _check(table: pa.Table, index: dict[int, str], n: int) -> pa.Table:
 
 
 def load_benchmarks(cfg: RunConfig) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """(task id, text) of every benchmark in ``decontaminate.benchmarks`` and the tasks per benchmark."""
     tasks: list[tuple[str, str]] = []
     counts: dict[str, int] = {}
     for name in cfg.decontaminate.benchmarks:
-        if name == "humaneval":
-            found = ngrams.humaneval_tasks()
-        else:
-            try:
-                found = ngrams.mbpp_tasks(cfg.decontaminate.mbpp_path)
-            except FileNotFoundError as err:
-                if cfg.decontaminate.mbpp_path:  # asked for explicitly: a wrong path is an error
-                    raise
-                log.warning("decontaminate: %s; MBPP skipped", err)
-                found = []
+        # A benchmark that cannot be read is an error: a run without MBPP leaves it out of
+        # decontaminate.benchmarks, so the manifest says so instead of a warning in a log.
+        found = ngrams.humaneval_tasks() if name == "humaneval" else ngrams.mbpp_tasks(cfg.decontaminate.mbpp_path)
         counts[name] = len(found)
         tasks += found
     return tasks, counts

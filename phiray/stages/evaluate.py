@@ -1,7 +1,8 @@
-"""evaluate: pass@k of the run's final models on held-out exercises, HumanEval and MBPP, in the sandbox.
+"""evaluate: pass@k of the run's final models on the synthetic splits, HumanEval and MBPP, in the sandbox.
 
-Reads ``<stage>/model/`` for each stage named in ``evaluate.models`` (and ``synthesize/heldout/`` for the
-exercises benchmark); writes ``evaluate/results.json`` and per model/benchmark ``evaluate/<model>/<bench>
+Reads ``<stage>/model/`` for each stage named in ``evaluate.models``, ``synthesize/heldout/`` for the
+exercises benchmark (the test split: held-out concept families; this stage is the only one that reads it,
+once, at the end) and ``synthesize/validation/`` for the validation benchmark (what sweeps select on); writes ``evaluate/results.json`` and per model/benchmark ``evaluate/<model>/<bench>
 .tasks.jsonl`` (per task) and ``.samples.jsonl`` (per sample, with the sandbox's verdict).
 """
 
@@ -12,7 +13,7 @@ import logging
 from typing import Any
 
 from phiray.config import RunConfig
-from phiray.evals.benchmarks import load_benchmark
+from phiray.evals.benchmarks import SPLITS, load_benchmark
 from phiray.evals.generation import GenerationSettings, generate
 from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.model.card import add_evaluation
@@ -22,21 +23,22 @@ from phiray.sandbox.placement import sandbox_for
 log = logging.getLogger("phiray")
 
 
-def _heldout_rows(rd: RunDir) -> list[dict[str, Any]]:
-    if not rd.exists("synthesize", "heldout"):
-        raise FileNotFoundError("evaluate: the exercises benchmark needs synthesize/heldout/ (run synthesize)")
+def _split_rows(rd: RunDir, benchmark: str) -> list[dict[str, Any]]:
+    split = SPLITS[benchmark]
+    if not rd.exists(split):
+        raise FileNotFoundError(f"evaluate: the {benchmark} benchmark needs {split}/ (run synthesize)")
     import ray
 
     columns = ["id", "prompt", "solution", "tests", "entry_point"]
-    ds = ray.data.read_parquet(rd.path("synthesize", "heldout"), filesystem=rd.fs).select_columns(columns)
+    ds = ray.data.read_parquet(rd.path(split), filesystem=rd.fs).select_columns(columns)
     return list(ds.iter_rows())
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     ev = cfg.evaluate
     rd.remove("evaluate", "models")
-    exercises = _heldout_rows(rd) if "exercises" in ev.benchmarks else None
-    benchmarks = {b: load_benchmark(b, ev.mbpp_path, ev.limit, exercises) for b in ev.benchmarks}
+    benchmarks = {b: load_benchmark(b, ev.mbpp_path, ev.limit, _split_rows(rd, b) if b in SPLITS else None)
+                  for b in ev.benchmarks}
     gen = GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed,
                              vllm_gpus=ev.vllm_gpus)
@@ -68,6 +70,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     rd.write_json("evaluate/results.json", {"n_samples": ev.n_samples, "k": ev.k, "temperature": ev.temperature,
                                             "isolation": sandbox.isolation,
                                             "sandbox_resources": dict(cfg.sandbox.ray_resources),
+                                            "splits": {b: SPLITS[b] for b in ev.benchmarks if b in SPLITS},
                                             "results": all_results})
     if not all_results:
         raise FileNotFoundError(f"evaluate: none of the models {ev.models} exists in the run dir")

@@ -26,7 +26,9 @@ log = logging.getLogger("phiray")
 
 EXPERIMENT = "tune"
 SPACE_FILE = "sweep/space.json"
-HELDOUT = "synthesize/heldout"
+# Trials select on the validation split (held-out instances of the train families); the test split
+# (synthesize/heldout, held-out families) is scored once, by evaluate, and never read here.
+VALIDATION = "synthesize/validation"
 
 
 def _set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
@@ -85,22 +87,22 @@ def build_specs(cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequen
     return specs, budgets
 
 
-def _heldout_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
-    """A few held-out exercises for the proxy pass@1 (none, counted, when synthesize made none)."""
-    if cfg.sweep.heldout_limit == 0 or not rd.exists(HELDOUT):
+def validation_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
+    """A few validation exercises for the proxy pass@1 (none, counted, when synthesize made none)."""
+    if cfg.sweep.validation_limit == 0 or not rd.exists(VALIDATION):
         return []
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    files = sorted(i.path for i in rd.fs.get_file_info(pafs.FileSelector(rd.path(HELDOUT), recursive=True))
+    files = sorted(i.path for i in rd.fs.get_file_info(pafs.FileSelector(rd.path(VALIDATION), recursive=True))
                    if i.path.endswith(".parquet"))
     rows: list[dict[str, Any]] = []
     for file in files:
         with rd.fs.open_input_file(file) as handle:
             rows += pq.read_table(handle, columns=["id", "prompt", "solution", "tests", "entry_point"]).to_pylist()
-        if len(rows) >= cfg.sweep.heldout_limit:
+        if len(rows) >= cfg.sweep.validation_limit:
             break
-    return sorted(rows, key=lambda r: r["id"])[: cfg.sweep.heldout_limit]
+    return sorted(rows, key=lambda r: r["id"])[: cfg.sweep.validation_limit]
 
 
 def _trainable(cfg: RunConfig, context: dict[str, Any]):
@@ -166,20 +168,20 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
                                    "missing_sources": missing})
     for name in ("results.parquet", "results.csv", "plot.png", "best.yaml"):
         rd.remove("sweep", name)
-    heldout = _heldout_rows(cfg, rd)
+    validation = validation_rows(cfg, rd)
     context = {"specs": specs, "threads": max(1, int(sweep.cpus_per_trial)), "checkpoint": sweep.checkpoint,
                "eval_every": sweep.eval_every, "pass_every": sweep.pass_at_1_every, "objective": sweep.objective,
-               "heldout": heldout, "sandbox": cfg.sandbox.model_dump(mode="json"),
+               "validation": validation, "sandbox": cfg.sandbox.model_dump(mode="json"),
                "max_new_tokens": sweep.max_new_tokens}
     # Tune snapshots the experiment every ~10 s by default; a driver killed in between would forget trial
     # completions. Snapshots of a few dozen trials are tiny, so take them every second (env still wins).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     tuner = _tuner(cfg, rd, _trainable(cfg, context), points, max(budgets.values()), resume)
     grid = tuner.fit()
-    return _finish(cfg, rd, grid, points, budgets, sequences, missing, resume, len(heldout))
+    return _finish(cfg, rd, grid, points, budgets, sequences, missing, resume, len(validation))
 
 
-def _finish(cfg: RunConfig, rd: RunDir, grid, points, budgets, sequences, missing, resumed, n_heldout) -> Manifest:
+def _finish(cfg: RunConfig, rd: RunDir, grid, points, budgets, sequences, missing, resumed, n_validation) -> Manifest:
     sweep = cfg.sweep
     by_id = {p["id"]: p for p in points}
     rows = []
@@ -195,7 +197,8 @@ def _finish(cfg: RunConfig, rd: RunDir, grid, points, budgets, sequences, missin
     best = outputs.best_row(rows, sweep.mode)
     written.append(outputs.plot(rd, rows, list(sweep.sources), sweep.objective, best))
     metrics: dict[str, Any] = {"objective": sweep.objective, "mode": sweep.mode, "resumed": resumed,
-                               "missing_sources": missing, "sequences": sequences, "heldout_tasks": n_heldout,
+                               "missing_sources": missing, "sequences": sequences,
+                               "selection_split": VALIDATION, "validation_tasks": n_validation,
                                "trials": rows}
     if best is not None:
         point = by_id[best["point_id"]]

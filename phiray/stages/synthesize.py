@@ -3,8 +3,11 @@
 plan prompt rows (seeded) -> map_batches(GenerateBatch) on an actor pool (teacher + request cache per
 actor) -> map_batches(VerifyBatch) in the sandbox -> ``synthesize/_generated`` (Parquet) -> MinHash + LSH
 dedup on Ray Data (phiray.data.lsh) -> each row assigned its output -> Parquet: ``synthesize/textbooks``,
-``synthesize/exercises`` (train families), ``synthesize/heldout`` (held-out families),
-``synthesize/rejected`` (with ``reason``). Samples never gather on the driver: only the plan, the
+``synthesize/exercises`` (train families), ``synthesize/validation`` (held-out instances of train families:
+what sweeps select on), ``synthesize/heldout`` (the test split: held-out families, scored once by
+``evaluate``), ``synthesize/rejected`` (with ``reason``). Before that, every kept sample is screened
+(:mod:`phiray.teacher.screen`): decontaminated against HumanEval/MBPP, and no test-split solution shares
+an n-gram with a textbook, a train or validation exercise, or the corpus. Samples never gather on the driver: only the plan, the
 duplicate map and the manifest's counters do (phi-1 scale is ~2M samples). The request cache
 (``synthesize/cache``) is kept across runs: a re-run, or a run after a kill, re-sends nothing already
 answered.
@@ -24,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from phiray.config import RunConfig
+from phiray.data import ngrams
 from phiray.rundir import Manifest, RunDir
 
 if TYPE_CHECKING:
@@ -31,14 +35,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("phiray")
 STAGE = "synthesize"
-OUTPUTS = ("textbooks", "exercises", "heldout", "rejected")
+OUTPUTS = ("textbooks", "exercises", "validation", "heldout", "rejected")
 GENERATED = "_generated"  # every answer, parsed and verified: the working set, removed once split
-TEXTBOOK_COLUMNS = ("id", "kind", "topic", "subtopic", "audience", "style", "seed", "text")
+TEXTBOOK_COLUMNS = ("id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text")
 EXERCISE_COLUMNS = ("id", "kind", "topic", "concept", "audience", "style", "seed", "difficulty", "prompt",
                     "solution", "tests", "entry_point", "signature", "docstring", "text", "verified")
-REJECTED_COLUMNS = ("key", "kind", "topic", "concept", "audience", "style", "seed", "reason", "raw", "text")
-OUTPUT_COLUMNS = {"textbooks": TEXTBOOK_COLUMNS, "exercises": EXERCISE_COLUMNS, "heldout": EXERCISE_COLUMNS,
-                  "rejected": REJECTED_COLUMNS}
+REJECTED_COLUMNS = ("key", "kind", "topic", "concept", "audience", "style", "seed", "reason", "contaminated_by",
+                    "raw", "text")
+OUTPUT_COLUMNS = {"textbooks": TEXTBOOK_COLUMNS, "exercises": EXERCISE_COLUMNS, "validation": EXERCISE_COLUMNS,
+                  "heldout": EXERCISE_COLUMNS, "rejected": REJECTED_COLUMNS}
+SPLIT_OUTPUT = {"train": "exercises", "validation": "validation", "heldout": "heldout"}
 
 
 def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
@@ -130,13 +136,13 @@ def duplicates(cfg: RunConfig, generated: "ray.data.Dataset") -> dict[str, str]:
 
 
 def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unverified: bool) -> pd.DataFrame:
-    """Each generated row's ``output`` (textbooks | exercises | heldout | rejected), its final ``reason``,
+    """Each generated row's ``output`` (textbooks | exercises | validation | heldout | rejected), its ``reason``,
     ``duplicate``, ``eligible`` (it took part in dedup) and ``words`` (for the manifest)."""
     outputs, reasons, dups, eligible = [], [], [], []
     for kind, status, reason, verified, verdict, split, key in zip(
             batch["kind"], batch["status"], batch["reason"], batch["verified"], batch["verdict"], batch["split"],
             batch["key"]):
-        out, dup = ("textbooks" if kind == "textbook" else "heldout" if split == "heldout" else "exercises"), False
+        out, dup = ("textbooks" if kind == "textbook" else SPLIT_OUTPUT[split]), False
         eligible.append(status == "ok" and (kind == "textbook" or not verify or keep_unverified or bool(verified)))
         if status != "ok":
             out = "rejected"
@@ -152,6 +158,20 @@ def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unver
     batch["output"], batch["reason"], batch["duplicate"], batch["eligible"] = outputs, reasons, dups, eligible
     batch["words"] = [len(str(t).split()) for t in batch["text"]]
     return batch
+
+
+def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple["ray.data.Dataset", dict[str, Any]]:
+    """The assigned rows screened against HumanEval/MBPP and for test-split leaks (phiray.teacher.screen)."""
+    from phiray.stages.decontaminate import load_benchmarks
+    from phiray.teacher import screen
+
+    n = cfg.decontaminate.ngram
+    tasks, per_benchmark = load_benchmarks(cfg)
+    test = screen.test_index(assigned, n)
+    corpus_hits, corpus = screen.corpus_overlaps(rd, test, n)
+    out = assigned.map_batches(screen.screen, batch_format="pandas", fn_kwargs={
+        "bench": ngrams.build_index(tasks, n), "test": test, "corpus_hits": corpus_hits, "n": n}).materialize()
+    return out, {"benchmark_tasks": per_benchmark, "corpus": corpus}
 
 
 def write(rd: RunDir, name: str, ds: "ray.data.Dataset | None", columns: tuple[str, ...]) -> None:
@@ -171,12 +191,15 @@ class Tally:
     """The manifest's figures, accumulated batch by batch from the assigned rows (streamed, not collected)."""
 
     SMALL = ["kind", "output", "reason", "status", "verdict", "verified", "cached", "tokens_in", "tokens_out",
-             "attempts", "topic", "audience", "style", "duplicate", "eligible", "words"]
+             "attempts", "topic", "audience", "style", "duplicate", "eligible", "words", "screened_as",
+             "contaminated_by"]
 
     def __init__(self, cfg: RunConfig):
         from phiray.teacher.diversity import DiversityTally
+        from phiray.teacher.screen import ScreenTally
 
         self.cfg = cfg
+        self.screen = ScreenTally()
         self.counts: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.verdicts: Counter[str] = Counter()
@@ -198,6 +221,7 @@ class Tally:
                 self.tin += int(b["tokens_in"][i])
                 self.tout += int(b["tokens_out"][i])
             self.retries += max(0, int(b["attempts"][i]) - 1)
+            self.screen.add(b["screened_as"][i], out, b["reason"][i], b["contaminated_by"][i])
             if out == "rejected":
                 self.failures[b["reason"][i]] += 1
             if kind == "exercise" and status == "ok" and b["verdict"][i]:
@@ -226,9 +250,10 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         rd.remove(STAGE, name)
     snippets, snippet_source = load_snippets(rd) if syn.seed_snippet_chars and syn.n_textbooks else ([], "none")
     rows = plan_rows(syn.n_textbooks, syn.n_exercises, syn.audiences, syn.styles, cfg.run.seed,
-                     syn.heldout_fraction, snippets, syn.seed_snippet_chars)
+                     syn.heldout_fraction, snippets, syn.seed_snippet_chars, syn.validation_fraction)
     log.info("synthesize: %d prompts (%s teacher), seed snippets from %s", len(rows), cfg.teacher.kind, snippet_source)
     tally = Tally(cfg)
+    screening: dict[str, Any] = {"corpus": {"source": "none", "documents": 0, "matched": 0}}
     kept_texts: dict[str, list[str]] = {"textbook": [], "exercise": []}
     if rows:
         t0 = time.perf_counter()
@@ -236,15 +261,15 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         t1 = time.perf_counter()
         dup_of = duplicates(cfg, generated)
         t2 = time.perf_counter()
-        assigned = generated.map_batches(assign, batch_format="pandas", fn_kwargs={
-            "dup_of": dup_of, "verify": syn.verify, "keep_unverified": syn.keep_unverified}).materialize()
+        assigned, screening = screened(cfg, rd, generated.map_batches(assign, batch_format="pandas", fn_kwargs={
+            "dup_of": dup_of, "verify": syn.verify, "keep_unverified": syn.keep_unverified}).materialize())
         for batch in assigned.select_columns(Tally.SMALL).iter_batches(batch_format="numpy", batch_size=4096):
             tally.add(batch)
         t3 = time.perf_counter()
         for name in OUTPUTS:
             part = assigned.filter(expr=col("output") == name) if tally.counts[name] else None
             write(rd, name, part, OUTPUT_COLUMNS[name])
-        for kind, outs in (("textbook", ["textbooks"]), ("exercise", ["exercises", "heldout"])):
+        for kind, outs in (("textbook", ["textbooks"]), ("exercise", ["exercises", "validation", "heldout"])):
             sample = assigned.filter(expr=col("output").is_in(outs)).select_columns(["text"]).limit(5000)
             kept_texts[kind] = [r["text"] for r in sample.take_all()]
         rd.remove(STAGE, GENERATED)
@@ -259,10 +284,13 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
                                  "prompts_with_snippet": sum(1 for r in rows if r["snippet"])},
                "verification": {"checked": tally.checked, "passed": tally.passed, "by_status": dict(tally.verdicts)},
                "heldout_families": sorted({r["concept"] for r in rows if r["split"] == "heldout"}),
+               "splits": {"train": "synthesize/exercises", "validation": "synthesize/validation",
+                          "test": "synthesize/heldout"},
+               "decontamination": {**screening, "ngram": cfg.decontaminate.ngram, "sources": tally.screen.report()},
                "tokens_by_output": {k: tally.words[k] for k in OUTPUTS if k != "rejected"}}
     counts = {k: tally.counts[k] for k in OUTPUTS}
     return Manifest(stage=STAGE, rows={"planned": len(rows), **counts}, metrics=metrics,
                     headline={"textbooks": counts["textbooks"], "exercises": counts["exercises"],
-                              "heldout": counts["heldout"], "rejected": counts["rejected"],
+                              "validation": counts["validation"], "heldout": counts["heldout"], "rejected": counts["rejected"],
                               "cache_hits": metrics["cache_hits"], "cost_usd": metrics["estimated_cost_usd"]},
                     outputs=[f"{STAGE}/{name}" for name in OUTPUTS])

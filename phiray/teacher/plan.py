@@ -1,6 +1,9 @@
-"""Planning a synthesis run: the prompt rows (one per sample to generate) and the held-out split.
+"""Planning a synthesis run: the prompt rows (one per sample to generate) and the three splits.
 
-Rows are plain dicts so they travel through Ray Data as they are. Every random choice derives from
+Exercises are ``train``; ``validation`` (held-out *instances* of the train families, what sweeps and
+early stopping select on); or ``heldout``, the test split: whole concept families that nothing which
+trains or selects ever sees. Textbooks are planned on a train family too, so no passage teaches a
+held-out one. Rows are plain dicts so they travel through Ray Data as they are. Every random choice derives from
 ``run.seed`` and the row index, so a re-run plans the same rows, the same requests, and therefore hits
 the request cache for everything already answered.
 """
@@ -14,6 +17,11 @@ from typing import Any
 from phiray.teacher.base import Request
 from phiray.teacher.concepts import all_concepts
 from phiray.teacher.prompts import Topic, exercise_request, load_topics, textbook_request
+
+
+# Topic-catalogue areas -> concept-catalogue areas, where the names differ.
+AREA_ALIASES = {"oop": "classes", "tuples": "lists", "functions": "recursion", "algorithms": "sorting",
+                "basics": "arithmetic", "data": "dicts", "applications": "lists"}
 
 
 def stable_int(*parts: Any, bits: int = 31) -> int:
@@ -47,6 +55,19 @@ def snippet_window(text: str, max_chars: int, rng: random.Random) -> str:
     return "\n".join(out).strip("\n") or text[:max_chars]
 
 
+def validation_row(seed: int, index: int, fraction: float) -> bool:
+    """Whether train-family exercise ``index`` is set aside for validation (seeded, ~``fraction`` of them)."""
+    return fraction > 0 and stable_int(seed, "validation", index, bits=32) < fraction * (1 << 32)
+
+
+def concept_for_topic(area: str, topic: str, families: list[str], rng: random.Random) -> str:
+    """One of ``families`` for a textbook on ``topic``: one of the topic's area when there is one."""
+    concepts = all_concepts()
+    area = AREA_ALIASES.get(area, area)
+    matching = [f for f in families if concepts[f].area == area or concepts[f].area in topic]
+    return rng.choice(matching or families)
+
+
 def _topic_for(area: str, topics: list[Topic], rng: random.Random) -> Topic:
     aliases = {"classes": "oop"}
     matching = [t for t in topics if t.area == aliases.get(area, area)]
@@ -54,11 +75,14 @@ def _topic_for(area: str, topics: list[Topic], rng: random.Random) -> Topic:
 
 
 def plan_rows(n_textbooks: int, n_exercises: int, audiences: list[str], styles: list[str], seed: int,
-              heldout_fraction: float, snippets: list[str], snippet_chars: int) -> list[dict[str, Any]]:
-    """One row per sample: textbooks first, then exercises (each tagged train or heldout)."""
+              heldout_fraction: float, snippets: list[str], snippet_chars: int,
+              validation_fraction: float = 0.0) -> list[dict[str, Any]]:
+    """One row per sample: textbooks first (each on a train family), then exercises (each tagged train,
+    validation or heldout)."""
     topics, concepts = load_topics(), all_concepts()
     families = sorted(concepts)
     heldout = heldout_families(families, heldout_fraction, seed)
+    train = [f for f in families if f not in heldout]
     rows: list[dict[str, Any]] = []
     for i in range(n_textbooks):
         rng = random.Random(stable_int(seed, "textbook", i, bits=64))
@@ -67,7 +91,8 @@ def plan_rows(n_textbooks: int, n_exercises: int, audiences: list[str], styles: 
         rows.append({"key": f"textbook-{i:07d}", "kind": "textbook", "topic": topic.topic,
                      "subtopic": rng.choice(topic.subtopics), "audience": rng.choice(audiences),
                      "style": rng.choice(styles), "seed": stable_int(seed, "textbook-seed", i),
-                     "concept": "", "difficulty": 0, "split": "train", "snippet": snippet})
+                     "concept": concept_for_topic(topic.area, topic.topic, train, rng), "difficulty": 0, "split": "train",
+                     "snippet": snippet})
     for i in range(n_exercises):
         rng = random.Random(stable_int(seed, "exercise", i, bits=64))
         family = rng.choice(families)
@@ -76,14 +101,15 @@ def plan_rows(n_textbooks: int, n_exercises: int, audiences: list[str], styles: 
                      "subtopic": rng.choice(topic.subtopics), "audience": rng.choice(audiences),
                      "style": rng.choice(styles), "seed": stable_int(seed, "exercise-seed", i),
                      "concept": family, "difficulty": rng.randint(1, 3),
-                     "split": "heldout" if family in heldout else "train", "snippet": ""})
+                     "split": "heldout" if family in heldout else
+                     "validation" if validation_row(seed, i, validation_fraction) else "train", "snippet": ""})
     return rows
 
 
 def request_for(row: dict[str, Any]) -> Request:
+    explain = all_concepts()[row["concept"]].explain if row["concept"] else ""
     if row["kind"] == "textbook":
         return textbook_request(row["key"], row["topic"], row["subtopic"], row["audience"], row["style"],
-                                row["snippet"] or None, int(row["seed"]))
-    explain = all_concepts()[row["concept"]].explain
+                                row["snippet"] or None, int(row["seed"]), row["concept"], explain)
     return exercise_request(row["key"], row["concept"], explain, row["topic"], row["audience"], row["style"],
                             int(row["difficulty"]), int(row["seed"]))

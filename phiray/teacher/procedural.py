@@ -13,10 +13,8 @@ from typing import Any
 
 from phiray.teacher.base import Request, Response, new_stats
 from phiray.teacher.concepts import Rng, all_concepts, generate
+from phiray.teacher.plan import concept_for_topic
 from phiray.teacher.prompts import EXERCISE_HEADER, TEXTBOOK_HEADER, field_of
-
-AREA_ALIASES = {"oop": "classes", "tuples": "lists", "functions": "recursion", "algorithms": "sorting",
-                "basics": "arithmetic", "data": "dicts", "applications": "lists"}
 
 INTROS = {
     "young children": ["Imagine you have a big box of {thing}s.", "Let's play a game with {thing}s!",
@@ -65,12 +63,14 @@ def _style_block(style: str, ex: dict[str, Any], rng: Rng) -> str:
     return f"The whole idea fits in {len(body)} line(s) of Python."
 
 
-def textbook_passage(topic: str, subtopic: str, audience: str, style: str, seed: int) -> str:
+def textbook_passage(topic: str, subtopic: str, audience: str, style: str, seed: int, concept: str = "") -> str:
+    """A passage on ``concept`` (the planner picks a train family; a prompt naming none gets one matching
+    the topic, from the whole catalogue: such a prompt carries no split)."""
     rng = Rng(seed)
     concepts = all_concepts()
-    area = topic.split()[0] if topic else ""
-    pool = [c for c in concepts.values() if c.area == AREA_ALIASES.get(area, area) or c.area in topic]
-    chosen = rng.choice(pool or list(concepts.values()))
+    if concept not in concepts:
+        concept = concept_for_topic(topic.split()[0] if topic else "", topic, sorted(concepts), rng)
+    chosen = concepts[concept]
     ex = generate(chosen.name, rng.randrange(10**9))
     fmt = {"topic": topic, "Topic": topic[:1].upper() + topic[1:], "subtopic": subtopic, "thing": rng.word()}
     intro = rng.choice(INTROS.get(audience, GENERIC_INTROS)).format(**fmt)
@@ -102,7 +102,8 @@ def answer_for_text(text: str, seed: Any = None) -> str | None:
         return exercise_answer(concept, rng_seed)
     if TEXTBOOK_HEADER in text:
         return textbook_passage(field_of(text, "Topic") or "Python", field_of(text, "Subtopic") or "basics",
-                                field_of(text, "Audience") or "", field_of(text, "Style") or "", rng_seed)
+                                field_of(text, "Audience") or "", field_of(text, "Style") or "", rng_seed,
+                                (field_of(text, "Concept") or "").split(" ")[0])
     return None
 
 

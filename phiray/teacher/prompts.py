@@ -42,9 +42,10 @@ def load_topics() -> list[Topic]:
 
 
 def textbook_request(key: str, topic: str, subtopic: str, audience: str, style: str, snippet: str | None,
-                     seed: int) -> Request:
+                     seed: int, concept: str = "", explain: str = "") -> Request:
+    """A textbook prompt; ``concept`` (a train family, from the planner) is what its example teaches."""
     lines = [TEXTBOOK_HEADER, f"Topic: {topic}", f"Subtopic: {subtopic}", f"Audience: {audience}",
-             f"Style: {style}",
+             f"Style: {style}", *([f"Concept: {concept} ({explain})"] if concept else []),
              "Explain the idea for this audience in this style and interleave the prose with short, correct, "
              "runnable Python examples in ```python fenced blocks."]
     if snippet:

@@ -5,7 +5,7 @@
 worker spec :func:`phiray.train.driver.build_spec` made in the driver (mixture, proxy model, phase, paths
 of the already-packed shards: nothing is re-tokenised). The loop is :class:`phiray.train.loop.Trainer`
 in this process (world size 1, plain PyTorch), with the reports going to ``ray.tune.report``:
-validation loss per source every ``eval_every`` steps, pass@1 on held-out exercises when due, and the
+validation loss per source every ``eval_every`` steps, pass@1 on validation exercises when due, and the
 sequences drawn per source so far (the data loader's own count: proof that the weights reached it).
 
 Resume: with ``context["checkpoint"]`` every report carries a checkpoint (engine + loop state); a trial
@@ -63,8 +63,9 @@ def read_attempts(rd: RunDir, trial_id: str) -> list[dict[str, Any]]:
     return [rd.read_json(f"{directory}/{name}") for name in rd.listdir(directory) if name.startswith("attempt-")]
 
 
-class HeldoutPassAt1:
-    """pass@1 of the model on a few held-out exercises: greedy completions scored in the sandbox."""
+class ValidationPassAt1:
+    """pass@1 of the model on a few validation exercises (never the test split): greedy completions scored
+    in the sandbox."""
 
     def __init__(self, rows: list[dict[str, Any]], rd: RunDir, tokenizer_dir: str, sandbox: dict[str, Any],
                  max_new_tokens: int):
@@ -73,7 +74,7 @@ class HeldoutPassAt1:
         from phiray.model.tokenizer import load_tokenizer
         from phiray.sandbox.placement import sandbox_for
 
-        self.tasks = load_exercises(rows)
+        self.tasks = load_exercises(rows, "validation")
         with rd.local_dir(tokenizer_dir, upload=False) as local:
             self.tokenizer = load_tokenizer(local)
         self.sandbox = sandbox_for(SandboxConfig(**sandbox))
@@ -124,8 +125,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             trainer.restore(directory)
     record.start(trainer.step)
     max_steps = spec["phase"]["max_steps"]
-    scorer = HeldoutPassAt1(context["heldout"], rd, spec["tokenizer_dir"], context["sandbox"],
-                            context["max_new_tokens"]) if context["heldout"] else None
+    scorer = ValidationPassAt1(context["validation"], rd, spec["tokenizer_dir"], context["sandbox"],
+                               context["max_new_tokens"]) if context["validation"] else None
 
     def report(metrics: dict[str, Any], directory: str | None) -> None:
         step = int(metrics["step"])
