@@ -100,12 +100,17 @@ class AnnotateConfig(Section):
 
 
 class EmbedConfig(Section):
-    kind: Literal["sentence-transformers", "hf", "phiray", "hashing"] = Field(
+    kind: Literal["sentence-transformers", "causal-lm", "hf", "phiray", "hashing"] = Field(
         "sentence-transformers", description="Embedder: sentence-transformers (default all-MiniLM-L6-v2 shipped "
-        "offline), hf AutoModel mean-pooled, a phiray checkpoint, or a feature-hashing baseline.")
+        "offline), causal-lm/hf AutoModel mean-pooled hidden states (phi-1: Salesforce/codegen-350M-mono), a phiray "
+        "checkpoint, or a feature-hashing baseline.")
     model: str | None = Field(None, description="Model path or hub name (default per kind).")
     batch_size: int = Field(32, ge=1, description="Documents per embedding batch.")
-    max_length: int = Field(256, ge=8, description="Tokens per document seen by the embedder.")
+    max_length: int = Field(256, ge=8, description="Tokens per chunk: the embedder's window (special tokens included).")
+    max_tokens: int | None = Field(2048, ge=8, description="Tokens of each document embedded, over all its chunks (None: the whole document).")
+    pooling: Literal["length-weighted", "mean", "first"] = Field(
+        "length-weighted", description="How chunk vectors make a document vector: weighted by tokens per chunk, "
+        "plain mean, or the first chunk only (no chunking).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the embedder runs.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads per embedder process (None: torch's default; 1 for one-core actors).")
 
