@@ -86,10 +86,45 @@ def filtering(rd: RunDir, ms: dict[str, Manifest], cfg) -> Section:
     sec.png("score_histogram", histogram_png([r["score"] for r in kept], [r["score"] for r in rejected], cut),
             "quality-score histogram with threshold")
     sec.p(f"Kept {len(kept)} of {len(kept) + len(rejected)} documents at score >= {fmt(cut)}.")
+    _filter_quality(sec, ms["filter"].metrics, kept, rejected)
     for label, rows, best in (("kept (highest scores)", kept, True), ("rejected (lowest scores)", rejected, False)):
         for row in sorted(rows, key=lambda r: r["score"], reverse=best)[:2]:
             sec.code(f"{label}: {row.get('path')} score={fmt(row['score'])}", _excerpt(row["text"]))
     return sec
+
+
+def _short_path(path: str | None) -> str:
+    """A stdlib path without the interpreter's prefix (``.../lib/python3.11/json/decoder.py`` -> ``json/decoder.py``)."""
+    parts = (path or "").split("/")
+    for i, part in enumerate(parts):
+        if part.startswith("python3") and i + 1 < len(parts):
+            return "/".join(parts[i + 1:])
+    return path or ""
+
+
+def _filter_quality(sec: Section, metrics: dict, kept: list[dict], rejected: list[dict]) -> None:
+    """How the cut was chosen, what it implies on the held-out split, the validation set, the extremes."""
+    at = metrics.get("heldout_at_cutoff") or {}
+    if metrics.get("selection"):
+        sec.p(f"Cut chosen by {metrics['selection']}; on classify's held-out split ({at.get('n')} labelled "
+              f"documents) it implies precision {fmt(at.get('precision'))}, recall {fmt(at.get('recall'))}, "
+              f"keeping {fmt(at.get('kept_fraction'))} of them.")
+    val = metrics.get("validation") or {}
+    if "all" in val:
+        sec.p("Independent validation set (phiray/data/validation_labels.json: stdlib files labelled by what they "
+              "are, not by the annotator; 'unseen' leaves out files the classifier was trained on):")
+        sec.table(["subset", "files (high/low)", "ROC-AUC", "low class kept", "high class kept"],
+                  [[name, f"{v['n']} ({v['n_high']}/{v['n_low']})", v.get("roc_auc"), v.get("low_kept"),
+                    v.get("high_kept")] for name in ("all", "dev", "test", "unseen") if (v := val.get(name))])
+        if val.get("low_kept_paths"):
+            sec.p("Low-class validation files kept: " + ", ".join(val["low_kept_paths"][:20]) + ".")
+    elif val.get("skipped"):
+        sec.p(f"Validation set not scored: {val['skipped']}.")
+    ranked = sorted(kept + rejected, key=lambda r: r["score"], reverse=True)
+    if ranked:
+        sec.table(["top 10 (score)", "bottom 10 (score)"],
+                  [[f"{_short_path(hi.get('path'))} ({fmt(hi['score'])})", f"{_short_path(lo.get('path'))} ({fmt(lo['score'])})"]
+                   for hi, lo in zip(ranked[:10], ranked[::-1][:10])])
 
 
 def synthesis(rd: RunDir, ms: dict[str, Manifest]) -> Section:
