@@ -8,8 +8,8 @@ round; after every round the forest (classify's settings) is refitted and its te
 Prints the label-efficiency curve (mean over seeds) and the claim's ratio: the labels active learning
 needs to reach random sampling's final AUC, over random's final label count (goal <= 0.6).
 
-    .venv/bin/python benchmarks/active_learning.py [--pool 1200] [--seeds 3] [--seed-size 40] \\
-        [--rounds 8] [--round-size 20] [--embed hashing|minilm] [--json out.json]
+    .venv/bin/python benchmarks/active_learning.py [--pool 1500] [--seeds 3] [--seed-size 20] \\
+        [--rounds 12] [--round-size 20] [--embed hashing|minilm] [--json out.json] [--run-dir RUN]
 """
 
 from __future__ import annotations
@@ -84,14 +84,15 @@ def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool) -
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pool", type=int, default=1200)
+    ap.add_argument("--pool", type=int, default=1500)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--seed-size", type=int, default=40)
-    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--seed-size", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--round-size", type=int, default=20)
     ap.add_argument("--embed", choices=["hashing", "minilm"], default="hashing")
     ap.add_argument("--positive-min-score", type=int, default=3)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="write the curve to this file")
+    ap.add_argument("--run-dir", default=None, help="also write RUN/benchmarks/active_learning.json (the report shows it)")
     args = ap.parse_args()
 
     from phiray.config import ClassifyConfig, EmbedConfig
@@ -122,10 +123,14 @@ def main() -> int:
     print(f"random's final AUC {target:.4f} at {labels[-1]} labels; active reaches it at "
           f"{reached if reached is not None else 'never'} labels: ratio {ratio if ratio is None else round(ratio, 3)} "
           f"(goal <= 0.6); {args.seeds} seeds, {time.time() - t0:.0f} s")
+    result = {"labels": labels, "random": mean["random"].tolist(), "active": mean["active"].tolist(),
+              "ratio": ratio, "args": vars(args)}
     if args.json:
-        Path(args.json).write_text(json.dumps({"labels": labels, "random": mean["random"].tolist(),
-                                               "active": mean["active"].tolist(), "ratio": ratio,
-                                               "args": vars(args)}, indent=2))
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.run_dir:
+        from phiray.rundir import RunDir
+
+        RunDir(args.run_dir).write_json("benchmarks/active_learning.json", result)
     return 0
 
 

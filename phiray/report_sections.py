@@ -87,6 +87,7 @@ def filtering(rd: RunDir, ms: dict[str, Manifest], cfg) -> Section:
             "quality-score histogram with threshold")
     sec.p(f"Kept {len(kept)} of {len(kept) + len(rejected)} documents at score >= {fmt(cut)}.")
     _filter_quality(sec, ms["filter"].metrics, kept, rejected)
+    _active_learning(sec, rd, ms.get("annotate"))
     for label, rows, best in (("kept (highest scores)", kept, True), ("rejected (lowest scores)", rejected, False)):
         for row in sorted(rows, key=lambda r: r["score"], reverse=best)[:2]:
             sec.code(f"{label}: {row.get('path')} score={fmt(row['score'])}", _excerpt(row["text"]))
@@ -232,3 +233,24 @@ def evaluation(ms: dict[str, Manifest]) -> Section:
     sec.p("HumanEval pass@1 of a tiny CPU model is expected to be ~0: the benchmark is wired end to end "
           "(generation, sandboxed execution, pass@k), not a claim about quality at this scale.")
     return sec
+
+
+def _active_learning(sec: Section, rd: RunDir, annotate: Manifest | None) -> None:
+    """The labelling rounds of annotate.strategy=active, and the label-efficiency curve when
+    ``benchmarks/active_learning.py --run-dir RUN`` left one in ``RUN/benchmarks/active_learning.json``."""
+    rounds = (annotate.metrics.get("rounds") or []) if annotate else []
+    if rounds:
+        sec.p("Active annotation: a random seed set (round 0), then rounds of the documents the forest was least "
+              "sure of, spread over k-means clusters of their embeddings.")
+        sec.table(["round", "labelled", "positives", "unparsed", "pool"],
+                  [[r.get("round"), r.get("labelled"), r.get("positives"), r.get("unparsed"), r.get("pool")]
+                   for r in rounds])
+    if rd.exists("benchmarks", "active_learning.json"):
+        bench = rd.read_json("benchmarks/active_learning.json")
+        labels = bench["labels"]
+        sec.png("active_learning", curves_png({k: list(zip(labels, bench[k])) for k in ("random", "active")},
+                                              "held-out ROC-AUC", "label efficiency (x: labels)"),
+                "held-out AUC vs labels, active vs random")
+        sec.p(f"Label efficiency ({bench['args'].get('seeds')} seeds): active learning reaches random sampling's "
+              f"final AUC ({fmt(bench['random'][-1])} at {labels[-1]} labels) with {fmt(bench.get('ratio'))} of "
+              "its labels (goal <= 0.6).")

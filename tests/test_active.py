@@ -99,3 +99,38 @@ def test_annotate_strategy_active_as_a_stage(ray_session, clean_corpus):
     with pytest.raises(Exception, match="leaves no random seed set"):
         load_config("tiny", overrides=["annotate.strategy=active", "annotate.sample_size=20", "annotate.rounds=4",
                                        "annotate.round_size=5"])
+
+
+def test_active_rounds_with_the_llm_annotator_over_http(ray_session, clean_corpus, tmp_path):
+    """phi-1's prompt reaches a real OpenAI-wire server each round; malformed answers are counted, not fatal."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_openai import FakeOpenAI
+
+    from phiray.stages import annotate
+
+    prompts: list[str] = []
+
+    def judge(body):
+        code = body["messages"][-1]["content"]
+        prompts.append(code)
+        if "decoding_table" in code or "getcodec" in code:
+            return "Score: 1\nReason: a codec table." if "cp8" in code else "no idea"  # some unparseable
+        return "**Score:** 4/5\nReason: documented, instructive code."
+
+    with FakeOpenAI(responder=judge) as server:
+        cfg = load_config("tiny", overrides=[
+            "annotate.annotator=llm", "teacher.kind=openai", f"teacher.base_url={server.base_url}",
+            "annotate.strategy=active", "annotate.sample_size=20", "annotate.rounds=2", "annotate.round_size=5",
+            "embed.kind=hashing", "classify.n_estimators=20", "filter.actors=1",
+            f"annotate.cache_dir={tmp_path / 'cache'}"])
+        manifest = annotate.run(cfg, clean_corpus)
+    assert len(prompts) == 20 and all("educational value for a student whose goal is to learn basic coding "
+                                      "concepts" in p for p in prompts)
+    labels = pq.read_table(clean_corpus.path("annotate", "labels")).to_pylist()
+    unparsed = manifest.rows["unparsed"]
+    assert unparsed > 0 and len(labels) + unparsed == 20
+    assert {r["score"] for r in labels} <= {1, 4} and all(r["annotator"] == "llm" for r in labels)
+    assert sum(r["unparsed"] for r in manifest.metrics["rounds"]) == unparsed
