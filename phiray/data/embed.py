@@ -113,17 +113,17 @@ class _ChunkedEmbedder:
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
         cap = self.window if self.cfg.pooling == "first" else self.cfg.max_tokens
-        chunks, owners, weights = [], [], []
-        for i, text in enumerate(texts):
-            for start, end, n_tokens in chunk_spans(self._tokenizer(), text, self.window, cap):
-                chunks.append(text[start:end])
-                owners.append(i)
-                weights.append(n_tokens)
+        chunks, weights, counts = [], [], []
+        for text in texts:
+            spans = chunk_spans(self._tokenizer(), text, self.window, cap)
+            chunks += [text[start:end] for start, end, _ in spans]
+            weights += [n_tokens for _, _, n_tokens in spans]
+            counts.append(len(spans))
         vectors = self._embed_chunks(chunks)
-        owners_arr, out = np.asarray(owners), np.zeros((len(texts), self.dim), np.float32)
-        for i in range(len(texts)):
-            rows = np.flatnonzero(owners_arr == i)
-            out[i] = pool(vectors[rows], [weights[r] for r in rows], self.cfg.pooling)
+        out, first = np.zeros((len(texts), self.dim), np.float32), 0
+        for i, n in enumerate(counts):  # a document's chunks are consecutive
+            out[i] = pool(vectors[first:first + n], weights[first:first + n], self.cfg.pooling)
+            first += n
         return out
 
 
