@@ -33,7 +33,10 @@ def pool_documents(n: int) -> list[str]:
     from phiray.data import readers
 
     root, seen, texts = str(readers.stdlib_root()), set(), []
-    for path in sorted(readers.list_stdlib(), key=lambda p: hashlib.sha1(os.path.relpath(p, root).encode()).hexdigest()):
+    def spread(path: str) -> str:
+        return hashlib.sha1(os.path.relpath(path, root).encode()).hexdigest()
+
+    for path in sorted(readers.list_stdlib(), key=spread):
         row = readers.read_text_file(path, "stdlib", 1, 200_000)
         if row["reason"] or row["id"] in seen:
             continue
@@ -59,7 +62,8 @@ def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool) -
             points.append((len(labelled), 0.5))
             return
         forest = al.fit_forest(x_train[labelled], y, cc, seed)
-        points.append((len(labelled), float(roc_auc_score(y_oracle[test_idx], forest.predict_proba(x[test_idx])[:, 1]))))
+        proba = forest.predict_proba(x[test_idx])[:, 1]
+        points.append((len(labelled), float(roc_auc_score(y_oracle[test_idx], proba))))
 
     if active:
         so_far: list[int] = []
@@ -92,7 +96,8 @@ def main() -> int:
     ap.add_argument("--embed", choices=["hashing", "minilm"], default="hashing")
     ap.add_argument("--positive-min-score", type=int, default=3)
     ap.add_argument("--json", default=None, help="write the curve to this file")
-    ap.add_argument("--run-dir", default=None, help="also write RUN/benchmarks/active_learning.json (the report shows it)")
+    ap.add_argument("--run-dir", default=None,
+                    help="also write RUN/benchmarks/active_learning.json (the report shows it)")
     args = ap.parse_args()
 
     from phiray.config import ClassifyConfig, EmbedConfig
