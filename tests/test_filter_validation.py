@@ -54,3 +54,36 @@ def test_validate_reports_a_missing_stdlib(tmp_path):
     out = validation.validate(EmbedConfig(kind="hashing"), forest=None, cutoff=0.5, root=str(tmp_path))
     assert out["skipped"] and out["missing"] == len(validation.load_labels())
     assert stdlib_root().is_dir()
+
+
+def test_validate_run_reads_a_run_directory(tmp_path):
+    """``python -m phiray.data.validation RUN``: the run's forest, embedder and cut; its training ids are 'seen'."""
+    import json
+    import subprocess
+    import sys
+
+    import joblib
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.ensemble import RandomForestClassifier
+
+    from phiray.data.embed import make_embedder
+    from phiray.rundir import Manifest, RunDir
+
+    rows, _ = validation.labelled_documents()
+    train = [r for r in rows if r["split"] == "dev"]
+    cfg = EmbedConfig(kind="hashing")
+    forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(
+        make_embedder(cfg).embed([r["text"] for r in train]), [r["label"] for r in train])
+    rd = RunDir(tmp_path / "run")
+    model_dir = rd.makedirs("classify", "model")
+    joblib.dump(forest, f"{model_dir}/forest.joblib")
+    with open(f"{model_dir}/meta.json", "w") as fh:
+        json.dump({"embed": cfg.model_dump(mode="json"), "metrics": {}}, fh)
+    rd.write_manifest(Manifest(stage="filter", metrics={"cutoff": 0.5}))
+    labels_dir = rd.makedirs("annotate", "labels")
+    pq.write_table(pa.table({"id": [r["id"] for r in train]}), f"{labels_dir}/part-0.parquet")
+    out = json.loads(subprocess.run([sys.executable, "-m", "phiray.data.validation", str(rd.path())],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert out["all"]["cutoff"] == 0.5 and out["unseen"]["n"] == out["test"]["n"]
+    assert out["test"]["roc_auc"] > 0.8
