@@ -96,6 +96,7 @@ def main() -> int:
     ap.add_argument("--embed", choices=["hashing", "minilm"], default="hashing")
     ap.add_argument("--positive-min-score", type=int, default=3)
     ap.add_argument("--json", default=None, help="write the curve to this file")
+    ap.add_argument("--cache", default=None, help="npz file keeping the pool's embeddings and labels between runs")
     ap.add_argument("--run-dir", default=None,
                     help="also write RUN/benchmarks/active_learning.json (the report shows it)")
     args = ap.parse_args()
@@ -105,16 +106,22 @@ def main() -> int:
     from phiray.data.embed import make_embedder
 
     t0 = time.time()
-    texts = pool_documents(args.pool)
-    y = np.asarray([int(heuristic_score(t)[0] >= args.positive_min_score) for t in texts], np.int64)
-    kind = "hashing" if args.embed == "hashing" else "sentence-transformers"
-    x = make_embedder(EmbedConfig(kind=kind, max_length=128, max_tokens=512, device="cpu")).embed(texts)
-    print(f"pool {len(texts)} files, {y.mean():.0%} positive, embedded ({args.embed}) in {time.time() - t0:.0f} s")
+    if args.cache and Path(args.cache).exists():
+        cached = np.load(args.cache)
+        x, y = cached["x"], cached["y"]
+    else:
+        texts = pool_documents(args.pool)
+        y = np.asarray([int(heuristic_score(t)[0] >= args.positive_min_score) for t in texts], np.int64)
+        kind = "hashing" if args.embed == "hashing" else "sentence-transformers"
+        x = make_embedder(EmbedConfig(kind=kind, max_length=128, max_tokens=512, device="cpu")).embed(texts)
+        if args.cache:
+            np.savez(args.cache, x=x, y=y)
+    print(f"pool {len(y)} files, {y.mean():.0%} positive, embedded ({args.embed}) in {time.time() - t0:.0f} s")
     cc = ClassifyConfig(n_estimators=100)  # y is already 0/1: active rounds use positive_min_score=1
     results = {"random": [], "active": []}
     for seed in range(args.seeds):
-        perm = np.random.default_rng(1000 + seed).permutation(len(texts))
-        test_idx, train_idx = perm[: int(0.3 * len(texts))], perm[int(0.3 * len(texts)):]
+        perm = np.random.default_rng(1000 + seed).permutation(len(y))
+        test_idx, train_idx = perm[: int(0.3 * len(y))], perm[int(0.3 * len(y)):]
         for name in results:
             results[name].append(curve(x, y, train_idx, test_idx, args, cc, seed, active=name == "active"))
     labels = [n for n, _ in results["random"][0]]

@@ -251,6 +251,8 @@ def _active_learning(sec: Section, rd: RunDir, annotate: Manifest | None) -> Non
         sec.png("active_learning", curves_png({k: list(zip(labels, bench[k])) for k in ("random", "active")},
                                               "held-out ROC-AUC", "label efficiency (x: labels)"),
                 "held-out AUC vs labels, active vs random")
-        sec.p(f"Label efficiency ({bench['args'].get('seeds')} seeds): active learning reaches random sampling's "
-              f"final AUC ({fmt(bench['random'][-1])} at {labels[-1]} labels) with {fmt(bench.get('ratio'))} of "
-              "its labels (goal <= 0.6).")
+        ratio = bench.get("ratio")
+        reached = f"with {fmt(ratio)} of its labels" if ratio is not None else "not at all within the budget"
+        sec.p(f"Label efficiency ({bench['args'].get('seeds')} seeds, {bench['args'].get('embed')} embeddings): "
+              f"active learning reaches random sampling's final AUC ({fmt(bench['random'][-1])} at {labels[-1]} "
+              f"labels) {reached} (goal <= 0.6).")
