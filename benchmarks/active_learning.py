@@ -74,7 +74,8 @@ def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool) -
 
         al.run_rounds(x_train, lambda idx: [int(v) for v in scores_train[idx]], seed_size=args.seed_size,
                       rounds=args.rounds, round_size=args.round_size,
-                      cc=cc.model_copy(update={"positive_min_score": 1}), seed=seed, on_round=on_round)
+                      cc=cc.model_copy(update={"positive_min_score": 1}), seed=seed,
+                      random_share=args.random_share, on_round=on_round)
     else:
         # the same seed set as the active run (run_rounds draws it first from default_rng(seed))
         first = list(np.random.default_rng(seed).choice(len(train_idx), size=args.seed_size, replace=False))
@@ -95,6 +96,8 @@ def main() -> int:
     ap.add_argument("--round-size", type=int, default=20)
     ap.add_argument("--embed", choices=["hashing", "minilm"], default="hashing")
     ap.add_argument("--positive-min-score", type=int, default=3)
+    ap.add_argument("--random-share", type=float, default=0.0, help="share of each active round drawn at random")
+    ap.add_argument("--max-tokens", type=int, default=512, help="embed.max_tokens (windows of 128 tokens)")
     ap.add_argument("--json", default=None, help="write the curve to this file")
     ap.add_argument("--cache", default=None, help="npz file keeping the pool's embeddings and labels between runs")
     ap.add_argument("--run-dir", default=None,
@@ -113,7 +116,7 @@ def main() -> int:
         texts = pool_documents(args.pool)
         y = np.asarray([int(heuristic_score(t)[0] >= args.positive_min_score) for t in texts], np.int64)
         kind = "hashing" if args.embed == "hashing" else "sentence-transformers"
-        x = make_embedder(EmbedConfig(kind=kind, max_length=128, max_tokens=512, device="cpu")).embed(texts)
+        x = make_embedder(EmbedConfig(kind=kind, max_length=128, max_tokens=args.max_tokens, device="cpu")).embed(texts)
         if args.cache:
             np.savez(args.cache, x=x, y=y)
     print(f"pool {len(y)} files, {y.mean():.0%} positive, embedded ({args.embed}) in {time.time() - t0:.0f} s")

@@ -103,6 +103,8 @@ class AnnotateConfig(Section):
     rounds: int = Field(4, ge=1, description="strategy=active: labelling rounds after the random seed set.")
     round_size: int | None = Field(None, ge=1, description="strategy=active: documents labelled per round (default: "
                                    "sample_size // (rounds + 1); the seed set gets the rest of sample_size).")
+    random_share: float = Field(0.0, ge=0, le=1, description="strategy=active: share of each round drawn at random "
+                                "(exploration) instead of by uncertainty.")
     pool_size: int | None = Field(None, ge=10, description="strategy=active: seeded candidate pool embedded before "
                                   "labelling (default: min(corpus, 10 x sample_size)).")
 

@@ -44,6 +44,10 @@ def test_rounds_spend_the_budget_once_and_skip_unanswered():
     assert len(labelled) == len(set(labelled.tolist())) == 50 == len(asked)
     assert seen_rounds == [(0, 20), (1, 10), (2, 10), (3, 10)] and round_of.count(0) == 20
     assert sum(s is None for s in scores) == sum(i % 17 == 0 for i in labelled)
+    mixed, _, mixed_rounds = active.run_rounds(x, lambda idx: [int(truth[i]) for i in idx], seed_size=20, rounds=2,
+                                               round_size=10, cc=ClassifyConfig(n_estimators=20), seed=0,
+                                               random_share=0.5)
+    assert len(set(mixed.tolist())) == 40 and mixed_rounds.count(2) == 10
 
 
 def test_active_beats_random_on_a_boundary_problem():

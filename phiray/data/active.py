@@ -55,11 +55,12 @@ def positives(scores: Sequence[int | None], positive_min_score: int) -> np.ndarr
 
 
 def run_rounds(x_pool: np.ndarray, label: Callable[[np.ndarray], list[int | None]], *, seed_size: int,
-               rounds: int, round_size: int, cc: ClassifyConfig, seed: int,
+               rounds: int, round_size: int, cc: ClassifyConfig, seed: int, random_share: float = 0.0,
                on_round: Callable[[int, np.ndarray, list], None] | None = None) -> tuple[np.ndarray, list, list[int]]:
     """Label ``seed_size`` random pool documents, then ``rounds`` rounds of ``round_size`` chosen ones.
 
-    ``label(indices) -> scores`` asks the annotator (None: no usable answer; such a document is not asked
+    ``random_share`` of each round is drawn at random from the rest of the pool (exploration: uncertainty
+    alone keeps asking about the files the labels are least sure of). ``label(indices) -> scores`` asks the annotator (None: no usable answer; such a document is not asked
     again and does not train). Returns (labelled indices in labelling order, their scores, round of each).
     A round falls back to random picks while the labels hold a single class (no forest can be fitted)."""
     rng = np.random.default_rng(seed)
@@ -80,7 +81,11 @@ def run_rounds(x_pool: np.ndarray, label: Callable[[np.ndarray], list[int | None
         else:
             forest = fit_forest(x_pool[[labelled[i] for i in usable]], y, cc, seed + r)
             proba = forest.predict_proba(x_pool[free])[:, 1]
-            picks = free[pick_uncertain_diverse(x_pool[free], proba, round_size, seed + r)]
+            n_random = int(round(random_share * round_size))
+            picks = free[pick_uncertain_diverse(x_pool[free], proba, round_size - n_random, seed + r)]
+            rest = np.setdiff1d(free, picks)
+            if n_random and len(rest):
+                picks = np.concatenate([picks, rng.choice(rest, size=min(n_random, len(rest)), replace=False)])
         new = label(picks)
         labelled += list(picks)
         scores += list(new)

@@ -116,7 +116,7 @@ def _active(docs, all_ids: list[str], cfg: RunConfig, rd: RunDir) -> tuple[list[
 
     seed_size = ac.sample_size - ac.rounds * ac.per_round
     active.run_rounds(x, label, seed_size=seed_size, rounds=ac.rounds, round_size=ac.per_round,
-                      cc=cfg.classify, seed=cfg.run.seed, on_round=on_round)
+                      cc=cfg.classify, seed=cfg.run.seed, random_share=ac.random_share, on_round=on_round)
     return labels, rejected, stats, [{**r, "pool": len(rows)} for r in rounds]
 
 
