@@ -25,7 +25,7 @@ STAGES: list[Stage] = [
     Stage("dedup", "Remove exact and MinHash-LSH near duplicates.", ("dedup",), ("ingest",)),
     Stage("decontaminate", "Drop documents sharing long n-grams with HumanEval/MBPP.", ("decontaminate",), ("dedup",)),
     Stage("annotate", "Label a seeded sample for educational value (LLM or heuristic).",
-          ("annotate", "teacher", "run.seed"), ("decontaminate",)),
+          ("annotate", "teacher", "embed", "classify", "run.seed"), ("decontaminate",)),  # active: pool + forest
     Stage("classify", "Embed the labelled sample and fit a random forest; held-out metrics.",
           ("classify", "embed", "run.seed"), ("annotate",)),
     Stage("filter", "Score every document on a Ray Data actor pool and keep the best.",

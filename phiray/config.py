@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -97,15 +97,41 @@ class AnnotateConfig(Section):
     sample_size: int = Field(2000, ge=10, description="Documents drawn (seeded) for labelling.")
     max_chars: int = Field(6000, description="Characters of each document shown to the annotator.")
     cache_dir: str | None = Field(None, description="Local directory for the LLM annotator's request cache (default: <run>/annotate/cache).")
+    strategy: Literal["random", "active"] = Field(
+        "random", description="random: one seeded sample; active: a random seed set, then rounds picking the documents "
+        "the forest is least sure of, spread over k-means clusters of their embeddings (phiray.data.active).")
+    rounds: int = Field(4, ge=1, description="strategy=active: labelling rounds after the random seed set.")
+    round_size: int | None = Field(None, ge=1, description="strategy=active: documents labelled per round (default: "
+                                   "sample_size // (rounds + 1); the seed set gets the rest of sample_size).")
+    random_share: float = Field(0.0, ge=0, le=1, description="strategy=active: share of each round drawn at random "
+                                "(exploration) instead of by uncertainty.")
+    pool_size: int | None = Field(None, ge=10, description="strategy=active: seeded candidate pool embedded before "
+                                  "labelling (default: min(corpus, 10 x sample_size)).")
+
+    @model_validator(mode="after")
+    def _budget(self) -> "AnnotateConfig":
+        if self.strategy == "active" and self.sample_size - self.rounds * self.per_round < 2:
+            raise ValueError(f"annotate: rounds x round_size ({self.rounds} x {self.per_round}) leaves no random seed "
+                             f"set in sample_size={self.sample_size}")
+        return self
+
+    @property
+    def per_round(self) -> int:
+        return self.round_size or self.sample_size // (self.rounds + 1)
 
 
 class EmbedConfig(Section):
-    kind: Literal["sentence-transformers", "hf", "phiray", "hashing"] = Field(
+    kind: Literal["sentence-transformers", "causal-lm", "hf", "phiray", "hashing"] = Field(
         "sentence-transformers", description="Embedder: sentence-transformers (default all-MiniLM-L6-v2 shipped "
-        "offline), hf AutoModel mean-pooled, a phiray checkpoint, or a feature-hashing baseline.")
+        "offline), causal-lm/hf AutoModel mean-pooled hidden states (phi-1: Salesforce/codegen-350M-mono), a phiray "
+        "checkpoint, or a feature-hashing baseline.")
     model: str | None = Field(None, description="Model path or hub name (default per kind).")
     batch_size: int = Field(32, ge=1, description="Documents per embedding batch.")
-    max_length: int = Field(256, ge=8, description="Tokens per document seen by the embedder.")
+    max_length: int = Field(256, ge=8, description="Tokens per chunk: the embedder's window (special tokens included).")
+    max_tokens: int | None = Field(2048, ge=8, description="Tokens of each document embedded, over all its chunks (None: the whole document).")
+    pooling: Literal["length-weighted", "mean", "first"] = Field(
+        "length-weighted", description="How chunk vectors make a document vector: weighted by tokens per chunk, "
+        "plain mean, or the first chunk only (no chunking).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the embedder runs.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads per embedder process (None: torch's default; 1 for one-core actors).")
 
@@ -121,13 +147,29 @@ class ClassifyConfig(Section):
 
 
 class FilterConfig(Section):
-    threshold: float | None = Field(0.5, description="Keep documents whose predicted probability is >= this.")
-    top_fraction: float | None = Field(None, gt=0, le=1, description="Keep this fraction of best-scored documents instead.")
+    threshold: float | None = Field(0.5, description="Keep documents whose predicted probability is >= this (used "
+                                    "when neither keep_fraction nor target_precision is set).")
+    keep_fraction: float | None = Field(
+        None, gt=0, le=1, validation_alias=AliasChoices("keep_fraction", "top_fraction"),
+        description="Keep this fraction of best-scored documents (phi-1 kept ~6B of 35B tokens: ~0.17).")
+    target_precision: float | None = Field(
+        None, gt=0, le=1, description="Keep from the lowest score whose precision on classify's held-out split is "
+        ">= this (the most recall at that precision).")
+    validation: bool = Field(True, description="Score phiray's labelled stdlib validation set with the run's classifier "
+                             "and report ROC-AUC and the share of each class kept (phiray/data/validation_labels.json).")
     batch_size: int = Field(64, ge=1, description="Documents per map_batches call.")
     actors: int = Field(2, ge=1, description="Scoring actors in the Ray Data pool.")
     num_cpus_per_actor: float = Field(0.5, gt=0, description="CPUs reserved per actor (fractional leaves room for reads).")
     num_gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per actor (0 on CPU).")
     keep_embeddings: bool = Field(False, description="Also write the embeddings (not materialised by default).")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> "FilterConfig":
+        if self.keep_fraction is not None and self.target_precision is not None:
+            raise ValueError("filter: set keep_fraction or target_precision, not both")
+        if self.keep_fraction is None and self.target_precision is None and self.threshold is None:
+            raise ValueError("filter: set threshold, keep_fraction or target_precision")
+        return self
 
 
 # --------------------------------------------------------------------------- synthesis

@@ -86,10 +86,46 @@ def filtering(rd: RunDir, ms: dict[str, Manifest], cfg) -> Section:
     sec.png("score_histogram", histogram_png([r["score"] for r in kept], [r["score"] for r in rejected], cut),
             "quality-score histogram with threshold")
     sec.p(f"Kept {len(kept)} of {len(kept) + len(rejected)} documents at score >= {fmt(cut)}.")
+    _filter_quality(sec, ms["filter"].metrics, kept, rejected)
+    _active_learning(sec, rd, ms.get("annotate"))
     for label, rows, best in (("kept (highest scores)", kept, True), ("rejected (lowest scores)", rejected, False)):
         for row in sorted(rows, key=lambda r: r["score"], reverse=best)[:2]:
             sec.code(f"{label}: {row.get('path')} score={fmt(row['score'])}", _excerpt(row["text"]))
     return sec
+
+
+def _short_path(path: str | None) -> str:
+    """A stdlib path without the interpreter's prefix (``.../lib/python3.11/json/decoder.py`` -> ``json/decoder.py``)."""
+    parts = (path or "").split("/")
+    for i, part in enumerate(parts):
+        if part.startswith("python3") and i + 1 < len(parts):
+            return "/".join(parts[i + 1:])
+    return path or ""
+
+
+def _filter_quality(sec: Section, metrics: dict, kept: list[dict], rejected: list[dict]) -> None:
+    """How the cut was chosen, what it implies on the held-out split, the validation set, the extremes."""
+    at = metrics.get("heldout_at_cutoff") or {}
+    if metrics.get("selection"):
+        sec.p(f"Cut chosen by {metrics['selection']}; on classify's held-out split ({at.get('n')} labelled "
+              f"documents) it implies precision {fmt(at.get('precision'))}, recall {fmt(at.get('recall'))}, "
+              f"keeping {fmt(at.get('kept_fraction'))} of them.")
+    val = metrics.get("validation") or {}
+    if "all" in val:
+        sec.p("Independent validation set (phiray/data/validation_labels.json: stdlib files labelled by what they "
+              "are, not by the annotator; 'unseen' leaves out files the classifier was trained on):")
+        sec.table(["subset", "files (high/low)", "ROC-AUC", "low class kept", "high class kept"],
+                  [[name, f"{v['n']} ({v['n_high']}/{v['n_low']})", v.get("roc_auc"), v.get("low_kept"),
+                    v.get("high_kept")] for name in ("all", "dev", "test", "unseen") if (v := val.get(name))])
+        if val.get("low_kept_paths"):
+            sec.p("Low-class validation files kept: " + ", ".join(val["low_kept_paths"][:20]) + ".")
+    elif val.get("skipped"):
+        sec.p(f"Validation set not scored: {val['skipped']}.")
+    ranked = sorted(kept + rejected, key=lambda r: r["score"], reverse=True)
+    if ranked:
+        sec.table(["top 10 (score)", "bottom 10 (score)"],
+                  [[f"{_short_path(hi.get('path'))} ({fmt(hi['score'])})", f"{_short_path(lo.get('path'))} ({fmt(lo['score'])})"]
+                   for hi, lo in zip(ranked[:10], ranked[::-1][:10])])
 
 
 def synthesis(rd: RunDir, ms: dict[str, Manifest]) -> Section:
@@ -259,3 +295,26 @@ def evaluation(ms: dict[str, Manifest]) -> Section:
     sec.p("HumanEval pass@1 of a tiny CPU model is expected to be ~0: the benchmark is wired end to end "
           "(generation, sandboxed execution, pass@k), not a claim about quality at this scale.")
     return sec
+
+
+def _active_learning(sec: Section, rd: RunDir, annotate: Manifest | None) -> None:
+    """The labelling rounds of annotate.strategy=active, and the label-efficiency curve when
+    ``benchmarks/active_learning.py --run-dir RUN`` left one in ``RUN/benchmarks/active_learning.json``."""
+    rounds = (annotate.metrics.get("rounds") or []) if annotate else []
+    if rounds:
+        sec.p("Active annotation: a random seed set (round 0), then rounds of the documents the forest was least "
+              "sure of, spread over k-means clusters of their embeddings.")
+        sec.table(["round", "labelled", "positives", "unparsed", "pool"],
+                  [[r.get("round"), r.get("labelled"), r.get("positives"), r.get("unparsed"), r.get("pool")]
+                   for r in rounds])
+    if rd.exists("benchmarks", "active_learning.json"):
+        bench = rd.read_json("benchmarks/active_learning.json")
+        labels = bench["labels"]
+        sec.png("active_learning", curves_png({k: list(zip(labels, bench[k])) for k in ("random", "active")},
+                                              "held-out ROC-AUC", "label efficiency (x: labels)"),
+                "held-out AUC vs labels, active vs random")
+        ratio = bench.get("ratio")
+        reached = f"with {fmt(ratio)} of its labels" if ratio is not None else "not at all within the budget"
+        sec.p(f"Label efficiency ({bench['args'].get('seeds')} seeds, {bench['args'].get('embed')} embeddings): "
+              f"active learning reaches random sampling's final AUC ({fmt(bench['random'][-1])} at {labels[-1]} "
+              f"labels) {reached} (goal <= 0.6).")

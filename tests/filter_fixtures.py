@@ -91,5 +91,5 @@ def chain_overrides(root: Path, notable: dict[str, Path]) -> list[str]:
                {"kind": "parquet", "path": str(notable["parquet"]), "text_column": "content", "name": "pq"}]
     return [f"ingest.sources={json.dumps(sources)}", "ingest.max_bytes=1000000", "annotate.sample_size=40",
             "classify.n_estimators=50", "classify.positive_min_score=4", "classify.test_fraction=0.3",
-            "embed.max_length=64", "filter.actors=2", "filter.batch_size=16",
+            "embed.max_length=64", "filter.actors=2", "filter.batch_size=16", "filter.validation=false",
             "run.stages=[ingest,dedup,decontaminate,annotate,classify,filter]"]

@@ -115,3 +115,25 @@ def test_two_python_versions_are_near_duplicates():
     keep = minhash.dedup_texts(texts, threshold=0.7, num_perm=128)
     sims = [minhash.similarity(minhash.signature(a), minhash.signature(b)) for a, b in zip(pairs, olds)]
     assert keep == [0, 1, 2], (other, sims)
+
+
+def test_cut_by_target_precision_and_what_it_implies():
+    from phiray.stages.filter import implied, precision_cutoff, select
+
+    proba = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])
+    labels = np.array([1, 1, 0, 1, 1, 0, 0, 0])
+    assert precision_cutoff(proba, labels, 1.0) == 0.9  # the two best are both positive
+    assert precision_cutoff(proba, labels, 0.75) == 0.6  # 4 of the 5 best: most recall at >= 0.75
+    assert precision_cutoff(proba, labels, 0.99) == 0.9
+    at = implied(proba, labels, 0.6)
+    assert at == {"precision": 0.8, "recall": 1.0, "kept_fraction": 0.625, "n": 8}
+    ties = np.array([0.9, 0.5, 0.5, 0.5])
+    assert precision_cutoff(ties, np.array([1, 1, 0, 0]), 0.6) == 0.9  # a cut keeps every tie
+    cfg = load_config("tiny", overrides=["filter.target_precision=0.75"])
+    cut, how, at_cut = select(np.linspace(0, 1, 11), cfg, (proba, labels))
+    assert (cut, how, at_cut["precision"]) == (0.6, "target_precision=0.75", 0.8)
+    cfg = load_config("tiny", overrides=["filter.keep_fraction=0.2"])
+    cut, how, at_cut = select(np.linspace(0, 1, 11), cfg, (proba, labels))
+    assert cut == 0.9 and how == "keep_fraction=0.2" and at_cut["recall"] == 0.5
+    with pytest.raises(ValueError, match="no positives"):
+        precision_cutoff(proba, np.zeros(8, np.int64), 0.9)

@@ -41,3 +41,16 @@ class QualityScorer:
         if self.keep_embeddings:
             table = table.append_column("embedding", pa.array(x.tolist(), pa.list_(pa.float32())))
         return table
+
+
+class DocumentEmbedder:
+    """``table -> (id, embedding)``: the pool embeddings active annotation chooses from (one embedder per actor)."""
+
+    def __init__(self, embed_cfg: dict):
+        from phiray.data.embed import make_embedder
+
+        self.embedder = make_embedder(EmbedConfig.model_validate(embed_cfg))
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        x = self.embedder.embed(table["text"].to_pylist())
+        return pa.table({"id": table["id"], "embedding": pa.array(x.tolist(), pa.list_(pa.float32()))})

@@ -1,5 +1,11 @@
 """annotate: draw a seeded sample of the clean corpus and label its educational value (0-5).
 
+``annotate.strategy=random`` (default) labels one seeded sample. ``active`` first embeds a seeded candidate
+pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a random seed set, then in
+``annotate.rounds`` rounds fits classify's forest on the labels so far and labels the ``round_size`` pool
+documents it is least sure of, spread over k-means clusters (``phiray.data.active``): the same budget
+buys a better classifier. The ``round`` column says when each label was bought (0: the seed set).
+
 ``heuristic`` (offline default) scores on Ray Data tasks; ``llm`` sends phi-1's prompt through the
 teacher client (``phiray.teacher``: bounded concurrency, retries, on-disk cache, so an interrupted run
 resumes without repeating requests). Labels: ``annotate/labels`` (id, text, score, reason, annotator,
@@ -20,7 +26,8 @@ from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
 _LABELS = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("score", pa.int64()),
-                     ("reason", pa.string()), ("annotator", pa.string()), ("model", pa.string())])
+                     ("reason", pa.string()), ("annotator", pa.string()), ("model", pa.string()),
+                     ("round", pa.int64())])
 
 
 def sample_ids(ids: list[str], size: int, seed: int) -> set[str]:
@@ -35,7 +42,8 @@ def _heuristic(table: pa.Table) -> pa.Table:
                      "score": pa.array([s for s, _ in scored], pa.int64()),
                      "reason": pa.array([r for _, r in scored], pa.string()),
                      "annotator": pa.array(["heuristic"] * table.num_rows, pa.string()),
-                     "model": pa.array(["heuristic-v1"] * table.num_rows, pa.string())}, schema=_LABELS)
+                     "model": pa.array(["heuristic-v2"] * table.num_rows, pa.string()),
+                     "round": pa.array([0] * table.num_rows, pa.int64())}, schema=_LABELS)
 
 
 def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: str) -> tuple[list[dict], list[dict], dict]:
@@ -50,9 +58,66 @@ def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: str) -> tuple[list[d
     for row, resp in zip(rows, teacher.complete(requests)):
         score, reason = annotators.parse_llm_score(resp.text) if resp.ok else (None, f"request failed: {resp.error}")
         out = {"id": row["id"], "text": row["text"], "score": score, "reason": reason, "annotator": "llm",
-               "model": cfg.teacher.model}
+               "model": cfg.teacher.model, "round": row.get("round", 0)}
         (labels if score is not None else rejected).append(out)
     return labels, rejected, dict(teacher.stats)
+
+
+def _embed_pool(docs, pool_ids: pa.Array, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
+    """Rows (id, text) of the candidate pool, sorted by id, and their embeddings (one row each)."""
+    import numpy as np
+    import ray.data
+
+    from phiray.data.scorers import DocumentEmbedder
+
+    pool = docs.map_batches(lambda t: t.filter(pc.is_in(t["id"], value_set=pool_ids)).select(["id", "text"]),
+                            batch_format="pyarrow").materialize()
+    fc = cfg.filter
+    vectors = pool.map_batches(DocumentEmbedder, fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
+                               batch_size=fc.batch_size, batch_format="pyarrow",
+                               compute=ray.data.ActorPoolStrategy(size=fc.actors), num_cpus=fc.num_cpus_per_actor,
+                               num_gpus=fc.num_gpus_per_actor or None)
+    by_id = {r["id"]: r["embedding"] for r in vectors.take_all()}
+    rows = sorted(({"id": r["id"], "text": r["text"]} for r in pool.take_all()), key=lambda r: r["id"])
+    return rows, np.asarray([by_id[r["id"]] for r in rows], np.float32)
+
+
+def _active(docs, all_ids: list[str], cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], dict, list[dict]]:
+    """Active labelling in rounds: (labels, rejected, teacher stats, per-round log)."""
+    from phiray.data import active
+
+    ac = cfg.annotate
+    pool_ids = pa.array(sorted(sample_ids(all_ids, ac.pool_size or 10 * ac.sample_size, cfg.run.seed)), pa.string())
+    rows, x = _embed_pool(docs, pool_ids, cfg)
+    labels, rejected, stats, rounds = [], [], {}, []
+    current = {"round": 0}
+
+    def label(indices) -> list[int | None]:
+        picked = [{**rows[i], "round": current["round"]} for i in indices]
+        if ac.annotator == "heuristic":
+            good = [{**r, "score": s, "reason": why, "annotator": "heuristic", "model": "heuristic-v2"}
+                    for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))]
+            bad = []
+        else:
+            with rd.local_dir("annotate/cache") if not ac.cache_dir else _fixed(ac.cache_dir) as cache_dir:
+                good, bad, round_stats = _llm_label(picked, cfg, cache_dir)
+            for k, v in round_stats.items():
+                stats[k] = stats.get(k, 0) + v if isinstance(v, (int, float)) else v
+        labels.extend(good)
+        rejected.extend(bad)
+        score_of = {r["id"]: r["score"] for r in good}
+        return [score_of.get(r["id"]) for r in picked]
+
+    def on_round(r: int, picks, scores) -> None:
+        usable = [s for s in scores if s is not None]
+        rounds.append({"round": r, "labelled": len(picks), "unparsed": len(scores) - len(usable),
+                       "positives": sum(s >= cfg.classify.positive_min_score for s in usable)})
+        current["round"] = r + 1
+
+    seed_size = ac.sample_size - ac.rounds * ac.per_round
+    active.run_rounds(x, label, seed_size=seed_size, rounds=ac.rounds, round_size=ac.per_round,
+                      cc=cfg.classify, seed=cfg.run.seed, random_share=ac.random_share, on_round=on_round)
+    return labels, rejected, stats, [{**r, "pool": len(rows)} for r in rounds]
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
@@ -65,8 +130,16 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     chosen = pa.array(sorted(sample_ids(all_ids, ac.sample_size, cfg.run.seed)), pa.string())
     sample = docs.map_batches(lambda t: t.filter(pc.is_in(t["id"], value_set=chosen)), batch_format="pyarrow")
     stats: dict = {}
-    n_rejected = 0
-    if ac.annotator == "heuristic":
+    n_rejected, rounds = 0, []
+    rd.remove("annotate", "rejected")
+    if ac.strategy == "active":
+        good, bad, stats, rounds = _active(docs, all_ids, cfg, rd)
+        labels = ray.data.from_arrow(pa.Table.from_pylist(good, schema=_LABELS))
+        n_rejected = len(bad)
+        chosen = [r["id"] for r in good + bad]
+        if bad:
+            rd.write_json("annotate/rejected/rejected.json", bad)
+    elif ac.annotator == "heuristic":
         labels = sample.map_batches(_heuristic, batch_format="pyarrow", batch_size=64)
     else:
         rows = sorted(({"id": r["id"], "text": r["text"]} for r in sample.take_all()), key=lambda r: r["id"])
@@ -74,7 +147,6 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             good, bad, stats = _llm_label(rows, cfg, cache_dir)
         labels = ray.data.from_arrow(pa.Table.from_pylist(good, schema=_LABELS))
         n_rejected = len(bad)
-        rd.remove("annotate", "rejected")
         if bad:
             rd.write_json("annotate/rejected/rejected.json", bad)
     labels = labels.materialize()
@@ -86,7 +158,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     return Manifest(
         stage="annotate",
         rows={"corpus": len(all_ids), "sampled": len(chosen), "labelled": len(scores), "unparsed": n_rejected},
-        metrics={"annotator": ac.annotator, "score_histogram": histogram, "mean_score": mean, "teacher": stats},
+        metrics={"annotator": ac.annotator, "strategy": ac.strategy, "rounds": rounds, "score_histogram": histogram,
+                 "mean_score": mean, "teacher": stats},
         headline={"labelled": len(scores), "mean_score": mean},
         outputs=["annotate/labels"] + (["annotate/cache"] if ac.annotator == "llm" and not ac.cache_dir else []),
     )

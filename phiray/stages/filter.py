@@ -3,12 +3,17 @@
 ``map_batches(QualityScorer, compute=ActorPoolStrategy(size=filter.actors))``: each actor loads the
 embedder and the forest once; actors reserve fractional CPUs (``filter.num_cpus_per_actor``) so the read
 tasks still get scheduled on a small machine (see RAY_ON_CPU.md), and ``num_gpus_per_actor`` on GPUs.
-Selection is by ``threshold`` or ``top_fraction`` (a quantile of all scores). Kept documents go to
-``filter/documents`` and the rest to ``filter/rejected`` (reason ``low_score``), both with ``score``.
+Selection is by ``keep_fraction`` (a quantile of all scores), by ``target_precision`` (the lowest cut
+whose precision on classify's held-out split reaches the target), else by ``threshold``; the manifest
+records the held-out precision/recall the chosen cut implies and, with ``filter.validation``, ROC-AUC and
+the share of each class kept on phiray's labelled stdlib validation set (``phiray.data.validation``).
+Kept documents go to ``filter/documents`` and the rest to ``filter/rejected`` (reason ``low_score``),
+both with ``score``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -34,16 +39,50 @@ def score_dataset(ds, cfg: RunConfig, model_bytes: bytes):
         num_cpus=fc.num_cpus_per_actor, num_gpus=fc.num_gpus_per_actor or None)
 
 
-def cutoff(scores: np.ndarray, threshold: float | None, top_fraction: float | None) -> float:
-    """Score from which a document is kept: the threshold, or the quantile keeping ``top_fraction``."""
-    if top_fraction is not None:
+def cutoff(scores: np.ndarray, threshold: float | None, keep_fraction: float | None) -> float:
+    """Score from which a document is kept: the threshold, or the quantile keeping ``keep_fraction``."""
+    if keep_fraction is not None:
         if len(scores) == 0:
             return 1.0
-        k = max(1, int(round(top_fraction * len(scores))))
+        k = max(1, int(round(keep_fraction * len(scores))))
         return float(np.sort(scores)[::-1][k - 1])
     if threshold is None:
-        raise ValueError("filter: set filter.threshold or filter.top_fraction")
+        raise ValueError("filter: set filter.threshold, filter.keep_fraction or filter.target_precision")
     return float(threshold)
+
+
+def precision_cutoff(proba: np.ndarray, labels: np.ndarray, target: float) -> float:
+    """The lowest held-out score from which precision is >= ``target`` (most recall at that precision);
+    when no cut reaches it, the cut of best precision (reported as such: see :func:`implied`)."""
+    if len(proba) == 0 or labels.sum() == 0:
+        raise ValueError("filter.target_precision: classify's held-out split has no positives to measure precision on")
+    order = np.argsort(-proba, kind="stable")
+    s, y = proba[order], labels[order]
+    precision = np.cumsum(y) / np.arange(1, len(y) + 1)
+    last = np.r_[s[1:] != s[:-1], True]  # a cut keeps every tie: evaluate at the end of each run of ties
+    ok = np.flatnonzero(last & (precision >= target))
+    return float(s[ok[-1]]) if len(ok) else float(s[np.flatnonzero(last)[np.argmax(precision[last])]])
+
+
+def implied(proba: np.ndarray, labels: np.ndarray, cut: float) -> dict:
+    """Precision and recall on classify's held-out split at ``score >= cut``."""
+    kept = proba >= cut
+    tp = int((kept & (labels == 1)).sum())
+    return {"precision": round(tp / int(kept.sum()), 4) if kept.any() else None,
+            "recall": round(tp / int(labels.sum()), 4) if labels.any() else None,
+            "kept_fraction": round(float(kept.mean()), 4) if len(kept) else None, "n": int(len(labels))}
+
+
+def select(scores: np.ndarray, cfg: RunConfig, heldout: tuple[np.ndarray, np.ndarray]) -> tuple[float, str, dict]:
+    """(cut, how it was chosen, the held-out precision/recall it implies)."""
+    fc = cfg.filter
+    if fc.target_precision is not None:
+        cut, how = precision_cutoff(*heldout, fc.target_precision), f"target_precision={fc.target_precision}"
+    elif fc.keep_fraction is not None:
+        cut, how = cutoff(scores, None, fc.keep_fraction), f"keep_fraction={fc.keep_fraction}"
+    else:
+        cut, how = cutoff(scores, fc.threshold, None), f"threshold={fc.threshold}"
+    return cut, how, implied(*heldout, cut) if len(heldout[0]) else {}
 
 
 def _mark(table: pa.Table, cut: float) -> pa.Table:
@@ -52,30 +91,55 @@ def _mark(table: pa.Table, cut: float) -> pa.Table:
     return table.append_column("reason", pc.if_else(kept, "", "low_score"))
 
 
+def _validate(cfg: RunConfig, rd: RunDir, model_bytes: bytes, cut: float) -> dict:
+    """phiray's labelled validation set, scored in one Ray task (on a GPU when the embedder uses one)."""
+    import ray
+
+    from phiray.data import validation
+    from phiray.data.scorers import load_forest_bytes
+
+    seen = set(docio.read_docs(rd, "annotate", "labels").select_columns(["id"]).to_pandas()["id"]) \
+        if rd.exists("annotate", "labels") else set()
+
+    def score(seen_ids: set[str]) -> dict:
+        return validation.validate(cfg.embed, load_forest_bytes(model_bytes), cut, seen_ids)
+
+    task = ray.remote(num_cpus=1, num_gpus=1 if cfg.embed.device == "cuda" else 0)(score)
+    return ray.get(task.remote(seen))
+
+
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     with rd.local_dir("classify/model", upload=False) as d:
         with open(f"{d}/forest.joblib", "rb") as fh:
             model_bytes = fh.read()
+        with open(f"{d}/meta.json") as fh:
+            meta_metrics = json.load(fh).get("metrics", {})
+    heldout = (np.asarray(meta_metrics.get("heldout_scores", []), np.float64),
+               np.asarray(meta_metrics.get("heldout_labels", []), np.int64))
     docs = docio.read_docs(rd, "decontaminate", spread=True)
     # Scored once (the expensive pass) and kept in the object store (Ray spills to disk when it must):
     # a top-fraction cut needs every score before any document can be routed.
     scored = score_dataset(docs, cfg, model_bytes).materialize()
     scores = np.concatenate([b["score"].to_numpy() for b in scored.iter_batches(batch_format="pyarrow", batch_size=None)]
                             or [np.zeros(0)])
-    cut = cutoff(scores, cfg.filter.threshold, cfg.filter.top_fraction)
+    cut, how, at_cut = select(scores, cfg, heldout)
     marked = scored.map_batches(_mark, fn_kwargs={"cut": cut}, batch_format="pyarrow")
     kept, rejected = docio.split_by(marked, "reason", "")
     docio.write_docs(docio.drop_columns(kept, ["reason"]), rd, "filter", "documents")
     docio.write_docs(rejected, rd, "filter", "rejected")
     n_kept = int((scores >= cut).sum())
     quantiles = {f"p{q}": round(float(np.percentile(scores, q)), 4) for q in (10, 50, 90)} if len(scores) else {}
-    log.info("filter: kept %d of %d documents (cut %.3f)", n_kept, len(scores), cut)
+    checked = _validate(cfg, rd, model_bytes, cut) if cfg.filter.validation else {}
+    log.info("filter: kept %d of %d documents (cut %.3f by %s; held-out %s)", n_kept, len(scores), cut, how, at_cut)
     return Manifest(
         stage="filter",
         rows={"in": int(len(scores)), "kept": n_kept, "rejected": int(len(scores)) - n_kept},
-        metrics={"cutoff": cut, "score_quantiles": quantiles, "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
+        metrics={"cutoff": cut, "selection": how, "heldout_at_cutoff": at_cut, "validation": checked,
+                 "score_quantiles": quantiles, "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
                  "actors": cfg.filter.actors, "num_cpus_per_actor": cfg.filter.num_cpus_per_actor,
                  "num_gpus_per_actor": cfg.filter.num_gpus_per_actor, "embed": cfg.embed.model_dump(mode="json")},
-        headline={"kept": n_kept, "of": int(len(scores)), "cutoff": round(cut, 4)},
+        headline={"kept": n_kept, "of": int(len(scores)), "cutoff": round(cut, 4),
+                  **({"validation_auc": checked["all"]["roc_auc"], "validation_low_kept": checked["all"]["low_kept"]}
+                     if "all" in checked else {})},
         outputs=["filter/documents", "filter/rejected"],
     )

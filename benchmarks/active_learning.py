@@ -1,0 +1,153 @@
+"""Label efficiency of active learning (annotate.strategy=active) vs random sampling.
+
+A pool of real stdlib files (duplicates removed) is labelled by the offline annotator (the oracle: each
+label is what annotate would write); a fixed seeded 30% is the test set, never offered for labelling.
+For each seed, both strategies start from the same random seed set and label ``round_size`` more per
+round; after every round the forest (classify's settings) is refitted and its test ROC-AUC recorded.
+
+Prints the label-efficiency curve (mean over seeds) and the claim's ratio: the labels active learning
+needs to reach random sampling's final AUC, over random's final label count (goal <= 0.6).
+
+    .venv/bin/python benchmarks/active_learning.py [--pool 1500] [--seeds 3] [--seed-size 20] \\
+        [--rounds 12] [--round-size 20] [--embed hashing|minilm] [--json out.json] [--run-dir RUN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pool_documents(n: int) -> list[str]:
+    """``n`` distinct stdlib files, spread over the tree by a hash of their path (as ingest does)."""
+    from phiray.data import readers
+
+    root, seen, texts = str(readers.stdlib_root()), set(), []
+    def spread(path: str) -> str:
+        return hashlib.sha1(os.path.relpath(path, root).encode()).hexdigest()
+
+    for path in sorted(readers.list_stdlib(), key=spread):
+        row = readers.read_text_file(path, "stdlib", 1, 200_000)
+        if row["reason"] or row["id"] in seen:
+            continue
+        seen.add(row["id"])
+        texts.append(row["text"])
+        if len(texts) == n:
+            break
+    return texts
+
+
+def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool) -> list[tuple[int, float]]:
+    """(labels, test AUC) after the seed set and after each round."""
+    from sklearn.metrics import roc_auc_score
+
+    from phiray.data import active as al
+
+    points = []
+    x_train, scores_train = x[train_idx], y_oracle[train_idx]
+
+    def record(labelled: list[int]) -> None:
+        y = scores_train[labelled]
+        if len(set(y.tolist())) < 2:
+            points.append((len(labelled), 0.5))
+            return
+        forest = al.fit_forest(x_train[labelled], y, cc, seed)
+        proba = forest.predict_proba(x[test_idx])[:, 1]
+        points.append((len(labelled), float(roc_auc_score(y_oracle[test_idx], proba))))
+
+    if active:
+        so_far: list[int] = []
+
+        def on_round(_r, picks, _scores):
+            so_far.extend(int(i) for i in picks)
+            record(list(so_far))
+
+        al.run_rounds(x_train, lambda idx: [int(v) for v in scores_train[idx]], seed_size=args.seed_size,
+                      rounds=args.rounds, round_size=args.round_size,
+                      cc=cc.model_copy(update={"positive_min_score": 1}), seed=seed,
+                      random_share=args.random_share, on_round=on_round)
+    else:
+        # the same seed set as the active run (run_rounds draws it first from default_rng(seed))
+        first = list(np.random.default_rng(seed).choice(len(train_idx), size=args.seed_size, replace=False))
+        taken = set(first)
+        rest = [i for i in np.random.default_rng(seed + 1).permutation(len(train_idx)) if i not in taken]
+        order = first
+        for r in range(args.rounds + 1):
+            record(order + rest[: r * args.round_size])
+    return points
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", type=int, default=1500)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed-size", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--round-size", type=int, default=20)
+    ap.add_argument("--embed", choices=["hashing", "minilm"], default="hashing")
+    ap.add_argument("--positive-min-score", type=int, default=3)
+    ap.add_argument("--random-share", type=float, default=0.0, help="share of each active round drawn at random")
+    ap.add_argument("--max-tokens", type=int, default=512, help="embed.max_tokens (windows of 128 tokens)")
+    ap.add_argument("--json", default=None, help="write the curve to this file")
+    ap.add_argument("--cache", default=None, help="npz file keeping the pool's embeddings and labels between runs")
+    ap.add_argument("--run-dir", default=None,
+                    help="also write RUN/benchmarks/active_learning.json (the report shows it)")
+    args = ap.parse_args()
+
+    from phiray.config import ClassifyConfig, EmbedConfig
+    from phiray.data.annotators import heuristic_score
+    from phiray.data.embed import make_embedder
+
+    t0 = time.time()
+    if args.cache and Path(args.cache).exists():
+        cached = np.load(args.cache)
+        x, y = cached["x"], cached["y"]
+    else:
+        texts = pool_documents(args.pool)
+        y = np.asarray([int(heuristic_score(t)[0] >= args.positive_min_score) for t in texts], np.int64)
+        kind = "hashing" if args.embed == "hashing" else "sentence-transformers"
+        x = make_embedder(EmbedConfig(kind=kind, max_length=128, max_tokens=args.max_tokens, device="cpu")).embed(texts)
+        if args.cache:
+            np.savez(args.cache, x=x, y=y)
+    print(f"pool {len(y)} files, {y.mean():.0%} positive, embedded ({args.embed}) in {time.time() - t0:.0f} s")
+    cc = ClassifyConfig(n_estimators=100)  # y is already 0/1: active rounds use positive_min_score=1
+    results = {"random": [], "active": []}
+    for seed in range(args.seeds):
+        perm = np.random.default_rng(1000 + seed).permutation(len(y))
+        test_idx, train_idx = perm[: int(0.3 * len(y))], perm[int(0.3 * len(y)):]
+        for name in results:
+            results[name].append(curve(x, y, train_idx, test_idx, args, cc, seed, active=name == "active"))
+    labels = [n for n, _ in results["random"][0]]
+    mean = {k: np.mean([[a for _, a in c] for c in v], axis=0) for k, v in results.items()}
+    print(f"{'labels':>7} {'random AUC':>11} {'active AUC':>11}")
+    for i, n in enumerate(labels):
+        print(f"{n:>7} {mean['random'][i]:>11.4f} {mean['active'][i]:>11.4f}")
+    target = mean["random"][-1]
+    reached = next((n for n, a in zip(labels, mean["active"]) if a >= target), None)
+    ratio = None if reached is None else reached / labels[-1]
+    print(f"random's final AUC {target:.4f} at {labels[-1]} labels; active reaches it at "
+          f"{reached if reached is not None else 'never'} labels: ratio {ratio if ratio is None else round(ratio, 3)} "
+          f"(goal <= 0.6); {args.seeds} seeds, {time.time() - t0:.0f} s")
+    result = {"labels": labels, "random": mean["random"].tolist(), "active": mean["active"].tolist(),
+              "ratio": ratio, "args": vars(args)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.run_dir:
+        from phiray.rundir import RunDir
+
+        RunDir(args.run_dir).write_json("benchmarks/active_learning.json", result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
