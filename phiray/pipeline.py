@@ -29,6 +29,15 @@ class Stage:
     after: tuple[str, ...] = ()
     needs_ray: bool = True
     module: str = ""
+    # Sections hashed only when their condition holds (e.g. the teacher only for the LLM annotator).
+    hashed_if: tuple[tuple[str, Callable[[RunConfig], bool]], ...] = ()
+
+    def hashed_sections(self, cfg: RunConfig) -> tuple[str, ...]:
+        """The sections whose output-changing fields this stage's config hash covers for ``cfg``."""
+        return tuple(p for p in self.sections if all(cond(cfg) for sec, cond in self.hashed_if if sec == p))
+
+    def config_hash(self, cfg: RunConfig) -> str:
+        return cfg.section_hash(self.hashed_sections(cfg))
 
     @property
     def module_name(self) -> str:
@@ -83,8 +92,8 @@ def assess(stages: list[Stage], cfg: RunConfig, rd: RunDir, force: set[str] = fr
             st.state, st.reason = "stale", "forced"
         elif manifest is None:
             st.state, st.reason = "missing", "no manifest"
-        elif manifest.config_hash != cfg.section_hash(stage.sections):
-            st.state, st.reason = "stale", "config changed: " + ", ".join(stage.sections)
+        elif manifest.config_hash != stage.config_hash(cfg):
+            st.state, st.reason = "stale", "config changed: " + ", ".join(stage.hashed_sections(cfg))
         else:
             for u in upstream:
                 up = up_states[u]
@@ -128,7 +137,7 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     manifest = stage.load()(cfg, rd)
     if manifest.stage != stage.name:
         raise RuntimeError(f"stage {stage.name} returned a manifest for {manifest.stage!r}")
-    manifest = rd.finish(manifest, config_hash=cfg.section_hash(stage.sections), inputs=inputs,
+    manifest = rd.finish(manifest, config_hash=stage.config_hash(cfg), inputs=inputs,
                          started_at=started, wall_time_s=time.perf_counter() - t0)
     log.info("stage %s: done in %.1fs %s", stage.name, manifest.wall_time_s, _fmt(manifest.headline))
     return manifest
