@@ -105,7 +105,7 @@ class AnnotateConfig(Section):
     annotator: Literal["heuristic", "llm"] = Field("heuristic", description="Who labels educational value.")
     sample_size: int = Field(2000, ge=10, description="Documents drawn (seeded) for labelling.")
     max_chars: int = Field(6000, description="Characters of each document shown to the annotator.")
-    cache_dir: str | None = Field(None, description="Local directory for the LLM annotator's request cache (default: <run>/annotate/cache).", json_schema_extra=SPEED_ONLY)
+    cache_dir: str | None = Field(None, description="Directory or URI for the LLM annotator's request cache (default: <run>/annotate/cache, on the run dir's file system).", json_schema_extra=SPEED_ONLY)
 
 
 class EmbedConfig(Section):
@@ -190,7 +190,7 @@ class SynthesizeConfig(Section):
     dedup_num_perm: int = Field(64, ge=16, description="MinHash permutations for near-duplicate removal of samples.")
     dedup_shingle_size: int = Field(5, ge=1, description="Tokens per shingle for sample MinHash.")
     dedup_local_max_rows: int = Field(200_000, ge=0, description="Up to this many (sample, LSH band) rows the near-duplicate buckets are formed on the driver; above it, by a Ray Data groupby (0 = always distributed).", json_schema_extra=SPEED_ONLY)
-    cache_dir: str | None = Field(None, description="Local directory for the teacher's request cache (default: <run>/synthesize/cache on a local run dir, else ~/.cache/phiray/teacher).", json_schema_extra=SPEED_ONLY)
+    cache_dir: str | None = Field(None, description="Directory or URI for the teacher's request cache (default: <run>/synthesize/cache, on the run dir's file system, shared by every node).", json_schema_extra=SPEED_ONLY)
 
 
 class SandboxConfig(Section):

@@ -9,6 +9,7 @@ atomically: a stage is complete exactly when its manifest exists.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -73,11 +74,8 @@ class RunDir:
         location = os.fspath(location)
         if filesystem is not None:
             self.fs, self.root = filesystem, location.rstrip("/") or "/"
-        elif _is_uri(location):
-            self.fs, self.root = pafs.FileSystem.from_uri(location)
-            self.root = self.root.rstrip("/")
         else:
-            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(location)
+            self.fs, self.root = resolve_fs_path(location)
         self.location = location
 
     def __repr__(self) -> str:
@@ -91,6 +89,10 @@ class RunDir:
     def path(self, *parts: str) -> str:
         """Filesystem path (for ``self.fs`` and Ray Data's ``filesystem=`` argument)."""
         return posixpath.join(self.root, *parts) if parts else self.root
+
+    def fs_path(self, *parts: str) -> FsPath:
+        """A picklable (filesystem, path) for workers on any node (e.g. a request cache's directory)."""
+        return FsPath(self.fs, self.path(*parts))
 
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
@@ -195,3 +197,23 @@ class RunDir:
         manifest.versions = versions()
         self.write_manifest(manifest)
         return manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class FsPath:
+    """A directory on a ``pyarrow.fs`` filesystem, picklable: how a worker on another node is handed a
+    place in the run directory (``RunDir.fs_path``) without re-parsing a URI."""
+
+    fs: pafs.FileSystem
+    path: str
+
+
+def resolve_fs_path(location: str | os.PathLike[str] | FsPath) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for an ``FsPath``, a URI (``s3://…``, ``file://…``) or a local path."""
+    if isinstance(location, FsPath):
+        return location.fs, location.path.rstrip("/") or "/"
+    location = os.fspath(location)
+    if _is_uri(location):
+        fs, path = pafs.FileSystem.from_uri(location)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(location)
