@@ -325,6 +325,8 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(256, ge=1, description="Generation length cap.")
     limit: int | None = Field(None, description="Evaluate at most this many tasks per benchmark.")
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.", json_schema_extra=SPEED_ONLY)
+    num_cpus: float = Field(1.0, gt=0, description="CPUs of the Ray task that generates the samples (never the driver).", json_schema_extra=SPEED_ONLY)
+    num_gpus: float | None = Field(None, ge=0, description="GPUs of that task (None: 1 when train.use_gpu, else 0).", json_schema_extra=SPEED_ONLY)
 
 
 class SweepConfig(Section):

@@ -132,13 +132,16 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     if rd.exists(rd.manifest_path(stage.name)):
         rd.fs.delete_file(rd.path(rd.manifest_path(stage.name)))
     rd.write_text(CONFIG_FILE, cfg.to_yaml())
-    started, t0 = rd.stage_started(), time.perf_counter()
+    started, t0, since_ms = rd.stage_started(), time.perf_counter(), int(time.time() * 1000)
     log.info("stage %s: running", stage.name)
     manifest = stage.load()(cfg, rd)
     if manifest.stage != stage.name:
         raise RuntimeError(f"stage {stage.name} returned a manifest for {manifest.stage!r}")
-    manifest = rd.finish(manifest, config_hash=stage.config_hash(cfg), inputs=inputs,
-                         started_at=started, wall_time_s=time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    from phiray.cluster.placement import stage_placement
+
+    manifest = rd.finish(manifest, config_hash=stage.config_hash(cfg), inputs=inputs, started_at=started,
+                         wall_time_s=wall, placement=stage_placement(since_ms, stage.needs_ray))
     log.info("stage %s: done in %.1fs %s", stage.name, manifest.wall_time_s, _fmt(manifest.headline))
     return manifest
 

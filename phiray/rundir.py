@@ -61,6 +61,8 @@ class Manifest(BaseModel):
     finished_at: str = ""
     wall_time_s: float = 0.0
     versions: dict[str, str] = Field(default_factory=dict)
+    placement: dict[str, Any] = Field(default_factory=dict, description="Where the work ran: driver (node, peak "
+                                      "RSS), tasks/actors by node with the resources they asked for (phiray.cluster.placement).")
 
 
 def _is_uri(location: str) -> bool:
@@ -188,8 +190,10 @@ class RunDir:
         return _now()
 
     def finish(self, manifest: Manifest, *, config_hash: str, inputs: dict[str, str], started_at: str,
-               wall_time_s: float) -> Manifest:
+               wall_time_s: float, placement: dict[str, Any] | None = None) -> Manifest:
         manifest.config_hash = config_hash
+        if placement is not None:
+            manifest.placement = placement
         manifest.inputs = inputs
         manifest.started_at = started_at
         manifest.finished_at = _now()

@@ -225,7 +225,9 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     model = ModelServer.options(**model_options).bind(cfg)
     evaluator = Evaluator.options(
         num_replicas=cfg.evaluator_replicas, max_ongoing_requests=cfg.evaluator_max_ongoing,
-        ray_actor_options={"num_cpus": cfg.evaluator_num_cpus}).bind(sandbox_cfg)
+        # sandbox.ray_resources ({evaluator: 1}) pins the replicas to the hardened evaluator group.
+        ray_actor_options={"num_cpus": cfg.evaluator_num_cpus,
+                           "resources": dict(sandbox_cfg.ray_resources)}).bind(sandbox_cfg)
     # The ingress only parses and forwards: no CPU reservation, so it never competes for a slot.
     return OpenAIIngress.options(max_ongoing_requests=cfg.ingress_max_ongoing,
                                  ray_actor_options={"num_cpus": 0}).bind(model, evaluator, cfg)

@@ -13,7 +13,7 @@ from typing import Any
 
 from phiray.config import RunConfig
 from phiray.evals.benchmarks import load_benchmark
-from phiray.evals.generation import GenerationSettings, generate_local
+from phiray.evals.generation import GenerationSettings, generate_in_task
 from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.rundir import Manifest, RunDir
 from phiray.sandbox.placement import sandbox_for
@@ -38,6 +38,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     benchmarks = {b: load_benchmark(b, ev.mbpp_path, ev.limit, exercises) for b in ev.benchmarks}
     gen = GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed)
+    num_gpus = ev.num_gpus if ev.num_gpus is not None else (1.0 if cfg.train.use_gpu else 0.0)
     sandbox = sandbox_for(cfg.sandbox)  # on the evaluator nodes when sandbox.ray_resources names them
     all_results: dict[str, Any] = {}
     outputs, headline, metrics = ["evaluate/results.json"], {}, {}
@@ -47,8 +48,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             log.warning("evaluate: %s/model not found in the run dir; skipped", model)
             skipped += 1
             continue
-        with rd.local_dir(f"{model}/model", upload=False) as path:
-            results, samples = evaluate(benchmarks, lambda ts, p=path: generate_local(p, ts, gen), sandbox, ev.k)
+        # Generation runs in a task holding the generation resources (the GPU node), not in the driver.
+        results, samples = evaluate(benchmarks, lambda ts, m=model: generate_in_task(
+            rd.fs_path(), f"{m}/model", ts, gen, num_cpus=ev.num_cpus, num_gpus=num_gpus), sandbox, ev.k)
         for bench, rows in samples.items():
             rd.write_text(f"evaluate/models/{model}/{bench}.samples.jsonl", _jsonl(rows))
         for bench, rows in per_task_files(samples, ev.k).items():
