@@ -90,6 +90,7 @@ class DedupConfig(Section):
     shuffle: Literal["sort", "hash"] = Field(
         "sort", description="Ray Data shuffle for the groupby bucketing: sort (pull-based, tasks) or hash (aggregator "
         "actors; measured 25-45 s per groupby on 2 CPUs vs ~1 s for sort on a small corpus).", json_schema_extra=SPEED_ONLY)
+    shuffle_partitions: int | None = Field(None, ge=1, description="Partitions of the groupby shuffles (None: one per 128 MB of signed documents).", json_schema_extra=SPEED_ONLY)
 
 
 class DecontaminateConfig(Section):
