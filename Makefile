@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install sysdeps run test test-slow bench clean
+.PHONY: install sysdeps run test test-slow test-cluster bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -62,6 +62,13 @@ test: install sysdeps
 
 test-slow: install sysdeps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# The rehearsal of a KubeRay deployment (tests/cluster): multi-node Ray as an ordinary user, run dir on S3.
+# Multi-node `ray start --address` refuses the loopback switch: the harness pins listeners itself.
+test-cluster: install sysdeps
+	@command -v setfacl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq acl >/dev/null; } || true
+	env -u RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER $(BIN)/python -m pytest -m cluster -s tests/cluster $(PYTEST_ARGS)
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

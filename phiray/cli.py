@@ -16,22 +16,31 @@ from typing import Any
 
 import yaml
 
-from phiray.config import ConfigError, RunConfig, load_config, preset_names
+from phiray.config import ConfigError, RunConfig, is_speed_only, load_config, preset_names
 from phiray.pipeline import Stage, assess, run_pipeline, run_stage
 from phiray.rundir import CONFIG_FILE, RunDir
+
+def _llm_annotator(cfg: RunConfig) -> bool:
+    return cfg.annotate.annotator == "llm"
+
+
+def _verifies(cfg: RunConfig) -> bool:
+    return cfg.synthesize.verify
+
 
 STAGES: list[Stage] = [
     Stage("ingest", "Read the raw corpus (files, JSONL, Parquet, HF); skip bad files by reason.", ("ingest",)),
     Stage("dedup", "Remove exact and MinHash-LSH near duplicates.", ("dedup",), ("ingest",)),
     Stage("decontaminate", "Drop documents sharing long n-grams with HumanEval/MBPP.", ("decontaminate",), ("dedup",)),
     Stage("annotate", "Label a seeded sample for educational value (LLM or heuristic).",
-          ("annotate", "teacher", "embed", "classify", "run.seed"), ("decontaminate",)),  # active: pool + forest
+          ("annotate", "teacher", "embed", "classify", "run.seed"), ("decontaminate",),  # active: pool + forest
+          hashed_if=(("teacher", _llm_annotator),)),
     Stage("classify", "Embed the labelled sample and fit a random forest; held-out metrics.",
           ("classify", "embed", "run.seed"), ("annotate",)),
     Stage("filter", "Score every document on a Ray Data actor pool and keep the best.",
           ("filter", "embed"), ("classify", "decontaminate")),
     Stage("synthesize", "Generate textbooks and verified exercises through a teacher.",
-          ("synthesize", "teacher", "sandbox", "run.seed"), ("filter",)),
+          ("synthesize", "teacher", "sandbox", "run.seed"), ("filter",), hashed_if=(("sandbox", _verifies),)),
     Stage("similarity", "phi-1 §5: each HumanEval problem's nearest training exercise (embedding, AST match rate).",
           ("similarity", "embed"), ("synthesize",), needs_ray=False),
     Stage("tokenize", "Build the tokenizer; pack each source into fixed-length sequences.",
@@ -77,7 +86,8 @@ def _config_help(stage: Stage) -> str:
         if len(parts) == 1:
             model = RunConfig.model_fields[path].annotation
             for name, info in model.model_fields.items():
-                lines.append(f"  {path}.{name}: {info.description or ''}")
+                speed = " [speed only: never re-runs the stage]" if is_speed_only(info) else ""
+                lines.append(f"  {path}.{name}: {info.description or ''}{speed}")
         else:
             info = RunConfig.model_fields[parts[0]].annotation.model_fields[parts[1]]
             lines.append(f"  {path}: {info.description or ''}")

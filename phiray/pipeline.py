@@ -29,6 +29,15 @@ class Stage:
     after: tuple[str, ...] = ()
     needs_ray: bool = True
     module: str = ""
+    # Sections hashed only when their condition holds (e.g. the teacher only for the LLM annotator).
+    hashed_if: tuple[tuple[str, Callable[[RunConfig], bool]], ...] = ()
+
+    def hashed_sections(self, cfg: RunConfig) -> tuple[str, ...]:
+        """The sections whose output-changing fields this stage's config hash covers for ``cfg``."""
+        return tuple(p for p in self.sections if all(cond(cfg) for sec, cond in self.hashed_if if sec == p))
+
+    def config_hash(self, cfg: RunConfig) -> str:
+        return cfg.section_hash(self.hashed_sections(cfg))
 
     @property
     def module_name(self) -> str:
@@ -83,8 +92,8 @@ def assess(stages: list[Stage], cfg: RunConfig, rd: RunDir, force: set[str] = fr
             st.state, st.reason = "stale", "forced"
         elif manifest is None:
             st.state, st.reason = "missing", "no manifest"
-        elif manifest.config_hash != cfg.section_hash(stage.sections):
-            st.state, st.reason = "stale", "config changed: " + ", ".join(stage.sections)
+        elif manifest.config_hash != stage.config_hash(cfg):
+            st.state, st.reason = "stale", "config changed: " + ", ".join(stage.hashed_sections(cfg))
         else:
             for u in upstream:
                 up = up_states[u]
@@ -123,13 +132,16 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     if rd.exists(rd.manifest_path(stage.name)):
         rd.fs.delete_file(rd.path(rd.manifest_path(stage.name)))
     rd.write_text(CONFIG_FILE, cfg.to_yaml())
-    started, t0 = rd.stage_started(), time.perf_counter()
+    started, t0, since_ms = rd.stage_started(), time.perf_counter(), int(time.time() * 1000)
     log.info("stage %s: running", stage.name)
     manifest = stage.load()(cfg, rd)
     if manifest.stage != stage.name:
         raise RuntimeError(f"stage {stage.name} returned a manifest for {manifest.stage!r}")
-    manifest = rd.finish(manifest, config_hash=cfg.section_hash(stage.sections), inputs=inputs,
-                         started_at=started, wall_time_s=time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    from phiray.cluster.placement import stage_placement
+
+    manifest = rd.finish(manifest, config_hash=stage.config_hash(cfg), inputs=inputs, started_at=started,
+                         wall_time_s=wall, placement=stage_placement(since_ms, stage.needs_ray))
     log.info("stage %s: done in %.1fs %s", stage.name, manifest.wall_time_s, _fmt(manifest.headline))
     return manifest
 

@@ -9,6 +9,7 @@ atomically: a stage is complete exactly when its manifest exists.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -60,6 +61,8 @@ class Manifest(BaseModel):
     finished_at: str = ""
     wall_time_s: float = 0.0
     versions: dict[str, str] = Field(default_factory=dict)
+    placement: dict[str, Any] = Field(default_factory=dict, description="Where the work ran: driver (node, peak "
+                                      "RSS), tasks/actors by node with the resources they asked for (phiray.cluster.placement).")
 
 
 def _is_uri(location: str) -> bool:
@@ -73,11 +76,8 @@ class RunDir:
         location = os.fspath(location)
         if filesystem is not None:
             self.fs, self.root = filesystem, location.rstrip("/") or "/"
-        elif _is_uri(location):
-            self.fs, self.root = pafs.FileSystem.from_uri(location)
-            self.root = self.root.rstrip("/")
         else:
-            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(location)
+            self.fs, self.root = resolve_fs_path(location)
         self.location = location
 
     def __repr__(self) -> str:
@@ -91,6 +91,10 @@ class RunDir:
     def path(self, *parts: str) -> str:
         """Filesystem path (for ``self.fs`` and Ray Data's ``filesystem=`` argument)."""
         return posixpath.join(self.root, *parts) if parts else self.root
+
+    def fs_path(self, *parts: str) -> FsPath:
+        """A picklable (filesystem, path) for workers on any node (e.g. a request cache's directory)."""
+        return FsPath(self.fs, self.path(*parts))
 
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
@@ -186,8 +190,10 @@ class RunDir:
         return _now()
 
     def finish(self, manifest: Manifest, *, config_hash: str, inputs: dict[str, str], started_at: str,
-               wall_time_s: float) -> Manifest:
+               wall_time_s: float, placement: dict[str, Any] | None = None) -> Manifest:
         manifest.config_hash = config_hash
+        if placement is not None:
+            manifest.placement = placement
         manifest.inputs = inputs
         manifest.started_at = started_at
         manifest.finished_at = _now()
@@ -195,3 +201,23 @@ class RunDir:
         manifest.versions = versions()
         self.write_manifest(manifest)
         return manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class FsPath:
+    """A directory on a ``pyarrow.fs`` filesystem, picklable: how a worker on another node is handed a
+    place in the run directory (``RunDir.fs_path``) without re-parsing a URI."""
+
+    fs: pafs.FileSystem
+    path: str
+
+
+def resolve_fs_path(location: str | os.PathLike[str] | FsPath) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for an ``FsPath``, a URI (``s3://…``, ``file://…``) or a local path."""
+    if isinstance(location, FsPath):
+        return location.fs, location.path.rstrip("/") or "/"
+    location = os.fspath(location)
+    if _is_uri(location):
+        fs, path = pafs.FileSystem.from_uri(location)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(location)

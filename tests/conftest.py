@@ -50,3 +50,18 @@ def mbpp_dir() -> Path:
 @pytest.fixture(scope="session")
 def kuberay_crds() -> Path:
     return SHARED / "kuberay-crds"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 for the session, its endpoint and credentials in os.environ."""
+    pytest.importorskip("moto", reason="moto[server] (the dev extra) provides the S3 test server")
+    from s3_fixtures import start_s3, stop_group
+
+    server = start_s3(tmp_path_factory.mktemp("s3") / "moto.log")
+    patch = pytest.MonkeyPatch()
+    for key, value in server.env.items():
+        patch.setenv(key, value)
+    yield server
+    patch.undo()
+    stop_group(server.process)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 from phiray.evals.benchmarks import STOP_SEQUENCES, Task
 from phiray.evals.scoring import truncate
@@ -22,6 +22,9 @@ Engine = Literal["auto", "vllm", "transformers"]
 # (~40-60 s on CPU) costs more than the whole generation. Measured by benchmarks/eval_generation.py, see
 # benchmarks/RESULTS.md "Evaluation samples: vLLM (Ray Data LLM) vs transformers".
 AUTO_VLLM_MIN_SAMPLES = 256
+
+if TYPE_CHECKING:
+    from phiray.rundir import FsPath
 
 
 @dataclass
@@ -75,6 +78,27 @@ def generate_local(model_path: str, tasks: list[Task], gen: GenerationSettings) 
         for task, completions in zip(batch, outputs):
             samples += [{"task_id": task.task_id, "completion": truncate(c.text)} for c in completions]
     return samples
+
+
+def generate_in_task(run_dir: "FsPath", model_relpath: str, tasks: list[Task], gen: GenerationSettings,
+                     num_cpus: float = 1.0, num_gpus: float = 0.0, generate: Callable | None = None) -> list[dict]:
+    """Samples generated in a Ray task holding ``num_cpus``/``num_gpus`` (so a 1.3B model loads on the
+    node that offers the GPU, never in the job driver). The task reads the model from the run dir
+    (``run_dir``/``model_relpath``) and calls ``generate(local_model_dir, tasks, gen)``
+    (default :func:`generate_local`; the engine is the one thing that varies)."""
+    import ray
+
+    task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_generate_from_run_dir)
+    return ray.get(task.remote(run_dir, model_relpath, tasks, gen, generate or generate_local))
+
+
+def _generate_from_run_dir(run_dir: "FsPath", model_relpath: str, tasks: list[Task], gen: GenerationSettings,
+                           generate: Callable) -> list[dict]:
+    from phiray.rundir import RunDir
+
+    rd = RunDir(run_dir.path, filesystem=run_dir.fs)
+    with rd.local_dir(model_relpath, upload=False) as path:
+        return generate(path, tasks, gen)
 
 
 def _one(engine, prompt: str, params) -> list:

@@ -116,7 +116,9 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     model = build_llm_deployment(llm, override_serve_options={"name": MODEL_DEPLOYMENT})
     evaluator = Evaluator.options(
         num_replicas=cfg.evaluator_replicas, max_ongoing_requests=cfg.evaluator_max_ongoing,
-        ray_actor_options={"num_cpus": cfg.evaluator_num_cpus}).bind(sandbox_cfg)
+        # sandbox.ray_resources ({evaluator: 1}) pins the replicas to the hardened evaluator group.
+        ray_actor_options={"num_cpus": cfg.evaluator_num_cpus,
+                           "resources": dict(sandbox_cfg.ray_resources)}).bind(sandbox_cfg)
     # The ingress only parses and forwards: no CPU reservation, so on 2 CPUs it is never left pending
     # beside the engine's bundle (RAY_ON_CPU.md).
     ingress = serve.deployment(ingress_class(), name=INGRESS_DEPLOYMENT, num_replicas=1,

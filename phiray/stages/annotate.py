@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from phiray.config import RunConfig
 from phiray.data import annotators, docio
-from phiray.rundir import Manifest, RunDir
+from phiray.rundir import FsPath, Manifest, RunDir
 
 log = logging.getLogger("phiray")
 _LABELS = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("score", pa.int64()),
@@ -46,7 +46,7 @@ def _heuristic(table: pa.Table) -> pa.Table:
                      "round": pa.array([0] * table.num_rows, pa.int64())}, schema=_LABELS)
 
 
-def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: str) -> tuple[list[dict], list[dict], dict]:
+def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> tuple[list[dict], list[dict], dict]:
     from phiray.teacher import Request, make_teacher
 
     if cfg.teacher.kind != "openai":
@@ -55,12 +55,19 @@ def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: str) -> tuple[list[d
     requests = [Request(key=r["id"], messages=annotators.llm_messages(r["text"], cfg.annotate.max_chars),
                         params={"temperature": 0.0, "max_tokens": 64}, seed=cfg.run.seed) for r in rows]
     labels, rejected = [], []
-    for row, resp in zip(rows, teacher.complete(requests)):
+    responses = teacher.complete(requests)
+    stats = dict(teacher.stats)
+    teacher.close()
+    if cfg.teacher.cache:  # one writer is left: merge its shards (a re-run reads one object)
+        from phiray.teacher.cache import RequestCache
+
+        RequestCache(cache_dir).compact()
+    for row, resp in zip(rows, responses):
         score, reason = annotators.parse_llm_score(resp.text) if resp.ok else (None, f"request failed: {resp.error}")
         out = {"id": row["id"], "text": row["text"], "score": score, "reason": reason, "annotator": "llm",
                "model": cfg.teacher.model, "round": row.get("round", 0)}
         (labels if score is not None else rejected).append(out)
-    return labels, rejected, dict(teacher.stats)
+    return labels, rejected, stats
 
 
 def _embed_pool(docs, pool_ids: pa.Array, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
@@ -143,8 +150,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         labels = sample.map_batches(_heuristic, batch_format="pyarrow", batch_size=64)
     else:
         rows = sorted(({"id": r["id"], "text": r["text"]} for r in sample.take_all()), key=lambda r: r["id"])
-        with rd.local_dir("annotate/cache") if not ac.cache_dir else _fixed(ac.cache_dir) as cache_dir:
-            good, bad, stats = _llm_label(rows, cfg, cache_dir)
+        # The cache lives in the run dir on its own file system: every answer flushed survives a kill.
+        good, bad, stats = _llm_label(rows, cfg, ac.cache_dir or rd.fs_path("annotate", "cache"))
         labels = ray.data.from_arrow(pa.Table.from_pylist(good, schema=_LABELS))
         n_rejected = len(bad)
         if bad:
@@ -163,19 +170,3 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         headline={"labelled": len(scores), "mean_score": mean},
         outputs=["annotate/labels"] + (["annotate/cache"] if ac.annotator == "llm" and not ac.cache_dir else []),
     )
-
-
-class _fixed:
-    """Context manager yielding a fixed local directory (a user-chosen cache location)."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __enter__(self) -> str:
-        import os
-
-        os.makedirs(self.path, exist_ok=True)
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        return None

@@ -66,8 +66,9 @@ def _dedup(cfg: RunConfig, rd: RunDir) -> Manifest:
     signed = docs.map_batches(sign_table, fn_kwargs={"num_perm": dc.num_perm, "shingle_size": dc.shingle_size},
                               batch_format="pyarrow").materialize()
     n_in = signed.count()
+    partitions = shuffle_partitions(dc.shuffle_partitions, signed.size_bytes())
     if dc.exact:
-        marked = signed.groupby("norm_hash", num_partitions=_partitions()).map_groups(_pick_exact, batch_format="pyarrow")
+        marked = signed.groupby("norm_hash", num_partitions=partitions).map_groups(_pick_exact, batch_format="pyarrow")
     else:
         marked = signed.map_batches(lambda t: t.append_column("dup_of", pa.array([""] * t.num_rows, pa.string())),
                                     batch_format="pyarrow")
@@ -81,7 +82,7 @@ def _dedup(cfg: RunConfig, rd: RunDir) -> Manifest:
     n_edges = 0
     if dc.near:
         edges = (survivors.map_batches(explode_bands, fn_kwargs={"bands": bands, "rows": rows}, batch_format="pyarrow")
-                 .groupby("band", num_partitions=_partitions())
+                 .groupby("band", num_partitions=partitions)
                  .map_groups(bucket_edges, fn_kwargs={"threshold": dc.threshold}, batch_format="pyarrow")
                  .take_all())
         n_edges = len(edges)
@@ -104,8 +105,8 @@ def _dedup(cfg: RunConfig, rd: RunDir) -> Manifest:
     )
 
 
-def _partitions() -> int:
-    """Hash-shuffle partitions: one per CPU (Ray's default of 200 aggregators swamps a small machine)."""
-    import ray
-
-    return max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
+def shuffle_partitions(configured: int | None, data_bytes: int, target_bytes: int = 128 << 20) -> int:
+    """Hash-shuffle partitions: as configured, else one per ``target_bytes`` of signed documents. Sized
+    from the data, not from the CPUs present now (an autoscaling cluster may have one, or none, yet);
+    Ray's default of 200 aggregators would swamp a small machine."""
+    return configured or max(1, min(1024, -(-data_bytes // target_bytes)))

@@ -14,7 +14,7 @@ from typing import Any
 
 from phiray.config import RunConfig
 from phiray.evals.benchmarks import SPLITS, load_benchmark
-from phiray.evals.generation import GenerationSettings, generate
+from phiray.evals.generation import GenerationSettings, choose_engine, generate_in_task, generate_vllm
 from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.model.card import add_evaluation
 from phiray.rundir import Manifest, RunDir
@@ -51,8 +51,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             log.warning("evaluate: %s/model not found in the run dir; skipped", model)
             skipped += 1
             continue
-        with rd.local_dir(f"{model}/model", upload=False) as path:
-            results, samples = evaluate(benchmarks, lambda ts, p=path: generate(p, ts, gen, ev.engine), sandbox, ev.k)
+        results, samples = evaluate(benchmarks, sample_generator(cfg, rd, gen, model), sandbox, ev.k)
         for bench, rows in samples.items():
             rd.write_text(f"evaluate/models/{model}/{bench}.samples.jsonl", _jsonl(rows))
         for bench, rows in per_task_files(samples, ev.k).items():
@@ -77,6 +76,23 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     rows = {bench: len(tasks) for bench, tasks in benchmarks.items()} | {"models": len(all_results),
                                                                       "models_skipped": skipped}
     return Manifest(stage="evaluate", rows=rows, metrics=metrics, headline=headline, outputs=outputs)
+
+
+def sample_generator(cfg: RunConfig, rd: RunDir, gen: GenerationSettings, model: str):
+    """tasks -> samples for ``<model>/model``, never generating in the driver: vLLM runs in Ray Data LLM's
+    engine actors (their bundles hold the GPU); transformers in a task holding evaluate's resources."""
+    ev = cfg.evaluate
+    num_gpus = ev.num_gpus if ev.num_gpus is not None else (1.0 if cfg.train.use_gpu else 0.0)
+
+    def generate(tasks):
+        if choose_engine(ev.engine, len(tasks) * gen.n) == "vllm":
+            # The engine actors read the model from this path: a node-local copy works on one node or a
+            # shared volume; an object-store run dir on a multi-node cluster needs the model on every node.
+            with rd.local_dir(f"{model}/model", upload=False) as path:
+                return generate_vllm(path, tasks, gen)
+        return generate_in_task(rd.fs_path(), f"{model}/model", tasks, gen, num_cpus=ev.num_cpus, num_gpus=num_gpus)
+
+    return generate
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:

@@ -20,12 +20,21 @@ INIT_DIR = "grow/init"
 class _Evaluator:
     """The two things :func:`phiray.train.loop.evaluate` needs from an engine."""
 
-    def __init__(self, model):
-        self.model, self.device = model.eval(), torch.device("cpu")
+    def __init__(self, model, device: torch.device):
+        self.model, self.device = model.to(device).eval(), device
 
     @torch.no_grad()
     def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids).logits
+
+
+def assigned_device() -> torch.device:
+    """The GPU Ray assigned to this task when torch can use it; else the CPU (a node that advertises a
+    GPU torch cannot see, as in the CPU rehearsal of a GPU group, still computes correctly)."""
+    import ray
+
+    gpus = ray.get_gpu_ids() if ray.is_initialized() else []
+    return torch.device("cuda") if gpus and torch.cuda.is_available() else torch.device("cpu")
 
 
 def grow_and_compare(spec: dict[str, Any], target: dict[str, Any], scale_inputs: bool) -> dict[str, Any]:
@@ -49,9 +58,10 @@ def grow_and_compare(spec: dict[str, Any], target: dict[str, Any], scale_inputs:
     sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec["val_sources"].items()}
     phase = spec["phase"]
     n_rows = phase["eval_batches"] * phase["micro_batch_size"] * spec["train"]["num_workers"]
-    losses = {name: evaluate(_Evaluator(m), sources, n_rows, phase["micro_batch_size"], 0, 1)
+    device = assigned_device()
+    losses = {name: evaluate(_Evaluator(m, device), sources, n_rows, phase["micro_batch_size"], 0, 1)
               for name, m in (("small", small), ("grown", grown), ("fresh", fresh))}
-    return {"step0": losses, "layer_map": layer_map(target_cfg.n_layer, small.config.num_hidden_layers),
+    return {"step0": losses, "device": str(device), "layer_map": layer_map(target_cfg.n_layer, small.config.num_hidden_layers),
             "params": {"small": count_params(small), "grown": count_params(grown)}}
 
 

@@ -16,10 +16,8 @@ answered.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -28,7 +26,7 @@ import pyarrow.compute as pc
 
 from phiray.config import RunConfig
 from phiray.data import ngrams
-from phiray.rundir import Manifest, RunDir
+from phiray.rundir import FsPath, Manifest, RunDir
 
 if TYPE_CHECKING:
     import ray.data
@@ -60,14 +58,12 @@ def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
     return [], "none"
 
 
-def cache_dir(cfg: RunConfig, rd: RunDir) -> str | None:
+def cache_dir(cfg: RunConfig, rd: RunDir) -> str | FsPath | None:
+    """Where the generation actors keep their request cache: ``synthesize/cache`` in the run dir, on its
+    file system (so every node shares it and a kill loses nothing flushed), unless configured."""
     if not cfg.teacher.cache or cfg.teacher.kind != "openai":
         return None
-    if cfg.synthesize.cache_dir:
-        return cfg.synthesize.cache_dir
-    if rd.is_local:
-        return rd.makedirs(STAGE, "cache")
-    return str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "phiray" / "teacher")
+    return cfg.synthesize.cache_dir or rd.fs_path(STAGE, "cache")
 
 
 def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.data.Dataset":

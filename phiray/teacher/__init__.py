@@ -13,12 +13,13 @@ from phiray.teacher.base import Request, Response, Teacher, merge_stats, new_sta
 
 if TYPE_CHECKING:
     from phiray.config import TeacherConfig
+    from phiray.rundir import FsPath
 
 __all__ = ["Request", "Response", "Teacher", "make_teacher", "merge_stats", "new_stats", "request_hash"]
 
 
-def make_teacher(cfg: "TeacherConfig", cache_dir: str | None = None) -> Teacher:
-    """The teacher ``cfg.kind`` names; ``cache_dir`` (a local directory) enables the persistent request
+def make_teacher(cfg: "TeacherConfig", cache_dir: "str | FsPath | None" = None) -> Teacher:
+    """The teacher ``cfg.kind`` names; ``cache_dir`` (a path, URI or ``FsPath``) enables the persistent request
     cache of the OpenAI teacher (the procedural teacher is deterministic and needs none)."""
     if cfg.kind == "openai":
         from phiray.teacher.openai_teacher import OpenAITeacher

@@ -52,7 +52,7 @@ def parse_retry_after(headers: Any) -> float | None:
 
 
 class OpenAITeacher:
-    def __init__(self, cfg: Any, cache_dir: str | None = None):
+    def __init__(self, cfg: Any, cache_dir: Any = None):
         self.cfg = cfg
         self.cache = RequestCache(cache_dir) if cache_dir else None
         self.stats: dict[str, Any] = new_stats()
@@ -72,6 +72,8 @@ class OpenAITeacher:
     def close(self) -> None:
         """Close the HTTP client and stop the loop (also done when the teacher is garbage-collected)."""
         self._session.close()
+        if self.cache is not None:
+            self.cache.close()
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self._price[0] + tokens_out * self._price[1]) / 1e6
@@ -105,6 +107,8 @@ class OpenAITeacher:
             client, semaphore = self._session.client_and_bound()
             answers = await asyncio.gather(*(self._one(client, semaphore, h, r) for h, r in todo.items()))
             results.update(zip(todo.keys(), answers))
+            if self.cache is not None:
+                self.cache.flush()  # an object store gets this batch's answers now, not at the next put
         out = []
         for req, h in zip(requests, hashes):
             base = results[h]

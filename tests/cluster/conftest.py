@@ -1,0 +1,26 @@
+"""The rehearsal of a KubeRay deployment (`make test-cluster`): every test here is marked `cluster`,
+which the default tier deselects."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/cluster/" in str(item.fspath):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def rehearsal(s3_server, tmp_path_factory):
+    from harness import start_cluster, stop_cluster
+
+    cluster = start_cluster(s3_server, tmp_path_factory.mktemp("rehearsal-logs"))
+    yield cluster
+    stop_cluster(cluster)

@@ -1,0 +1,74 @@
+"""The recipe run the way a KubeRay deployment runs it: `phiray submit` of each jobs/*.smoke.yaml
+through the Jobs API of a multi-node cluster (head with no CPUs; cpu, gpu and evaluator nodes as an
+ordinary user), the run dir on S3; placement asserted from the manifests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from harness import VENV_BIN, Rehearsal
+from phiray.rundir import RunDir
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STAGES = ["ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize"]
+# On top of the specs' jobs/configs/smoke.yaml, the same for every stage (so the config hashes agree):
+# smaller still for 2 cores shared by four Ray nodes.
+OVERRIDES = ("ingest.sources=[{kind: stdlib, limit: 160}]", "annotate.sample_size=60", "embed.torch_threads=1",
+             "filter.actors=1", "synthesize.n_textbooks=8", "synthesize.n_exercises=16")
+MAX_DRIVER_RSS_MB = 1500  # a driver that only plans and counts; a 1.3B model alone would be ~5 GB
+
+
+def submit(r: Rehearsal, stage: str, run_dir: str, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [os.path.join(VENV_BIN, "phiray"), "submit", stage, "--variant", "smoke", "--run-dir", run_dir,
+           "--ray-address", r.head.address, *OVERRIDES, *overrides]
+    return subprocess.run(cmd, env=r.head.env, capture_output=True, text=True, timeout=900, cwd=REPO)
+
+
+def where(r: Rehearsal, placement: dict) -> dict[str, list[str]]:
+    """group -> names of the work that ran there."""
+    out: dict[str, list[str]] = {}
+    for g in placement.get("work", []):
+        out.setdefault(r.group_of(g["node_id"]), []).append(f"{g['name']}x{g['tasks']}")
+    return out
+
+
+def check_placement(r: Rehearsal, stage: str, placement: dict) -> None:
+    assert placement["source"].startswith("ray state API"), placement["source"]
+    assert r.group_of(placement["driver"]["node_id"]) == "head"
+    assert placement["driver"]["peak_rss_mb"] < MAX_DRIVER_RSS_MB, placement["driver"]
+    for g in placement["work"]:
+        group, res = r.group_of(g["node_id"]), g["resources"]
+        if res.get("GPU"):
+            assert group == "gpu", g
+        if res.get("evaluator") or "Sandbox" in g["name"] or "Verify" in g["name"]:
+            assert group == "evaluator", g  # untrusted code only where the evaluator resource is offered
+        if group == "head":
+            assert not res.get("CPU") and not res.get("GPU"), g  # the head offers no CPU: no task work there
+
+
+@pytest.mark.timeout(2400)
+def test_recipe_stage_by_stage_on_the_rehearsal_cluster(rehearsal):
+    run_dir = f"{rehearsal.bucket}/runs/smoke"
+    rd = RunDir(run_dir)
+    report = []
+    for stage in STAGES:
+        t0 = time.monotonic()
+        result = submit(rehearsal, stage, run_dir)
+        assert result.returncode == 0, f"{stage}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        manifest = rd.read_manifest(stage)
+        assert manifest is not None, stage
+        check_placement(rehearsal, stage, manifest.placement)
+        report.append((stage, time.monotonic() - t0, manifest.placement["driver"]["peak_rss_mb"],
+                       where(rehearsal, manifest.placement)))
+    print("\nrehearsal: where each stage ran (run dir %s, nodes as %s)" % (run_dir, rehearsal.user))
+    for stage, secs, rss, groups in report:
+        print(f"  {stage:<14} {secs:6.1f} s  driver peak {rss:7.1f} MB  " +
+              "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in sorted(groups.items())))
+    groups_used = {g for *_, groups in report for g in groups}
+    assert {"cpu", "evaluator"} <= groups_used
+    synth = rd.read_manifest("synthesize").placement
+    assert any("Verify" in g["name"] and rehearsal.group_of(g["node_id"]) == "evaluator" for g in synth["work"])
