@@ -18,9 +18,11 @@ from phiray.evals.scoring import truncate
 
 log = logging.getLogger("phiray.evals")
 Engine = Literal["auto", "vllm", "transformers"]
-# `auto` keeps the in-process generator up to this many samples (tasks x n): below it a vLLM engine start
-# (~40-60 s on CPU) costs more than the whole generation. Measured by benchmarks/eval_generation.py, see
-# benchmarks/RESULTS.md "Evaluation samples: vLLM (Ray Data LLM) vs transformers".
+# `auto` keeps the in-process generator below this many samples (tasks x n): there a vLLM engine start
+# (~40-60 s on CPU, RAY_ON_CPU.md; Ray Data LLM ran 256 prompts in ~43 s including it) costs more than the
+# whole generation, e.g. the tiny run's 40 greedy tasks per model. benchmarks/eval_generation.py measures
+# the crossover; its first run here did not finish (Ray failed to start under load, RESULTS.md), so the
+# value is an estimate until it is measured on a quiet machine.
 AUTO_VLLM_MIN_SAMPLES = 256
 
 if TYPE_CHECKING:
