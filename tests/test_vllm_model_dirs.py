@@ -9,22 +9,15 @@ import glob
 
 import pytest
 
-from phiray.config import load_config
-from phiray.model.io import save_model
-from phiray.model.presets import build_model
-from phiray.model.tokenizer import load_tokenizer, train_bpe_tokenizer
+from phiray.model.tokenizer import load_tokenizer
 from model_dir_checks import assert_self_contained
-from train_fixtures import make_fake_run, small_config, stdlib_code
-from vllm_fixtures import assert_vllm_equals_transformers
+from train_fixtures import make_fake_run, small_config
+from vllm_fixtures import assert_vllm_equals_transformers, tiny_hf_checkpoint
 
 
 def test_vllm_greedy_equals_transformers_on_a_saved_tiny_model(tmp_path):
-    tokenizer = train_bpe_tokenizer(stdlib_code(20), vocab_size=1024, model_max_length=256)
-    tokenizer.save_pretrained(tmp_path / "tokenizer")
-    shape = load_config("tiny").model.model_copy(update={"vocab_size": 1024})  # heads of 64, rotary 32
-    model = build_model(shape, seed=0, eos_token_id=tokenizer.eos_token_id)
-    out = save_model(model, tmp_path / "model", tokenizer_dir=tmp_path / "tokenizer")
-    assert_self_contained(out, tokenizer)
+    out = tiny_hf_checkpoint(tmp_path)  # save_model, the tiny preset's heads of 64 with rotary 32
+    assert_self_contained(out, load_tokenizer(tmp_path / "tokenizer"))
     assert_vllm_equals_transformers([out])
 
 

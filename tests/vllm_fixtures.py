@@ -68,6 +68,22 @@ def assert_vllm_equals_transformers(dirs: list[str], max_tokens: int = 16) -> No
         assert got["out"] == transformers_greedy(directory, got["prompt_ids"], max_tokens), directory
 
 
+def tiny_hf_checkpoint(directory: Path, vocab_size: int = 1024) -> str:
+    """A tiny HF-format phi checkpoint with phi-1's head geometry (the tiny preset's: 2 heads of 64, rotary
+    32) and a BPE tokenizer trained on stdlib code, written by phiray's save_model."""
+    from phiray.config import load_config
+    from phiray.model.io import save_model
+    from phiray.model.presets import build_model
+    from phiray.model.tokenizer import train_bpe_tokenizer
+    from train_fixtures import stdlib_code
+
+    tokenizer = train_bpe_tokenizer(stdlib_code(20), vocab_size=vocab_size, model_max_length=256)
+    tokenizer.save_pretrained(directory / "tokenizer")
+    shape = load_config("tiny").model.model_copy(update={"vocab_size": vocab_size})
+    model = build_model(shape, seed=0, eos_token_id=tokenizer.eos_token_id)
+    return save_model(model, directory / "model", tokenizer_dir=directory / "tokenizer")
+
+
 # Role-tagged turns, the assistant's turn left open: the tokenizer ships it, so vLLM's chat endpoint and
 # transformers' apply_chat_template agree on the prompt.
 CHAT_TEMPLATE = ("{% for m in messages %}{% if m['role'] in ['system', 'developer'] %}{{ m['content'] }}\n\n"

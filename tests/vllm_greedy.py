@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 
 
@@ -18,7 +19,9 @@ def main() -> None:
     params = SamplingParams(temperature=0.0, max_tokens=request["max_tokens"], ignore_eos=True)
     results = {}
     for directory in request["dirs"]:
-        llm = LLM(model=directory, dtype="float32", enforce_eager=True, max_model_len=256, seed=0)
+        with open(os.path.join(directory, "config.json")) as fh:
+            n_ctx = json.load(fh)["max_position_embeddings"]
+        llm = LLM(model=directory, dtype="float32", enforce_eager=True, max_model_len=min(256, n_ctx), seed=0)
         outputs = llm.generate(request["prompts"], params, use_tqdm=False)
         results[directory] = {"prompt_ids": [list(o.prompt_token_ids) for o in outputs],
                               "out": [list(o.outputs[0].token_ids) for o in outputs]}

@@ -49,8 +49,9 @@ def _heuristic(table: pa.Table) -> pa.Table:
 def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> tuple[list[dict], list[dict], dict]:
     from phiray.teacher import Request, make_teacher
 
-    if cfg.teacher.kind != "openai":
-        raise ValueError("annotate.annotator=llm needs an LLM teacher: set teacher.kind=openai (and teacher.base_url)")
+    if cfg.teacher.kind not in ("openai", "vllm"):
+        raise ValueError("annotate.annotator=llm needs an LLM teacher: set teacher.kind=openai (and teacher.base_url) "
+                         "or teacher.kind=vllm (and teacher.model)")
     teacher = make_teacher(cfg.teacher, cache_dir=cache_dir)
     requests = [Request(key=r["id"], messages=annotators.llm_messages(r["text"], cfg.annotate.max_chars),
                         params={"temperature": 0.0, "max_tokens": 64}, seed=cfg.run.seed) for r in rows]

@@ -61,7 +61,7 @@ def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
 def cache_dir(cfg: RunConfig, rd: RunDir) -> str | FsPath | None:
     """Where the generation actors keep their request cache: ``synthesize/cache`` in the run dir, on its
     file system (so every node shares it and a kill loses nothing flushed), unless configured."""
-    if not cfg.teacher.cache or cfg.teacher.kind != "openai":
+    if not cfg.teacher.cache or cfg.teacher.kind == "procedural":
         return None
     return cfg.synthesize.cache_dir or rd.fs_path(STAGE, "cache")
 
@@ -73,20 +73,24 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
 
     from phiray.teacher.worker import GenerateBatch, VerifyBatch
 
-    syn, remote = cfg.synthesize, cfg.teacher.kind == "openai"
-    batch = max(syn.batch_size, cfg.teacher.concurrency) if remote else syn.batch_size
-    # A remote teacher waits on the network: several batches run at once on each actor and share its
-    # client's concurrency bound, so the next batch fills the slots that the previous one's slowest answers
-    # leave idle. The procedural teacher is CPU work: one batch at a time.
-    calls = syn.calls_per_actor if remote else 1
-    pool = ray.data.ActorPoolStrategy(size=syn.actors, max_concurrent_calls_per_actor=calls,
-                                      enable_true_multi_threading=calls > 1)
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch, 64)))
-    ds = ds.map_batches(GenerateBatch, batch_size=batch, batch_format="pandas",
-                        fn_constructor_kwargs={"teacher_cfg": cfg.teacher.model_dump(mode="json"),
-                                               "cache_dir": cache_dir(cfg, rd),
-                                               "textbook_min_chars": syn.textbook_min_chars},
-                        compute=pool, num_cpus=syn.num_cpus_per_actor)
+    syn = cfg.synthesize
+    if cfg.teacher.kind == "vllm":
+        ds = _generate_on_vllm(cfg, rd, rows)
+    else:
+        remote = cfg.teacher.kind == "openai"
+        batch = max(syn.batch_size, cfg.teacher.concurrency) if remote else syn.batch_size
+        # A remote teacher waits on the network: several batches run at once on each actor and share its
+        # client's concurrency bound, so the next batch fills the slots that the previous one's slowest
+        # answers leave idle. The procedural teacher is CPU work: one batch at a time.
+        calls = syn.calls_per_actor if remote else 1
+        pool = ray.data.ActorPoolStrategy(size=syn.actors, max_concurrent_calls_per_actor=calls,
+                                          enable_true_multi_threading=calls > 1)
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch, 64)))
+        ds = ds.map_batches(GenerateBatch, batch_size=batch, batch_format="pandas",
+                            fn_constructor_kwargs={"teacher_cfg": cfg.teacher.model_dump(mode="json"),
+                                                   "cache_dir": cache_dir(cfg, rd),
+                                                   "textbook_min_chars": syn.textbook_min_chars},
+                            compute=pool, num_cpus=syn.num_cpus_per_actor)
     if syn.verify:
         # Generated code runs only where sandbox.ray_resources are offered (the hardened evaluator group on
         # KubeRay); fail clearly, before any request is sent, if no node ever offers them.
@@ -103,6 +107,20 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
     rd.makedirs(STAGE, GENERATED)
     ds.write_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
     return ray.data.read_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
+
+
+def _generate_on_vllm(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.data.Dataset":
+    """Answers from an open-weights model on Ray Data LLM (only cache misses reach the engine), parsed."""
+    import ray
+
+    from phiray.teacher.plan import request_for
+    from phiray.teacher.vllm_teacher import generate as vllm_generate
+    from phiray.teacher.worker import parse_answered
+
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // cfg.synthesize.batch_size, 64)))
+    answered = vllm_generate(cfg.teacher, ds, cache_dir(cfg, rd), request_of=request_for)
+    return answered.map_batches(parse_answered, batch_format="pandas", num_cpus=0.25,
+                                fn_kwargs={"textbook_min_chars": cfg.synthesize.textbook_min_chars})
 
 
 def _eligible(verify: bool, keep_unverified: bool):
@@ -231,7 +249,9 @@ class Tally:
         cfg = self.cfg
         price = cfg.teacher.prices.get(cfg.teacher.model) if cfg.teacher.kind == "openai" else None
         cost = (self.tin * price.input_per_million + self.tout * price.output_per_million) / 1e6 if price else 0.0
-        return {"requests": self.requests, "cache_hits": self.cache_hits, "tokens_in": self.tin,
+        return {"requests": self.requests, "cache_hits": self.cache_hits,
+                "sent": self.requests - self.cache_hits,  # requests that reached the teacher (engine or API)
+                "tokens_in": self.tin,
                 "tokens_out": self.tout, "cached_tokens_in": self.cached_tin, "retries": self.retries,
                 "estimated_cost_usd": round(cost, 6), "teacher": cfg.teacher.kind, "model": cfg.teacher.model}
 

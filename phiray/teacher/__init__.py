@@ -20,11 +20,15 @@ __all__ = ["Request", "Response", "Teacher", "make_teacher", "merge_stats", "new
 
 def make_teacher(cfg: "TeacherConfig", cache_dir: "str | FsPath | None" = None) -> Teacher:
     """The teacher ``cfg.kind`` names; ``cache_dir`` (a path, URI or ``FsPath``) enables the persistent request
-    cache of the OpenAI teacher (the procedural teacher is deterministic and needs none)."""
+    cache of the OpenAI and vLLM teachers (the procedural teacher is deterministic and needs none)."""
     if cfg.kind == "openai":
         from phiray.teacher.openai_teacher import OpenAITeacher
 
         return OpenAITeacher(cfg, cache_dir=cache_dir if cfg.cache else None)
+    if cfg.kind == "vllm":
+        from phiray.teacher.vllm_teacher import VLLMTeacher
+
+        return VLLMTeacher(cfg, cache_dir=cache_dir if cfg.cache else None)
     if cfg.kind == "procedural":
         from phiray.teacher.procedural import ProceduralTeacher
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from phiray.teacher.base import Response
 from phiray.teacher.plan import request_for
 from phiray.teacher.prompts import parse_exercise, parse_textbook
 
@@ -64,13 +65,32 @@ class GenerateBatch:
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         rows = _rows(batch)
         responses = self.teacher.complete([request_for(r) for r in rows])
-        out = []
-        for row, resp in zip(rows, responses):
-            parsed = parse_response(row, resp.text, resp.finish_reason, resp.error, self.textbook_min_chars)
-            parsed.update(tokens_in=resp.tokens_in, tokens_out=resp.tokens_out, cached=resp.cached,
-                          attempts=resp.attempts, id=text_id(parsed["text"]) if parsed["text"] else "")
-            out.append(parsed)
-        return _columns(out)
+        return _columns([sample_row(row, resp, self.textbook_min_chars) for row, resp in zip(rows, responses)])
+
+
+def sample_row(row: dict[str, Any], resp: Response, textbook_min_chars: int) -> dict[str, Any]:
+    """A prompt row + its teacher response -> the parsed sample row (with the response's accounting)."""
+    parsed = parse_response(row, resp.text, resp.finish_reason, resp.error, textbook_min_chars)
+    parsed.update(tokens_in=resp.tokens_in, tokens_out=resp.tokens_out, cached=resp.cached,
+                  attempts=resp.attempts, id=text_id(parsed["text"]) if parsed["text"] else "")
+    return parsed
+
+
+def parse_answered(batch: Any, textbook_min_chars: int = 200) -> dict[str, list[Any]]:
+    """Ray Data batch function for rows that already carry their answer (the vLLM teacher's
+    :data:`~phiray.teacher.vllm_teacher.ANSWER_COLUMNS`) -> parsed sample rows, like :class:`GenerateBatch`."""
+    from phiray.teacher.vllm_teacher import ANSWER_COLUMNS
+
+    out = []
+    for row in _rows(batch):
+        answer = {k: row.pop(k) for k in ANSWER_COLUMNS}
+        row.pop("hash", None)
+        cached = bool(answer["cached"])
+        resp = Response(key=row["key"], text=answer["text"], tokens_in=int(answer["tokens_in"]),
+                        tokens_out=int(answer["tokens_out"]), cached=cached, error=answer["error"] or None,
+                        finish_reason=answer["finish_reason"] or None, attempts=0 if cached else 1)
+        out.append(sample_row(row, resp, textbook_min_chars))
+    return _columns(out)
 
 
 def verify_rows(rows: list[dict[str, Any]], sandbox: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,192 @@
+"""Open-weights teacher: a vLLM engine on Ray Data LLM (``ray.data.llm``), CPU or GPU by config.
+
+The unit of work is a Ray Data dataset of prompt rows, so generation streams through actor pools and
+never gathers on the driver:
+
+    rows -> map_batches(LookupBatch)    hash every request (the OpenAI teacher's key), answer cache hits
+         -> misses -> build_processor(vLLMEngineProcessorConfig)   the engine sees only uncached requests
+         -> map_batches(StoreBatch)     append each answer to the request cache the moment it arrives
+         -> union(hits, answered)       rows + text, finish_reason, tokens_in/out, cached, error
+
+Resumability: answers are cached batch by batch as they leave the engine, so a run killed mid-way and run
+again re-sends only what was never answered. Seeded sampling: each request's vLLM ``seed`` is derived from
+its cache key, so a rerun with the cache cleared reproduces its answers. Token counts are vLLM's own
+(prompt tokens and generated tokens per request).
+
+:class:`VLLMTeacher` wraps the same pipeline in the ``complete(requests) -> responses`` protocol for
+stages that hold their (small) request list on the driver, such as annotate's labelled sample.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable
+
+from phiray.teacher.base import Request, Response, new_stats, request_hash
+from phiray.teacher.cache import RequestCache
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from phiray.config import TeacherConfig
+
+ANSWER_COLUMNS = ("text", "finish_reason", "tokens_in", "tokens_out", "cached", "error")  # error: "" = ok
+
+
+def sampling_defaults(cfg: "TeacherConfig") -> dict[str, Any]:
+    """The sampling parameters hashed into every key (the same defaults the OpenAI teacher hashes)."""
+    return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
+
+
+def seed_of(key: str) -> int:
+    """vLLM's per-request seed, derived from the cache key: the same request samples the same answer."""
+    return int(key[:8], 16)
+
+
+def engine_config(cfg: "TeacherConfig"):
+    """``vLLMEngineProcessorConfig`` for ``cfg``: CPU engines get a one-CPU placement bundle (without it Ray
+    Data LLM asks for a GPU and waits forever), fp32 and eager mode; GPU engines one bundle per GPU."""
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    on_gpu = cfg.vllm_gpus_per_engine > 0
+    kwargs: dict[str, Any] = {"max_model_len": cfg.vllm_max_model_len}
+    if on_gpu:
+        kwargs["tensor_parallel_size"] = cfg.vllm_gpus_per_engine
+    else:
+        kwargs |= {"dtype": "float32", "enforce_eager": True}
+    bundles = [{"GPU": 1, "CPU": 1}] * cfg.vllm_gpus_per_engine if on_gpu else [{"CPU": 1}]
+    env = {} if on_gpu else {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm_cpu_kvcache_gib)}
+    return vLLMEngineProcessorConfig(
+        model_source=cfg.model, engine_kwargs=kwargs | cfg.vllm_engine_kwargs, concurrency=cfg.vllm_engines,
+        batch_size=cfg.vllm_batch_size, chat_template_stage={"enabled": cfg.api == "chat", "num_cpus": 0.25, "concurrency": 1},
+        # vLLM tokenizes text prompts and detokenizes answers itself; separate stages would only hold
+        # more CPU actors (on 2 CPUs they starve the engine of a core).
+        tokenize_stage=False, detokenize_stage=False,
+        placement_group_config={"bundles": bundles}, runtime_env={"env_vars": env})
+
+
+def _engine_input(row: dict[str, Any], req: Request, api: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data LLM preprocess: the request as ``messages`` (chat) or ``prompt``, and sampling params
+    (the row's own columns travel through the engine stages to the postprocess)."""
+    out: dict[str, Any] = {"sampling_params": {**defaults, **req.params, "seed": seed_of(row["hash"])}}
+    if api == "chat":
+        out["messages"] = req.messages or [{"role": "user", "content": req.prompt or ""}]
+    else:
+        out["prompt"] = req.prompt if req.prompt is not None else req.text()
+    return out
+
+
+def _engine_output(row: dict[str, Any], columns: list[str], max_tokens: int) -> dict[str, Any]:
+    """Ray Data LLM postprocess: the row's columns + the answer and vLLM's token counts (truncation read off
+    the length: Ray Data LLM does not carry vLLM's finish reason)."""
+    n_out = int(row.get("num_generated_tokens") or 0)
+    return {**{c: row[c] for c in columns}, "text": row.get("generated_text") or "",
+            "tokens_in": int(row["num_input_tokens"]), "tokens_out": n_out,
+            "finish_reason": "length" if n_out >= max_tokens else "stop", "cached": False, "error": ""}
+
+
+class LookupBatch:
+    """Ray Data callable: hash each row's request (the OpenAI teacher's key) and answer cache hits."""
+
+    def __init__(self, teacher_cfg: dict[str, Any], cache_dir: str | None, request_of: Callable[[dict], Request]):
+        from phiray.config import TeacherConfig
+
+        self.cfg = TeacherConfig.model_validate(teacher_cfg)
+        self.defaults, self.request_of = sampling_defaults(self.cfg), request_of
+        self.cache = RequestCache(cache_dir) if cache_dir else None
+
+    def __call__(self, batch: Any) -> dict[str, list[Any]]:
+        from phiray.teacher.worker import _columns, _rows
+
+        if self.cache is not None:
+            self.cache.reload()
+        out = []
+        for row in _rows(batch):
+            key = request_hash(self.cfg.model, self.cfg.api, self.request_of(row), self.defaults)
+            hit = self.cache.get(key) if self.cache is not None else None
+            answer = ({"text": hit["text"], "finish_reason": hit.get("finish_reason") or "",
+                       "tokens_in": hit.get("tokens_in", 0), "tokens_out": hit.get("tokens_out", 0), "cached": True}
+                      if hit else {"text": "", "finish_reason": "", "tokens_in": 0, "tokens_out": 0, "cached": False})
+            out.append({**row, "hash": key, **answer, "error": ""})
+        return _columns(out)
+
+
+class StoreBatch:
+    """Ray Data callable (one actor, one cache shard): append each engine answer to the cache (flushed per
+    answer), rows unchanged."""
+
+    def __init__(self, cache_dir: str | None):
+        self.cache = RequestCache(cache_dir) if cache_dir else None
+
+    def __call__(self, batch: Any) -> Any:
+        from phiray.teacher.worker import _rows
+
+        if self.cache is not None:
+            for row in _rows(batch):
+                self.cache.put(row["hash"], {k: row[k] for k in ("text", "finish_reason", "tokens_in", "tokens_out")})
+        return batch
+
+
+def generate(cfg: "TeacherConfig", rows: "ray.data.Dataset", cache_dir: str | None,
+             request_of: Callable[[dict], Request]) -> "ray.data.Dataset":
+    """``rows`` + ``hash`` + :data:`ANSWER_COLUMNS`: the teacher's answer to ``request_of(row)``.
+
+    Only cache misses reach the engine; the engine is not started when every request is cached."""
+    import ray
+    from ray.data.llm import build_processor
+
+    looked_up = rows.map_batches(LookupBatch, batch_size=256, batch_format="pandas", num_cpus=0.25,
+                                 fn_constructor_kwargs={"teacher_cfg": cfg.model_dump(mode="json"),
+                                                        "cache_dir": cache_dir, "request_of": request_of},
+                                 compute=ray.data.ActorPoolStrategy(size=1)).materialize()
+    # Both sides materialized (prompt rows are small) before the engine starts: a pending 1-CPU filter task
+    # beside a 1-CPU engine would stall the pipeline on 2 CPUs.
+    hits = looked_up.filter(lambda row: bool(row["cached"])).materialize()
+    misses = looked_up.filter(lambda row: not row["cached"]).materialize()
+    if misses.count() == 0:
+        return hits
+    api, defaults, max_tokens, columns = cfg.api, sampling_defaults(cfg), cfg.max_tokens, looked_up.columns()
+    processor = build_processor(engine_config(cfg),
+                                preprocess=lambda row: _engine_input(row, request_of(row), api, defaults),
+                                postprocess=lambda row: _engine_output(row, columns, max_tokens),
+                                # Row maps are light: fractional CPUs leave the engine its core on 2 CPUs (a
+                                # default 1-CPU task beside a 1-CPU engine stalls the pipeline there).
+                                preprocess_map_kwargs={"num_cpus": 0.25}, postprocess_map_kwargs={"num_cpus": 0.25})
+    answered = processor(misses).map_batches(StoreBatch, batch_size=8, batch_format="pandas", num_cpus=0.25,
+                                             fn_constructor_kwargs={"cache_dir": cache_dir},
+                                             compute=ray.data.ActorPoolStrategy(size=1))
+    return hits.union(answered)
+
+
+class VLLMTeacher:
+    """The ``complete(requests)`` protocol on top of :func:`generate` (requests held on the driver)."""
+
+    def __init__(self, cfg: "TeacherConfig", cache_dir: str | None = None):
+        self.cfg, self.cache_dir = cfg, cache_dir
+        self.stats: dict[str, Any] = new_stats()
+
+    def complete(self, requests: list[Request]) -> list[Response]:
+        import ray
+
+        items = [{"i": i, "request": json.dumps({"messages": r.messages, "prompt": r.prompt, "params": r.params,
+                                                 "seed": r.seed})} for i, r in enumerate(requests)]
+        ds = generate(self.cfg, ray.data.from_items(items), self.cache_dir, request_of=_request_of_item)
+        by_index = {int(row["i"]): row for row in ds.take_all()}
+        out = []
+        for i, req in enumerate(requests):
+            row = by_index[i]
+            out.append(Response(key=req.key, text=row["text"], tokens_in=int(row["tokens_in"]),
+                                tokens_out=int(row["tokens_out"]), cached=bool(row["cached"]),
+                                finish_reason=row["finish_reason"], attempts=0 if row["cached"] else 1))
+        sent = [r for r in out if not r.cached]
+        self.stats["requests"] += len(out)
+        self.stats["cache_hits"] += len(out) - len(sent)
+        self.stats["sent"] += len(sent)
+        self.stats["tokens_in"] += sum(r.tokens_in for r in sent)
+        self.stats["tokens_out"] += sum(r.tokens_out for r in sent)
+        return out
+
+
+def _request_of_item(item: dict[str, Any]) -> Request:
+    """The :class:`Request` a :class:`VLLMTeacher` item row carries (as JSON)."""
+    return Request(**json.loads(item["request"]))
