@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import ray.data
 
     from phiray.config import TeacherConfig
+    from phiray.rundir import FsPath
 
 ANSWER_COLUMNS = ("text", "finish_reason", "tokens_in", "tokens_out", "cached", "error")  # error: "" = ok
 
@@ -112,10 +113,10 @@ class LookupBatch:
 
 
 class StoreBatch:
-    """Ray Data callable (one actor, one cache shard): append each engine answer to the cache (flushed per
-    answer), rows unchanged."""
+    """Ray Data callable (one actor, one cache shard): append each engine answer to the cache (on a local
+    disk per answer; on an object store the batch is committed before the rows move on), rows unchanged."""
 
-    def __init__(self, cache_dir: str | None):
+    def __init__(self, cache_dir: "str | FsPath | None"):
         self.cache = RequestCache(cache_dir) if cache_dir else None
 
     def __call__(self, batch: Any) -> Any:
@@ -124,6 +125,7 @@ class StoreBatch:
         if self.cache is not None:
             for row in _rows(batch):
                 self.cache.put(row["hash"], {k: row[k] for k in ("text", "finish_reason", "tokens_in", "tokens_out")})
+            self.cache.flush()
         return batch
 
 
