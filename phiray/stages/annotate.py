@@ -9,10 +9,8 @@ model); answers that cannot be parsed go to ``annotate/rejected``.
 from __future__ import annotations
 
 import logging
-import random
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from phiray.config import RunConfig
 from phiray.data import annotators, docio
@@ -21,12 +19,6 @@ from phiray.rundir import Manifest, RunDir
 log = logging.getLogger("phiray")
 _LABELS = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("score", pa.int64()),
                      ("reason", pa.string()), ("annotator", pa.string()), ("model", pa.string())])
-
-
-def sample_ids(ids: list[str], size: int, seed: int) -> set[str]:
-    """Seeded sample, independent of the dataset's block order (ids are sorted first)."""
-    ids = sorted(set(ids))
-    return set(random.Random(seed).sample(ids, min(size, len(ids))))
 
 
 def _heuristic(table: pa.Table) -> pa.Table:
@@ -59,11 +51,10 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     import ray.data
 
     ac = cfg.annotate
-    docs = docio.read_docs(rd, "decontaminate", spread=True).materialize()
-    all_ids = [i for b in docs.iter_batches(batch_format="pyarrow", batch_size=None)
-               for i in b["id"].to_pylist()]
-    chosen = pa.array(sorted(sample_ids(all_ids, ac.sample_size, cfg.run.seed)), pa.string())
-    sample = docs.map_batches(lambda t: t.filter(pc.is_in(t["id"], value_set=chosen)), batch_format="pyarrow")
+    docs = docio.read_docs(rd, "decontaminate", spread=True)
+    # A seeded sample drawn by Ray tasks (the smallest hashes of seed + id): no id list on the driver.
+    sample = docio.smallest_by_hash(docs, ["id"], ac.sample_size, salt=f"{cfg.run.seed}\0").materialize()
+    n_corpus, n_sampled = docs.count(), sample.count()
     stats: dict = {}
     n_rejected = 0
     if ac.annotator == "heuristic":
@@ -85,7 +76,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     log.info("annotate: %d labels (%s), score histogram %s", len(scores), ac.annotator, histogram)
     return Manifest(
         stage="annotate",
-        rows={"corpus": len(all_ids), "sampled": len(chosen), "labelled": len(scores), "unparsed": n_rejected},
+        rows={"corpus": n_corpus, "sampled": n_sampled, "labelled": len(scores), "unparsed": n_rejected},
         metrics={"annotator": ac.annotator, "score_histogram": histogram, "mean_score": mean, "teacher": stats},
         headline={"labelled": len(scores), "mean_score": mean},
         outputs=["annotate/labels"] + (["annotate/cache"] if ac.annotator == "llm" and not ac.cache_dir else []),
