@@ -273,6 +273,8 @@ class PhaseConfig(Section):
     checkpoint_every: int = Field(1000, ge=1, description="Checkpoint every N steps.")
     log_every: int = Field(10, ge=1, description="Train metrics (loss, lr, grad norm, tokens/s, MFU) every N steps.")
     mixture: dict[str, float] = Field(default_factory=dict, description="Token-source weights (normalised over the sources that exist).")
+    mixture_unit: Literal["share", "passes"] = Field(
+        "share", description="share: mixture weights are shares of the training tokens; passes: passes over each source (a source's share = weight x its size).")
     eval_sources: list[str] = Field(default_factory=list, description="Validation sources besides the mixture's own.")
 
 
