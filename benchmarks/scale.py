@@ -203,7 +203,9 @@ src, work, n_grams, buckets, rows, workers = sys.argv[1], sys.argv[2], *map(int,
 config = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=buckets, hashes_per_bucket=rows, n_grams=n_grams)
 tasks = max(workers, 4)
 t0 = time.time()
-LocalPipelineExecutor(pipeline=[JsonlReader(src), MinhashDedupSignature(output_folder=f"{work}/sigs", config=config)],
+# Code is not English: datatrove's WhitespaceTokenizer (the one it assigns to "ace_Arab"), not spaCy's.
+LocalPipelineExecutor(pipeline=[JsonlReader(src), MinhashDedupSignature(output_folder=f"{work}/sigs", config=config,
+                                                                         language="ace_Arab")],
                       tasks=tasks, workers=workers, logging_dir=f"{work}/logs/1").run()
 LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(input_folder=f"{work}/sigs", output_folder=f"{work}/buckets", config=config)],
                       tasks=buckets, workers=workers, logging_dir=f"{work}/logs/2").run()

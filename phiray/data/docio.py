@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     import ray.data
@@ -52,7 +53,8 @@ def read_docs(rd: "RunDir", stage: str, name: str = "documents", spread: bool = 
         return ray.data.from_items([])
     fs = rd.fs
     # On-disk (compressed) sizes understate memory 2-4x, which only makes spread blocks more numerous.
-    target = target_bytes or block_bytes(sum(i.size or 0 for i in fs.get_file_info(files)), spread)
+    disk_bytes = sum(i.size or 0 for i in fs.get_file_info(files))
+    target = target_bytes or block_bytes(disk_bytes, spread)
 
     def _read(batch: dict):
         for path in batch["file"]:
@@ -62,13 +64,17 @@ def read_docs(rd: "RunDir", stage: str, name: str = "documents", spread: bool = 
                 yield table.slice(start, step)
 
     items = ray.data.from_items([{"file": f} for f in files], override_num_blocks=len(files))
-    return items.map_batches(_read, batch_size=1, batch_format="numpy")
+    ds = items.map_batches(_read, batch_size=1, batch_format="numpy")
+    if not spread:
+        return ds
+    # Ray fuses this read into the next map (one task, or one actor, per *file*): a streaming repartition
+    # between them hands each byte-sized block to the next operator on its own.
+    rows = sum(pq.ParquetFile(f, filesystem=fs).metadata.num_rows for f in files)
+    return ds.repartition(target_num_rows_per_block=max(1, int(rows * target / max(1, disk_bytes * 3))))
 
 
 def read_file(fs, path: str, with_position: bool = False) -> pa.Table:
     """One Parquet file of a stage's output (+ ``_file``/``_row`` with ``with_position``)."""
-    import pyarrow.parquet as pq
-
     table = pq.read_table(path, filesystem=fs)
     if with_position:
         table = table.append_column("_file", pa.array([path] * table.num_rows, pa.string()))
@@ -107,12 +113,20 @@ def drop_columns(ds: "ray.data.Dataset", columns: list[str]) -> "ray.data.Datase
 
 
 def value_counts(ds: "ray.data.Dataset", column: str) -> dict[str, int]:
-    """{value: rows} for a low-cardinality column: a distributed ``groupby().count()``, only the
-    (few) groups reach the driver."""
+    """{value: rows} for a low-cardinality column: per-block counts made by Ray tasks, summed here (the
+    driver sees blocks x distinct values, never the rows; no shuffle, whose aggregator actors cost tens
+    of seconds on a small machine)."""
     if _schemaless(ds):
         return {}
-    rows = ds.select_columns([column]).groupby(column).count().take_all()
-    return {str(r[column]): int(r["count()"]) for r in rows}
+
+    def _count(table: pa.Table) -> pa.Table:
+        counts = pc.value_counts(table[column].cast(pa.string()))
+        return pa.table({"value": counts.field("values"), "n": counts.field("counts").cast(pa.int64())})
+
+    out: dict[str, int] = {}
+    for r in ds.select_columns([column]).map_batches(_count, batch_format="pyarrow", batch_size=None).take_all():
+        out[str(r["value"])] = out.get(str(r["value"]), 0) + int(r["n"])
+    return out
 
 
 def count_where(ds: "ray.data.Dataset", column: str, value: Any = "", equal: bool = False) -> int:

@@ -29,7 +29,8 @@ def score_dataset(ds, cfg: RunConfig, model_bytes: bytes, scorer: type = Quality
     import ray.data
 
     fc = cfg.filter
-    return ds.map_batches(
+    # One batch per block: every actor of the pool gets work (a fused read would feed them per file).
+    return ds.repartition(target_num_rows_per_block=fc.batch_size).map_batches(
         scorer, fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings),
         batch_size=fc.batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=fc.actors),
         num_cpus=fc.num_cpus_per_actor, num_gpus=fc.num_gpus_per_actor or None)
