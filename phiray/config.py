@@ -90,7 +90,7 @@ class DedupConfig(Section):
     shuffle: Literal["sort", "hash"] = Field(
         "sort", description="Ray Data shuffle for the groupby bucketing: sort (pull-based, tasks) or hash (aggregator "
         "actors; measured 25-45 s per groupby on 2 CPUs vs ~1 s for sort on a small corpus).", json_schema_extra=SPEED_ONLY)
-    shuffle_partitions: int | None = Field(None, ge=1, description="Partitions of the groupby shuffles (None: one per 128 MB of signed documents).", json_schema_extra=SPEED_ONLY)
+    shuffle_partitions: int | None = Field(None, ge=1, description="Partitions of the groupby shuffles (None: one per 64 MB shuffled, at least one per CPU present up to 64).", json_schema_extra=SPEED_ONLY)
 
 
 class DecontaminateConfig(Section):
@@ -332,6 +332,8 @@ class PhaseConfig(Section):
     checkpoint_every: int = Field(1000, ge=1, description="Checkpoint every N steps.", json_schema_extra=SPEED_ONLY)
     log_every: int = Field(10, ge=1, description="Train metrics (loss, lr, grad norm, tokens/s, MFU) every N steps.", json_schema_extra=SPEED_ONLY)
     mixture: dict[str, float] = Field(default_factory=dict, description="Token-source weights (normalised over the sources that exist).")
+    mixture_unit: Literal["share", "passes"] = Field(
+        "share", description="share: mixture weights are shares of the training tokens; passes: passes over each source (a source's share = weight x its size).")
     eval_sources: list[str] = Field(default_factory=list, description="Validation sources besides the mixture's own.")
 
 

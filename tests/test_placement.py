@@ -59,5 +59,6 @@ def test_grow_step0_device_is_the_cpu_when_torch_sees_no_gpu():
 def test_dedup_shuffle_is_sized_from_the_data_not_the_cpus_present():
     from phiray.stages.dedup import shuffle_partitions
 
-    assert shuffle_partitions(None, 0) == 1 and shuffle_partitions(None, 300 << 20) == 3
+    assert shuffle_partitions(None, 0) == 1 and shuffle_partitions(None, 300 << 20, target_bytes=128 << 20) == 3
     assert shuffle_partitions(None, 10 << 40) == 1024 and shuffle_partitions(7, 300 << 20) == 7
+    assert shuffle_partitions(None, 0, cpus=8) == 8  # CPUs present only spread small data

@@ -52,7 +52,7 @@ def test_mixture_sampler_is_deterministic_and_weighted(ray_session, tmp_path_fac
     weights, missing = resolve_mixture(rd, {"code": 3.0, "textbooks": 1.0, "nope": 1.0})
     assert weights == {"code": 0.75, "textbooks": 0.25} and missing == ["nope"]
     sources = {n: TokenSource(rd.fs, rd.path(f"tokenize/{n}/train")) for n in weights}
-    sampler = MixtureSampler(sources, weights, seed=1)
+    sampler = MixtureSampler(sources, weights, seed=1, world=2)
     a, _, counts = sampler.batch(step=3, micro=0, rank=1, size=400)
     b, _, _ = sampler.batch(step=3, micro=0, rank=1, size=400)
     assert np.array_equal(a, b) and 250 < counts["code"] < 350

@@ -165,11 +165,17 @@ def read_parquet_file(path: str, source: str, text_column: str, min_bytes: int, 
 
 def read_unit(unit: dict, min_bytes: int, max_bytes: int) -> list[dict]:
     """Dispatch one work unit ``{"kind", "path", "source", "text_column"}`` to its reader."""
+    return list(iter_unit(unit, min_bytes, max_bytes))
+
+
+def iter_unit(unit: dict, min_bytes: int, max_bytes: int) -> Iterator[dict]:
+    """The rows of one work unit, one at a time (a big JSONL/Parquet file is streamed)."""
     kind, path, source = unit["kind"], unit["path"], unit["source"]
     if kind in ("stdlib", "files"):
-        return [read_text_file(path, source, min_bytes, max_bytes)]
-    if kind == "jsonl":
-        return list(read_jsonl_file(path, source, unit["text_column"], min_bytes, max_bytes))
-    if kind == "parquet":
-        return list(read_parquet_file(path, source, unit["text_column"], min_bytes, max_bytes))
-    raise ValueError(f"unknown source kind {kind!r}")
+        yield read_text_file(path, source, min_bytes, max_bytes)
+    elif kind == "jsonl":
+        yield from read_jsonl_file(path, source, unit["text_column"], min_bytes, max_bytes)
+    elif kind == "parquet":
+        yield from read_parquet_file(path, source, unit["text_column"], min_bytes, max_bytes)
+    else:
+        raise ValueError(f"unknown source kind {kind!r}")

@@ -15,10 +15,8 @@ model); answers that cannot be parsed go to ``annotate/rejected``.
 from __future__ import annotations
 
 import logging
-import random
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from phiray.config import RunConfig
 from phiray.data import annotators, docio
@@ -28,12 +26,6 @@ log = logging.getLogger("phiray")
 _LABELS = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("score", pa.int64()),
                      ("reason", pa.string()), ("annotator", pa.string()), ("model", pa.string()),
                      ("round", pa.int64())])
-
-
-def sample_ids(ids: list[str], size: int, seed: int) -> set[str]:
-    """Seeded sample, independent of the dataset's block order (ids are sorted first)."""
-    ids = sorted(set(ids))
-    return set(random.Random(seed).sample(ids, min(size, len(ids))))
 
 
 def _heuristic(table: pa.Table) -> pa.Table:
@@ -71,15 +63,17 @@ def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> t
     return labels, rejected, stats
 
 
-def _embed_pool(docs, pool_ids: pa.Array, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
-    """Rows (id, text) of the candidate pool, sorted by id, and their embeddings (one row each)."""
+def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
+    """Rows (id, text) of the seeded candidate pool, sorted by id, and their embeddings (one row each).
+    The pool (not the corpus) is gathered on the driver: the forest is refitted there every round."""
     import numpy as np
     import ray.data
 
     from phiray.data.scorers import DocumentEmbedder
 
-    pool = docs.map_batches(lambda t: t.filter(pc.is_in(t["id"], value_set=pool_ids)).select(["id", "text"]),
-                            batch_format="pyarrow").materialize()
+    ac = cfg.annotate
+    pool = (docio.smallest_by_hash(docs, ["id"], ac.pool_size or 10 * ac.sample_size, salt=f"pool\0{cfg.run.seed}\0")
+            .select_columns(["id", "text"]).materialize())
     fc = cfg.filter
     vectors = pool.map_batches(DocumentEmbedder, fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
                                batch_size=fc.batch_size, batch_format="pyarrow",
@@ -90,13 +84,12 @@ def _embed_pool(docs, pool_ids: pa.Array, cfg: RunConfig) -> tuple[list[dict], "
     return rows, np.asarray([by_id[r["id"]] for r in rows], np.float32)
 
 
-def _active(docs, all_ids: list[str], cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], dict, list[dict]]:
+def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], dict, list[dict]]:
     """Active labelling in rounds: (labels, rejected, teacher stats, per-round log)."""
     from phiray.data import active
 
     ac = cfg.annotate
-    pool_ids = pa.array(sorted(sample_ids(all_ids, ac.pool_size or 10 * ac.sample_size, cfg.run.seed)), pa.string())
-    rows, x = _embed_pool(docs, pool_ids, cfg)
+    rows, x = _embed_pool(docs, cfg)
     labels, rejected, stats, rounds = [], [], {}, []
     current = {"round": 0}
 
@@ -132,19 +125,19 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     import ray.data
 
     ac = cfg.annotate
-    docs = docio.read_docs(rd, "decontaminate", spread=True).materialize()
-    all_ids = [i for b in docs.iter_batches(batch_format="pyarrow", batch_size=None)
-               for i in b["id"].to_pylist()]
-    chosen = pa.array(sorted(sample_ids(all_ids, ac.sample_size, cfg.run.seed)), pa.string())
-    sample = docs.map_batches(lambda t: t.filter(pc.is_in(t["id"], value_set=chosen)), batch_format="pyarrow")
+    docs = docio.read_docs(rd, "decontaminate", spread=True)
+    n_corpus = docs.count()
+    if ac.strategy != "active":
+        # A seeded sample drawn by Ray tasks (the smallest hashes of seed + id): no id list on the driver.
+        sample = docio.smallest_by_hash(docs, ["id"], ac.sample_size, salt=f"{cfg.run.seed}\0").materialize()
+        n_sampled = sample.count()
     stats: dict = {}
     n_rejected, rounds = 0, []
     rd.remove("annotate", "rejected")
     if ac.strategy == "active":
-        good, bad, stats, rounds = _active(docs, all_ids, cfg, rd)
+        good, bad, stats, rounds = _active(docs, cfg, rd)
         labels = ray.data.from_arrow(pa.Table.from_pylist(good, schema=_LABELS))
-        n_rejected = len(bad)
-        chosen = [r["id"] for r in good + bad]
+        n_rejected, n_sampled = len(bad), len(good) + len(bad)
         if bad:
             rd.write_json("annotate/rejected/rejected.json", bad)
     elif ac.annotator == "heuristic":
@@ -165,7 +158,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     log.info("annotate: %d labels (%s), score histogram %s", len(scores), ac.annotator, histogram)
     return Manifest(
         stage="annotate",
-        rows={"corpus": len(all_ids), "sampled": len(chosen), "labelled": len(scores), "unparsed": n_rejected},
+        rows={"corpus": n_corpus, "sampled": n_sampled, "labelled": len(scores), "unparsed": n_rejected},
         metrics={"annotator": ac.annotator, "strategy": ac.strategy, "rounds": rounds, "score_histogram": histogram,
                  "mean_score": mean, "teacher": stats},
         headline={"labelled": len(scores), "mean_score": mean},

@@ -47,7 +47,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     clean, dirty = docio.split_by(checked, "reason", "")
     docio.write_docs(docio.drop_columns(clean, ["reason", "contaminated_by"]), rd, "decontaminate", "documents")
     docio.write_docs(dirty, rd, "decontaminate", "rejected")
-    matched = {k: v for k, v in docio.value_counts(checked, "contaminated_by").items() if k}
+    # Counted by Ray (groupby of the rejected rows only): the driver sees one row per matching task set.
+    matched = {k: v for k, v in docio.value_counts(dirty, "contaminated_by").items() if k}
     n_in, n_dirty = checked.count(), sum(matched.values())
     log.info("decontaminate: %d of %d documents matched benchmark %d-grams", n_dirty, n_in, n)
     return Manifest(

@@ -28,13 +28,15 @@ from phiray.rundir import Manifest, RunDir
 log = logging.getLogger("phiray")
 
 
-def score_dataset(ds, cfg: RunConfig, model_bytes: bytes):
-    """The scoring pipeline (lazy): documents -> documents + score, on the configured actor pool."""
+def score_dataset(ds, cfg: RunConfig, model_bytes: bytes, scorer: type = QualityScorer):
+    """The scoring pipeline (lazy): documents -> documents + score, on the configured actor pool
+    (``scorer``: a QualityScorer-compatible class, e.g. an instrumented one in benchmarks)."""
     import ray.data
 
     fc = cfg.filter
-    return ds.map_batches(
-        QualityScorer, fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings),
+    # One batch per block: every actor of the pool gets work (a fused read would feed them per file).
+    return ds.repartition(target_num_rows_per_block=fc.batch_size).map_batches(
+        scorer, fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings),
         batch_size=fc.batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=fc.actors),
         num_cpus=fc.num_cpus_per_actor, num_gpus=fc.num_gpus_per_actor or None)
 
@@ -73,16 +75,54 @@ def implied(proba: np.ndarray, labels: np.ndarray, cut: float) -> dict:
             "kept_fraction": round(float(kept.mean()), 4) if len(kept) else None, "n": int(len(labels))}
 
 
-def select(scores: np.ndarray, cfg: RunConfig, heldout: tuple[np.ndarray, np.ndarray]) -> tuple[float, str, dict]:
-    """(cut, how it was chosen, the held-out precision/recall it implies)."""
+def select(scored, cfg: RunConfig, heldout: tuple[np.ndarray, np.ndarray]) -> tuple[float, str, dict]:
+    """(cut, how it was chosen, the held-out precision/recall it implies) for a scored dataset."""
     fc = cfg.filter
     if fc.target_precision is not None:
         cut, how = precision_cutoff(*heldout, fc.target_precision), f"target_precision={fc.target_precision}"
     elif fc.keep_fraction is not None:
-        cut, how = cutoff(scores, None, fc.keep_fraction), f"keep_fraction={fc.keep_fraction}"
+        cut, how = dataset_cutoff(scored, None, fc.keep_fraction), f"keep_fraction={fc.keep_fraction}"
     else:
-        cut, how = cutoff(scores, fc.threshold, None), f"threshold={fc.threshold}"
+        cut, how = dataset_cutoff(scored, fc.threshold, None), f"threshold={fc.threshold}"
     return cut, how, implied(*heldout, cut) if len(heldout[0]) else {}
+
+
+HISTOGRAM_BINS = 100_000  # scores are probabilities in [0, 1]: quantiles to 1e-5 from a fixed-size table
+
+
+def dataset_cutoff(scored, threshold: float | None, keep_fraction: float | None) -> float:
+    """``cutoff`` for a (materialised) scored dataset, computed by Ray: the keep-fraction cut is the
+    smallest score among the k largest (a distributed sort; one number reaches the driver)."""
+    if keep_fraction is None:
+        return cutoff(np.zeros(0), threshold, None)
+    n = scored.count()
+    if n == 0:
+        return 1.0
+    k = max(1, int(round(keep_fraction * n)))
+    return float(scored.select_columns(["score"]).sort("score", descending=True).limit(k).min("score"))
+
+
+def score_histogram(scored) -> np.ndarray:
+    """Counts of scores in ``HISTOGRAM_BINS`` equal bins of [0, 1]: per-block counts of the occupied bins,
+    summed by a distributed groupby (at most ``HISTOGRAM_BINS`` rows reach the driver)."""
+
+    def _block(table: pa.Table) -> pa.Table:
+        bins = np.clip(np.floor(table["score"].to_numpy(zero_copy_only=False) * HISTOGRAM_BINS), 0, HISTOGRAM_BINS - 1)
+        values, counts = np.unique(bins.astype(np.int64), return_counts=True)
+        return pa.table({"bin": values, "n": counts.astype(np.int64)})
+
+    rows = (scored.select_columns(["score"]).map_batches(_block, batch_format="pyarrow", batch_size=None)
+            .groupby("bin").sum("n").take_all())
+    hist = np.zeros(HISTOGRAM_BINS, np.int64)
+    for r in rows:
+        hist[int(r["bin"])] = int(r["sum(n)"])
+    return hist
+
+
+def _quantile(histogram: np.ndarray, q: float) -> float:
+    """The q-quantile (lower bin edge, within 1/HISTOGRAM_BINS) of a score histogram."""
+    cumulative = np.cumsum(histogram)
+    return float(np.searchsorted(cumulative, q * cumulative[-1]) / HISTOGRAM_BINS)
 
 
 def _mark(table: pa.Table, cut: float) -> pa.Table:
@@ -120,25 +160,26 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     # Scored once (the expensive pass) and kept in the object store (Ray spills to disk when it must):
     # a top-fraction cut needs every score before any document can be routed.
     scored = score_dataset(docs, cfg, model_bytes).materialize()
-    scores = np.concatenate([b["score"].to_numpy() for b in scored.iter_batches(batch_format="pyarrow", batch_size=None)]
-                            or [np.zeros(0)])
-    cut, how, at_cut = select(scores, cfg, heldout)
+    n_in = scored.count()
+    cut, how, at_cut = select(scored, cfg, heldout)
     marked = scored.map_batches(_mark, fn_kwargs={"cut": cut}, batch_format="pyarrow")
     kept, rejected = docio.split_by(marked, "reason", "")
     docio.write_docs(docio.drop_columns(kept, ["reason"]), rd, "filter", "documents")
     docio.write_docs(rejected, rd, "filter", "rejected")
-    n_kept = int((scores >= cut).sum())
-    quantiles = {f"p{q}": round(float(np.percentile(scores, q)), 4) for q in (10, 50, 90)} if len(scores) else {}
+    histogram = score_histogram(scored) if n_in else np.zeros(HISTOGRAM_BINS, np.int64)
+    n_kept = docio.count_where(marked, "reason", "", equal=True) if n_in else 0
+    quantiles = {f"p{q}": round(_quantile(histogram, q / 100), 4) for q in (10, 50, 90)} if n_in else {}
+    mean = round(float(scored.mean("score")), 4) if n_in else None
     checked = _validate(cfg, rd, model_bytes, cut) if cfg.filter.validation else {}
-    log.info("filter: kept %d of %d documents (cut %.3f by %s; held-out %s)", n_kept, len(scores), cut, how, at_cut)
+    log.info("filter: kept %d of %d documents (cut %.3f by %s; held-out %s)", n_kept, n_in, cut, how, at_cut)
     return Manifest(
         stage="filter",
-        rows={"in": int(len(scores)), "kept": n_kept, "rejected": int(len(scores)) - n_kept},
+        rows={"in": n_in, "kept": n_kept, "rejected": n_in - n_kept},
         metrics={"cutoff": cut, "selection": how, "heldout_at_cutoff": at_cut, "validation": checked,
-                 "score_quantiles": quantiles, "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
+                 "score_quantiles": quantiles, "mean_score": mean,
                  "actors": cfg.filter.actors, "num_cpus_per_actor": cfg.filter.num_cpus_per_actor,
                  "num_gpus_per_actor": cfg.filter.num_gpus_per_actor, "embed": cfg.embed.model_dump(mode="json")},
-        headline={"kept": n_kept, "of": int(len(scores)), "cutoff": round(cut, 4),
+        headline={"kept": n_kept, "of": n_in, "cutoff": round(cut, 4),
                   **({"validation_auc": checked["all"]["roc_auc"], "validation_low_kept": checked["all"]["low_kept"]}
                      if "all" in checked else {})},
         outputs=["filter/documents", "filter/rejected"],

@@ -19,6 +19,7 @@ from phiray.data import docio, readers
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
+UNITS_PER_TASK = 64  # files per read task at most (more tasks than CPUs, bounded start-up cost)
 
 _SCHEMA = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("source", pa.string()),
                      ("path", pa.string()), ("n_bytes", pa.int64()), ("reason", pa.string())])
@@ -51,12 +52,35 @@ def source_units(src: SourceConfig) -> list[dict]:
     return [{"kind": src.kind, "path": p, "source": name, "text_column": src.text_column} for p in paths]
 
 
-def _read_batch(batch: dict, min_bytes: int, max_bytes: int) -> pa.Table:
-    rows = []
+def _read_units(batch: dict, min_bytes: int, max_bytes: int, block_bytes: int):
+    """The units of one task, streamed: a table is yielded whenever ~``block_bytes`` of rows are read
+    (a big JSONL/Parquet unit is never held as one Python list)."""
+    rows: list[dict] = []
+    size = 0
     for i in range(len(batch["path"])):
         unit = {k: str(batch[k][i]) for k in ("kind", "path", "source", "text_column")}
-        rows.extend(readers.read_unit(unit, min_bytes, max_bytes))
-    return pa.Table.from_pylist(rows, schema=_SCHEMA)
+        for row in readers.iter_unit(unit, min_bytes, max_bytes):
+            rows.append(row)
+            size += len(row["text"]) + len(row["path"]) + 128
+            if size >= block_bytes:
+                yield pa.Table.from_pylist(rows, schema=_SCHEMA)
+                rows, size = [], 0
+    if rows:
+        yield pa.Table.from_pylist(rows, schema=_SCHEMA)
+
+
+def _units_dataset(units: list[dict], cfg: IngestConfig):
+    """Units fanned out over tasks: at least ~4 per CPU, at most ``UNITS_PER_TASK`` units each."""
+    import ray
+    import ray.data
+
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    blocks = max(1, min(len(units), max(4 * cpus, -(-len(units) // UNITS_PER_TASK))))
+    per_task = -(-len(units) // blocks)
+    ds = ray.data.from_items(units, override_num_blocks=blocks)
+    return ds.map_batches(_read_units, fn_kwargs={"min_bytes": cfg.min_bytes, "max_bytes": cfg.max_bytes,
+                                                  "block_bytes": docio.BLOCK_BYTES},
+                          batch_size=per_task, batch_format="numpy")
 
 
 def _hf_dataset(src: SourceConfig, cfg: IngestConfig):
@@ -82,49 +106,26 @@ def _hf_dataset(src: SourceConfig, cfg: IngestConfig):
     return ray.data.from_huggingface(hf).map_batches(_rows, batch_format="pyarrow")
 
 
-def _first_documents(accepted, limit: int):
-    """A deterministic subset of ``limit`` documents (Ray Data does not keep block order, so ``limit()``
-    would pick whichever blocks finished first): the smallest by hash of (path, id), which spreads over
-    the whole corpus."""
-    import pyarrow.compute as pc
-
-    keys = [(hashlib.sha1(f"{p}\0{i}".encode()).hexdigest(), p, i)
-            for b in accepted.select_columns(["path", "id"]).iter_batches(batch_format="pyarrow", batch_size=None)
-            for p, i in zip(b["path"].to_pylist(), b["id"].to_pylist())]
-    chosen = pa.array(sorted(f"{p}\0{i}" for _, p, i in sorted(keys)[:limit]), pa.string())
-
-    def _keep(table: pa.Table) -> pa.Table:
-        joined = pc.binary_join_element_wise(table["path"], table["id"], "\0")
-        return table.filter(pc.is_in(joined, value_set=chosen))
-
-    return accepted.map_batches(_keep, batch_format="pyarrow")
-
-
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     import ray.data
 
     ic = cfg.ingest
     units = [u for src in ic.sources if src.kind != "hf" for u in source_units(src)]
-    parts = []
-    if units:
-        ds = ray.data.from_items(units, override_num_blocks=max(1, min(len(units) // 20, 64)))
-        parts.append(ds.map_batches(_read_batch, fn_kwargs={"min_bytes": ic.min_bytes, "max_bytes": ic.max_bytes},
-                                    batch_size=20, batch_format="numpy"))
+    parts = [_units_dataset(units, ic)] if units else []
     parts += [_hf_dataset(src, ic) for src in ic.sources if src.kind == "hf"]
     if not parts:
         raise ValueError("ingest: no sources configured")
     read = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    read = read.materialize()  # counted and split below: read every file once
+    read = read.materialize()  # counted and written twice below: read every file once (spills when big)
     reasons = docio.value_counts(read, "reason")
     accepted, skipped = docio.split_by(read, "reason", "")
     if ic.max_documents is not None:
-        accepted = _first_documents(accepted, ic.max_documents)
-    accepted = docio.drop_columns(accepted, ["reason"]).materialize()
+        # The smallest by hash of (path, id): a deterministic subset that spreads over the whole corpus.
+        accepted = docio.smallest_by_hash(accepted, ["path", "id"], ic.max_documents)
+    accepted = docio.drop_columns(accepted, ["reason"])
     docio.write_docs(accepted, rd, "ingest", "documents")
     docio.write_docs(docio.drop_columns(skipped, ["id", "text"]), rd, "ingest", "skipped")
-    n_docs = accepted.count()
-    n_bytes = sum(int(pa.compute.sum(b["n_bytes"]).as_py() or 0)
-                  for b in accepted.iter_batches(batch_format="pyarrow", batch_size=None))
+    n_docs, n_bytes = _count_bytes(docio.read_docs(rd, "ingest").select_columns(["n_bytes"]))
     skipped_by_reason = {r: n for r, n in sorted(reasons.items()) if r}
     n_read = sum(reasons.values())
     log.info("ingest: %d documents (%d bytes), skipped %s", n_docs, n_bytes, skipped_by_reason)
@@ -136,3 +137,13 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         headline={"documents": n_docs, "skipped": sum(skipped_by_reason.values()), "MB": round(n_bytes / 1e6, 2)},
         outputs=["ingest/documents", "ingest/skipped"],
     )
+
+
+def _count_bytes(ds) -> tuple[int, int]:
+    """(rows, sum of n_bytes) of a dataset, as one Ray aggregate."""
+    from ray.data.aggregate import Count, Sum
+
+    if ds.schema() is None:
+        return 0, 0
+    out = ds.aggregate(Count(), Sum("n_bytes"))
+    return int(out["count()"] or 0), int(out["sum(n_bytes)"] or 0)

@@ -102,7 +102,8 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
             placement = remote_options(cfg.sandbox)
         ds = ds.map_batches(VerifyBatch, batch_size=max(syn.batch_size, 32), batch_format="pandas",
                             fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},
-                            compute=ray.data.ActorPoolStrategy(size=1), **placement)
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=verify_pool_size(cfg)),
+                            **placement)
     rd.remove(STAGE, GENERATED)
     rd.makedirs(STAGE, GENERATED)
     ds.write_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
@@ -121,6 +122,20 @@ def _generate_on_vllm(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) ->
     answered = vllm_generate(cfg.teacher, ds, cache_dir(cfg, rd), request_of=request_for)
     return answered.map_batches(parse_answered, batch_format="pandas", num_cpus=0.25,
                                 fn_kwargs={"textbook_min_chars": cfg.synthesize.textbook_min_chars})
+
+
+def verify_pool_size(cfg: RunConfig) -> int:
+    """Verification actors the cluster can hold: each runs ``sandbox.workers`` executions at once (about a
+    CPU each); with ``sandbox.ray_resources`` the nodes offering them bound it too. The pool starts at
+    one actor and Ray Data grows it towards this while batches queue."""
+    import ray
+
+    total = ray.cluster_resources()
+    sizes = [int(total.get("CPU", 1) // max(1, cfg.sandbox.workers))]
+    if cfg.sandbox.ray_resources:
+        sizes.append(int(total.get("CPU", 1) // cfg.sandbox.ray_num_cpus))
+        sizes += [int(total.get(name, 0) // need) for name, need in cfg.sandbox.ray_resources.items() if need > 0]
+    return max(1, min(sizes))
 
 
 def _eligible(verify: bool, keep_unverified: bool):

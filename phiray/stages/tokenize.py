@@ -172,7 +172,8 @@ def pack_source(ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfi
     fn = _SplitPack(files, cfg.tokenize.seq_len, mode, cfg.tokenize.val_fraction, cfg.run.seed)
     packed = ds.map_batches(fn, batch_format="pyarrow", batch_size=cfg.tokenize.batch_size, zero_copy_batch=False)
     staging = f"{out}/_by_split"
-    packed.write_parquet(rd.path(staging), filesystem=rd.fs, partition_cols=["split"])
+    # Row groups of 256 sequences: the training loader reads one group at a time (phiray.train.data).
+    packed.write_parquet(rd.path(staging), filesystem=rd.fs, partition_cols=["split"], row_group_size=256)
     counts = {}
     for split in ("train", "val"):
         if rd.exists(staging, f"split={split}"):

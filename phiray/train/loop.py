@@ -126,7 +126,8 @@ class Trainer:
         rd = _rundir(spec)
         self.train_sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec["train_sources"].items()}
         self.val_sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec["val_sources"].items()}
-        self.sampler = MixtureSampler(self.train_sources, spec["mixture"], spec["seed"])
+        self.sampler = MixtureSampler(self.train_sources, spec["mixture"], spec["seed"], micro_batches=self.grad_accum,
+                                      world=world, by=self.phase.get("mixture_unit", "share"))
         device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
         self.peak = peak_flops(train.get("peak_flops_per_device"), device_name)
         self.step = 0

@@ -1,0 +1,296 @@
+"""The data stages at scale: a synthetic corpus of N files made from real code, through phiray's
+ingest -> dedup -> decontaminate -> annotate (heuristic) -> classify -> filter, and the same corpus
+through datatrove's MinHash pipeline (its own virtualenv; same shingles, permutations, bands x rows).
+
+The corpus: windows of standard-library modules with every identifier renamed per document (so two
+documents are as different as two projects), plus planted near-duplicates (a fork's edits: a comment,
+spacing, an appended helper), whitespace-only exact copies and a few planted HumanEval solutions.
+Per stage it prints documents/s, the driver's peak RSS and the peak RSS of all Ray workers together
+(sampled every 0.2 s), and the object-store spill; for dedup, the recall of the planted duplicates
+(phiray and datatrove) and what each removed that was not planted.
+
+    python benchmarks/scale.py --docs 10000 [--docs 100000] [--million] \
+        [--datatrove-python /tmp/dt-venv/bin/python]
+    # datatrove: python3 -m venv /tmp/dt-venv && /tmp/dt-venv/bin/pip install datatrove regex tokenizers xxhash orjson
+    # (datatrove 0.10.1 imports regex, tokenizers, xxhash and orjson in these stages without depending on them)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import keyword
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from phiray.runtime import prepare_environment  # noqa: E402
+
+prepare_environment(local=True)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+STAGE_NAMES = ["ingest", "dedup", "decontaminate", "annotate", "classify", "filter"]
+_IDENT = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+_KEEP = set(keyword.kwlist) | set(dir(__builtins__)) | {"self", "cls"}
+
+
+def _renamed(text: str, rng: random.Random) -> str:
+    suffix = "".join(rng.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(4))
+    return _IDENT.sub(lambda m: m.group(0) if m.group(0) in _KEEP else f"{m.group(0)}_{suffix}", text)
+
+
+def _fork(text: str, rng: random.Random) -> str:
+    lines = text.splitlines()
+    for _ in range(max(1, len(lines) // 80)):
+        lines.insert(rng.randrange(len(lines) + 1), "# local change: keep in sync with upstream")
+    return "\n".join(lines).replace("    return ", "    return  ", 2) + "\n\ndef _local_helper(value):\n    return value\n"
+
+
+def build_corpus(root: Path, n: int, seed: int = 0) -> dict:
+    """Write ``n`` files under ``root/code``; returns the planted truth (paths)."""
+    from phiray.data import readers
+    from phiray.data.ngrams import humaneval_tasks
+
+    rng = random.Random(seed)
+    bases = [t for t in (Path(p).read_text(errors="replace") for p in sorted(readers.list_stdlib())[:3000])
+             if t.count("\n") >= 80]
+    out = root / "code"
+    out.mkdir(parents=True)
+    truth: dict[str, list[str]] = {"near": [], "exact": [], "planted": []}
+    tasks = humaneval_tasks()
+    written: list[str] = []
+    for i in range(n):
+        path = out / f"d{i // 1000:04d}" / f"m{i:07d}.py"
+        path.parent.mkdir(exist_ok=True)
+        r = rng.random()
+        if i < 5:
+            task = tasks[i * 31 % len(tasks)]
+            text, kind = '"""Helpers."""\n\n' + task[1] + "\n", "planted"
+        elif written and r < 0.08:
+            text, kind = _fork(Path(rng.choice(written)).read_text(), rng), "near"
+        elif written and r < 0.10:
+            text, kind = Path(rng.choice(written)).read_text().replace("\n", "  \n"), "exact"
+        else:
+            lines = rng.choice(bases).splitlines()
+            start = rng.randrange(max(1, len(lines) - 60))
+            text, kind = _renamed("\n".join(lines[start:start + rng.randint(60, 400)]) + "\n", rng), None
+        path.write_text(text)
+        if kind:
+            truth[kind].append(str(path))
+        elif len(written) < 20_000:
+            written.append(str(path))
+    return truth
+
+
+class PeakMemory:
+    """Peak RSS of this process and of all Ray worker processes together, sampled on a thread."""
+
+    def __init__(self, interval: float = 0.2, children: bool = False):
+        import psutil
+
+        self.psutil, self.interval, self.me, self.children = psutil, interval, psutil.Process(), children
+        self.driver = self.workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _workers_rss(self) -> int:
+        """Descendants of this process: Ray started here runs its workers under this driver (other Ray
+        instances on the machine are not counted); ``children``: every descendant (a subprocess)."""
+        total = 0
+        for p in self.me.children(recursive=True):
+            try:
+                cmd = " ".join(p.cmdline())
+            except Exception:  # ended meanwhile
+                continue
+            if self.children or "ray::" in cmd or "default_worker.py" in cmd:
+                total += _rss(p)
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.driver = max(self.driver, self.me.memory_info().rss)
+            self.workers = max(self.workers, self._workers_rss())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _rss(process) -> int:
+    try:
+        return process.memory_info().rss
+    except Exception:  # the process ended between listing and reading
+        return 0
+
+
+def _spilled_mib() -> float:
+    """Object-store spill so far (MiB), from Ray's memory summary of this driver's cluster."""
+    import ray
+    from ray._private.internal_api import memory_summary
+
+    summary = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
+    found = re.search(r"Spilled (\d+) MiB", summary)
+    return float(found.group(1)) if found else 0.0
+
+
+def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
+    import ray
+
+    from phiray.cli import STAGES
+    from phiray.config import load_config
+    from phiray.pipeline import run_pipeline
+    from phiray.rundir import RunDir
+
+    source = [{"kind": "files", "path": str(root / "code"), "name": "code"}]
+    cfg = load_config("tiny", overrides=[f"ingest.sources={json.dumps(source)}", "ingest.max_documents=null",
+                                         "ingest.max_bytes=1000000", "annotate.sample_size=400",
+                                         f"run.stages=[{','.join(STAGE_NAMES)}]"])
+    rd = RunDir(root / "run")
+    for attempt in range(3):  # Ray gives a raylet 30 s to register: not always enough on a loaded machine
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            ray.shutdown()
+    rows = []
+    try:
+        for name in STAGE_NAMES:
+            t0 = time.perf_counter()
+            with PeakMemory() as mem:
+                state = run_pipeline(STAGES, cfg, rd, only=[name])[0]
+            seconds = time.perf_counter() - t0
+            manifest = state.manifest
+            n_in = (manifest.rows.get("in") or manifest.rows.get("read") or manifest.rows.get("corpus")
+                    or manifest.rows.get("labelled") or n)
+            rows.append({"stage": name, "seconds": round(seconds, 1), "docs_per_s": round(n_in / seconds, 1),
+                         "driver_peak_mb": round(mem.driver / 2**20), "workers_peak_mb": round(mem.workers / 2**20),
+                         "spilled_mib": _spilled_mib(), "rows": manifest.rows})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        ray.shutdown()
+    return rows, rd
+
+
+def phiray_removed(rd) -> set[str]:
+    import pyarrow.parquet as pq
+
+    return set(pq.read_table(rd.path("dedup", "rejected"), columns=["path"]).column("path").to_pylist())
+
+
+DATATROVE_SCRIPT = r'''
+import json, sys, time
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers.jsonl import JsonlWriter
+from datatrove.utils.hashing import HashConfig
+src, work, n_grams, buckets, rows, workers = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+config = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=buckets, hashes_per_bucket=rows, n_grams=n_grams)
+tasks = max(workers, 4)
+t0 = time.time()
+# Code is not English: datatrove's WhitespaceTokenizer (the one it assigns to "ace_Arab"), not spaCy's.
+LocalPipelineExecutor(pipeline=[JsonlReader(src), MinhashDedupSignature(output_folder=f"{work}/sigs", config=config,
+                                                                         language="ace_Arab")],
+                      tasks=tasks, workers=workers, logging_dir=f"{work}/logs/1").run()
+LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(input_folder=f"{work}/sigs", output_folder=f"{work}/buckets", config=config)],
+                      tasks=buckets, workers=workers, logging_dir=f"{work}/logs/2").run()
+LocalPipelineExecutor(pipeline=[MinhashDedupCluster(input_folder=f"{work}/buckets", output_folder=f"{work}/remove", config=config)],
+                      tasks=1, logging_dir=f"{work}/logs/3").run()
+LocalPipelineExecutor(pipeline=[JsonlReader(src), MinhashDedupFilter(input_folder=f"{work}/remove",
+                      exclusion_writer=JsonlWriter(f"{work}/removed"))], tasks=tasks, workers=workers,
+                      logging_dir=f"{work}/logs/4").run()
+print(json.dumps({"seconds": time.time() - t0}))
+'''
+
+
+def run_datatrove(python: str, root: Path, cfg_dedup, workers: int) -> dict:
+    """datatrove's four MinHash stages on the same files (as JSONL shards), in its own interpreter."""
+    import gzip
+
+    from phiray.data import minhash
+
+    src = root / "jsonl"
+    src.mkdir()
+    files = sorted((root / "code").rglob("*.py"))
+    for s in range(8):
+        with open(src / f"part-{s}.jsonl", "w") as fh:
+            for p in files[s::8]:
+                fh.write(json.dumps({"id": str(p), "text": p.read_text()}) + "\n")
+    bands, rows = minhash.lsh_params(cfg_dedup.threshold, cfg_dedup.num_perm)
+    script = root / "dt.py"
+    script.write_text(DATATROVE_SCRIPT)
+    work = root / "dt"
+    with PeakMemory(children=True) as mem:
+        out = subprocess.run([python, str(script), str(src), str(work), str(cfg_dedup.shingle_size), str(bands),
+                              str(rows), str(workers)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"datatrove failed:\n{out.stderr[-3000:]}")
+    removed = set()
+    for f in (work / "removed").rglob("*"):
+        if f.is_file():
+            opener = gzip.open if f.name.endswith(".gz") else open
+            with opener(f, "rt") as fh:
+                removed |= {json.loads(line)["id"] for line in fh if line.strip()}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"seconds": round(result["seconds"], 1), "removed": removed, "bands": bands, "rows": rows,
+            "children_peak_mb": round(mem.workers / 2**20)}
+
+
+def agreement(removed: set[str], truth: dict) -> dict:
+    planted = set(truth["near"]) | set(truth["exact"])
+    return {"recall": round(len(removed & planted) / max(1, len(planted)), 4), "removed": len(removed),
+            "unplanted_removed": len(removed - planted)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, action="append", help="corpus sizes (repeatable; default 10000)")
+    ap.add_argument("--million", action="store_true", help="also run 1,000,000 documents")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--datatrove-python", default=None, help="python of a virtualenv with datatrove installed")
+    ap.add_argument("--keep", default=None, help="directory to keep the corpora and runs in (default: a temp dir)")
+    args = ap.parse_args()
+    sizes = (args.docs or [10_000]) + ([1_000_000] if args.million else [])
+    from phiray.config import load_config
+
+    dedup_cfg = load_config("tiny").dedup
+    for n in sizes:
+        base = Path(args.keep or tempfile.mkdtemp(prefix="phiray-scale-")) / f"n{n}"
+        print(f"== {n} documents; load average {os.getloadavg()}", flush=True)
+        t0 = time.perf_counter()
+        truth = build_corpus(base, n)
+        print(f"corpus written in {time.perf_counter() - t0:.0f} s: planted {len(truth['near'])} near, "
+              f"{len(truth['exact'])} exact, {len(truth['planted'])} benchmark solutions", flush=True)
+        rows, rd = run_phiray(base, n, args.cpus)
+        ours = agreement(phiray_removed(rd), truth)
+        dedup = next(r for r in rows if r["stage"] == "dedup")
+        print(f"phiray dedup: {dedup['seconds']} s, {dedup['docs_per_s']} docs/s, {ours}", flush=True)
+        if args.datatrove_python and Path(args.datatrove_python).exists():
+            dt = run_datatrove(args.datatrove_python, base, dedup_cfg, args.cpus)
+            theirs = agreement(dt["removed"], truth)
+            print(f"datatrove minhash ({dt['bands']} buckets x {dt['rows']} hashes, {dedup_cfg.shingle_size}-grams): "
+                  f"{dt['seconds']} s, {round(n / dt['seconds'], 1)} docs/s, {theirs}; "
+                  f"its processes' peak {dt['children_peak_mb']} MB", flush=True)
+            print(f"dedup speed phiray / datatrove: {dt['seconds'] / dedup['seconds']:.2f}x", flush=True)
+        else:
+            print("datatrove comparison skipped: pass --datatrove-python (a venv with `pip install datatrove`)")
+        print(f"load average {os.getloadavg()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
