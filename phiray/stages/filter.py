@@ -76,7 +76,7 @@ def implied(proba: np.ndarray, labels: np.ndarray, cut: float) -> dict:
 
 
 def select(scored, cfg: RunConfig, heldout: tuple[np.ndarray, np.ndarray]) -> tuple[float, str, dict]:
-    """(cut, how it was chosen, the held-out precision/recall it implies) for a scored dataset."""
+    """(cut, how it was chosen, the held-out precision/recall it implies) for a scored dataset (or array)."""
     fc = cfg.filter
     if fc.target_precision is not None:
         cut, how = precision_cutoff(*heldout, fc.target_precision), f"target_precision={fc.target_precision}"
@@ -92,7 +92,10 @@ HISTOGRAM_BINS = 100_000  # scores are probabilities in [0, 1]: quantiles to 1e-
 
 def dataset_cutoff(scored, threshold: float | None, keep_fraction: float | None) -> float:
     """``cutoff`` for a (materialised) scored dataset, computed by Ray: the keep-fraction cut is the
-    smallest score among the k largest (a distributed sort; one number reaches the driver)."""
+    smallest score among the k largest (a distributed sort; one number reaches the driver). A numpy array of
+    scores is cut in memory (:func:`cutoff`)."""
+    if isinstance(scored, np.ndarray):
+        return cutoff(scored, threshold, keep_fraction)
     if keep_fraction is None:
         return cutoff(np.zeros(0), threshold, None)
     n = scored.count()
