@@ -18,7 +18,8 @@ PROMPTS = ["def add(a, b):\n", "import os\n\n", "class Stack:\n", "    return "]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> str:
-    return tiny_hf_checkpoint(tmp_path_factory.mktemp("teacher-ckpt"))
+    # Context 1024: synthesize's real prompts run to ~300 tokens of this small BPE vocabulary.
+    return tiny_hf_checkpoint(tmp_path_factory.mktemp("teacher-ckpt"), n_ctx=1024)
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def vllm_env(monkeypatch):
 
 def _teacher_cfg(model: str, **extra) -> TeacherConfig:
     return TeacherConfig(kind="vllm", model=model, api="completions", temperature=1.0, top_p=0.95, max_tokens=12,
-                         vllm_max_model_len=256, vllm_batch_size=4, **extra)
+                         vllm_max_model_len=1024, vllm_batch_size=4, **extra)
 
 
 def test_seed_comes_from_the_cache_key():
@@ -75,7 +76,7 @@ def _cache_hashes(cache_dir: Path) -> list[str]:
 
 def _vllm_args(checkpoint: str, *extra: str) -> list[str]:
     return ["teacher.kind=vllm", f"teacher.model={checkpoint}", "teacher.api=completions", "teacher.max_tokens=48",
-            "teacher.vllm_max_model_len=256", "teacher.vllm_batch_size=4", "synthesize.verify=false", *extra]
+            "teacher.vllm_max_model_len=1024", "teacher.vllm_batch_size=4", "synthesize.verify=false", *extra]
 
 
 @pytest.mark.slow

@@ -68,7 +68,7 @@ def assert_vllm_equals_transformers(dirs: list[str], max_tokens: int = 16) -> No
         assert got["out"] == transformers_greedy(directory, got["prompt_ids"], max_tokens), directory
 
 
-def tiny_hf_checkpoint(directory: Path, vocab_size: int = 1024) -> str:
+def tiny_hf_checkpoint(directory: Path, vocab_size: int = 1024, n_ctx: int = 256) -> str:
     """A tiny HF-format phi checkpoint with phi-1's head geometry (the tiny preset's: 2 heads of 64, rotary
     32) and a BPE tokenizer trained on stdlib code, written by phiray's save_model."""
     from phiray.config import load_config
@@ -77,9 +77,9 @@ def tiny_hf_checkpoint(directory: Path, vocab_size: int = 1024) -> str:
     from phiray.model.tokenizer import train_bpe_tokenizer
     from train_fixtures import stdlib_code
 
-    tokenizer = train_bpe_tokenizer(stdlib_code(20), vocab_size=vocab_size, model_max_length=256)
+    tokenizer = train_bpe_tokenizer(stdlib_code(20), vocab_size=vocab_size, model_max_length=n_ctx)
     tokenizer.save_pretrained(directory / "tokenizer")
-    shape = load_config("tiny").model.model_copy(update={"vocab_size": vocab_size})
+    shape = load_config("tiny").model.model_copy(update={"vocab_size": vocab_size, "n_ctx": n_ctx})
     model = build_model(shape, seed=0, eos_token_id=tokenizer.eos_token_id)
     return save_model(model, directory / "model", tokenizer_dir=directory / "tokenizer")
 
