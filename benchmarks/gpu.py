@@ -72,9 +72,10 @@ GPU_PLAN = Plan(device="cuda", model="phi-1", small="phi-1-small", seq_len=2048,
                 embed_batch=32, embed_seq=1024, gen_batches=(1, 64), gen_prompt=128, gen_new=128,
                 compile_backends=("flash", "efficient"))
 TINY = dict(n_layer=2, d_model=128, n_head=2, rotary_dim=32, n_ctx=128, vocab_size=512, resid_pdrop=0.0)
+# CodeGen's attention splits its heads over 4 "mp" groups: n_head must be a multiple of 4.
 CPU_PLAN = Plan(device="cpu", model=TINY, small=dict(TINY, n_layer=1, d_model=64, n_head=1), seq_len=64,
                 micro_batch=2, warmup=1, steps=2, small_train_steps=5,
-                embed_shape=dict(n_layer=2, n_embd=128, n_head=2, rotary_dim=32, n_positions=128, vocab_size=512,
+                embed_shape=dict(n_layer=2, n_embd=256, n_head=4, rotary_dim=32, n_positions=128, vocab_size=512,
                                  bos_token_id=0, eos_token_id=0),
                 embed_batch=4, embed_seq=64, gen_batches=(1, 4), gen_prompt=8, gen_new=8, compile_backends=(),
                 backends=("flash", "math"))  # the memory-efficient SDPA kernel exists on CUDA only

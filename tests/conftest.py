@@ -39,6 +39,22 @@ def ray_session():
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def release_leftover_placement_groups():
+    """After each test module, remove placement groups it left behind (a vLLM engine's bundle outlives its
+    Ray Data pipeline): on a 2-CPU session cluster one stray {CPU: 1} bundle starves every later Train fit."""
+    yield
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    for pg_id, info in placement_group_table().items():
+        if info.get("state") in ("CREATED", "PENDING", "RESCHEDULING"):
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+
+
 @pytest.fixture(scope="session")
 def mbpp_dir() -> Path:
     path = Path(os.environ.get("PHIRAY_MBPP_PATH", SHARED / "data" / "mbpp"))

@@ -26,7 +26,7 @@ OUTPUT_CHANGE = {
     "annotate": "annotate.sample_size=77", "classify": "classify.n_estimators=7", "filter": "filter.threshold=0.25",
     "synthesize": "synthesize.n_textbooks=5", "tokenize": "tokenize.seq_len=32", "pretrain": "pretrain.lr=0.5",
     "grow": "grow.lr=0.5", "finetune": "finetune.lr=0.5", "control": "control.lr=0.5",
-    "evaluate": "evaluate.max_new_tokens=5", "sweep": "sweep.num_trials=3",
+    "evaluate": "evaluate.max_new_tokens=5", "sweep": "sweep.num_trials=3", "similarity": "similarity.top_k=5",
 }
 
 
@@ -55,11 +55,11 @@ def flipped(path: str, cfg: RunConfig) -> str:
         new = next(choice for choice in typing.get_args(annotation) if choice != value)
     elif value is None:
         inner = next(t for t in typing.get_args(annotation) if t is not type(None))
-        new = {int: 3, float: 0.5, str: "elsewhere"}[inner]
+        new = {int: 3, float: 0.5, str: "elsewhere", bool: True}[inner]
     elif isinstance(value, bool):
         new = not value
     elif isinstance(value, (int, float)):
-        new = value * 2 if value else 0.25
+        new = value * 2 if value else (1 if isinstance(value, int) else 0.25)
     elif isinstance(value, dict):
         new = {} if value else {"custom": 1.0}
     elif isinstance(value, str):

@@ -100,8 +100,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
                     for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))]
             bad = []
         else:
-            with rd.local_dir("annotate/cache") if not ac.cache_dir else _fixed(ac.cache_dir) as cache_dir:
-                good, bad, round_stats = _llm_label(picked, cfg, cache_dir)
+            good, bad, round_stats = _llm_label(picked, cfg, ac.cache_dir or rd.fs_path("annotate", "cache"))
             for k, v in round_stats.items():
                 stats[k] = stats.get(k, 0) + v if isinstance(v, (int, float)) else v
         labels.extend(good)
