@@ -76,7 +76,10 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
 
     rd = tokenized_run(tmp_path_factory.getbasetemp())
     cfg = small_config("pretrain.max_steps=12", "pretrain.eval_every=6", "pretrain.log_every=3",
-                       "pretrain.checkpoint_every=6", "train.num_workers=2", "train.strategy=deepspeed")
+                       "pretrain.checkpoint_every=6", "train.num_workers=2", "train.strategy=deepspeed",
+                       # Half a CPU each: a fraction of a CPU still held by an earlier module's actor (the session
+                       # cluster has 2) must not leave the worker group pending for ever.
+                       "train.cpus_per_worker=0.5")
     manifest = pretrain.run(cfg, rd)
     m = manifest.metrics
     assert m["engine_global_steps"] == 12 and m["world_size"] == 2 and m["strategy"] == "deepspeed"
