@@ -15,6 +15,7 @@ import pytest
 
 from phiray.config import SandboxConfig
 from phiray.sandbox import Sandbox
+from sandbox_attacks import processes_with  # one /proc scan helper for both suites
 
 TIMEOUT = 3.0
 
@@ -31,18 +32,6 @@ def sandbox(request) -> Sandbox:
 def needs_namespaces(sb: Sandbox) -> None:
     if sb.isolation != "namespaces":
         pytest.skip("file system / network / secret isolation is a namespaces-mode guarantee")
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if marker.encode() in fh.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
 
 
 def assert_not_passed(v, *statuses):
