@@ -47,13 +47,24 @@ def test_vllm_teacher_on_ray_data_caches_counts_tokens_and_resumes(ray_session, 
 
     cache_dir = str(tmp_path / "cache")
     requests = [Request(key=f"r{i}", prompt=p, seed=i) for i, p in enumerate(PROMPTS)]
+    # The same request twice in one batch (another key), and a prompt longer than the engine's context.
+    repeat = Request(key="again", prompt=PROMPTS[0], seed=0)
+    too_long = Request(key="long", prompt="def f(x):\n    return x + 1\n" * 400, seed=9)
     teacher = make_teacher(_teacher_cfg(checkpoint), cache_dir=cache_dir)
-    first = teacher.complete(requests[:3])  # one engine start; r3 is left for the "resumed" call
+    # One engine start; r3 is left for the "resumed" call.
+    answers = teacher.complete([*requests[:3], repeat, too_long])
+    first, again_in_batch, refused = answers[:3], answers[3], answers[4]
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     assert [r.key for r in first] == ["r0", "r1", "r2"] and all(r.ok and r.text for r in first)
     assert [r.tokens_in for r in first] == [len(tokenizer(p)["input_ids"]) for p in PROMPTS[:3]]
     assert all(1 <= r.tokens_out <= 12 and not r.cached for r in first)
-    assert teacher.stats["sent"] == 3 and teacher.stats["tokens_out"] == sum(r.tokens_out for r in first)
+    # The repeat never reached the engine: it is answered from its first copy's stored answer.
+    assert again_in_batch.key == "again" and again_in_batch.text == first[0].text and again_in_batch.cached
+    # The over-long prompt is a counted failure, not a crash, and is not cached (a rerun tries it again).
+    assert refused.key == "long" and not refused.ok and refused.error == "prompt_too_long"
+    assert teacher.stats["sent"] == 4 and teacher.stats["cache_hits"] == 1
+    assert teacher.stats["failures_by_reason"] == {"prompt_too_long": 1}
+    assert teacher.stats["tokens_out"] == sum(r.tokens_out for r in first)
     lines = [json.loads(line) for f in Path(cache_dir).glob("*.jsonl") for line in f.read_text().splitlines()]
     assert len(lines) == 3  # one cache line per engine answer, written as answers leave the engine
     # A fresh teacher on the same cache (a rerun): the cached answers never reach the engine.

@@ -3,10 +3,14 @@
 The unit of work is a Ray Data dataset of prompt rows, so generation streams through actor pools and
 never gathers on the driver:
 
-    rows -> map_batches(LookupBatch)    hash every request (the OpenAI teacher's key), answer cache hits
-         -> misses -> build_processor(vLLMEngineProcessorConfig)   the engine sees only uncached requests
+    rows -> map_batches(LookupBatch)    hash every request (the OpenAI teacher's key), answer cache hits,
+                                        mark repeats of a request already on its way to the engine
+         -> misses -> build_processor(vLLMEngineProcessorConfig)   the engine sees each uncached request once
+         -> map(_answer_row)            one schema for answers and failed rows (a prompt longer than
+                                        ``vllm_max_model_len``, ...): a failure is a counted rejection
          -> map_batches(StoreBatch)     append each answer to the request cache the moment it arrives
-         -> union(hits, answered)       rows + text, finish_reason, tokens_in/out, cached, error
+         -> repeats -> LookupBatch      answered from the cache once their first copy's answer is stored
+         -> union                       rows + text, finish_reason, tokens_in/out, cached, error
 
 Resumability: answers are cached batch by batch as they leave the engine, so a run killed mid-way and run
 again re-sends only what was never answered. Seeded sampling: each request's vLLM ``seed`` is derived from
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from phiray.rundir import FsPath
 
 ANSWER_COLUMNS = ("text", "finish_reason", "tokens_in", "tokens_out", "cached", "error")  # error: "" = ok
+INFERENCE_ERROR = "__inference_error__"  # Ray Data LLM's column on a failed row (should_continue_on_error)
 
 
 def sampling_defaults(cfg: "TeacherConfig") -> dict[str, Any]:
@@ -63,7 +68,10 @@ def engine_config(cfg: "TeacherConfig"):
         # vLLM tokenizes text prompts and detokenizes answers itself; separate stages would only hold
         # more CPU actors (on 2 CPUs they starve the engine of a core).
         tokenize_stage=False, detokenize_stage=False,
-        placement_group_config={"bundles": bundles}, runtime_env={"env_vars": env})
+        placement_group_config={"bundles": bundles}, runtime_env={"env_vars": env},
+        # One bad request (a prompt longer than the context, ...) must not fail the stage: its row comes back
+        # with the error, becomes a counted rejection and is not cached (a rerun tries it again).
+        should_continue_on_error=True)
 
 
 def _engine_input(row: dict[str, Any], req: Request, api: str, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -86,15 +94,40 @@ def _engine_output(row: dict[str, Any], columns: list[str], max_tokens: int) -> 
             "finish_reason": "length" if n_out >= max_tokens else "stop", "cached": False, "error": ""}
 
 
-class LookupBatch:
-    """Ray Data callable: hash each row's request (the OpenAI teacher's key) and answer cache hits."""
+def engine_error_reason(message: str) -> str:
+    """A short, countable reason for a request the engine refused (Ray Data LLM logs the full message)."""
+    lowered = message.lower()
+    if "maximum context length" in lowered or "maximum model length" in lowered:
+        return "prompt_too_long"
+    return "engine_error"
 
-    def __init__(self, teacher_cfg: dict[str, Any], cache_dir: str | None, request_of: Callable[[dict], Request]):
+
+def _answer_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """After the engine: answered rows as they are, failed rows (which bypass the postprocess and carry the
+    engine's whole input) as the row's columns + an empty answer + the reason."""
+    message = row.get(INFERENCE_ERROR) or ""
+    if not message:
+        return {c: row[c] for c in (*columns, *ANSWER_COLUMNS)}
+    return {**{c: row[c] for c in columns}, "text": "", "finish_reason": "", "tokens_in": 0, "tokens_out": 0,
+            "cached": False, "error": engine_error_reason(str(message))}
+
+
+class LookupBatch:
+    """Ray Data callable: hash each row's request (the OpenAI teacher's key) and answer cache hits.
+
+    With a cache, a request whose key this actor already passed on as a miss is marked ``repeat``: it is
+    answered from the cache after its first copy's answer is stored, so the engine sees each request once
+    (the pool has one actor, so it sees every row)."""
+
+    def __init__(self, teacher_cfg: dict[str, Any], cache_dir: str | None, request_of: Callable[[dict], Request],
+                 failed_repeats: bool = False):
         from phiray.config import TeacherConfig
 
         self.cfg = TeacherConfig.model_validate(teacher_cfg)
         self.defaults, self.request_of = sampling_defaults(self.cfg), request_of
         self.cache = RequestCache(cache_dir) if cache_dir else None
+        self.failed_repeats = failed_repeats  # the second lookup: a miss now means the first copy failed
+        self.sent: set[str] = set()
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         from phiray.teacher.worker import _columns, _rows
@@ -103,12 +136,18 @@ class LookupBatch:
             self.cache.reload()
         out = []
         for row in _rows(batch):
-            key = request_hash(self.cfg.model, self.cfg.api, self.request_of(row), self.defaults)
+            row.pop("repeat", None)
+            key = row["hash"] if self.failed_repeats else \
+                request_hash(self.cfg.model, self.cfg.api, self.request_of(row), self.defaults)
             hit = self.cache.get(key) if self.cache is not None else None
             answer = ({"text": hit["text"], "finish_reason": hit.get("finish_reason") or "",
                        "tokens_in": hit.get("tokens_in", 0), "tokens_out": hit.get("tokens_out", 0), "cached": True}
                       if hit else {"text": "", "finish_reason": "", "tokens_in": 0, "tokens_out": 0, "cached": False})
-            out.append({**row, "hash": key, **answer, "error": ""})
+            error = "" if hit or not self.failed_repeats else "identical_request_failed"
+            repeat = hit is None and self.cache is not None and key in self.sent
+            if hit is None and self.cache is not None:
+                self.sent.add(key)
+            out.append({**row, "hash": key, **answer, "error": error, "repeat": repeat})
         return _columns(out)
 
 
@@ -124,7 +163,8 @@ class StoreBatch:
 
         if self.cache is not None:
             for row in _rows(batch):
-                self.cache.put(row["hash"], {k: row[k] for k in ("text", "finish_reason", "tokens_in", "tokens_out")})
+                if not row["error"]:  # failures are not answers: a rerun sends them again
+                    self.cache.put(row["hash"], {k: row[k] for k in ("text", "finish_reason", "tokens_in", "tokens_out")})
             self.cache.flush()
         return batch
 
@@ -133,31 +173,42 @@ def generate(cfg: "TeacherConfig", rows: "ray.data.Dataset", cache_dir: str | No
              request_of: Callable[[dict], Request]) -> "ray.data.Dataset":
     """``rows`` + ``hash`` + :data:`ANSWER_COLUMNS`: the teacher's answer to ``request_of(row)``.
 
-    Only cache misses reach the engine; the engine is not started when every request is cached."""
+    Only cache misses reach the engine, each request once; the engine is not started when every request is
+    cached. A request the engine refuses comes back with ``error`` set (never raised, never cached)."""
     import ray
     from ray.data.llm import build_processor
 
-    looked_up = rows.map_batches(LookupBatch, batch_size=256, batch_format="pandas", num_cpus=0.25,
-                                 fn_constructor_kwargs={"teacher_cfg": cfg.model_dump(mode="json"),
-                                                        "cache_dir": cache_dir, "request_of": request_of},
-                                 compute=ray.data.ActorPoolStrategy(size=1)).materialize()
-    # Both sides materialized (prompt rows are small) before the engine starts: a pending 1-CPU filter task
+    def lookup(ds: "ray.data.Dataset", failed_repeats: bool = False) -> "ray.data.Dataset":
+        return ds.map_batches(LookupBatch, batch_size=256, batch_format="pandas", num_cpus=0.25,
+                              fn_constructor_kwargs={"teacher_cfg": cfg.model_dump(mode="json"), "cache_dir": cache_dir,
+                                                     "request_of": request_of, "failed_repeats": failed_repeats},
+                              compute=ray.data.ActorPoolStrategy(size=1)).materialize()
+
+    looked_up = lookup(rows)
+    # Every side materialized (prompt rows are small) before the engine starts: a pending 1-CPU filter task
     # beside a 1-CPU engine would stall the pipeline on 2 CPUs.
-    hits = looked_up.filter(lambda row: bool(row["cached"])).materialize()
-    misses = looked_up.filter(lambda row: not row["cached"]).materialize()
+    hits = looked_up.filter(lambda row: bool(row["cached"])).drop_columns(["repeat"]).materialize()
+    misses = looked_up.filter(lambda row: not row["cached"] and not row["repeat"]).drop_columns(["repeat"]).materialize()
+    repeats = looked_up.filter(lambda row: bool(row["repeat"])).drop_columns(["repeat"]).materialize()
     if misses.count() == 0:
         return hits
-    api, defaults, max_tokens, columns = cfg.api, sampling_defaults(cfg), cfg.max_tokens, looked_up.columns()
+    api, defaults, max_tokens = cfg.api, sampling_defaults(cfg), cfg.max_tokens
+    columns = [c for c in looked_up.columns() if c not in (*ANSWER_COLUMNS, "repeat")]  # the rows' own + hash
     processor = build_processor(engine_config(cfg),
                                 preprocess=lambda row: _engine_input(row, request_of(row), api, defaults),
                                 postprocess=lambda row: _engine_output(row, columns, max_tokens),
                                 # Row maps are light: fractional CPUs leave the engine its core on 2 CPUs (a
                                 # default 1-CPU task beside a 1-CPU engine stalls the pipeline there).
                                 preprocess_map_kwargs={"num_cpus": 0.25}, postprocess_map_kwargs={"num_cpus": 0.25})
-    answered = processor(misses).map_batches(StoreBatch, batch_size=8, batch_format="pandas", num_cpus=0.25,
-                                             fn_constructor_kwargs={"cache_dir": cache_dir},
-                                             compute=ray.data.ActorPoolStrategy(size=1))
-    return hits.union(answered)
+    answered = processor(misses).map(_answer_row, fn_kwargs={"columns": columns}, num_cpus=0.25)
+    answered = answered.map_batches(StoreBatch, batch_size=8, batch_format="pandas", num_cpus=0.25,
+                                    fn_constructor_kwargs={"cache_dir": cache_dir},
+                                    compute=ray.data.ActorPoolStrategy(size=1))
+    if repeats.count() == 0:
+        return hits.union(answered)
+    # Repeats wait for their first copies' answers to be stored (only then is ``answered`` held whole).
+    answered = answered.materialize()
+    return hits.union(answered, lookup(repeats, failed_repeats=True).drop_columns(["repeat"]))
 
 
 class VLLMTeacher:
@@ -177,15 +228,19 @@ class VLLMTeacher:
         out = []
         for i, req in enumerate(requests):
             row = by_index[i]
-            out.append(Response(key=req.key, text=row["text"], tokens_in=int(row["tokens_in"]),
-                                tokens_out=int(row["tokens_out"]), cached=bool(row["cached"]),
-                                finish_reason=row["finish_reason"], attempts=0 if row["cached"] else 1))
-        sent = [r for r in out if not r.cached]
+            out.append(Response(key=req.key, text=row["text"] if not row["error"] else None,
+                                tokens_in=int(row["tokens_in"]), tokens_out=int(row["tokens_out"]),
+                                cached=bool(row["cached"]), error=row["error"] or None,
+                                finish_reason=row["finish_reason"] or None, attempts=0 if row["cached"] else 1))
+        sent = [r for r in out if not r.cached and r.error != "identical_request_failed"]
         self.stats["requests"] += len(out)
         self.stats["cache_hits"] += len(out) - len(sent)
         self.stats["sent"] += len(sent)
         self.stats["tokens_in"] += sum(r.tokens_in for r in sent)
         self.stats["tokens_out"] += sum(r.tokens_out for r in sent)
+        for r in out:
+            if r.error:
+                self.stats["failures_by_reason"][r.error] = self.stats["failures_by_reason"].get(r.error, 0) + 1
         return out
 
 
