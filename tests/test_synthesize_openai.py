@@ -22,9 +22,6 @@ def _openai(server: FakeOpenAI, *extra: str) -> list[str]:
             "teacher.backoff_base_s=0.01", *extra]
 
 
-# Slow tier for now: after ~470 other default-tier tests it fails with KeyError 'is_prime' inside GenerateBatch
-# (a concept-family lookup that depends on earlier tests' state); it passes alone and in `make test-slow`.
-@pytest.mark.slow
 def test_stage_retries_and_drops_malformed_answers(tmp_path: Path, ray_session):
     calls = Counter()
 

@@ -117,3 +117,17 @@ def test_three_splits_and_textbooks_only_teach_train_families(seed):
     index = ngrams.build_index(((str(i), e["solution"]) for i, e in enumerate(test)), 13)
     assert index and not [a.key for a in answers[:len(textbooks)] if ngrams.matches(a.text, index, 13)]
     assert all(f"Concept: {r['concept']} (" in request_for(r).text() for r in textbooks)
+
+
+def test_the_catalogue_is_whole_however_it_was_first_imported():
+    """A process (a generation actor's thread) that imported one concept module first still finds every
+    concept: the catalogue was once 'loaded' as soon as any module had registered (KeyError: 'is_prime')."""
+    import subprocess
+    import sys
+
+    code = ("import phiray.teacher.concepts.strings\n"
+            "from phiray.teacher.concepts import generate\n"
+            "print(generate('is_prime', 3)['entry_point'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() in {"is_prime", "prime", "check_prime"}

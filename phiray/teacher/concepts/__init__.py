@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import random
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -147,6 +148,16 @@ def all_concepts() -> dict[str, Concept]:
     return CONCEPTS
 
 
+_LOADED = threading.Event()
+_LOAD_LOCK = threading.Lock()
+
+
 def _load_all() -> None:
-    if not CONCEPTS:
+    """Import every concept module once. Guarded by a lock and set only after the last import: generation
+    actors run several batches on threads at once, and a thread that saw the catalogue half-registered (one
+    module imported) would look a concept up before its module registered it (``KeyError: 'is_prime'``)."""
+    if _LOADED.is_set():
+        return
+    with _LOAD_LOCK:
         from phiray.teacher.concepts import collections_, numbers, strings  # noqa: F401  (registration)
+        _LOADED.set()
