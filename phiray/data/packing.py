@@ -110,7 +110,7 @@ def _tokenizer(path: str):
 
 
 def _encode(tok, texts: list[str]) -> list[list[int]]:
-    return tok(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"] if texts else []
+    return tok(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"] if texts else []
 
 
 class PackBatch:

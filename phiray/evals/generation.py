@@ -130,7 +130,7 @@ def generate_endpoint(url: str, model: str, tasks: list[Task], gen: GenerationSe
 
 
 def _fits(tokenizer, prompt: str, max_tokens: int, context: int) -> bool:
-    return len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) + max_tokens <= context
+    return len(tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]) + max_tokens <= context
 
 
 def generate_vllm(model_path: str, tasks: list[Task], gen: GenerationSettings) -> list[dict]:

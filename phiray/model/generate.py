@@ -108,7 +108,7 @@ class Generator:
 
     def encode(self, prompt: str, max_tokens: int = 0) -> list[int]:
         """Token ids of `prompt`; raises PromptTooLong if ids + max_tokens do not fit the context."""
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]  # length checked below
         if not ids:  # an empty prompt starts from EOS, as GPT-style models were trained
             ids = [self.eos_token_id]
         if len(ids) + max_tokens > self.max_context:
