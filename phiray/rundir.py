@@ -92,6 +92,13 @@ class RunDir:
         """Filesystem path (for ``self.fs`` and Ray Data's ``filesystem=`` argument)."""
         return posixpath.join(self.root, *parts) if parts else self.root
 
+    def uri(self, *parts: str) -> str | None:
+        """``s3://bucket/run/<parts>`` (any ``scheme://`` the run dir was given as) for tools that take a URI
+        rather than a filesystem (Ray Data LLM's ``model_source``); None for a run dir on a local disk."""
+        if self.is_local or not _is_uri(self.location):
+            return None
+        return posixpath.join(self.location.rstrip("/"), *parts)
+
     def fs_path(self, *parts: str) -> FsPath:
         """A picklable (filesystem, path) for workers on any node (e.g. a request cache's directory)."""
         return FsPath(self.fs, self.path(*parts))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from serve_fixtures import free_port
-from vllm_fixtures import build_vllm_checkpoint, start_vllm_server, stop, wait_ready
+from vllm_fixtures import build_vllm_checkpoint, start_vllm_server, stop, vllm_env, wait_ready
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.slow
@@ -67,3 +67,54 @@ def test_vllm_samples_equal_transformers_greedy_and_are_seeded(ray_session, chec
     a = generate(str(checkpoint), tasks[:2], sampled, engine="vllm")
     b = generate(str(checkpoint), tasks[:2], sampled, engine="vllm")
     assert a == b and len({s["completion"] for s in a[:3]}) > 1  # seeded per sample: reproducible, yet distinct
+
+
+_REMOTE_GENERATE = """
+import json, sys
+import ray
+from phiray.evals.benchmarks import Task
+from phiray.evals.generation import GenerationSettings, generate_vllm
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+tasks = [Task(task_id=f"t/{i}", prompt=p, tests="", entry_point="f") for i, p in enumerate(json.loads(sys.argv[3]))]
+gen = GenerationSettings(n=1, temperature=0.0, max_new_tokens=12)
+print("SAMPLES " + json.dumps(generate_vllm(sys.argv[1], tasks, gen, model_source=sys.argv[2])))
+"""
+
+
+def test_vllm_engines_load_the_model_from_an_object_store_run_dir(s3_server, checkpoint, tmp_path):
+    """evaluate on an s3:// run dir: the engine actors load the model from its URI (on a multi-node cluster a
+    driver-local copy does not exist where the engine runs); the driver reads only the tokenizer."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pyarrow.fs as pafs
+
+    from phiray.evals.benchmarks import Task
+    from phiray.evals.generation import GenerationSettings, generate
+    from phiray.rundir import RunDir
+
+    bucket = s3_server.new_bucket("vllm-model")
+    rd = RunDir(f"{bucket}/run", filesystem=None)
+    pafs.copy_files(str(checkpoint), rd.path("finetune/model"), source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=rd.fs)
+    uri = rd.uri("finetune/model")
+    assert uri == f"{bucket}/run/finetune/model" and RunDir(str(tmp_path)).uri("x") is None
+    prompts = ["def add(a, b):\n", "class Stack:\n"]
+    driver_copy = tmp_path / "tokenizer-only"  # tokenizer + config, no weights: the engine could not use it
+    driver_copy.mkdir()
+    for name in os.listdir(checkpoint):
+        if "safetensors" not in name and not name.endswith(".bin"):
+            shutil.copy(checkpoint / name, driver_copy / name)
+    env = {**os.environ, **vllm_env(), **s3_server.env, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", _REMOTE_GENERATE, str(driver_copy), uri, json.dumps(prompts)],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    remote = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("SAMPLES "))[8:])
+    tasks = [Task(task_id=f"t/{i}", prompt=p, tests="", entry_point="f") for i, p in enumerate(prompts)]
+    local = generate(str(checkpoint), tasks, GenerationSettings(n=1, temperature=0.0, max_new_tokens=12),
+                     engine="transformers")
+    tail = lambda rows: [{**r, "completion": r["completion"].rstrip("\ufffd")} for r in rows]  # noqa: E731
+    assert tail(remote) == tail(local) and remote[0]["completion"]

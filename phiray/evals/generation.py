@@ -133,9 +133,15 @@ def _fits(tokenizer, prompt: str, max_tokens: int, context: int) -> bool:
     return len(tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]) + max_tokens <= context
 
 
-def generate_vllm(model_path: str, tasks: list[Task], gen: GenerationSettings) -> list[dict]:
+def generate_vllm(model_path: str, tasks: list[Task], gen: GenerationSettings,
+                  model_source: str | None = None) -> list[dict]:
     """Samples on Ray Data LLM: one row per (task, sample), each with its own seed (gen.seed + sample index),
-    so a rerun reproduces every sample; greedy decoding generates each task once and repeats it n times."""
+    so a rerun reproduces every sample; greedy decoding generates each task once and repeats it n times.
+
+    ``model_path`` is a local copy the driver reads the config and tokenizer from; the engine actors load
+    ``model_source`` (default: the same path). On a multi-node cluster with an object-store run dir that is
+    the model's ``s3://``/``gs://`` URI: Ray Data LLM downloads it on whichever node runs each engine, where a
+    driver-local path would not exist."""
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
     from transformers import AutoConfig, AutoTokenizer
@@ -151,7 +157,7 @@ def generate_vllm(model_path: str, tasks: list[Task], gen: GenerationSettings) -
         gpus = gen.vllm_gpus
         bundles = [{"GPU": 1, "CPU": 1}] * gpus if gpus else [{"CPU": 1}]
         config = vLLMEngineProcessorConfig(
-            model_source=model_path, concurrency=1, batch_size=max(gen.batch_size, 16),
+            model_source=model_source or model_path, concurrency=1, batch_size=max(gen.batch_size, 16),
             engine_kwargs={"dtype": "auto" if gpus else "float32", "max_model_len": context,
                            "enforce_eager": not gpus, "tensor_parallel_size": max(gpus, 1)},
             # Without explicit bundles Ray Data LLM asks for a GPU and waits forever on a CPU cluster.

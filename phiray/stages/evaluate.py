@@ -86,10 +86,10 @@ def sample_generator(cfg: RunConfig, rd: RunDir, gen: GenerationSettings, model:
 
     def generate(tasks):
         if choose_engine(ev.engine, len(tasks) * gen.n) == "vllm":
-            # The engine actors read the model from this path: a node-local copy works on one node or a
-            # shared volume; an object-store run dir on a multi-node cluster needs the model on every node.
+            # The driver reads the tokenizer from a local copy; the engine actors, on any node, load the
+            # model from the run dir itself (its URI on an object store, where a driver path would not exist).
             with rd.local_dir(f"{model}/model", upload=False) as path:
-                return generate_vllm(path, tasks, gen)
+                return generate_vllm(path, tasks, gen, model_source=rd.uri(f"{model}/model") or path)
         return generate_in_task(rd.fs_path(), f"{model}/model", tasks, gen, num_cpus=ev.num_cpus, num_gpus=num_gpus)
 
     return generate
