@@ -35,7 +35,8 @@ def tracked_dirs(rd: RunDir) -> list[tuple[str, str, int, int]]:
             found.append((phase, posixpath.join(phase, TENSORBOARD_DIR), len(files), sum(f.size or 0 for f in files)))
     trial_files = event_files(rd, SWEEP_TRIALS)
     if trial_files:
-        trials = {posixpath.relpath(posixpath.dirname(f.path), rd.path(SWEEP_TRIALS)).split("/")[0] for f in trial_files}
+        root = rd.path(SWEEP_TRIALS)
+        trials = {posixpath.relpath(posixpath.dirname(f.path), root).split("/")[0] for f in trial_files}
         found.append((f"sweep ({len(trials)} trials)", SWEEP_TRIALS, len(trial_files),
                       sum(f.size or 0 for f in trial_files)))
     return found

@@ -99,7 +99,8 @@ def test_mlflow_is_skipped_cleanly_when_not_installed(tmp_path, caplog, monkeypa
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a))
     rd = RunDir(tmp_path / "run")
     with caplog.at_level(logging.WARNING, logger="phiray"):
         assert mlflow_uri(TrackingConfig(mlflow=True), rd) is None
@@ -143,7 +144,8 @@ def test_the_spec_is_a_frozen_typed_model(tokenized):
         TrainSpec(**spec.model_dump(), fs=spec.fs, bogus=1)
     again = pickle.loads(pickle.dumps(spec))  # what crosses the Ray boundary
     assert again == spec and type(again.fs) is type(spec.fs) and "fs" not in spec.plain()
-    grow = build_spec(cfg, tokenized, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target)
+    grow = build_spec(cfg, tokenized, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target,
+                      mixture=dict(cfg.pretrain.mixture))
     assert grow.plain()["phase"]["target"] == cfg.grow.target.model_dump(mode="json")  # the subclass's fields
     assert spec.tensorboard_dir == "pretrain/tensorboard"
 

@@ -160,6 +160,7 @@ def fit_phase(cfg: RunConfig, rd: RunDir, phase: str, init_from: str | None = No
     info["missing_sources"] = spec.missing_sources
     info["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     info["summary"] = summarize(info["history"])
+    info["tensorboard"] = spec.tensorboard_dir if spec.train.tracking.tensorboard else None
     write_card(rd, spec.output_dir, training_facts(info, spec.plain(), config_hash=run_config_hash(cfg),
                                                    decontamination=decontamination_facts(rd)))
     return info
@@ -189,10 +190,10 @@ def phase_manifest(stage: str, info: dict[str, Any], extra_metrics: dict[str, An
         "engine_global_steps": info.get("engine_global_steps"), "strategy": info.get("strategy"),
         "precision": info.get("precision"), "attn_implementation": info.get("attn_implementation"),
         "world_size": info.get("world_size"), "n_params_non_embedding": info.get("n_params_non_embedding"),
-        "checkpoint": info.get("checkpoint"),
+        "checkpoint": info.get("checkpoint"), "tensorboard": info.get("tensorboard"),
     } | (extra_metrics or {})
     headline = {"steps": info["steps"], "val_loss_start": summary.get("val_loss_start"),
                 "val_loss_final": summary.get("val_loss_final"), "tokens_per_s": summary.get("tokens_per_s")}
     return Manifest(stage=stage, rows={"steps": info["steps"], "restarts": len(history.get("resumes", []))},
                     metrics=metrics, headline=headline | (extra_headline or {}),
-                    outputs=[f"{stage}/model", f"{stage}/checkpoints"])
+                    outputs=[f"{stage}/model", f"{stage}/checkpoints"] + [p for p in [info.get("tensorboard")] if p])

@@ -5,9 +5,10 @@ every sweep trial, written through Ray's own hooks.
   ``UserCallback``. The Train controller calls it after every ``ray.train.report`` (the loop reports every
   train record and every evaluation) with each worker's metrics; rank 0's are written (the loss is already
   averaged over ranks, validation losses over all of them). Event files: ``<run>/<stage>/tensorboard/``.
-- Sweep trials: :class:`phiray.tune.tracking.TrialTensorBoard`, a Ray Tune ``TBXLoggerCallback`` (so Tune adds no default one)
-  with the same tags and the trial's optimizer step as the x axis (Tune's default logs every result key
-  under ``ray/tune/`` against the report count), plus the trial's point as TensorBoard hparams at its end.
+- Sweep trials: :class:`phiray.tune.tracking.TrialTensorBoard`, a Ray Tune ``TBXLoggerCallback`` (so Tune
+  adds no default one) with the same tags and the trial's optimizer step as the x axis (Tune's default logs
+  every result key under ``ray/tune/`` against the report count), plus the trial's point as TensorBoard
+  hparams at its end.
   Tune writes the trial directory (``<run>/sweep/tune/<trial_id>/``) on the driver and syncs it to the run
   dir's file system itself.
 
