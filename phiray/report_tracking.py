@@ -59,7 +59,7 @@ def tracking(rd: RunDir) -> Section:
     sec.p("TensorBoard event files of every training phase (Ray Train callback, one point per report) and of "
           "every sweep trial (Ray Tune logger callback, x axis = optimizer step, the trial's point as hparams). "
           "Tags: train/loss, train/lr, train/grad_norm, train/tokens_per_s, train/mfu (when the device's peak is "
-          "known), eval/val_loss[/source], eval/pass@1 (sweeps), data/sequences/source (sweeps).")
+          "known), eval/val_loss[/source], eval/pass_at_1 (sweeps), data/sequences/source (sweeps).")
     sec.table(["phase", "directory", "event files", "bytes"], [list(row) for row in found])
     sec.links([(f"{what}: {rel}/", posixpath.join("..", rel) + "/") for what, rel, _, _ in found])
     sec.code("Open them in TensorBoard:", tensorboard_command(rd))

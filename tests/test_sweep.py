@@ -81,7 +81,7 @@ def test_short_asha_sweep_writes_table_plot_and_best_yaml(ray_session, packed_ru
         assert not any(tag.startswith("ray/tune/") for tag in scalars)  # Tune's default logger was replaced
         assert plugin_tags(trial_dir, "hparams")  # the trial's point, for TensorBoard's HParams tab
     finished_dir = packed_run.path("sweep/tune", finished[0]["trial_id"])
-    assert read_scalars(finished_dir)["eval/pass@1"] == [(6, pytest.approx(finished[0]["pass@1"]))]
+    assert read_scalars(finished_dir)["eval/pass_at_1"] == [(6, pytest.approx(finished[0]["pass@1"]))]
 
 
 def test_sweep_selects_on_the_validation_split_only(tmp_path, packed_run):

@@ -30,7 +30,7 @@ def test_metric_keys_become_grouped_tags():
                         "point_id": "p001", "training_iteration": 3, "done": False, "time_total_s": 1.0,
                         "nan": float("nan")})
     assert tags == {"train/loss": 2.5, "train/lr": 1e-3, "train/grad_norm": 0.7, "train/tokens_per_s": 900.0,
-                    "train/mfu": 0.01, "eval/val_loss": 3.0, "eval/val_loss/code": 2.9, "eval/pass@1": 0.5,
+                    "train/mfu": 0.01, "eval/val_loss": 3.0, "eval/val_loss/code": 2.9, "eval/pass_at_1": 0.5,
                     "data/sequences/code": 12.0}
     point = {"id": "p003", "mixture": {"code": 0.25, "textbooks": 0.75}, "passes": None, "lr": 3e-3,
              "extra": {"pretrain.weight_decay": 0.1, "model.betas": [0.9, 0.95]}}
@@ -119,7 +119,7 @@ def test_mlflow_run_logs_to_a_local_file_store(tmp_path):
     assert uri == "file://" + rd.path("mlflow")
     run = MlflowRun(uri, "phiray-test", "pretrain", {"stage": "pretrain", "phase/lr": 0.001})
     for step in (1, 2):
-        run.scalars(step, {"train/loss": 3.0 - step, "eval/pass@1": 0.5})
+        run.scalars(step, {"train/loss": 3.0 - step, "eval/pass_at_1": 0.5})
     run.close()
     history = MlflowClient(tracking_uri=uri).get_metric_history(run.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0)]

@@ -12,6 +12,7 @@ Interface: ``micro_step(input_ids, labels) -> loss`` (forward + backward), ``opt
 from __future__ import annotations
 
 import os
+
 import torch
 
 from phiray.config import PhaseConfig

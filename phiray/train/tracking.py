@@ -13,7 +13,7 @@ every sweep trial, written through Ray's own hooks.
   dir's file system itself.
 
 Tags: ``train/{loss,lr,grad_norm,tokens_per_s,mfu}``, ``eval/val_loss``, ``eval/val_loss/<source>``,
-``eval/pass@1``, ``data/sequences/<source>``.
+``eval/pass_at_1`` (``pass@1``: TensorBoard tags allow no ``@``), ``data/sequences/<source>``.
 
 Restarts: the first event of a writer, and any step that goes back, is preceded by a ``SessionLog START``
 at that step. TensorBoard's reader then drops what an earlier attempt logged from that step on (the steps
@@ -57,7 +57,7 @@ def scalar_tags(metrics: dict[str, Any]) -> dict[str, float]:
         if key in TRAIN_KEYS:
             out[f"train/{key}"] = float(value)
         elif key.startswith(("val_loss", "pass@")):
-            out[f"eval/{key}"] = float(value)
+            out[f"eval/{key.replace('@', '_at_')}"] = float(value)
         elif key.startswith("sequences/"):
             out[f"data/{key}"] = float(value)
     return out
@@ -136,7 +136,7 @@ class MlflowRun:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(tag.replace("@", "_at_"), value, now, step) for tag, value in values.items()]
+        metrics = [Metric(tag, value, now, step) for tag, value in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def close(self, failed: bool = False) -> None:
