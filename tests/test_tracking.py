@@ -58,6 +58,34 @@ def test_a_restart_replaces_the_steps_it_re_runs(tmp_path):
     assert [v for _, v in points] == [9.0, 8.0, 7.0, 104.0, 105.0, 106.0, 207.0, 208.0]
 
 
+def test_train_callback_writes_rank_0s_reports_and_survives_restarts(tmp_path, caplog):
+    """The Ray Train callback as the controller drives it: each report's per-rank metrics (rank 0's written),
+    a worker failure (files saved), the re-run steps after the restart (each shown once), the last step (closed)."""
+    from phiray.train.tracking import TrainTensorBoard
+
+    callback = TrainTensorBoard(FsPath(RunDir(tmp_path).fs, str(tmp_path / "tb")), flush_secs=3600, max_steps=4,
+                                summary="settings")
+
+    def report(step: int, loss: float) -> None:
+        callback.after_report(None, [{"step": step, "loss": loss}, {"step": step, "loss": -1.0}], None)
+
+    callback.after_report(None, [{"step": 0, "val_loss": 5.0}] * 2, None)
+    report(1, 4.0)
+    report(2, 3.0)
+    callback.after_exception(None, {1: RuntimeError("worker died")})
+    report(2, 3.5)  # resumed from the step-1 checkpoint
+    report(3, 2.5)
+    report(4, 2.0)
+    assert callback._sinks is None  # closed at max_steps
+    scalars = read_scalars(tmp_path / "tb")
+    assert scalars["train/loss"] == [(1, 4.0), (2, 3.5), (3, 2.5), (4, 2.0)] and scalars["eval/val_loss"] == [(0, 5.0)]
+    broken = TrainTensorBoard(FsPath(RunDir(tmp_path).fs, "/proc/phiray-cannot-write"), 3600, 4, "settings")
+    with caplog.at_level(logging.WARNING, logger="phiray"):
+        broken.after_report(None, [{"step": 1, "loss": 1.0}], None)  # tracking never fails training
+        broken.after_report(None, [{"step": 2, "loss": 1.0}], None)
+    assert caplog.text.count("training continues without tracking") == 1
+
+
 def test_event_files_reach_an_object_store_run_dir(s3_server, tmp_path):
     """On s3:// the files are staged locally and uploaded whole: not before flush_secs, always on close."""
     bucket = s3_server.new_bucket()
