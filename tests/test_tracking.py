@@ -238,3 +238,22 @@ def test_tune_callbacks_replace_tunes_default_tensorboard_logger(tmp_path):
     [callback] = tune_callbacks(TrackingConfig(), RunDir(tmp_path))
     assert isinstance(callback, TrialTensorBoard) and isinstance(callback, TBXLoggerCallback) and callback.enabled
     assert not tune_callbacks(TrackingConfig(tensorboard=False), RunDir(tmp_path))[0].enabled
+
+
+def test_grow_receives_the_typed_spec(tokenized, tmp_path):
+    """grow's step-0 comparison (a Ray task in the stage) takes the TrainSpec and the target ModelConfig as they are."""
+    import shutil
+
+    from phiray.model.io import save_model
+    from phiray.model.presets import build_model
+    from phiray.stages.grow import INIT_DIR, grow_and_compare
+
+    rd = RunDir(tmp_path / "run")
+    shutil.copytree(tokenized.path("tokenize"), rd.path("tokenize"))
+    cfg = small_config("grow.eval_batches=1", "train.num_workers=1")
+    save_model(build_model(cfg.model, seed=0), rd.path("pretrain/model"), tokenizer_dir=rd.path("tokenize/tokenizer"))
+    spec = build_spec(cfg, rd, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target,
+                      mixture=dict(cfg.pretrain.mixture))
+    growth = grow_and_compare(spec, cfg.grow.target, cfg.grow.scale_inputs)
+    assert set(growth["step0"]) == {"small", "grown", "fresh"} and growth["step0"]["grown"]["val_loss"] > 0
+    assert rd.exists(INIT_DIR, "config.json") and growth["params"]["grown"] > growth["params"]["small"]
