@@ -58,13 +58,14 @@ def loader_tokens_per_s(paths: dict[str, str], micro: int, steps: int, seq_len: 
 def model_tokens_per_s(cfg, micro: int, steps: int = 30, warmup: int = 5) -> float:
     import torch
 
+    from phiray.config import PhaseConfig
     from phiray.model.presets import build_model, resolve_attn_implementation
     from phiray.train.engine import TorchEngine
 
     mc = cfg.model
     model = build_model(mc, resolve_attn_implementation("auto", False), seed=0)
-    phase = {"lr": 1e-3, "betas": (0.9, 0.98), "eps": 1e-7, "weight_decay": 0.1, "warmup_steps": 2,
-             "max_steps": steps + warmup, "min_lr_ratio": 0.1, "grad_clip": 1.0, "micro_batch_size": micro}
+    phase = PhaseConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.1, warmup_steps=2,
+                        max_steps=steps + warmup, min_lr_ratio=0.1, grad_clip=1.0, micro_batch_size=micro)
     engine = TorchEngine(model, phase, grad_accum=1, distributed=False, device=torch.device("cpu"), precision="fp32")
     ids = torch.randint(0, mc.vocab_size, (micro, cfg.tokenize.seq_len))
     for i in range(warmup + steps):

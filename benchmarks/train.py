@@ -30,10 +30,12 @@ def _model_cfg(args):
                        n_ctx=args.seq_len, vocab_size=args.vocab, resid_pdrop=0.0)
 
 
-def _phase(args) -> dict:
-    return {"lr": 1e-3, "betas": (0.9, 0.98), "eps": 1e-7, "weight_decay": 0.1, "warmup_steps": 2,
-            "max_steps": args.warmup + args.steps, "min_lr_ratio": 0.1, "grad_clip": 1.0,
-            "micro_batch_size": args.micro_batch}
+def _phase(args):
+    from phiray.config import PhaseConfig
+
+    return PhaseConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.1, warmup_steps=2,
+                       max_steps=args.warmup + args.steps, min_lr_ratio=0.1, grad_clip=1.0,
+                       micro_batch_size=args.micro_batch)
 
 
 def _time_steps(engine, args, device) -> float:

@@ -303,6 +303,15 @@ class ModelConfig(Section):
         return self
 
 
+class TrackingConfig(Section):
+    """Experiment tracking of every training phase and sweep trial (none of it changes a model)."""
+
+    tensorboard: bool = Field(True, description="TensorBoard event files: <run>/<phase>/tensorboard/ per training phase (through a Ray Train callback), and each sweep trial's directory under <run>/sweep/tune/ (through a Ray Tune logger callback).", json_schema_extra=SPEED_ONLY)
+    flush_secs: float = Field(30.0, gt=0, description="On a run dir that is not a local disk (s3://...), event files are written locally and uploaded at most this often, and at the end of the phase.", json_schema_extra=SPEED_ONLY)
+    mlflow: bool = Field(False, description="Log the same metrics to MLflow too, when the mlflow package is importable (otherwise one warning and no MLflow).", json_schema_extra=SPEED_ONLY)
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: a local file store at <run>/mlflow when the run dir is a local disk).", json_schema_extra=SPEED_ONLY)
+
+
 class TrainConfig(Section):
     strategy: Literal["deepspeed", "ddp"] = Field("deepspeed", description="Distributed strategy.")
     zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage.")
@@ -314,6 +323,7 @@ class TrainConfig(Section):
     attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = Field("auto", description="auto: flash-attn on GPU when installed, else sdpa.")
     max_failures: int = Field(3, ge=0, description="Worker-group restarts from the last checkpoint before giving up.", json_schema_extra=SPEED_ONLY)
     peak_flops_per_device: float | None = Field(None, description="Peak FLOP/s for MFU (default: detected per device type).", json_schema_extra=SPEED_ONLY)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="TensorBoard (and optional MLflow) logging of training phases and sweep trials.")
 
 
 class PhaseConfig(Section):

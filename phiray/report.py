@@ -23,7 +23,7 @@ log = logging.getLogger("phiray")
 @dataclass
 class Section:
     title: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)  # (kind, payload): p | table | png | code
+    blocks: list[tuple[str, Any]] = field(default_factory=list)  # (kind, payload): p | table | png | code | links
 
     def p(self, text: str) -> "Section":
         self.blocks.append(("p", text))
@@ -39,6 +39,11 @@ class Section:
 
     def code(self, caption: str, text: str) -> "Section":
         self.blocks.append(("code", (caption, text)))
+        return self
+
+    def links(self, items: list[tuple[str, str]]) -> "Section":
+        """A list of (label, href) links; hrefs relative to the report directory."""
+        self.blocks.append(("links", items))
         return self
 
 
@@ -140,6 +145,9 @@ def render_html(title: str, sections: list[Section]) -> str:
             elif kind == "code":
                 caption, text = payload
                 out.append(f"<p class='note'>{html.escape(caption)}</p><pre>{html.escape(text)}</pre>")
+            elif kind == "links":
+                out.append("<ul>" + "".join(f"<li><a href='{html.escape(href)}'>{html.escape(label)}</a></li>"
+                                            for label, href in payload) + "</ul>")
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -163,6 +171,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
             elif kind == "code":
                 caption, text = payload
                 out += [f"*{caption}*", "", "```python", text, "```", ""]
+            elif kind == "links":
+                out += [f"- [{label}]({href})" for label, href in payload] + [""]
     return "\n".join(out)
 
 
@@ -211,4 +221,9 @@ def main(args: argparse.Namespace) -> int:
     paths = build(rd)
     print(paths["html"])
     print(paths["markdown"])
+    from phiray.report_tracking import tensorboard_command
+
+    command = tensorboard_command(rd)
+    if command:
+        print(f"TensorBoard: {command}")
     return 0

@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from phiray.report import Section, bars_png, curves_png, fmt, histogram_png, manifests
+from phiray.report_tracking import tracking
 from phiray.rundir import Manifest, RunDir
 
 TRAINING = ("pretrain", "grow", "finetune", "control")
@@ -35,7 +36,7 @@ def collect(rd: RunDir) -> tuple[str, list[Section]]:
     total = sum(m.wall_time_s for m in ms.values())
     overview.p(f"Total stage time: {total / 60:.1f} min.")
     sections = [overview, filtering(rd, ms, cfg), synthesis(rd, ms), decontamination(ms), similarity(ms),
-                training(ms), thesis(ms, cfg), evaluation(ms)]
+                training(ms), tracking(rd), thesis(ms, cfg), evaluation(ms)]
     return title, sections
 
 

@@ -17,6 +17,7 @@ from phiray.rundir import RunDir
 from phiray.stages.sweep import build_specs
 from phiray.tune.space import build_points
 from sweep_fixtures import SOURCES, make_packed_run, source_of, sweep_config
+from tracking_checks import plugin_tags, read_scalars
 
 SEQUENCES = {name: 96 for name in SOURCES}
 
@@ -68,6 +69,19 @@ def test_short_asha_sweep_writes_table_plot_and_best_yaml(ray_session, packed_ru
     assert best.pretrain.mixture == winner["point"]["mixture"]
     assert winner["objective"] == min(r["objective"] for r in finished)
     assert best.model == load_config("tiny").model  # proxy overrides stay out of the overlay
+    # TensorBoard, through Tune's logger callback: each trial's directory, at its optimizer steps, + hparams.
+    for r in rows:
+        trial_dir = packed_run.path("sweep/tune", r["trial_id"])
+        scalars = read_scalars(trial_dir)
+        reported = [0, 3, 6][: r["steps"] // 3 + 1]
+        for tag in ["eval/val_loss"] + [f"eval/val_loss/{s}" for s in SOURCES]:
+            assert [step for step, _ in scalars[tag]] == reported, (r["trial_id"], tag)
+        assert scalars["eval/val_loss"][-1][1] == pytest.approx(r["val_loss"], rel=1e-6)
+        assert [step for step, _ in scalars["train/loss"]] == reported[1:] and "train/tokens_per_s" in scalars
+        assert not any(tag.startswith("ray/tune/") for tag in scalars)  # Tune's default logger was replaced
+        assert plugin_tags(trial_dir, "hparams")  # the trial's point, for TensorBoard's HParams tab
+    finished_dir = packed_run.path("sweep/tune", finished[0]["trial_id"])
+    assert read_scalars(finished_dir)["eval/pass_at_1"] == [(6, pytest.approx(finished[0]["pass@1"]))]
 
 
 def test_sweep_selects_on_the_validation_split_only(tmp_path, packed_run):

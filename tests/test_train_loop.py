@@ -12,6 +12,7 @@ from phiray.model.tokenizer import load_tokenizer
 from phiray.train.schedule import (attention_flops_per_token, deepspeed_config, grad_accumulation, mfu, peak_flops,
                                    warmup_linear_decay)
 from model_dir_checks import assert_self_contained
+from tracking_checks import read_scalars
 from train_fixtures import small_config, tokenized_run
 
 
@@ -79,7 +80,8 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
                        "pretrain.checkpoint_every=6", "train.num_workers=2", "train.strategy=deepspeed",
                        # Half a CPU each: a fraction of a CPU still held by an earlier module's actor (the session
                        # cluster has 2) must not leave the worker group pending for ever.
-                       "train.cpus_per_worker=0.5")
+                       "train.cpus_per_worker=0.5",
+                       "train.peak_flops_per_device=1e12")  # a peak for MFU on CPU (speed-only: outputs unchanged)
     manifest = pretrain.run(cfg, rd)
     m = manifest.metrics
     assert m["engine_global_steps"] == 12 and m["world_size"] == 2 and m["strategy"] == "deepspeed"
@@ -102,3 +104,13 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
     assert len(checkpoint_hf) == 2  # steps 6 and 12 (num_to_keep=2)
     for directory in [rd.path("pretrain/model")] + checkpoint_hf:
         assert_self_contained(directory, tokenizer)
+    # TensorBoard, through Ray Train's callback: every train record and evaluation, at its optimizer step.
+    scalars = read_scalars(rd.path("pretrain/tensorboard"))
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "train/mfu"):
+        assert [step for step, _ in scalars[tag]] == [3, 6, 9, 12], tag
+    assert [v for _, v in scalars["train/loss"]] == pytest.approx([r["loss"] for r in m["curve"]["train"]], rel=1e-6)
+    assert [v for _, v in scalars["train/mfu"]] == pytest.approx([r["mfu"] for r in m["curve"]["train"]], rel=1e-6)
+    sources = [k.split("/", 1)[1] for k in m["curve"]["val"][0] if k.startswith("val_loss/")]
+    for tag in ["eval/val_loss"] + [f"eval/val_loss/{s}" for s in sources]:
+        assert [step for step, _ in scalars[tag]] == [0, 6, 12], tag
+    assert [v for _, v in scalars["eval/val_loss"]] == pytest.approx([v["val_loss"] for v in m["curve"]["val"]], rel=1e-6)

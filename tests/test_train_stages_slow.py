@@ -15,6 +15,7 @@ from phiray.model.tokenizer import load_tokenizer
 from phiray.pipeline import run_pipeline
 from phiray.train.driver import fit_phase
 from model_dir_checks import assert_self_contained
+from tracking_checks import read_scalars
 from train_fixtures import make_fake_run, small_config, tokenized_run
 
 # Generous limits: the machine is shared, and under load each Ray Train fit takes minutes.
@@ -83,5 +84,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint(ray_session, tmp_path_fa
     history = info["history"]
     assert len(history["resumes"]) >= 1 and all(0 < s < steps for s in history["resumes"])
     assert [r["step"] for r in history["train"]] == list(range(1, steps + 1))  # each optimizer step recorded once
+    # TensorBoard too: the restart's SessionLog START drops the re-run steps' first points.
+    assert [s for s, _ in read_scalars(rd.path("killtest/tensorboard"))["train/loss"]] == list(range(1, steps + 1))
     assert info["engine_global_steps"] == steps and info["steps"] == steps
     assert rd.read_json("killtest/checkpoints/workers/rank-1.json")["pid"] != victim

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
-from phiray.config import RunConfig
+from phiray.config import ModelConfig, RunConfig
 from phiray.rundir import Manifest, RunDir
 from phiray.train.driver import build_spec, fit_phase, phase_manifest
+from phiray.train.spec import TrainSpec
 
 INIT_DIR = "grow/init"
 
@@ -37,29 +38,27 @@ def assigned_device() -> torch.device:
     return torch.device("cuda") if gpus and torch.cuda.is_available() else torch.device("cpu")
 
 
-def grow_and_compare(spec: dict[str, Any], target: dict[str, Any], scale_inputs: bool) -> dict[str, Any]:
+def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: bool) -> dict[str, Any]:
     """Grow, save ``grow/init`` (+ tokenizer) and return step-0 validation losses (small/grown/fresh)."""
-    from phiray.config import ModelConfig
     from phiray.model.growth import grow_model, layer_map
     from phiray.model.io import load_model, save_model
     from phiray.model.presets import build_model, count_params
     from phiray.train.data import TokenSource
     from phiray.train.loop import evaluate
 
-    rd = RunDir(spec["run_root"], filesystem=spec["fs"])
-    target_cfg = ModelConfig(**target)
+    rd = spec.rundir()
     with rd.local_dir("pretrain/model", upload=False) as small_dir:
         small = load_model(small_dir)
     grown = grow_model(small, target_cfg, scale_inputs=scale_inputs)
-    fresh = build_model(target_cfg, seed=spec["seed"], eos_token_id=small.config.eos_token_id)
+    fresh = build_model(target_cfg, seed=spec.seed, eos_token_id=small.config.eos_token_id)
     rd.remove(INIT_DIR)
-    with rd.local_dir(spec["tokenizer_dir"], upload=False) as tok_dir, rd.local_dir(INIT_DIR, download=False) as out:
+    with rd.local_dir(spec.tokenizer_dir, upload=False) as tok_dir, rd.local_dir(INIT_DIR, download=False) as out:
         save_model(grown, out, tokenizer_dir=tok_dir)
-    sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec["val_sources"].items()}
-    phase = spec["phase"]
-    n_rows = phase["eval_batches"] * phase["micro_batch_size"] * spec["train"]["num_workers"]
+    sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec.val_sources.items()}
+    phase = spec.phase
+    n_rows = phase.eval_batches * phase.micro_batch_size * spec.train.num_workers
     device = assigned_device()
-    losses = {name: evaluate(_Evaluator(m, device), sources, n_rows, phase["micro_batch_size"], 0, 1)
+    losses = {name: evaluate(_Evaluator(m, device), sources, n_rows, phase.micro_batch_size, 0, 1)
               for name, m in (("small", small), ("grown", grown), ("fresh", fresh))}
     return {"step0": losses, "device": str(device), "layer_map": layer_map(target_cfg.n_layer, small.config.num_hidden_layers),
             "params": {"small": count_params(small), "grown": count_params(grown)}}
@@ -76,7 +75,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     spec = build_spec(cfg, rd, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target, mixture=mixture)
     resources = {"num_gpus": 1} if cfg.train.use_gpu else {}
     task = ray.remote(num_cpus=1, **resources)(grow_and_compare)
-    growth = ray.get(task.remote(spec, cfg.grow.target.model_dump(mode="json"), cfg.grow.scale_inputs))
+    growth = ray.get(task.remote(spec, cfg.grow.target, cfg.grow.scale_inputs))
     info = fit_phase(cfg, rd, "grow", init_from=INIT_DIR, model_cfg=cfg.grow.target, mixture=mixture)
     step0 = {k: v.get("val_loss") for k, v in growth["step0"].items()}
     return phase_manifest("grow", info, extra_metrics={"growth": growth},

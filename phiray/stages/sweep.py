@@ -19,8 +19,11 @@ from typing import Any
 
 from phiray.config import RunConfig, validate
 from phiray.rundir import Manifest, RunDir
+from phiray.train.spec import TrainSpec
 from phiray.tune import outputs
 from phiray.tune.space import build_points, point_overrides, space_hash, trial_steps
+from phiray.tune.tracking import tune_callbacks
+from phiray.tune.trainable import TrialContext
 
 log = logging.getLogger("phiray")
 
@@ -67,7 +70,7 @@ def _present_sources(cfg: RunConfig, rd: RunDir) -> tuple[list[str], list[str], 
 
 
 def build_specs(cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequences: dict[str, int]
-                ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+                ) -> tuple[dict[str, TrainSpec], dict[str, int]]:
     """point id -> the worker spec of its trial; point id -> its step budget."""
     from phiray.train.driver import build_spec
 
@@ -82,8 +85,9 @@ def build_specs(cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequen
         trial_cfg = trial_config(trial_cfg, {"pretrain.max_steps": steps})
         trial_cfg.train.use_gpu = sweep.gpus_per_trial > 0
         spec = build_spec(trial_cfg, rd, "pretrain", stage="sweep", mixture=point["mixture"])
-        spec.update(output_dir=None, workers_dir=None)  # trials keep no final model; no Train workers
-        specs[point["id"]], budgets[point["id"]] = spec, steps
+        # Trials keep no final model and have no Ray Train workers.
+        specs[point["id"]] = spec.model_copy(update={"output_dir": None, "workers_dir": None})
+        budgets[point["id"]] = steps
     return specs, budgets
 
 
@@ -105,7 +109,7 @@ def validation_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["id"])[: cfg.sweep.validation_limit]
 
 
-def _trainable(cfg: RunConfig, context: dict[str, Any]):
+def _trainable(cfg: RunConfig, context: TrialContext):
     from ray import tune
 
     from phiray.tune.trainable import run_trial
@@ -133,7 +137,8 @@ def _tuner(cfg: RunConfig, rd: RunDir, trainable, points: list[dict[str, Any]], 
                                     max_concurrent_trials=sweep.max_concurrent,
                                     trial_dirname_creator=lambda trial: trial.trial_id),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=rd.path("sweep"), storage_filesystem=rd.fs,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1,
+                                  callbacks=tune_callbacks(cfg.train.tracking, rd)),
     )
 
 
@@ -169,10 +174,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     for name in ("results.parquet", "results.csv", "plot.png", "best.yaml"):
         rd.remove("sweep", name)
     validation = validation_rows(cfg, rd)
-    context = {"specs": specs, "threads": max(1, int(sweep.cpus_per_trial)), "checkpoint": sweep.checkpoint,
-               "eval_every": sweep.eval_every, "pass_every": sweep.pass_at_1_every, "objective": sweep.objective,
-               "validation": validation, "sandbox": cfg.sandbox.model_dump(mode="json"),
-               "max_new_tokens": sweep.max_new_tokens}
+    context = TrialContext(specs=specs, threads=max(1, int(sweep.cpus_per_trial)), checkpoint=sweep.checkpoint,
+                           pass_every=sweep.pass_at_1_every, objective=sweep.objective, validation=validation,
+                           sandbox=cfg.sandbox, max_new_tokens=sweep.max_new_tokens)
     # Tune snapshots the experiment every ~10 s by default; a driver killed in between would forget trial
     # completions. Snapshots of a few dozen trials are tiny, so take them every second (env still wins).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")

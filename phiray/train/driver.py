@@ -1,8 +1,8 @@
 """Driver side of training: resolve token sources, build the worker spec, run Ray Train, read results.
 
 ``fit_phase(cfg, rd, phase, init_from)`` is what every training stage calls (pretrain, grow, finetune,
-control); the sweep helper can call it too, or build a spec with :func:`build_spec` and run
-:func:`phiray.train.loop.train_single_process` inside a Tune trial (``mixture=`` overrides the weights).
+control); the sweep builds a :class:`~phiray.train.spec.TrainSpec` per trial with :func:`build_spec` and runs
+the loop inside a Tune trial (``mixture=`` overrides the weights).
 
 Fault tolerance: ``FailureConfig(max_failures=train.max_failures)`` restarts the worker group after a
 worker dies; the loop resumes from the last reported checkpoint (``<stage>/checkpoints/<name>/``, kept
@@ -20,6 +20,7 @@ from typing import Any
 from phiray.config import ModelConfig, RunConfig
 from phiray.model.card import training_facts, write_card
 from phiray.rundir import RunDir
+from phiray.train.spec import TrainSpec
 
 log = logging.getLogger("phiray")
 
@@ -68,8 +69,8 @@ def _tokenizer_info(rd: RunDir) -> tuple[int, int]:
 
 def build_spec(cfg: RunConfig, rd: RunDir, phase: str, *, stage: str | None = None, init_from: str | None = None,
                model_cfg: ModelConfig | None = None, mixture: dict[str, float] | None = None,
-               output_dir: str | None = None) -> dict[str, Any]:
-    """The plain dict every worker receives (see :mod:`phiray.train.loop`)."""
+               output_dir: str | None = None) -> TrainSpec:
+    """The spec every worker receives (see :mod:`phiray.train.loop`)."""
     stage = stage or phase
     phase_cfg = cfg.section(phase)
     weights, missing = resolve_mixture(rd, mixture if mixture is not None else dict(phase_cfg.mixture))
@@ -84,42 +85,48 @@ def build_spec(cfg: RunConfig, rd: RunDir, phase: str, *, stage: str | None = No
             raise ValueError(f"tokenize.seq_len ({seq_len}) exceeds model.n_ctx ({mc.n_ctx})")
         if vocab_len > mc.vocab_size:
             raise ValueError(f"tokenizer has {vocab_len} tokens but model.vocab_size is {mc.vocab_size}")
-    return {
-        "stage": stage, "run_root": rd.root, "fs": rd.fs, "seed": cfg.run.seed,
-        "model": mc.model_dump(mode="json"), "init_from": init_from, "eos_token_id": eos,
-        "phase": phase_cfg.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json"),
-        "train_sources": {n: source_paths(rd, n)[0] for n in weights}, "val_sources": val,
-        "mixture": weights, "missing_sources": missing, "seq_len": seq_len,
-        "tokenizer_dir": TOKENIZER_DIR, "output_dir": output_dir or f"{stage}/model",
-        "workers_dir": f"{stage}/checkpoints/workers",
-    }
+    # Deep copies: the spec must not share (mutable) sections with the run's config.
+    return TrainSpec(
+        stage=stage, run_root=rd.root, fs=rd.fs, seed=cfg.run.seed,
+        model=mc.model_copy(deep=True), init_from=init_from, eos_token_id=eos,
+        phase=phase_cfg.model_copy(deep=True), train=cfg.train.model_copy(deep=True),
+        train_sources={n: source_paths(rd, n)[0] for n in weights}, val_sources=val,
+        mixture=weights, missing_sources=missing, seq_len=seq_len,
+        tokenizer_dir=TOKENIZER_DIR, output_dir=output_dir or f"{stage}/model",
+        workers_dir=f"{stage}/checkpoints/workers",
+    )
 
 
-def spec_hash(spec: dict[str, Any]) -> str:
-    blob = json.dumps({k: v for k, v in spec.items() if k != "fs"}, sort_keys=True, default=str)
+def spec_hash(spec: TrainSpec) -> str:
+    """Identity of a phase's Ray Train run (its checkpoints resume only the same spec); tracking is left out."""
+    plain = spec.plain()
+    plain["train"].pop("tracking", None)
+    blob = json.dumps(plain, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def make_trainer(spec: dict[str, Any], rd: RunDir):
+def make_trainer(spec: TrainSpec, rd: RunDir):
     """A ``TorchTrainer`` for ``spec`` (gloo on CPU, nccl on GPU; checkpoints in the run dir)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from phiray.train.loop import train_loop_per_worker
+    from phiray.train.tracking import train_callbacks
 
-    train = spec["train"]
-    resources = {"CPU": train["cpus_per_worker"]} | ({"GPU": 1} if train["use_gpu"] else {})
+    train = spec.train
+    resources = {"CPU": train.cpus_per_worker} | ({"GPU": 1} if train.use_gpu else {})
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=spec,
-        scaling_config=ScalingConfig(num_workers=train["num_workers"], use_gpu=train["use_gpu"],
+        train_loop_config={"spec": spec},
+        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
                                      resources_per_worker=resources),
-        torch_config=TorchConfig(backend="nccl" if train["use_gpu"] else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         run_config=TrainRunConfig(
-            name=f"{spec['stage']}-{spec_hash(spec)}",
-            storage_path=rd.path(spec["stage"], "checkpoints"), storage_filesystem=rd.fs,
-            failure_config=FailureConfig(max_failures=train["max_failures"]),
-            checkpoint_config=CheckpointConfig(num_to_keep=2)),
+            name=f"{spec.stage}-{spec_hash(spec)}",
+            storage_path=rd.path(spec.stage, "checkpoints"), storage_filesystem=rd.fs,
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=train_callbacks(spec)),
     )
 
 
@@ -144,17 +151,18 @@ def fit_phase(cfg: RunConfig, rd: RunDir, phase: str, init_from: str | None = No
     """Train one phase on Ray Train; returns the training info the final model was saved with."""
     spec = build_spec(cfg, rd, phase, stage=stage, init_from=init_from, model_cfg=model_cfg, mixture=mixture,
                       output_dir=output_dir)
-    log.info("%s: training on %s for %d steps (%s, %d workers)", spec["stage"], spec["mixture"],
-             spec["phase"]["max_steps"], spec["train"]["strategy"], spec["train"]["num_workers"])
+    log.info("%s: training on %s for %d steps (%s, %d workers)", spec.stage, spec.mixture,
+             spec.phase.max_steps, spec.train.strategy, spec.train.num_workers)
     result = make_trainer(spec, rd).fit()
     if getattr(result, "error", None):
-        raise RuntimeError(f"{spec['stage']}: training failed: {result.error}")
-    info = rd.read_json(posixpath.join(spec["output_dir"], "phiray_training.json"))
-    info["missing_sources"] = spec["missing_sources"]
+        raise RuntimeError(f"{spec.stage}: training failed: {result.error}")
+    info = rd.read_json(posixpath.join(spec.output_dir, "phiray_training.json"))
+    info["missing_sources"] = spec.missing_sources
     info["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     info["summary"] = summarize(info["history"])
-    write_card(rd, spec["output_dir"], training_facts(info, spec, config_hash=run_config_hash(cfg),
-                                                      decontamination=decontamination_facts(rd)))
+    info["tensorboard"] = spec.tensorboard_dir if spec.train.tracking.tensorboard else None
+    write_card(rd, spec.output_dir, training_facts(info, spec.plain(), config_hash=run_config_hash(cfg),
+                                                   decontamination=decontamination_facts(rd)))
     return info
 
 
@@ -182,10 +190,10 @@ def phase_manifest(stage: str, info: dict[str, Any], extra_metrics: dict[str, An
         "engine_global_steps": info.get("engine_global_steps"), "strategy": info.get("strategy"),
         "precision": info.get("precision"), "attn_implementation": info.get("attn_implementation"),
         "world_size": info.get("world_size"), "n_params_non_embedding": info.get("n_params_non_embedding"),
-        "checkpoint": info.get("checkpoint"),
+        "checkpoint": info.get("checkpoint"), "tensorboard": info.get("tensorboard"),
     } | (extra_metrics or {})
     headline = {"steps": info["steps"], "val_loss_start": summary.get("val_loss_start"),
                 "val_loss_final": summary.get("val_loss_final"), "tokens_per_s": summary.get("tokens_per_s")}
     return Manifest(stage=stage, rows={"steps": info["steps"], "restarts": len(history.get("resumes", []))},
                     metrics=metrics, headline=headline | (extra_headline or {}),
-                    outputs=[f"{stage}/model", f"{stage}/checkpoints"])
+                    outputs=[f"{stage}/model", f"{stage}/checkpoints"] + [p for p in [info.get("tensorboard")] if p])

@@ -12,10 +12,10 @@ Interface: ``micro_step(input_ids, labels) -> loss`` (forward + backward), ``opt
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import torch
 
+from phiray.config import PhaseConfig
 from phiray.data.packing import IGNORE
 from phiray.train.schedule import deepspeed_config, warmup_linear_decay
 
@@ -28,17 +28,17 @@ def lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return loss, (shift_labels != IGNORE).sum()
 
 
-def make_optimizer(model: torch.nn.Module, phase: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, phase: PhaseConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and LayerNorm weights (the usual GPT recipe)."""
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": phase["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=phase["lr"], betas=tuple(phase["betas"]), eps=phase["eps"])
+    groups = [{"params": decay, "weight_decay": phase.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=phase.lr, betas=tuple(phase.betas), eps=phase.eps)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, phase: dict[str, Any]):
+def make_scheduler(optimizer: torch.optim.Optimizer, phase: PhaseConfig):
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_linear_decay(phase["warmup_steps"], phase["max_steps"], phase["min_lr_ratio"]))
+        optimizer, warmup_linear_decay(phase.warmup_steps, phase.max_steps, phase.min_lr_ratio))
 
 
 def _mean_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -48,13 +48,13 @@ def _mean_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Te
 
 
 class DeepSpeedEngine:
-    def __init__(self, model, phase: dict[str, Any], *, grad_accum: int, world_size: int, zero_stage: int,
+    def __init__(self, model, phase: PhaseConfig, *, grad_accum: int, world_size: int, zero_stage: int,
                  precision: str, offload_optimizer: bool = False):
         import deepspeed
 
         optimizer = make_optimizer(model, phase)
-        config = deepspeed_config(micro_batch=phase["micro_batch_size"], grad_accum=grad_accum,
-                                  world_size=world_size, zero_stage=zero_stage, grad_clip=phase["grad_clip"],
+        config = deepspeed_config(micro_batch=phase.micro_batch_size, grad_accum=grad_accum,
+                                  world_size=world_size, zero_stage=zero_stage, grad_clip=phase.grad_clip,
                                   precision=precision, offload_optimizer=offload_optimizer)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=make_scheduler(optimizer, phase), config=config)
@@ -108,9 +108,9 @@ class DeepSpeedEngine:
 
 
 class TorchEngine:
-    def __init__(self, model, phase: dict[str, Any], *, grad_accum: int, distributed: bool, device: torch.device,
+    def __init__(self, model, phase: PhaseConfig, *, grad_accum: int, distributed: bool, device: torch.device,
                  precision: str):
-        self.device, self.grad_accum, self.grad_clip = device, grad_accum, phase["grad_clip"]
+        self.device, self.grad_accum, self.grad_clip = device, grad_accum, phase.grad_clip
         model = model.to(device)
         if distributed:
             import ray.train.torch
