@@ -24,6 +24,7 @@ stages that hold their (small) request list on the driver, such as annotate's la
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from phiray.teacher.base import Request, Response, new_stats, request_hash
@@ -190,8 +191,13 @@ def generate(cfg: "TeacherConfig", rows: "ray.data.Dataset", cache_dir: str | No
     hits = looked_up.filter(lambda row: bool(row["cached"])).drop_columns(["repeat"]).materialize()
     misses = looked_up.filter(lambda row: not row["cached"] and not row["repeat"]).drop_columns(["repeat"]).materialize()
     repeats = looked_up.filter(lambda row: bool(row["repeat"])).drop_columns(["repeat"]).materialize()
-    if misses.count() == 0:
+    n_misses = misses.count()
+    if n_misses == 0:
         return hits
+    # One block per engine batch: a Ray Data task hands its output on when it ends, so a single block of
+    # every miss would reach StoreBatch only after the engine answered them all (a kill before that loses
+    # every answer), and the engine would hold one batch in flight instead of max_concurrent_batches.
+    misses = misses.repartition(max(1, math.ceil(n_misses / max(1, cfg.vllm_batch_size)))).materialize()
     api, defaults, max_tokens = cfg.api, sampling_defaults(cfg), cfg.max_tokens
     columns = [c for c in looked_up.columns() if c not in (*ANSWER_COLUMNS, "repeat")]  # the rows' own + hash
     processor = build_processor(engine_config(cfg),
