@@ -41,10 +41,12 @@ class TeacherServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def respond(self, body: dict[str, Any]) -> str:
+        # One answer made at a time: both responders parse Python, and CPython 3.11.7's ast.parse is not
+        # safe in concurrent threads ("AST constructor recursion depth mismatch", fixed in 3.11.8).
         with self.lock:
             self.keys[body_hash(body)] = cache_key(body)
-        text = str(body.get("messages") or body.get("prompt"))
-        return judge(body) if JUDGE_MARK in text else default_responder(body)
+            text = str(body.get("messages") or body.get("prompt"))
+            return judge(body) if JUDGE_MARK in text else default_responder(body)
 
     @property
     def overrides(self) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from harness import Rehearsal, _cluster_query, kill_node, rejoin
+from harness import Rehearsal, kill_node, rejoin
 from phiray.rundir import CONFIG_FILE, RunDir
 from phiray.teacher.cache import RequestCache
 from teacher_server import TeacherServer
@@ -144,15 +144,43 @@ def outputs(rd: RunDir, stage: str, names: tuple[str, ...]) -> dict[str, list[di
     return out
 
 
-def actor_group(r: Rehearsal, class_part: str) -> str:
-    """The group of the node where the (first) live actor whose class names ``class_part`` runs."""
-    code = ("from ray.util.state import list_actors\n"
-            "print(json.dumps([[f'{a.class_name} {a.repr_name} {a.name}', a.node_id] for a in "
-            "list_actors(filters=[('state', '=', 'ALIVE')], limit=1000, detail=True)]))")
-    actors = _cluster_query(r, code)  # Ray Data's actors are _MapWorker, repr MapWorker(MapBatches(<class>))
-    nodes = [node for names, node in actors if class_part in names]
-    assert nodes, f"no live {class_part} actor: {actors}"
-    return r.group_of(nodes[0])
+def actor_group(r: Rehearsal, class_part: str, timeout_s: float = 120.0) -> str:
+    """The group of the node running the live actor whose class names ``class_part``: Ray titles the
+    actor's process ``ray::MapWorker(MapBatches(<class>))``; its parent is the raylet of its node, whose
+    command line names that node's temp dir (read from /proc: no state-API round trip mid-kill)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in _pids_titled(f"({class_part})"):
+            group = _node_of(r, pid)
+            if group is not None:
+                return group
+        time.sleep(0.2)
+    raise AssertionError(f"no live {class_part} actor on any worker node")
+
+
+def _pids_titled(part: str) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and part.encode() in (entry / "cmdline").read_bytes():
+                out.append(int(entry.name))
+        except OSError:
+            continue
+    return out
+
+
+def _node_of(r: Rehearsal, pid: int) -> str | None:
+    """The group whose node's temp dir an ancestor of ``pid`` names on its command line."""
+    while pid > 1:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        for node in r.nodes:
+            if node.temp_dir.encode() in cmdline:
+                return node.group
+    return None
 
 
 def kill_driver(rd: RunDir, stage: str) -> Callable[[], None]:
