@@ -277,6 +277,7 @@ def test_annotate_survives_losing_the_node_of_its_labelling_actor(rehearsal, slo
           ["cache_hits"], f"node:{kill.group}")
 
 
+@pytest.mark.cluster_long
 @pytest.mark.timeout(1800)
 def test_synthesize_survives_a_node_loss_then_resumes_after_its_driver_is_killed(rehearsal, slow_teacher, tmp_path):
     """One run, two kills (a synthesize job costs minutes here): the node of the generation actor once 2
@@ -311,6 +312,7 @@ def curve(rd: RunDir) -> tuple[list[dict], list[dict]]:
             [dict(r) for r in metrics["curve"]["val"]])
 
 
+@pytest.mark.cluster_long
 @pytest.mark.timeout(1800)
 def test_pretrain_resumes_from_its_last_checkpoint_on_s3_after_its_driver_is_killed(rehearsal, teacher, tmp_path):
     """SIGKILL the pretrain driver once three checkpoints are on S3 (the last may be mid-upload); the
