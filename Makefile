@@ -64,11 +64,13 @@ test-slow: install sysdeps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 # The rehearsal of a KubeRay deployment (tests/cluster): multi-node Ray as an ordinary user, run dir on S3.
+# CLUSTER_MARK=cluster adds the long kill tests (synthesize, pretrain) to the default selection.
+CLUSTER_MARK ?= cluster and not cluster_long
 # Multi-node `ray start --address` refuses the loopback switch: the harness pins listeners itself.
 test-cluster: install sysdeps
 	@command -v setfacl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq acl >/dev/null; } || true
-	env -u RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER $(BIN)/python -m pytest -m cluster -s tests/cluster $(PYTEST_ARGS)
+	env -u RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER $(BIN)/python -m pytest -m "$(CLUSTER_MARK)" -s tests/cluster $(PYTEST_ARGS)
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -107,6 +107,8 @@ class AnnotateConfig(Section):
     sample_size: int = Field(2000, ge=10, description="Documents drawn (seeded) for labelling.")
     max_chars: int = Field(6000, description="Characters of each document shown to the annotator.")
     cache_dir: str | None = Field(None, description="Directory or URI for the LLM annotator's request cache (default: <run>/annotate/cache, on the run dir's file system).", json_schema_extra=SPEED_ONLY)
+    actors: int = Field(1, ge=1, description="annotator=llm with teacher.kind=openai: labelling actors on the workers (each with its own client and cache shard).", json_schema_extra=SPEED_ONLY)
+    batch_size: int = Field(16, ge=1, description="annotator=llm with teacher.kind=openai: documents per labelling batch (a killed batch is redone from the cache).", json_schema_extra=SPEED_ONLY)
     strategy: Literal["random", "active"] = Field(
         "random", description="random: one seeded sample; active: a random seed set, then rounds picking the documents "
         "the forest is least sure of, spread over k-means clusters of their embeddings (phiray.data.active).")

@@ -37,6 +37,16 @@ def body_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def cache_key(body: dict[str, Any]) -> str:
+    """The key phiray's request cache stores this request's answer under (``request_hash`` of the model,
+    api, messages/prompt, sampling params and seed the body carries): ties the log to the cache."""
+    from phiray.teacher.base import Request, request_hash
+
+    params = {k: v for k, v in body.items() if k not in ("model", "messages", "prompt", "seed")}
+    request = Request(messages=body.get("messages"), prompt=body.get("prompt"), params=params, seed=body.get("seed"))
+    return request_hash(body["model"], "chat" if "messages" in body else "completions", request, {})
+
+
 def default_responder(body: dict[str, Any]) -> str:
     try:
         from phiray.teacher.procedural import answer_for_text

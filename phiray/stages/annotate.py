@@ -10,6 +10,11 @@ buys a better classifier. The ``round`` column says when each label was bought (
 teacher client (``phiray.teacher``: bounded concurrency, retries, on-disk cache, so an interrupted run
 resumes without repeating requests). Labels: ``annotate/labels`` (id, text, score, reason, annotator,
 model); answers that cannot be parsed go to ``annotate/rejected``.
+
+With ``teacher.kind=openai`` the random sample is labelled on the workers (:class:`LabelBatch` on a Ray
+Data actor pool, ``annotate.actors``), never gathered on the driver: each actor's answers go to its own
+shard of ``annotate/cache`` as they arrive, so a killed driver or node costs only the answers of its
+last fraction of a second, and Ray Data redoes a lost batch from the cache (tests/cluster/test_resume.py).
 """
 
 from __future__ import annotations
@@ -38,29 +43,112 @@ def _heuristic(table: pa.Table) -> pa.Table:
                      "round": pa.array([0] * table.num_rows, pa.int64())}, schema=_LABELS)
 
 
-def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> tuple[list[dict], list[dict], dict]:
-    from phiray.teacher import Request, make_teacher
-
+def _check_llm_teacher(cfg: RunConfig) -> None:
     if cfg.teacher.kind not in ("openai", "vllm"):
         raise ValueError("annotate.annotator=llm needs an LLM teacher: set teacher.kind=openai (and teacher.base_url) "
                          "or teacher.kind=vllm (and teacher.model)")
-    teacher = make_teacher(cfg.teacher, cache_dir=cache_dir)
-    requests = [Request(key=r["id"], messages=annotators.llm_messages(r["text"], cfg.annotate.max_chars),
-                        params={"temperature": 0.0, "max_tokens": 64}, seed=cfg.run.seed) for r in rows]
-    labels, rejected = [], []
-    responses = teacher.complete(requests)
-    stats = dict(teacher.stats)
-    teacher.close()
-    if cfg.teacher.cache:  # one writer is left: merge its shards (a re-run reads one object)
+
+
+def _requests(rows: list[dict], cfg: RunConfig) -> list:
+    from phiray.teacher import Request
+
+    return [Request(key=r["id"], messages=annotators.llm_messages(r["text"], cfg.annotate.max_chars),
+                    params={"temperature": 0.0, "max_tokens": 64}, seed=cfg.run.seed) for r in rows]
+
+
+def _label_row(row: dict, resp, cfg: RunConfig) -> dict:
+    """A document + the judge's response -> its label row (``score`` None when the answer did not parse)."""
+    score, reason = annotators.parse_llm_score(resp.text) if resp.ok else (None, f"request failed: {resp.error}")
+    return {"id": row["id"], "text": row["text"], "score": score, "reason": reason, "annotator": "llm",
+            "model": cfg.teacher.model, "round": row.get("round", 0)}
+
+
+def _compact(cfg: RunConfig, cache_dir: "str | FsPath") -> None:
+    if cfg.teacher.cache:  # no writer is left: merge the shards (a re-run reads one object)
         from phiray.teacher.cache import RequestCache
 
         RequestCache(cache_dir).compact()
+
+
+def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> tuple[list[dict], list[dict], dict]:
+    """Label ``rows`` from this process (the active strategy's rounds, and the vLLM teacher, which runs its
+    engines on Ray Data itself): (labels, rejected, teacher stats)."""
+    from phiray.teacher import make_teacher
+
+    _check_llm_teacher(cfg)
+    teacher = make_teacher(cfg.teacher, cache_dir=cache_dir)
+    responses = teacher.complete(_requests(rows, cfg))
+    stats = dict(teacher.stats)
+    teacher.close()
+    _compact(cfg, cache_dir)
+    labels, rejected = [], []
     for row, resp in zip(rows, responses):
-        score, reason = annotators.parse_llm_score(resp.text) if resp.ok else (None, f"request failed: {resp.error}")
-        out = {"id": row["id"], "text": row["text"], "score": score, "reason": reason, "annotator": "llm",
-               "model": cfg.teacher.model, "round": row.get("round", 0)}
-        (labels if score is not None else rejected).append(out)
+        out = _label_row(row, resp, cfg)
+        (labels if out["score"] is not None else rejected).append(out)
     return labels, rejected, stats
+
+
+_ACCOUNTING = pa.schema([("cached", pa.bool_()), ("attempts", pa.int64()), ("tokens_in", pa.int64()),
+                         ("tokens_out", pa.int64()), ("error", pa.string())])
+
+
+class LabelBatch:
+    """Ray Data callable: a batch of sample rows (id, text) -> label rows plus each request's accounting
+    (``_ACCOUNTING``). One teacher, so one HTTP client and one cache writer, per actor."""
+
+    def __init__(self, cfg: RunConfig, cache_dir: "str | FsPath | None"):
+        from phiray.teacher import make_teacher
+
+        self.cfg, self.teacher = cfg, make_teacher(cfg.teacher, cache_dir=cache_dir)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        rows = table.select(["id", "text"]).to_pylist()
+        responses = self.teacher.complete(_requests(rows, self.cfg))
+        out = [{**_label_row(row, resp, self.cfg), "cached": resp.cached, "attempts": resp.attempts,
+                "tokens_in": resp.tokens_in, "tokens_out": resp.tokens_out, "error": resp.error}
+               for row, resp in zip(rows, responses)]
+        return pa.Table.from_pylist(out, schema=pa.unify_schemas([_LABELS, _ACCOUNTING]))
+
+
+def _label_on_workers(sample, cfg: RunConfig, rd: RunDir) -> tuple:
+    """The random sample labelled by :class:`LabelBatch` actors: (labels, rejected) datasets and the
+    teacher stats summed from the rows (requests, sent, cache hits, tokens, failures by reason)."""
+    import ray.data
+
+    _check_llm_teacher(cfg)
+    ac, cache_dir = cfg.annotate, llm_cache_dir(cfg, rd)
+    answered = sample.select_columns(["id", "text"]).map_batches(
+        LabelBatch, fn_constructor_args=(cfg, cache_dir if cfg.teacher.cache else None), batch_size=ac.batch_size,
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=ac.actors),
+        num_cpus=0.25).materialize()  # an HTTP client waiting on answers: a quarter of a CPU is plenty
+    _compact(cfg, cache_dir)
+    # The sample's accounting columns (never its texts) meet on the driver: small, and the sample is not the corpus.
+    acc = answered.select_columns(["cached", "attempts", "tokens_in", "tokens_out", "error"]).to_pandas()
+    failures = acc["error"].dropna().value_counts().to_dict()
+    stats = {"requests": len(acc), "cache_hits": int(acc["cached"].sum()), "sent": int((~acc["cached"]).sum()),
+             "retries": int((acc["attempts"] - 1).clip(lower=0).sum()), "tokens_in": int(acc["tokens_in"].sum()),
+             "tokens_out": int(acc["tokens_out"].sum()), "failures_by_reason": {str(k): int(v) for k, v in failures.items()}}
+    price = cfg.teacher.prices.get(cfg.teacher.model)
+    uncached = acc[~acc["cached"]]
+    stats["cost_usd"] = (float(uncached["tokens_in"].sum()) * price.input_per_million +
+                         float(uncached["tokens_out"].sum()) * price.output_per_million) / 1e6 if price else 0.0
+    labels = answered.map_batches(_parsed, fn_kwargs={"keep": True}, batch_format="pyarrow", num_cpus=0.25)
+    rejected = answered.map_batches(_parsed, fn_kwargs={"keep": False}, batch_format="pyarrow", num_cpus=0.25)
+    return labels, rejected, stats
+
+
+def _parsed(table: pa.Table, keep: bool) -> pa.Table:
+    """The label rows whose answer parsed (``keep``), or those whose did not, in the labels' schema."""
+    import pyarrow.compute as pc
+
+    valid = pc.is_valid(table["score"])
+    return table.filter(valid if keep else pc.invert(valid)).select(_LABELS.names)
+
+
+def llm_cache_dir(cfg: RunConfig, rd: RunDir) -> "str | FsPath":
+    """The LLM annotator's request cache: ``annotate.cache_dir``, else ``annotate/cache`` in the run dir
+    (on its own file system, so every answer flushed survives a kill and every node sees it)."""
+    return cfg.annotate.cache_dir or rd.fs_path("annotate", "cache")
 
 
 def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
@@ -100,7 +188,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
                     for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))]
             bad = []
         else:
-            good, bad, round_stats = _llm_label(picked, cfg, ac.cache_dir or rd.fs_path("annotate", "cache"))
+            good, bad, round_stats = _llm_label(picked, cfg, llm_cache_dir(cfg, rd))
             for k, v in round_stats.items():
                 stats[k] = stats.get(k, 0) + v if isinstance(v, (int, float)) else v
         labels.extend(good)
@@ -141,10 +229,14 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             rd.write_json("annotate/rejected/rejected.json", bad)
     elif ac.annotator == "heuristic":
         labels = sample.map_batches(_heuristic, batch_format="pyarrow", batch_size=64)
+    elif cfg.teacher.kind == "openai":
+        labels, rejected, stats = _label_on_workers(sample, cfg, rd)
+        n_rejected = rejected.count()
+        if n_rejected:
+            docio.write_docs(rejected, rd, "annotate", "rejected")
     else:
         rows = sorted(({"id": r["id"], "text": r["text"]} for r in sample.take_all()), key=lambda r: r["id"])
-        # The cache lives in the run dir on its own file system: every answer flushed survives a kill.
-        good, bad, stats = _llm_label(rows, cfg, ac.cache_dir or rd.fs_path("annotate", "cache"))
+        good, bad, stats = _llm_label(rows, cfg, llm_cache_dir(cfg, rd))
         labels = ray.data.from_arrow(pa.Table.from_pylist(good, schema=_LABELS))
         n_rejected = len(bad)
         if bad:

@@ -24,3 +24,13 @@ def rehearsal(s3_server, tmp_path_factory):
     cluster = start_cluster(s3_server, tmp_path_factory.mktemp("rehearsal-logs"))
     yield cluster
     stop_cluster(cluster)
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    """The rehearsal's LLM (annotate's judge, synthesize's teacher) on 127.0.0.1, logging every request."""
+    import teacher_server
+
+    server = teacher_server.start(latency_s=0.2)
+    yield server
+    server.server.stop()

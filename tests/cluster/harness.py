@@ -19,6 +19,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ class Rehearsal:
     user: str
     node_ids: dict[str, str] = field(default_factory=dict)  # Ray node id -> group ("head" for the head)
     granted: list[str] = field(default_factory=list)
+    log_dir: Path = Path("/tmp")
 
     def group_of(self, node_id: str) -> str:
         return self.node_ids.get(node_id, "unknown")
@@ -130,7 +132,7 @@ def start_cluster(s3: S3Server, log_dir: Path, timeout_s: float = 240.0) -> Rehe
     proc = subprocess.Popen(head_cmd, env=env, stdout=open(log_dir / "head.log", "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     head = RayHead(f"http://127.0.0.1:{dash_port}", env, head_tmp, proc)
-    rehearsal = Rehearsal(head, f"127.0.0.1:{gcs_port}", [], s3, s3.new_bucket("rehearsal"), user)
+    rehearsal = Rehearsal(head, f"127.0.0.1:{gcs_port}", [], s3, s3.new_bucket("rehearsal"), user, log_dir=log_dir)
     try:
         if os.geteuid() == 0:
             rehearsal.granted = grant_traverse(user, [sys.executable, os.path.realpath(sys.executable), __file__,
@@ -216,6 +218,40 @@ def _identify(r: Rehearsal) -> dict[str, str]:
         group = next((n.group for n in r.nodes if n.temp_dir in where), "head")
         out[node["NodeID"]] = group
     return out
+
+
+def kill_node(r: Rehearsal, group: str) -> None:
+    """SIGKILL every process of the ``group`` node at once (raylet, object store, agents, workers, its
+    `ray start`), as when a pod's machine is lost; the GCS notices by its health checks."""
+    node = next(n for n in r.nodes if n.group == group)
+    try:
+        os.killpg(node.process.pid, signal.SIGKILL)  # `ray start` ran in a session of its own
+    except ProcessLookupError:
+        pass
+    _kill_all(_our_pids(node.temp_dir))  # anything of the node's that left the group
+    node.process.wait(timeout=30)
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def rejoin(r: Rehearsal, group: str, timeout_s: float = 240.0) -> None:
+    """Replace the (killed) ``group`` node by a fresh one, as KubeRay would, and re-identify the nodes."""
+    old = next(n for n in r.nodes if n.group == group)
+    _kill_all(_our_pids(old.temp_dir))
+    shutil.rmtree(old.temp_dir, ignore_errors=True)
+    log = r.log_dir / f"{group}.log"
+    if log.exists():
+        shutil.copy(log, log.with_suffix(".killed.log"))
+    entry = pwd.getpwnam(r.user)
+    node = _join(r, group, GROUPS[group], entry.pw_uid, entry.pw_gid, r.log_dir, timeout_s)
+    r.nodes[r.nodes.index(old)] = node
+    r.node_ids.update(_identify(r))  # dead nodes keep their group: older manifests still name them
 
 
 def stop_cluster(r: Rehearsal) -> None:

@@ -1,6 +1,7 @@
 """The recipe run the way a KubeRay deployment runs it: `phiray submit` of each jobs/*.smoke.yaml
 through the Jobs API of a multi-node cluster (head with no CPUs; cpu, gpu and evaluator nodes as an
-ordinary user), the run dir on S3; placement asserted from the manifests."""
+ordinary user), the run dir on S3, annotate's judge and synthesize's teacher an OpenAI-compatible server
+on 127.0.0.1 (tests/cluster/teacher_server.py); placement asserted from the manifests."""
 
 from __future__ import annotations
 
@@ -22,10 +23,19 @@ OVERRIDES = ("ingest.sources=[{kind: stdlib, limit: 160}]", "annotate.sample_siz
 MAX_DRIVER_RSS_MB = 1500  # a driver that only plans and counts; a 1.3B model alone would be ~5 GB
 
 
+def submit_command(r: Rehearsal, stage: str, run_dir: str, *overrides: str) -> list[str]:
+    return [os.path.join(VENV_BIN, "phiray"), "submit", stage, "--variant", "smoke", "--run-dir", run_dir,
+            "--ray-address", r.head.address, *OVERRIDES, *overrides]
+
+
 def submit(r: Rehearsal, stage: str, run_dir: str, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [os.path.join(VENV_BIN, "phiray"), "submit", stage, "--variant", "smoke", "--run-dir", run_dir,
-           "--ray-address", r.head.address, *OVERRIDES, *overrides]
-    return subprocess.run(cmd, env=r.head.env, capture_output=True, text=True, timeout=900, cwd=REPO)
+    return subprocess.run(submit_command(r, stage, run_dir, *overrides), env=r.head.env, capture_output=True,
+                          text=True, timeout=900, cwd=REPO)
+
+
+def main_run(r: Rehearsal) -> str:
+    """The run dir of the stage-by-stage run (the kill tests' uninterrupted reference)."""
+    return f"{r.bucket}/runs/smoke"
 
 
 def where(r: Rehearsal, placement: dict) -> dict[str, list[str]]:
@@ -51,13 +61,13 @@ def check_placement(r: Rehearsal, stage: str, placement: dict) -> None:
 
 
 @pytest.mark.timeout(2400)
-def test_recipe_stage_by_stage_on_the_rehearsal_cluster(rehearsal):
-    run_dir = f"{rehearsal.bucket}/runs/smoke"
+def test_recipe_stage_by_stage_on_the_rehearsal_cluster(rehearsal, teacher):
+    run_dir = main_run(rehearsal)
     rd = RunDir(run_dir)
     report = []
     for stage in STAGES:
         t0 = time.monotonic()
-        result = submit(rehearsal, stage, run_dir)
+        result = submit(rehearsal, stage, run_dir, *teacher.overrides)
         assert result.returncode == 0, f"{stage}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         manifest = rd.read_manifest(stage)
         assert manifest is not None, stage
