@@ -48,12 +48,11 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
     saved = datasets.Dataset.from_list(rows)
     saved.save_to_disk(str(root / "saved"), num_shards=2)
     datasets.DatasetDict({"train": saved, "test": saved.select(range(3))}).save_to_disk(str(root / "saved_dict"))
-    empty = datasets.Dataset.from_dict({"content": [], "lang": []},
-                                       features=datasets.Features({"content": datasets.Value("string"),
-                                                                   "lang": datasets.Value("string")}))
-    empty.save_to_disk(str(root / "empty"))
+    saved.filter(lambda row: False).save_to_disk(str(root / "empty"))  # a real split with no rows
+    (root / "empty.jsonl").write_text("")
     return {"root": root, "jsonl": root / "code.jsonl", "pq": root / "pq", "saved": root / "saved",
-            "saved_dict": root / "saved_dict", "empty": root / "empty"}
+            "saved_dict": root / "saved_dict", "empty": root / "empty",
+            "empty_jsonl": root / "empty.jsonl"}
 
 
 @pytest.fixture(autouse=True)
@@ -158,13 +157,16 @@ def test_a_corrupt_file_in_a_streaming_split_is_a_counted_skip(ray_session, tmp_
     ({"dataset": "nosuch-org/no-such-dataset"}, r"ingest\.sources\[1\] \(kind=hf, dataset 'nosuch-org/no-such-dataset'"
                                                 r", split 'train'\) cannot be opened"),
     ({"dataset": "json", "data_files": "/nonexistent/*.jsonl"}, r"ingest\.sources\[1\].*cannot be opened"),
+    ({"dataset": "json", "data_files": "EMPTY_JSONL"}, r"ingest\.sources\[1\].*cannot be opened: .*no rows or files"),
 ])
 def test_a_bad_source_fails_before_anything_is_read(ray_session, corpus, tmp_path, monkeypatch, source, message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     src = {"kind": "hf", "dataset": str(corpus["saved"]), **source}
-    named = {"EMPTY": str(corpus["empty"]), "DICT": str(corpus["saved_dict"])}
+    named = {"EMPTY": str(corpus["empty"]), "DICT": str(corpus["saved_dict"]),
+             "EMPTY_JSONL": str(corpus["empty_jsonl"])}
     src["dataset"] = named.get(src["dataset"], src["dataset"])
+    src["data_files"] = named.get(src.get("data_files"), src.get("data_files"))
     with pytest.raises(ValueError, match=message):
         _ingest(tmp_path, [{"kind": "stdlib", "limit": 3}, src])
     assert not (tmp_path / "run" / "ingest" / "documents").exists()

@@ -82,8 +82,10 @@ def open_split(src: "SourceConfig", where: str):
             ds = datasets.load_dataset(name, src.subset, split=src.split, data_files=src.data_files,
                                        data_dir=src.data_dir, revision=src.revision, streaming=src.streaming)
     except Exception as err:  # noqa: BLE001 - datasets raises many types; all mean "this source cannot be read"
+        # datasets meets empty inputs with a bare IndexError / StopIteration: say what they usually mean.
+        detail = f"{type(err).__name__}: {err}" if str(err) else f"{type(err).__name__} (no rows or files to read?)"
         raise ValueError(f"{where} (kind=hf, dataset {name!r}, split {src.split!r}) cannot be opened: "
-                         f"{type(err).__name__}: {err}") from err
+                         f"{detail}") from err
     if src.limit is not None:
         ds = ds.take(src.limit) if src.streaming else ds.select(range(min(src.limit, len(ds))))
     return ds
