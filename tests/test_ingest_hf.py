@@ -127,12 +127,15 @@ def test_save_to_disk_directory_with_the_stacks_columns(ray_session, corpus, tmp
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_limit_and_a_file_source_beside_an_hf_source(ray_session, corpus, tmp_path, streaming):
+    (tmp_path / "src").mkdir()
+    for i in range(3):
+        (tmp_path / "src" / f"m{i}.py").write_text(f"VALUE_{i} = {i}\n")
     manifest, rd = _ingest(tmp_path, [
         {"kind": "hf", "dataset": str(corpus["saved"]), "text_column": "content", "limit": 5, "streaming": streaming},
-        {"kind": "stdlib", "limit": 3}])
+        {"kind": "files", "path": str(tmp_path / "src"), "name": "local"}])
     docs = _docs(rd)
-    assert Counter(r["source"] for r in docs) == {str(corpus["saved"]): 5, "stdlib": 3}
-    assert {r["text"] for r in docs if r["source"] != "stdlib"} == set(SNIPPETS[:5])  # the first rows, in order
+    assert Counter(r["source"] for r in docs) == {str(corpus["saved"]): 5, "local": 3}
+    assert {r["text"] for r in docs if r["source"] != "local"} == set(SNIPPETS[:5])  # the first rows, in order
     if not streaming:
         assert manifest.metrics["hf"][0]["rows"] == 5
 
