@@ -62,14 +62,41 @@ class RunSection(Section):
 class SourceConfig(Section):
     kind: Literal["stdlib", "files", "jsonl", "parquet", "hf"] = Field(
         "files", description="stdlib: this interpreter's standard library; files: a directory + glob; "
-        "jsonl/parquet: a text column; hf: a Hugging Face dataset (online only).")
+        "jsonl/parquet: a text column; hf: a Hugging Face `datasets` dataset (Hub, local files or save_to_disk).")
     path: str | None = Field(None, description="Directory (files) or file/directory/glob (jsonl, parquet).")
     glob: str = Field("**/*.py", description="Glob under `path` for kind=files.")
     text_column: str = Field("text", description="Column holding the document text (jsonl, parquet, hf).")
-    hf_name: str | None = Field(None, description="Dataset name for kind=hf, e.g. bigcode/the-stack-smol.")
-    hf_split: str = Field("train", description="Split for kind=hf.")
-    name: str | None = Field(None, description="Label stored in the `source` column (default: derived).")
+    name: str | None = Field(None, description="Label stored in the `source` column (default: derived); for kind=hf "
+                             "without `dataset`, the dataset itself.")
     limit: int | None = Field(None, description="Read at most this many documents from this source.")
+    # kind=hf: the arguments of datasets.load_dataset / load_from_disk (phiray.data.hf).
+    dataset: str | None = Field(
+        None, validation_alias=AliasChoices("dataset", "hf_name"),
+        description="kind=hf: a Hub id (bigcode/the-stack-dedup), a local dataset directory (files, or one written "
+        "by save_to_disk), or a builder (json, parquet, csv, text) reading `data_files`; default: `name`.")
+    split: str = Field("train", validation_alias=AliasChoices("split", "hf_split"), description="kind=hf: the split.")
+    subset: str | None = Field(None, description="kind=hf: the dataset's configuration (load_dataset's `name`).")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="kind=hf: files (paths, globs or URLs) for a builder or a Hub repository's subset.")
+    data_dir: str | None = Field(None, description="kind=hf: a directory inside the repository, e.g. data/python.")
+    revision: str | None = Field(None, description="kind=hf: a Hub branch, tag or commit (pins the corpus).")
+    streaming: bool = Field(False, description="kind=hf: iterate the files in Ray tasks instead of preparing the whole "
+                            "split in the datasets cache on the driver's node first (use it for a large corpus).")
+    path_column: str | None = Field(
+        None, description="kind=hf: column stored as `path` (The Stack: max_stars_repo_path); default: position.")
+    language_column: str | None = Field(
+        None, description="kind=hf: column naming each row's language (The Stack: lang).")
+    languages: list[str] | None = Field(
+        None, description="kind=hf: keep rows whose `language_column` is one of these (case-insensitive); the "
+        "others are skipped with reason 'language'.")
+
+    @model_validator(mode="after")
+    def _hf_fields(self) -> "SourceConfig":
+        if self.kind == "hf" and not (self.dataset or self.name):
+            raise ValueError("kind=hf needs `dataset` (or `name`): a Hub id, a local directory or a builder")
+        if self.languages and not self.language_column:
+            raise ValueError("`languages` needs `language_column` (The Stack: lang)")
+        return self
 
 
 class IngestConfig(Section):

@@ -2,7 +2,8 @@
 
 Readers are plain functions over one *unit* (a file, a JSONL file, a Parquet file) so the ingest stage
 can fan them out with Ray Data; a bad unit never raises, it yields a row whose ``reason`` says why it was
-skipped: ``binary``, ``non_utf8``, ``empty``, ``oversized``, ``unreadable`` or ``corrupt``.
+skipped: ``binary``, ``non_utf8``, ``empty``, ``oversized``, ``unreadable`` or ``corrupt`` (and, for a
+Hugging Face source filtered by language, ``language``: ``phiray.data.hf``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sysconfig
 from pathlib import Path
 from typing import Iterator
 
-SKIP_REASONS = ("binary", "non_utf8", "empty", "oversized", "unreadable", "corrupt")
+SKIP_REASONS = ("binary", "non_utf8", "empty", "oversized", "unreadable", "corrupt", "language")
 # A NUL byte in the head is the usual binary test (git, grep): text in any UTF encoding but 16/32 has none.
 _BINARY_PROBE = 8192
 
@@ -97,7 +98,8 @@ def read_text_file(path: str, source: str, min_bytes: int, max_bytes: int) -> di
     return record(text, source, path, len(raw))
 
 
-def _check_text(value: object, source: str, path: str, min_bytes: int, max_bytes: int) -> dict:
+def check_text(value: object, source: str, path: str, min_bytes: int, max_bytes: int) -> dict:
+    """One text value (a JSONL field, a Parquet or Hugging Face cell) -> a document row or a skip row."""
     if value is None:
         return record("", source, path, 0, "empty")
     if isinstance(value, bytes):
@@ -142,7 +144,7 @@ def read_jsonl_file(path: str, source: str, text_column: str, min_bytes: int, ma
                 yield record("", source, where, len(line), "corrupt")
                 continue
             value = obj.get(text_column) if isinstance(obj, dict) else None
-            yield _check_text(value, source, where, min_bytes, max_bytes)
+            yield check_text(value, source, where, min_bytes, max_bytes)
 
 
 def read_parquet_file(path: str, source: str, text_column: str, min_bytes: int, max_bytes: int) -> Iterator[dict]:
@@ -157,7 +159,7 @@ def read_parquet_file(path: str, source: str, text_column: str, min_bytes: int, 
         row = 0
         for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
             for value in batch.column(0).to_pylist():
-                yield _check_text(value, source, f"{path}#{row}", min_bytes, max_bytes)
+                yield check_text(value, source, f"{path}#{row}", min_bytes, max_bytes)
                 row += 1
     except (OSError, ValueError) as err:  # pyarrow raises ArrowInvalid (a ValueError) on corrupt files
         yield record("", source, path, 0, "unreadable" if isinstance(err, OSError) else "corrupt")

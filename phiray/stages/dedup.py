@@ -18,6 +18,7 @@ import logging
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import docio, minhash
 from phiray.data.components import by_bucket, connected_components
@@ -125,8 +126,9 @@ def _near(survivors, cfg: RunConfig, signed_bytes: int) -> tuple["ray.data.Datas
 def _dedup(cfg: RunConfig, rd: RunDir) -> Manifest:
     dc = cfg.dedup
     docs = docio.read_docs(rd, "ingest", spread=True, with_position=True)
-    signed = docs.map_batches(_sign, fn_kwargs={"num_perm": dc.num_perm, "shingle_size": dc.shingle_size},
-                              batch_format="pyarrow").materialize()
+    with progress.track("dedup signatures", progress.upstream_rows(rd, "ingest", "documents"), "documents") as p:
+        sign = {"num_perm": dc.num_perm, "shingle_size": dc.shingle_size}
+        signed = p.count(docs.map_batches(_sign, fn_kwargs=sign, batch_format="pyarrow")).materialize()
     n_in, signed_bytes = signed.count(), signed.size_bytes()
     survivors, exact = signed, _empty_marks()
     if dc.exact and n_in:

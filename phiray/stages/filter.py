@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import docio
 from phiray.data.scorers import QualityScorer
@@ -162,7 +163,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     docs = docio.read_docs(rd, "decontaminate", spread=True)
     # Scored once (the expensive pass) and kept in the object store (Ray spills to disk when it must):
     # a top-fraction cut needs every score before any document can be routed.
-    scored = score_dataset(docs, cfg, model_bytes).materialize()
+    with progress.track("filter scoring", progress.upstream_rows(rd, "decontaminate", "kept"), "documents") as p:
+        scored = score_dataset(docs, cfg, model_bytes, scorer=p.wrap(QualityScorer)).materialize()
     n_in = scored.count()
     cut, how, at_cut = select(scored, cfg, heldout)
     marked = scored.map_batches(_mark, fn_kwargs={"cut": cut}, batch_format="pyarrow")

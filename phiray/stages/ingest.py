@@ -1,8 +1,10 @@
 """ingest: read the configured corpora into ``ingest/documents`` (+ ``ingest/skipped`` with reasons).
 
-Work units (one file, one JSONL/Parquet file) are fanned out with Ray Data; a unit that cannot be a
-document becomes a skip row counted by reason (binary, non_utf8, empty, oversized, unreadable, corrupt)
-and never stops the run.
+Work units (one file, one JSONL/Parquet file; a row range or file shard of a Hugging Face split) are
+fanned out with Ray Data; a unit or row that cannot be a document becomes a skip row counted by reason
+(binary, non_utf8, empty, oversized, unreadable, corrupt, language) and never stops the run. A source
+that cannot be read at all (a Hugging Face dataset that cannot be opened, a missing column) fails the
+stage before anything is read, naming the source.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import os
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
+from phiray import progress
 from phiray.config import IngestConfig, RunConfig, SourceConfig
-from phiray.data import docio, readers
+from phiray.data import docio, hf, readers
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
@@ -52,7 +55,7 @@ def source_units(src: SourceConfig) -> list[dict]:
     return [{"kind": src.kind, "path": p, "source": name, "text_column": src.text_column} for p in paths]
 
 
-def _read_units(batch: dict, min_bytes: int, max_bytes: int, block_bytes: int):
+def _read_units(batch: dict, min_bytes: int, max_bytes: int, block_bytes: int, counter=None):
     """The units of one task, streamed: a table is yielded whenever ~``block_bytes`` of rows are read
     (a big JSONL/Parquet unit is never held as one Python list)."""
     rows: list[dict] = []
@@ -63,60 +66,85 @@ def _read_units(batch: dict, min_bytes: int, max_bytes: int, block_bytes: int):
             rows.append(row)
             size += len(row["text"]) + len(row["path"]) + 128
             if size >= block_bytes:
-                yield pa.Table.from_pylist(rows, schema=_SCHEMA)
+                yield _counted(pa.Table.from_pylist(rows, schema=_SCHEMA), counter)
                 rows, size = [], 0
     if rows:
-        yield pa.Table.from_pylist(rows, schema=_SCHEMA)
+        yield _counted(pa.Table.from_pylist(rows, schema=_SCHEMA), counter)
 
 
-def _units_dataset(units: list[dict], cfg: IngestConfig):
-    """Units fanned out over tasks: at least ~4 per CPU, at most ``UNITS_PER_TASK`` units each."""
+def _counted(table: pa.Table, counter) -> pa.Table:
+    if counter is not None:
+        counter.add(table.num_rows)
+    return table
+
+
+def _cpus() -> int:
     import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _units_dataset(units: list[dict], cfg: IngestConfig, counter=None):
+    """Units fanned out over tasks: at least ~4 per CPU, at most ``UNITS_PER_TASK`` units each."""
     import ray.data
 
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    blocks = max(1, min(len(units), max(4 * cpus, -(-len(units) // UNITS_PER_TASK))))
+    blocks = max(1, min(len(units), max(4 * _cpus(), -(-len(units) // UNITS_PER_TASK))))
     per_task = -(-len(units) // blocks)
     ds = ray.data.from_items(units, override_num_blocks=blocks)
     return ds.map_batches(_read_units, fn_kwargs={"min_bytes": cfg.min_bytes, "max_bytes": cfg.max_bytes,
-                                                  "block_bytes": docio.BLOCK_BYTES},
+                                                  "block_bytes": docio.BLOCK_BYTES, "counter": counter},
                           batch_size=per_task, batch_format="numpy")
 
 
-def _hf_dataset(src: SourceConfig, cfg: IngestConfig):
-    """A Hugging Face dataset (needs the `datasets` package and a network or a local cache)."""
-    import ray.data
+def open_hf_sources(ic: IngestConfig) -> list[tuple[SourceConfig, object]]:
+    """Every kind=hf source opened and checked (columns, not empty) before any file is read: a bad source
+    fails the stage at once, naming it, instead of after the rest of the corpus was read."""
+    opened = []
+    for i, src in enumerate(ic.sources):
+        if src.kind == "hf":
+            where = f"ingest.sources[{i}]"
+            split = hf.open_split(src, where)
+            hf.check_columns(split, src, where)
+            opened.append((src, split))
+    return opened
 
-    try:
-        import datasets
-    except ImportError:
-        raise RuntimeError("ingest: kind=hf needs the `datasets` package (pip install datasets)") from None
-    hf = datasets.load_dataset(src.hf_name, split=src.hf_split)
-    if src.limit is not None:
-        hf = hf.select(range(min(src.limit, len(hf))))
-    name = src.name or src.hf_name
-    column = src.text_column
 
-    def _rows(batch: pa.Table) -> pa.Table:
-        values = batch[column].to_pylist()
-        rows = [readers._check_text(v, name, f"{src.hf_name}#{i}", cfg.min_bytes, cfg.max_bytes)
-                for i, v in enumerate(values)]
-        return pa.Table.from_pylist(rows, schema=_SCHEMA)
+def _hf_dataset(src: SourceConfig, split, ic: IngestConfig, counter=None):
+    """A Hugging Face split as document rows, read by Ray tasks (``phiray.data.hf``)."""
+    spec = hf.RowSpec(label=src.name or hf.dataset_of(src), text_column=src.text_column,
+                      path_column=src.path_column, language_column=src.language_column,
+                      languages=frozenset(x.lower() for x in src.languages) if src.languages else None,
+                      min_bytes=ic.min_bytes, max_bytes=ic.max_bytes)
+    return hf.read_split(split, spec, _SCHEMA, _cpus(), counter, one_shard=src.limit is not None)
 
-    return ray.data.from_huggingface(hf).map_batches(_rows, batch_format="pyarrow")
+
+def _hf_metrics(opened: list[tuple[SourceConfig, object]]) -> list[dict]:
+    return [{"dataset": hf.dataset_of(src), "split": src.split, "streaming": src.streaming,
+             "rows": hf.known_rows(split, src), "fingerprint": getattr(split, "_fingerprint", None)}
+            for src, split in opened]
+
+
+def _expected_inputs(units: list[dict], opened: list[tuple[SourceConfig, object]]) -> int | None:
+    """Rows the read will produce, when known up front (a file is one row; a JSONL/Parquet file is not)."""
+    if any(u["kind"] in ("jsonl", "parquet") for u in units):
+        return None
+    rows = [hf.known_rows(split, src) for src, split in opened]
+    return None if None in rows else len(units) + sum(rows)
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
-    import ray.data
-
+    """Read every configured source into ``ingest/documents`` and ``ingest/skipped`` (with reasons)."""
     ic = cfg.ingest
-    units = [u for src in ic.sources if src.kind != "hf" for u in source_units(src)]
-    parts = [_units_dataset(units, ic)] if units else []
-    parts += [_hf_dataset(src, ic) for src in ic.sources if src.kind == "hf"]
-    if not parts:
+    if not ic.sources:
         raise ValueError("ingest: no sources configured")
-    read = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    read = read.materialize()  # counted and written twice below: read every file once (spills when big)
+    opened = open_hf_sources(ic)
+    units = [u for src in ic.sources if src.kind != "hf" for u in source_units(src)]
+    with progress.track("ingest", total=_expected_inputs(units, opened), unit="inputs") as tracker:
+        counter = tracker.counter
+        parts = [_units_dataset(units, ic, counter)] if units else []
+        parts += [_hf_dataset(src, split, ic, counter) for src, split in opened]
+        read = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        read = read.materialize()  # counted and written twice below: read every file once (spills when big)
     reasons = docio.value_counts(read, "reason")
     accepted, skipped = docio.split_by(read, "reason", "")
     if ic.max_documents is not None:
@@ -133,7 +161,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         stage="ingest",
         rows={"units": len(units), "read": n_read, "documents": n_docs, "skipped": sum(skipped_by_reason.values())},
         metrics={"skipped_by_reason": skipped_by_reason, "document_bytes": n_bytes,
-                 "sources": [s.model_dump(mode="json") for s in ic.sources]},
+                 "sources": [s.model_dump(mode="json") for s in ic.sources], "hf": _hf_metrics(opened)},
         headline={"documents": n_docs, "skipped": sum(skipped_by_reason.values()), "MB": round(n_bytes / 1e6, 2)},
         outputs=["ingest/documents", "ingest/skipped"],
     )

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import ngrams
 from phiray.rundir import FsPath, Manifest, RunDir
@@ -74,8 +75,9 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
     from phiray.teacher.worker import GenerateBatch, VerifyBatch
 
     syn = cfg.synthesize
+    tracker = progress.track("synthesize generation", len(rows), "prompts")
     if cfg.teacher.kind == "vllm":
-        ds = _generate_on_vllm(cfg, rd, rows)
+        ds = tracker.count(_generate_on_vllm(cfg, rd, rows))
     else:
         remote = cfg.teacher.kind == "openai"
         batch = max(syn.batch_size, cfg.teacher.concurrency) if remote else syn.batch_size
@@ -86,7 +88,7 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
         pool = ray.data.ActorPoolStrategy(size=syn.actors, max_concurrent_calls_per_actor=calls,
                                           enable_true_multi_threading=calls > 1)
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch, 64)))
-        ds = ds.map_batches(GenerateBatch, batch_size=batch, batch_format="pandas",
+        ds = ds.map_batches(tracker.wrap(GenerateBatch), batch_size=batch, batch_format="pandas",
                             fn_constructor_kwargs={"teacher_cfg": cfg.teacher.model_dump(mode="json"),
                                                    "cache_dir": cache_dir(cfg, rd),
                                                    "textbook_min_chars": syn.textbook_min_chars},
@@ -106,7 +108,8 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
                             **placement)
     rd.remove(STAGE, GENERATED)
     rd.makedirs(STAGE, GENERATED)
-    ds.write_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
+    with tracker:
+        ds.write_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
     return ray.data.read_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
 
 

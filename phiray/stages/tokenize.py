@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from phiray import progress
 from phiray.config import RunConfig
 from phiray.data.packing import PackBatch, in_validation
 from phiray.model.tokenizer import build_tokenizer
@@ -167,13 +168,17 @@ class _SplitPack:
         return pa.concat_tables(parts)
 
 
-def pack_source(ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfig, mode: str) -> dict[str, int]:
+def pack_source(ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfig, mode: str,
+                n_docs: int | None = None) -> dict[str, int]:
     """One Ray Data pass: tokenize, split, pack, write ``out/train`` and ``out/val``; sequence counts."""
     fn = _SplitPack(files, cfg.tokenize.seq_len, mode, cfg.tokenize.val_fraction, cfg.run.seed)
-    packed = ds.map_batches(fn, batch_format="pyarrow", batch_size=cfg.tokenize.batch_size, zero_copy_batch=False)
+    tracker = progress.track(f"tokenize {out.rsplit('/', 1)[-1]}", n_docs, "documents")
+    packed = tracker.count(ds).map_batches(fn, batch_format="pyarrow", batch_size=cfg.tokenize.batch_size,
+                                           zero_copy_batch=False)
     staging = f"{out}/_by_split"
     # Row groups of 256 sequences: the training loader reads one group at a time (phiray.train.data).
-    packed.write_parquet(rd.path(staging), filesystem=rd.fs, partition_cols=["split"], row_group_size=256)
+    with tracker:
+        packed.write_parquet(rd.path(staging), filesystem=rd.fs, partition_cols=["split"], row_group_size=256)
     counts = {}
     for split in ("train", "val"):
         if rd.exists(staging, f"split={split}"):
@@ -202,12 +207,12 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     for name, (fs, path) in sources.items():
         ds = _read(name, fs, path)
         columns, n_docs = _columns(fs, path)
-        stats[name] = {"documents": n_docs, **pack_source(ds, rd, f"tokenize/{name}", files, cfg, "stream")}
+        stats[name] = {"documents": n_docs, **pack_source(ds, rd, f"tokenize/{name}", files, cfg, "stream", n_docs)}
         if name == "exercises":
             has_pairs = {"prompt", "solution"} <= set(columns)
             if has_pairs:
                 stats["exercises_sft"] = {"documents": n_docs, **pack_source(
-                    ds, rd, "tokenize/exercises_sft", files, cfg, "examples")}
+                    ds, rd, "tokenize/exercises_sft", files, cfg, "examples", n_docs)}
             else:
                 log.warning("tokenize: exercises have no prompt/solution columns; exercises_sft skipped")
                 skipped.append("exercises_sft")
