@@ -27,6 +27,7 @@ OUTPUT_CHANGE = {
     "synthesize": "synthesize.n_textbooks=5", "tokenize": "tokenize.seq_len=32", "pretrain": "pretrain.lr=0.5",
     "grow": "grow.lr=0.5", "finetune": "finetune.lr=0.5", "control": "control.lr=0.5",
     "evaluate": "evaluate.max_new_tokens=5", "sweep": "sweep.num_trials=3", "similarity": "similarity.top_k=5",
+    "thesis": "thesis.seeds=2",
 }
 
 
