@@ -155,4 +155,4 @@ def test_sandbox_is_hashed_for_synthesize_only_when_it_verifies(tmp_path):
     assert fake_stages.CALLS[0] == "synthesize"  # verify itself changes outputs
     fake_stages.CALLS.clear()
     run_pipeline(TABLE, cfg_with("sandbox.timeout_s=4", "synthesize.verify=false"), rd)
-    assert fake_stages.CALLS == ["evaluate"]  # only evaluate still executes code
+    assert fake_stages.CALLS == ["evaluate", "thesis"]  # only evaluate and thesis still execute code
