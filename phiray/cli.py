@@ -55,6 +55,9 @@ STAGES: list[Stage] = [
           ("model", "train", "control", "run.seed"), ("tokenize",)),
     Stage("evaluate", "pass@k on held-out exercises, HumanEval and MBPP in the sandbox.",
           ("evaluate", "sandbox"), ("finetune", "control")),
+    Stage("thesis", "phiray's data vs the unfiltered control over seeds: pass@1 on validation and test exercises.",
+          ("thesis", "model", "train", "pretrain", "grow", "finetune", "control", "evaluate", "sandbox", "run.seed"),
+          ("tokenize", "pretrain", "grow", "finetune", "control", "evaluate")),
     Stage("sweep", "Ray Tune sweep of data-mixture weights on proxy models.",
           ("sweep", "model", "train", "pretrain", "run.seed"), ("tokenize",)),
 ]

@@ -48,7 +48,7 @@ class RunSection(Section):
     stages: list[str] = Field(
         default_factory=lambda: [
             "ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize", "similarity",
-            "tokenize", "pretrain", "grow", "finetune", "control", "evaluate",
+            "tokenize", "pretrain", "grow", "finetune", "control", "evaluate", "thesis",
         ],
         description="Stages `phiray run` executes, in recipe order.",
     )
@@ -423,6 +423,41 @@ class EvaluateConfig(Section):
     num_gpus: float | None = Field(None, ge=0, description="GPUs of that task (None: 1 when train.use_gpu, else 0).", json_schema_extra=SPEED_ONLY)
 
 
+THESIS_PHASES = ("pretrain", "grow", "finetune", "control")
+
+
+class ThesisConfig(Section):
+    seeds: int | list[int] = Field(1, description="Training seeds of the thesis comparison: a count N (run.seed, "
+                                   "run.seed + 1, ..., run.seed + N - 1) or an explicit list. run.seed's models are "
+                                   "the pipeline's own; each other seed re-trains `phases` under thesis/seed-<N>/ on "
+                                   "the same data (every data stage reused) and evaluates them like `evaluate` does.")
+    phases: list[Literal["pretrain", "grow", "finetune", "control"]] = Field(
+        default_factory=lambda: ["pretrain", "control"],
+        description="Training phases re-run per seed, with the pipeline's settings for each: pretrain and control "
+        "(phiray's data vs the unfiltered corpus at equal tokens and compute); finetune (from the seed's grow when "
+        "grow is listed, else its pretrain) adds the finetuned model.")
+    benchmarks: list[Literal["validation", "exercises"]] = Field(
+        default_factory=lambda: ["validation", "exercises"],
+        description="Benchmarks compared over seeds (validation: held-out instances of the train families; "
+        "exercises: the test split, unseen families), scored with evaluate's generation settings.")
+
+    @model_validator(mode="after")
+    def _phases_chain(self) -> "ThesisConfig":
+        if isinstance(self.seeds, int) and self.seeds < 1:
+            raise ValueError(f"thesis.seeds: a count must be >= 1 (got {self.seeds})")
+        if isinstance(self.seeds, list) and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ValueError(f"thesis.seeds: a list must be non-empty and hold distinct seeds (got {self.seeds})")
+        if not {"pretrain", "control"} <= set(self.phases):
+            raise ValueError(f"thesis.phases: the thesis compares pretrain with control: list both (got {self.phases})")
+        return self
+
+    def seed_list(self, run_seed: int) -> list[int]:
+        """The seeds compared, run.seed first when it is one of them."""
+        if isinstance(self.seeds, int):
+            return [run_seed + i for i in range(self.seeds)]
+        return sorted(self.seeds, key=lambda s: (s != run_seed, self.seeds.index(s)))
+
+
 class SimilarityConfig(Section):
     top_k: int = Field(3, ge=1, description="Nearest training exercises by embedding distance per HumanEval problem whose AST match rate is computed (tree edit distance is costly).")
     max_nodes: int = Field(200, ge=10, description="Syntax trees larger than this are skipped (counted): Zhang-Shasha is quadratic-to-quartic in tree size.")
@@ -507,8 +542,18 @@ class RunConfig(Section):
     control: ControlConfig = Field(default_factory=ControlConfig, description="Control model on unfiltered data.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Benchmarks and pass@k.")
     similarity: SimilarityConfig = Field(default_factory=SimilarityConfig, description="phi-1 §5: HumanEval vs the training exercises (embedding distance, AST match rate).")
+    thesis: ThesisConfig = Field(default_factory=ThesisConfig, description="The thesis over seeds: phiray's data vs the unfiltered control, pass@1 with the spread.")
     sweep: SweepConfig = Field(default_factory=SweepConfig, description="Data-mixture sweep with Ray Tune.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Ray Serve app.")
+
+    @model_validator(mode="after")
+    def _thesis_follows_the_pipeline(self) -> "RunConfig":
+        if "finetune" in self.thesis.phases and "grow" in self.run.stages and "grow" not in self.thesis.phases:
+            raise ValueError("thesis.phases: the pipeline finetunes the grown model (grow is in run.stages), so a "
+                             "seed's finetune needs its own grow: list grow too")
+        if "grow" in self.thesis.phases and "grow" not in self.run.stages:
+            raise ValueError("thesis.phases: grow is not in run.stages, so run.seed has no grown model to compare")
+        return self
 
     def section(self, dotted: str) -> Any:
         """The value at a dotted path, e.g. ``"model"`` or ``"run.seed"``."""

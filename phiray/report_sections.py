@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from phiray.report import Section, bars_png, curves_png, fmt, histogram_png, manifests
+from phiray.report_thesis import thesis
 from phiray.report_tracking import tracking
 from phiray.rundir import Manifest, RunDir
 
@@ -240,49 +241,6 @@ def training(ms: dict[str, Manifest]) -> Section:
         layer_map = grow.metrics.get("growth", {}).get("layer_map")
         if layer_map:
             sec.p(f"Layer map (new layer -> small layer): {layer_map}")
-    return sec
-
-
-def _final_val(m: Manifest | None) -> dict[str, float]:
-    if m is None:
-        return {}
-    vals = m.metrics.get("curve", {}).get("val", [])
-    return {k: v for k, v in (vals[-1] if vals else {}).items() if k.startswith("val_loss")}
-
-
-def thesis(ms: dict[str, Manifest], cfg) -> Section:
-    sec = Section("The thesis at toy scale: phiray data vs the unfiltered corpus")
-    if "control" not in ms or "pretrain" not in ms:
-        return _missing(sec, "control" if "control" not in ms else "pretrain")
-    sec.p("Two models of the same size and token budget: 'phiray' pretrained on filtered code + synthetic "
-          "textbooks, 'control' on the unfiltered deduplicated corpus. Lower validation loss and higher pass@1 "
-          "are better; the downstream measure is pass@1 on 'validation' (held-out instances of the train "
-          "concept families) and on 'exercises' (the test split: families no training or selection input "
-          "saw). A tiny CPU model is not phi-1: the gap shows the data effect, not phi-1's numbers.")
-    ours, control = _final_val(ms.get("pretrain")), _final_val(ms.get("control"))
-    ev = ms.get("evaluate").metrics if "evaluate" in ms else {}
-    rows = [[key, ours.get(key), control.get(key)] for key in sorted(set(ours) | set(control))]
-    k = cfg.evaluate.k[0]
-    passes = []
-    for bench in cfg.evaluate.benchmarks:
-        pair = [ev.get(f"pretrain/{bench}/pass@{k}"), ev.get(f"control/{bench}/pass@{k}")]
-        rows.append([f"{bench} pass@{k}", *pair])
-        passes += [v for v in pair if v is not None]
-    sec.table(["metric", "phiray (pretrain)", "control (unfiltered)"], rows)
-    if not passes or not any(passes):
-        sec.p(f"Downstream, this run shows nothing: every pass@{k} of the two pretrained models is 0 (or was not "
-              "measured), so the comparison rests on validation loss alone. One seed (run.seed = "
-              f"{cfg.run.seed}); no spread over seeds is measured.")
-    else:
-        sec.p(f"One seed (run.seed = {cfg.run.seed}): the spread over seeds is not measured by this run.")
-    labels, values = [], []
-    for key in ("val_loss/textbooks", "val_loss/exercises"):
-        if key in ours and key in control:
-            labels += [f"phiray {key[9:]}", f"control {key[9:]}"]
-            values += [ours[key], control[key]]
-    if labels:
-        sec.png("thesis_val_loss", bars_png(labels, values, "validation loss", "held-out textbooks / exercises"),
-                "control vs phiray validation loss")
     return sec
 
 

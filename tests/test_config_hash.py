@@ -27,6 +27,7 @@ OUTPUT_CHANGE = {
     "synthesize": "synthesize.n_textbooks=5", "tokenize": "tokenize.seq_len=32", "pretrain": "pretrain.lr=0.5",
     "grow": "grow.lr=0.5", "finetune": "finetune.lr=0.5", "control": "control.lr=0.5",
     "evaluate": "evaluate.max_new_tokens=5", "sweep": "sweep.num_trials=3", "similarity": "similarity.top_k=5",
+    "thesis": "thesis.seeds=2",
 }
 
 
@@ -154,4 +155,4 @@ def test_sandbox_is_hashed_for_synthesize_only_when_it_verifies(tmp_path):
     assert fake_stages.CALLS[0] == "synthesize"  # verify itself changes outputs
     fake_stages.CALLS.clear()
     run_pipeline(TABLE, cfg_with("sandbox.timeout_s=4", "synthesize.verify=false"), rd)
-    assert fake_stages.CALLS == ["evaluate"]  # only evaluate still executes code
+    assert fake_stages.CALLS == ["evaluate", "thesis"]  # only evaluate and thesis still execute code

@@ -18,7 +18,7 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
     assert first.returncode == 0, first.stderr[-4000:]
     rd = RunDir(run_dir)
     for stage in ("ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize", "similarity",
-                  "tokenize", "pretrain", "grow", "finetune", "control", "evaluate"):
+                  "tokenize", "pretrain", "grow", "finetune", "control", "evaluate", "thesis"):
         assert rd.read_manifest(stage) is not None, stage
     # issue 19's acceptance on phiray's independent validation set (measured 0.95 / 2.1% on 2026-12-01)
     validation = rd.read_manifest("filter").metrics["validation"]["all"]
@@ -28,9 +28,9 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0
-    assert "running" not in second.stderr and second.stderr.count("up to date, skipped") == 14
+    assert "running" not in second.stderr and second.stderr.count("up to date, skipped") == 15
     status = subprocess.run([sys.executable, "-m", "phiray", "status", str(run_dir)], capture_output=True, text=True)
-    assert len(re.findall(r"\bdone\b", status.stdout)) == 14
+    assert len(re.findall(r"\bdone\b", status.stdout)) == 15
 
     page = rd.read_text("report/report.html")
     assert page.count("data:image/png;base64,") >= 6
@@ -39,3 +39,12 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
     for text in ("synthesize/textbooks", "synthesize/validation", "corpus (decontaminate/documents)", "tau &gt;=",
                  "validation pass@1", "exercises pass@1"):
         assert text in page, text
+    # the thesis over >= 3 seeds with the spread (issue 18): every seed scored, the pipeline's own models reused
+    thesis = rd.read_manifest("thesis")
+    seeds = [str(s) for s in thesis.metrics["seeds"]]
+    assert len(seeds) >= 3 and thesis.rows["seeds"] == len(seeds)
+    for row in thesis.metrics["table"]:
+        assert set(row["per_seed"]) == set(seeds) and row["n"] == len(seeds), row
+    assert thesis.metrics["budget"]["pretrain"] == thesis.metrics["budget"]["control"]  # equal tokens and compute
+    md = rd.read_text("report/report.md")
+    assert f"| metric | model | {' | '.join(f'seed {s}' for s in seeds)} | mean ± std | min – max |" in md

@@ -246,7 +246,7 @@ def test_grow_receives_the_typed_spec(tokenized, tmp_path):
 
     from phiray.model.io import save_model
     from phiray.model.presets import build_model
-    from phiray.stages.grow import INIT_DIR, grow_and_compare
+    from phiray.stages.grow import grow_and_compare
 
     rd = RunDir(tmp_path / "run")
     shutil.copytree(tokenized.path("tokenize"), rd.path("tokenize"))
@@ -256,4 +256,4 @@ def test_grow_receives_the_typed_spec(tokenized, tmp_path):
                       mixture=dict(cfg.pretrain.mixture))
     growth = grow_and_compare(spec, cfg.grow.target, cfg.grow.scale_inputs)
     assert set(growth["step0"]) == {"small", "grown", "fresh"} and growth["step0"]["grown"]["val_loss"] > 0
-    assert rd.exists(INIT_DIR, "config.json") and growth["params"]["grown"] > growth["params"]["small"]
+    assert rd.exists("grow/init", "config.json") and growth["params"]["grown"] > growth["params"]["small"]

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from phiray.config import RunConfig
-from phiray.evals.benchmarks import SPLITS, load_benchmark
+from phiray.evals.benchmarks import SPLITS, Task, load_benchmark
 from phiray.evals.generation import GenerationSettings, choose_engine, generate_in_task, generate_vllm
 from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.model.card import add_evaluation
@@ -34,14 +34,43 @@ def _split_rows(rd: RunDir, benchmark: str) -> list[dict[str, Any]]:
     return list(ds.iter_rows())
 
 
+def load_benchmarks(cfg: RunConfig, rd: RunDir, names: list[str]) -> dict[str, list[Task]]:
+    """The tasks of each benchmark in ``names`` (the run's splits for exercises/validation), at evaluate.limit."""
+    ev = cfg.evaluate
+    return {b: load_benchmark(b, ev.mbpp_path, ev.limit, _split_rows(rd, b) if b in SPLITS else None) for b in names}
+
+
+def generation_settings(cfg: RunConfig) -> GenerationSettings:
+    ev = cfg.evaluate
+    return GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
+                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed,
+                              vllm_gpus=ev.vllm_gpus)
+
+
+def score_model(cfg: RunConfig, rd: RunDir, model: str, benchmarks: dict[str, list[Task]], sandbox,
+                out_dir: str, name: str | None = None, update_card: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """pass@k of ``<model>/model`` on ``benchmarks``; per-sample and per-task files under
+    ``<out_dir>/models/<name>/`` and (``update_card``) the numbers added to the model's card. Returns
+    (results, files written)."""
+    name = name or model
+    gen = generation_settings(cfg)
+    results, samples = evaluate(benchmarks, sample_generator(cfg, rd, gen, model), sandbox, cfg.evaluate.k)
+    written = []
+    for bench, rows in samples.items():
+        rd.write_text(f"{out_dir}/models/{name}/{bench}.samples.jsonl", _jsonl(rows))
+    for bench, rows in per_task_files(samples, cfg.evaluate.k).items():
+        rd.write_text(f"{out_dir}/models/{name}/{bench}.tasks.jsonl", _jsonl(rows))
+        written.append(f"{out_dir}/models/{name}/{bench}.tasks.jsonl")
+    if update_card:
+        add_evaluation(rd, f"{model}/model", results)  # the model card gains its evaluation numbers
+    log.info("%s", table(results, title=f"evaluate {model}"))
+    return results, written
+
+
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     ev = cfg.evaluate
     rd.remove("evaluate", "models")
-    benchmarks = {b: load_benchmark(b, ev.mbpp_path, ev.limit, _split_rows(rd, b) if b in SPLITS else None)
-                  for b in ev.benchmarks}
-    gen = GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
-                             max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed,
-                             vllm_gpus=ev.vllm_gpus)
+    benchmarks = load_benchmarks(cfg, rd, list(ev.benchmarks))
     sandbox = sandbox_for(cfg.sandbox)  # on the evaluator nodes when sandbox.ray_resources names them
     all_results: dict[str, Any] = {}
     outputs, headline, metrics = ["evaluate/results.json"], {}, {}
@@ -51,15 +80,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             log.warning("evaluate: %s/model not found in the run dir; skipped", model)
             skipped += 1
             continue
-        results, samples = evaluate(benchmarks, sample_generator(cfg, rd, gen, model), sandbox, ev.k)
-        for bench, rows in samples.items():
-            rd.write_text(f"evaluate/models/{model}/{bench}.samples.jsonl", _jsonl(rows))
-        for bench, rows in per_task_files(samples, ev.k).items():
-            rd.write_text(f"evaluate/models/{model}/{bench}.tasks.jsonl", _jsonl(rows))
-            outputs.append(f"evaluate/models/{model}/{bench}.tasks.jsonl")
+        results, written = score_model(cfg, rd, model, benchmarks, sandbox, "evaluate")
+        outputs += written
         all_results[model] = results
-        add_evaluation(rd, f"{model}/model", results)  # the model card gains its evaluation numbers
-        log.info("%s", table(results, title=f"evaluate {model}"))
         for bench, summary in results.items():
             for key, value in summary.items():
                 if key.startswith("pass@"):

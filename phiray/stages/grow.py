@@ -15,8 +15,6 @@ from phiray.rundir import Manifest, RunDir
 from phiray.train.driver import build_spec, fit_phase, phase_manifest
 from phiray.train.spec import TrainSpec
 
-INIT_DIR = "grow/init"
-
 
 class _Evaluator:
     """The two things :func:`phiray.train.loop.evaluate` needs from an engine."""
@@ -39,7 +37,8 @@ def assigned_device() -> torch.device:
 
 
 def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: bool) -> dict[str, Any]:
-    """Grow, save ``grow/init`` (+ tokenizer) and return step-0 validation losses (small/grown/fresh)."""
+    """Grow ``spec.init_from`` (the small model), save ``<stage>/init`` (+ tokenizer) and return step-0
+    validation losses (small/grown/fresh)."""
     from phiray.model.growth import grow_model, layer_map
     from phiray.model.io import load_model, save_model
     from phiray.model.presets import build_model, count_params
@@ -47,12 +46,13 @@ def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: boo
     from phiray.train.loop import evaluate
 
     rd = spec.rundir()
-    with rd.local_dir("pretrain/model", upload=False) as small_dir:
+    init_dir = f"{spec.stage}/init"
+    with rd.local_dir(spec.init_from, upload=False) as small_dir:
         small = load_model(small_dir)
     grown = grow_model(small, target_cfg, scale_inputs=scale_inputs)
     fresh = build_model(target_cfg, seed=spec.seed, eos_token_id=small.config.eos_token_id)
-    rd.remove(INIT_DIR)
-    with rd.local_dir(spec.tokenizer_dir, upload=False) as tok_dir, rd.local_dir(INIT_DIR, download=False) as out:
+    rd.remove(init_dir)
+    with rd.local_dir(spec.tokenizer_dir, upload=False) as tok_dir, rd.local_dir(init_dir, download=False) as out:
         save_model(grown, out, tokenizer_dir=tok_dir)
     sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec.val_sources.items()}
     phase = spec.phase
@@ -65,18 +65,25 @@ def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: boo
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    return grow_phase(cfg, rd)
+
+
+def grow_phase(cfg: RunConfig, rd: RunDir, stage: str = "grow", pretrained: str = "pretrain/model") -> Manifest:
+    """Grow ``pretrained`` into ``grow.target`` and continue pretraining it, under ``<stage>/`` (the thesis
+    stage grows each seed's own pretrained model under ``thesis/seed-<N>/grow``)."""
     import ray
 
-    if not rd.exists("pretrain", "model", "config.json"):
-        raise RuntimeError("grow needs pretrain/model: run the pretrain stage first")
+    if not rd.exists(pretrained, "config.json"):
+        raise RuntimeError(f"grow needs {pretrained}: run the pretrain stage first")
     mixture = dict(cfg.grow.mixture) or dict(cfg.pretrain.mixture)
-    rd.remove("grow", "model")
-    # The spec is built against pretrain/model only to resolve sources; training starts from grow/init.
-    spec = build_spec(cfg, rd, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target, mixture=mixture)
+    rd.remove(stage, "model")
+    # The spec is built against the small model only to resolve sources; training starts from <stage>/init.
+    spec = build_spec(cfg, rd, "grow", stage=stage, init_from=pretrained, model_cfg=cfg.grow.target, mixture=mixture)
     resources = {"num_gpus": 1} if cfg.train.use_gpu else {}
     task = ray.remote(num_cpus=1, **resources)(grow_and_compare)
     growth = ray.get(task.remote(spec, cfg.grow.target, cfg.grow.scale_inputs))
-    info = fit_phase(cfg, rd, "grow", init_from=INIT_DIR, model_cfg=cfg.grow.target, mixture=mixture)
+    info = fit_phase(cfg, rd, "grow", init_from=f"{stage}/init", stage=stage, model_cfg=cfg.grow.target,
+                     mixture=mixture)
     step0 = {k: v.get("val_loss") for k, v in growth["step0"].items()}
-    return phase_manifest("grow", info, extra_metrics={"growth": growth},
+    return phase_manifest(stage, info, extra_metrics={"growth": growth},
                           extra_headline={f"step0_{k}": v for k, v in step0.items()})

@@ -122,7 +122,7 @@ def make_trainer(spec: TrainSpec, rd: RunDir):
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         run_config=TrainRunConfig(
-            name=f"{spec.stage}-{spec_hash(spec)}",
+            name=f"{posixpath.basename(spec.stage)}-{spec_hash(spec)}",  # thesis/seed-N/pretrain: one level
             storage_path=rd.path(spec.stage, "checkpoints"), storage_filesystem=rd.fs,
             failure_config=FailureConfig(max_failures=train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
