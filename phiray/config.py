@@ -148,6 +148,11 @@ class EmbedConfig(Section):
 
 class ClassifyConfig(Section):
     positive_min_score: int = Field(3, ge=0, le=5, description="Annotator score (0-5) from which a document is 'high quality'.")
+    target: Literal["label", "grade"] = Field(
+        "label", description="label: a random-forest classifier of 'high quality' (score >= positive_min_score; "
+        "a document's score is its probability); grade: a random-forest regressor of the annotator's 0-5 score "
+        "(a document's score is the predicted grade / 5), which ranks the kept documents by how good they are, "
+        "not only by how sure the forest is that they pass.")
     n_estimators: int = Field(200, ge=1, description="Trees in the random forest.")
     max_depth: int | None = Field(None, description="Maximum tree depth (None: unlimited).")
     min_samples_leaf: int = Field(1, ge=1, description="Minimum samples per leaf.")

@@ -34,7 +34,7 @@ def _heuristic(table: pa.Table) -> pa.Table:
                      "score": pa.array([s for s, _ in scored], pa.int64()),
                      "reason": pa.array([r for _, r in scored], pa.string()),
                      "annotator": pa.array(["heuristic"] * table.num_rows, pa.string()),
-                     "model": pa.array(["heuristic-v2"] * table.num_rows, pa.string()),
+                     "model": pa.array([annotators.HEURISTIC_VERSION] * table.num_rows, pa.string()),
                      "round": pa.array([0] * table.num_rows, pa.int64())}, schema=_LABELS)
 
 
@@ -96,7 +96,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
     def label(indices) -> list[int | None]:
         picked = [{**rows[i], "round": current["round"]} for i in indices]
         if ac.annotator == "heuristic":
-            good = [{**r, "score": s, "reason": why, "annotator": "heuristic", "model": "heuristic-v2"}
+            good = [{**r, "score": s, "reason": why, "annotator": "heuristic", "model": annotators.HEURISTIC_VERSION}
                     for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))]
             bad = []
         else:
