@@ -115,6 +115,9 @@ class AnnotateConfig(Section):
                                    "sample_size // (rounds + 1); the seed set gets the rest of sample_size).")
     random_share: float = Field(0.0, ge=0, le=1, description="strategy=active: share of each round drawn at random "
                                 "(exploration) instead of by uncertainty.")
+    uncertain_share: float = Field(0.5, ge=0, le=1, description="strategy=active: share of the rest of each round "
+                                   "picked by the forest's uncertainty; the remainder covers the pool (the document "
+                                   "nearest each k-means centre of the unlabelled pool, regions without labels first).")
     pool_size: int | None = Field(None, ge=10, description="strategy=active: seeded candidate pool embedded before "
                                   "labelling (default: min(corpus, 10 x sample_size)).")
 

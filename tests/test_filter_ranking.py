@@ -35,7 +35,8 @@ NOTHING_TO_TEACH = ([f"encodings/cp{n}.py" for n in (437, 850, 852, 1250, 1251, 
 @pytest.fixture(scope="module")
 def ranked(ray_session, tmp_path_factory) -> list[tuple[str, float]]:
     """(path, score) of every corpus file, best first, as filter wrote them."""
-    from phiray.stages import annotate, classify, filter as filter_stage
+    from phiray.stages import annotate, classify
+    from phiray.stages import filter as filter_stage
 
     groups = {"textbook": TEXTBOOK, "plumbing": PLUMBING, "nothing": NOTHING_TO_TEACH}
     present = {g: [p for p in paths if (stdlib_root() / p).is_file()] for g, paths in groups.items()}
