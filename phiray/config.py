@@ -144,6 +144,9 @@ class AnnotateConfig(Section):
                                    "sample_size // (rounds + 1); the seed set gets the rest of sample_size).")
     random_share: float = Field(0.0, ge=0, le=1, description="strategy=active: share of each round drawn at random "
                                 "(exploration) instead of by uncertainty.")
+    uncertain_share: float = Field(0.5, ge=0, le=1, description="strategy=active: share of the rest of each round "
+                                   "picked by the forest's uncertainty; the remainder covers the pool (the document "
+                                   "nearest each k-means centre of the unlabelled pool, regions without labels first).")
     pool_size: int | None = Field(None, ge=10, description="strategy=active: seeded candidate pool embedded before "
                                   "labelling (default: min(corpus, 10 x sample_size)).")
 
@@ -177,6 +180,11 @@ class EmbedConfig(Section):
 
 class ClassifyConfig(Section):
     positive_min_score: int = Field(3, ge=0, le=5, description="Annotator score (0-5) from which a document is 'high quality'.")
+    target: Literal["label", "grade"] = Field(
+        "label", description="label: a random-forest classifier of 'high quality' (score >= positive_min_score; "
+        "a document's score is its probability); grade: a random-forest regressor of the annotator's 0-5 score "
+        "(a document's score is the predicted grade / 5), which ranks the kept documents by how good they are, "
+        "not only by how sure the forest is that they pass.")
     n_estimators: int = Field(200, ge=1, description="Trees in the random forest.")
     max_depth: int | None = Field(None, description="Maximum tree depth (None: unlimited).")
     min_samples_leaf: int = Field(1, ge=1, description="Minimum samples per leaf.")

@@ -50,6 +50,30 @@ def test_rounds_spend_the_budget_once_and_skip_unanswered():
     assert len(set(mixed.tolist())) == 40 and mixed_rounds.count(2) == 10
 
 
+def test_coverage_picks_stand_for_unlabelled_regions_first():
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    x = np.concatenate([c + rng.normal(0, 0.3, (25, 2)) for c in centres])
+    labelled = centres[:2] + 0.1  # clusters 0 and 1 already have labels
+    picks = active.pick_representative(x, labelled, k=4, seed=0)
+    assert sorted(int(i) // 25 for i in picks) == [0, 1, 2, 3]  # one per region ...
+    assert {int(i) // 25 for i in picks[:2]} == {2, 3}  # ... the unlabelled regions first
+    batch = active.pick_batch(x, np.linspace(0, 1, 100), labelled, k=6, seed=0, uncertain_share=0.5)
+    assert len(set(batch.tolist())) == 6 and np.isin(np.abs(np.linspace(0, 1, 100) - 0.5).argsort()[:1], batch).all()
+
+
+def test_rounds_stop_when_the_pool_runs_dry():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(34, 3))
+    truth = (x[:, 0] > 0).astype(int) * 5
+    seen = []
+    labelled, _, round_of = active.run_rounds(x, lambda idx: [int(truth[i]) for i in idx], seed_size=10, rounds=6,
+                                              round_size=10, cc=ClassifyConfig(n_estimators=10), seed=0,
+                                              on_round=lambda r, picks, s: seen.append((r, len(picks))))
+    assert sorted(labelled.tolist()) == list(range(34))  # everything once, nothing twice
+    assert seen == [(0, 10), (1, 10), (2, 10), (3, 4)] and round_of.count(3) == 4
+
+
 def test_active_beats_random_on_a_boundary_problem():
     """Labels bought near the boundary teach the forest more than random ones (a smoke check of the claim;
     the measured curve is benchmarks/active_learning.py)."""

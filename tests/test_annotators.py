@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 from phiray.data import annotators
 from phiray.data.readers import stdlib_root
 
@@ -115,3 +117,59 @@ def test_real_stdlib_files_rank_as_a_reader_would():
     assert annotators.heuristic_score(read("heapq.py"))[0] >= 4
     assert annotators.heuristic_score(read("encodings/cp1252.py"))[0] <= 1
     assert annotators.heuristic_score(read("encodings/euc_jp.py"))[0] <= 1
+
+
+GLUE = '''"""Build step: copy the scripts into the build directory and fix their first line."""
+import os
+import shutil
+import subprocess
+import sys
+
+
+def copy_scripts(scripts, build_dir):
+    """Copy each script, rewriting a python #! line to this interpreter."""
+    os.makedirs(build_dir, exist_ok=True)
+    copied = []
+    for script in scripts:
+        target = os.path.join(build_dir, os.path.basename(script))
+        if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(script):
+            continue  # up to date
+        shutil.copyfile(script, target)
+        os.chmod(target, 0o755)
+        copied.append(target)
+    return copied
+
+
+def run_checks(paths):
+    """Run the linter over the copied scripts; fail the build on a finding."""
+    for path in paths:
+        result = subprocess.run([sys.executable, "-m", "pyflakes", path], capture_output=True, text=True)
+        if result.returncode:
+            sys.stderr.write(result.stdout)
+            raise SystemExit(os.EX_DATAERR)
+    return len(paths)
+'''
+
+
+def test_plumbing_is_capped_below_a_self_contained_lesson():
+    """Glue that drives other modules, however documented, is not a lesson; the same file computing a
+    concept with the language's own toolbox is."""
+    glue, why = annotators.heuristic_score(GLUE)
+    assert glue <= 2 and "capped: plumbing" in why, why
+    lesson, why = annotators.heuristic_score(LESSON)
+    assert lesson == 5 and "self-contained" in why and "examples" in why, why
+    assert annotators._foreign_call_share(ast.parse(LESSON)) == 0.0
+    toolbox = "import math\nimport heapq\n\ndef f(xs):\n    return [math.sqrt(heapq.heappop(xs)) for _ in xs]\n"
+    assert annotators._foreign_call_share(ast.parse(toolbox)) == 0.0  # the toolbox is not glue
+    wiring = "class W:\n    def show(self):\n        self.text.insert('end', 'x')\n        self.text.see('end')\n"
+    assert annotators._foreign_call_share(ast.parse(wiring)) == 1.0  # reaching through objects
+
+
+def test_textbook_modules_outgrade_stdlib_plumbing():
+    """Real files, graded as a reader would: documented algorithms on top, build/OS glue below the pass mark."""
+    read = lambda rel: (stdlib_root() / rel).read_text()  # noqa: E731
+    for rel in ("heapq.py", "bisect.py", "textwrap.py", "fractions.py", "graphlib.py", "statistics.py"):
+        assert annotators.heuristic_score(read(rel))[0] >= 4, rel
+    for rel in ("multiprocessing/forkserver.py", "py_compile.py", "webbrowser.py", "venv/__init__.py"):
+        if (stdlib_root() / rel).is_file():
+            assert annotators.heuristic_score(read(rel))[0] <= 2, rel

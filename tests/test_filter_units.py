@@ -137,3 +137,26 @@ def test_cut_by_target_precision_and_what_it_implies():
     assert cut == 0.9 and how == "keep_fraction=0.2" and at_cut["recall"] == 0.5
     with pytest.raises(ValueError, match="no positives"):
         precision_cutoff(proba, np.zeros(8, np.int64), 0.9)
+
+
+def test_grade_forest_ranks_by_predicted_grade():
+    """classify.target=grade: a regressor of the 0-5 grade, scored as grade / 5 and evaluated against the label."""
+    import joblib
+
+    from phiray.data.scorers import quality_scores
+    from phiray.stages.classify import fit_and_evaluate
+
+    rng = np.random.default_rng(0)
+    grades = [int(g) for g in rng.integers(0, 6, 60)]
+    texts = [" ".join(["lesson"] * (3 * g + 1) + ["glue"] * (15 - 2 * g) + [str(i)]) for i, g in enumerate(grades)]
+    for target in ("label", "grade"):
+        cfg = load_config("tiny", overrides=["embed.kind=hashing", "classify.n_estimators=30", f"classify.target={target}"])
+        model_bytes, metrics = fit_and_evaluate(texts, grades, cfg)
+        forest = joblib.load(__import__("io").BytesIO(model_bytes))
+        assert hasattr(forest, "predict_proba") == (target == "label")
+        assert set(metrics["heldout_labels"]) == {0, 1} and metrics["roc_auc"] > 0.9
+        scores = quality_scores(forest, make_embedder(cfg.embed).embed(texts))
+        assert ((0 <= scores) & (scores <= 1)).all()
+        if target == "grade":  # ordered by how good, not only by which side of the cut
+            by_grade = [float(np.mean([s for s, g in zip(scores, grades) if g == k])) for k in range(6)]
+            assert by_grade == sorted(by_grade) and by_grade[5] - by_grade[3] > 0.1, by_grade

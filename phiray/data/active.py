@@ -1,10 +1,19 @@
-"""Active learning of what to annotate: spend the labelling budget where the forest is unsure.
+"""Active learning of what to annotate: spend the labelling budget where it teaches the forest most.
 
-Round 0 labels a seeded random sample; every later round fits the forest on the labels so far, scores the
-unlabelled pool, takes the ``oversample x round_size`` most uncertain documents (probability nearest 0.5),
-clusters their embeddings into ``round_size`` groups (k-means) and labels the most uncertain document of
-each group: uncertain, but not ``round_size`` copies of the same kind of file. Plain numpy/scikit-learn:
-the annotate stage and ``benchmarks/active_learning.py`` drive it.
+Round 0 labels a seeded random sample. Every later round fits the forest on the labels so far, scores the
+unlabelled pool and fills a batch of ``round_size`` from two sources (batch-mode: no two picks of a
+round stand for the same kind of file):
+
+- uncertain: the ``oversample x n`` documents nearest p = 0.5, clustered into ``n`` groups (k-means), the
+  most uncertain of each group;
+- coverage: k-means of the whole unlabelled pool, the document nearest each centre, the regions farthest
+  from any label first. Uncertainty alone keeps asking about the files whose label is least stable (where
+  the annotator itself is unsure) and leaves the labelled set unlike the corpus; coverage keeps it
+  representative, and it is what still helps once the forest is sure of most of what is left.
+
+``uncertain_share`` of each round (after ``random_share``, drawn at random) is uncertain, the rest is
+coverage. When the pool runs dry (fewer unlabelled documents than one round) the rest is labelled and the
+rounds stop. Plain numpy/scikit-learn: the annotate stage and ``benchmarks/active_learning.py`` drive it.
 """
 
 from __future__ import annotations
@@ -17,13 +26,11 @@ from phiray.config import ClassifyConfig
 
 
 def fit_forest(x: np.ndarray, y: np.ndarray, cc: ClassifyConfig, seed: int):
-    """The classify stage's forest (same settings), fitted on ``x, y``."""
-    from sklearn.ensemble import RandomForestClassifier
+    """The classify stage's forest (same settings) as a classifier of the 0/1 labels ``y``, fitted on ``x``:
+    uncertainty is about which side of the cut a document falls, whatever ``classify.target`` is."""
+    from phiray.data.scorers import build_forest
 
-    forest = RandomForestClassifier(
-        n_estimators=cc.n_estimators, max_depth=cc.max_depth, min_samples_leaf=cc.min_samples_leaf,
-        class_weight=None if cc.class_weight == "none" else cc.class_weight, random_state=seed, n_jobs=cc.n_jobs)
-    return forest.fit(x, y)
+    return build_forest(cc.model_copy(update={"target": "label"}), seed).fit(x, y)
 
 
 def uncertainty(proba: np.ndarray) -> np.ndarray:
@@ -50,19 +57,53 @@ def pick_uncertain_diverse(x_pool: np.ndarray, proba: np.ndarray, k: int, seed: 
     return np.asarray((picked + rest)[:k], np.int64)
 
 
+def pick_representative(x_free: np.ndarray, x_labelled: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Indices (into ``x_free``) of ``k`` documents that stand for the unlabelled pool: k-means of it into
+    ``k`` groups, the document nearest each centre, the groups farthest from any labelled document first."""
+    from sklearn.cluster import KMeans
+
+    k = min(k, len(x_free))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x_free)
+    picks, gaps = [], []
+    for group in range(k):
+        members = np.flatnonzero(km.labels_ == group)
+        if not len(members):
+            continue
+        nearest = members[np.argmin(np.linalg.norm(x_free[members] - km.cluster_centers_[group], axis=1))]
+        picks.append(int(nearest))
+        gaps.append(np.linalg.norm(x_labelled - x_free[nearest], axis=1).min() if len(x_labelled) else 0.0)
+    return np.asarray(picks, np.int64)[np.argsort(-np.asarray(gaps), kind="stable")]
+
+
+def pick_batch(x_free: np.ndarray, proba: np.ndarray, x_labelled: np.ndarray, k: int, seed: int,
+               uncertain_share: float) -> np.ndarray:
+    """``k`` distinct indices into the unlabelled pool: ``uncertain_share`` of them by
+    :func:`pick_uncertain_diverse`, the rest by :func:`pick_representative` of what those leave."""
+    k = min(k, len(x_free))
+    uncertain = pick_uncertain_diverse(x_free, proba, int(round(uncertain_share * k)), seed)
+    rest = np.setdiff1d(np.arange(len(x_free)), uncertain)
+    covering = rest[pick_representative(x_free[rest], x_labelled, k - len(uncertain), seed)]
+    return np.concatenate([uncertain, covering]).astype(np.int64)
+
+
 def positives(scores: Sequence[int | None], positive_min_score: int) -> np.ndarray:
     return np.asarray([int(s is not None and s >= positive_min_score) for s in scores], np.int64)
 
 
 def run_rounds(x_pool: np.ndarray, label: Callable[[np.ndarray], list[int | None]], *, seed_size: int,
                rounds: int, round_size: int, cc: ClassifyConfig, seed: int, random_share: float = 0.0,
+               uncertain_share: float = 0.5,
                on_round: Callable[[int, np.ndarray, list], None] | None = None) -> tuple[np.ndarray, list, list[int]]:
     """Label ``seed_size`` random pool documents, then ``rounds`` rounds of ``round_size`` chosen ones.
 
-    ``random_share`` of each round is drawn at random from the rest of the pool (exploration: uncertainty
-    alone keeps asking about the files the labels are least sure of). ``label(indices) -> scores`` asks the annotator (None: no usable answer; such a document is not asked
-    again and does not train). Returns (labelled indices in labelling order, their scores, round of each).
-    A round falls back to random picks while the labels hold a single class (no forest can be fitted)."""
+    Each round: ``random_share`` drawn at random (exploration), of the rest ``uncertain_share`` by
+    uncertainty and the remainder by coverage (see the module docstring). ``label(indices) -> scores`` asks
+    the annotator (None: no usable answer; such a document is not asked again and does not train). Returns
+    (labelled indices in labelling order, their scores, round of each). A round falls back to random picks
+    while the labels hold a single class (no forest can be fitted); once no more than one round's worth
+    is left unlabelled, that rest is labelled and the rounds stop (nothing is left to choose between)."""
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(x_pool), size=min(seed_size, len(x_pool)), replace=False)
     labelled, scores, round_of = list(chosen), list(label(chosen)), [0] * len(chosen)
@@ -76,13 +117,17 @@ def run_rounds(x_pool: np.ndarray, label: Callable[[np.ndarray], list[int | None
             break
         usable = [i for i, s in enumerate(scores) if s is not None]
         y = positives([scores[i] for i in usable], cc.positive_min_score)
-        if len(set(y.tolist())) < 2:
-            picks = rng.choice(free, size=min(round_size, len(free)), replace=False)
+        if len(free) <= round_size:
+            picks = free  # the pool has run dry
+        elif len(set(y.tolist())) < 2:
+            picks = rng.choice(free, size=round_size, replace=False)
         else:
-            forest = fit_forest(x_pool[[labelled[i] for i in usable]], y, cc, seed + r)
+            trained = [labelled[i] for i in usable]
+            forest = fit_forest(x_pool[trained], y, cc, seed + r)
             proba = forest.predict_proba(x_pool[free])[:, 1]
             n_random = int(round(random_share * round_size))
-            picks = free[pick_uncertain_diverse(x_pool[free], proba, round_size - n_random, seed + r)]
+            picks = free[pick_batch(x_pool[free], proba, x_pool[trained], round_size - n_random, seed + r,
+                                    uncertain_share)]
             rest = np.setdiff1d(free, picks)
             if n_random and len(rest):
                 picks = np.concatenate([picks, rng.choice(rest, size=min(n_random, len(rest)), replace=False)])
@@ -92,4 +137,6 @@ def run_rounds(x_pool: np.ndarray, label: Callable[[np.ndarray], list[int | None
         round_of += [r] * len(picks)
         if on_round:
             on_round(r, picks, new)
+        if len(picks) == len(free):
+            break
     return np.asarray(labelled, np.int64), scores, round_of

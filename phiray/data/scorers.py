@@ -11,7 +11,7 @@ import io
 import numpy as np
 import pyarrow as pa
 
-from phiray.config import EmbedConfig
+from phiray.config import ClassifyConfig, EmbedConfig
 
 
 def load_forest_bytes(model_bytes: bytes):
@@ -20,8 +20,27 @@ def load_forest_bytes(model_bytes: bytes):
     return joblib.load(io.BytesIO(model_bytes))
 
 
+def build_forest(cc: ClassifyConfig, seed: int):
+    """The unfitted forest ``classify.*`` describes: a classifier of the 0/1 label or a regressor of the grade."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    shape = {"n_estimators": cc.n_estimators, "max_depth": cc.max_depth, "min_samples_leaf": cc.min_samples_leaf,
+             "random_state": seed, "n_jobs": cc.n_jobs}
+    if cc.target == "grade":
+        return RandomForestRegressor(**shape)
+    return RandomForestClassifier(**shape, class_weight=None if cc.class_weight == "none" else cc.class_weight)
+
+
+def quality_scores(forest, x: np.ndarray) -> np.ndarray:
+    """Scores in [0, 1] from classify's forest: a classifier's probability of 'high quality', or a
+    regressor's predicted 0-5 grade / 5 (``classify.target``)."""
+    if hasattr(forest, "predict_proba"):
+        return forest.predict_proba(x)[:, 1].astype(np.float64)
+    return np.clip(forest.predict(x) / 5.0, 0.0, 1.0).astype(np.float64)
+
+
 class QualityScorer:
-    """``table -> table + score`` (probability of 'high quality' under the saved forest)."""
+    """``table -> table + score`` (the saved forest's :func:`quality_scores`)."""
 
     def __init__(self, embed_cfg: dict, model_bytes: bytes, keep_embeddings: bool = False):
         from phiray.data.embed import make_embedder
@@ -33,7 +52,7 @@ class QualityScorer:
 
     def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         x = self.embedder.embed(texts)
-        return self.forest.predict_proba(x)[:, 1].astype(np.float64), x
+        return quality_scores(self.forest, x), x
 
     def __call__(self, table: pa.Table) -> pa.Table:
         proba, x = self.scores(table["text"].to_pylist())

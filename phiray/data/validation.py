@@ -89,7 +89,9 @@ def validate(embed_cfg, forest, cutoff: float | None, seen_ids: set[str] = froze
     if not rows:
         return {"skipped": "no validation file found under the stdlib", "missing": len(missing)}
     x = make_embedder(embed_cfg).embed([r["text"] for r in rows])
-    scores = forest.predict_proba(x)[:, 1]
+    from phiray.data.scorers import quality_scores
+
+    scores = quality_scores(forest, x)
     return {**report(rows, scores, cutoff, seen_ids), "missing": len(missing)}
 
 

@@ -2,8 +2,9 @@
 
 ``annotate.strategy=random`` (default) labels one seeded sample. ``active`` first embeds a seeded candidate
 pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a random seed set, then in
-``annotate.rounds`` rounds fits classify's forest on the labels so far and labels the ``round_size`` pool
-documents it is least sure of, spread over k-means clusters (``phiray.data.active``): the same budget
+``annotate.rounds`` rounds fits classify's forest on the labels so far and labels ``round_size`` pool
+documents: those it is least sure of and those that cover the pool's unlabelled regions
+(``annotate.uncertain_share``), spread over k-means clusters (``phiray.data.active``): the same budget
 buys a better classifier. The ``round`` column says when each label was bought (0: the seed set).
 
 ``heuristic`` (offline default) scores on Ray Data tasks; ``llm`` sends phi-1's prompt through the
@@ -39,7 +40,7 @@ def _heuristic(table: pa.Table) -> pa.Table:
                      "score": pa.array([s for s, _ in scored], pa.int64()),
                      "reason": pa.array([r for _, r in scored], pa.string()),
                      "annotator": pa.array(["heuristic"] * table.num_rows, pa.string()),
-                     "model": pa.array(["heuristic-v2"] * table.num_rows, pa.string()),
+                     "model": pa.array([annotators.HEURISTIC_VERSION] * table.num_rows, pa.string()),
                      "round": pa.array([0] * table.num_rows, pa.int64())}, schema=_LABELS)
 
 
@@ -184,7 +185,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
     def label(indices) -> list[int | None]:
         picked = [{**rows[i], "round": current["round"]} for i in indices]
         if ac.annotator == "heuristic":
-            good = [{**r, "score": s, "reason": why, "annotator": "heuristic", "model": "heuristic-v2"}
+            good = [{**r, "score": s, "reason": why, "annotator": "heuristic", "model": annotators.HEURISTIC_VERSION}
                     for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))]
             bad = []
         else:
@@ -204,7 +205,8 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
 
     seed_size = ac.sample_size - ac.rounds * ac.per_round
     active.run_rounds(x, label, seed_size=seed_size, rounds=ac.rounds, round_size=ac.per_round,
-                      cc=cfg.classify, seed=cfg.run.seed, random_share=ac.random_share, on_round=on_round)
+                      cc=cfg.classify, seed=cfg.run.seed, random_share=ac.random_share,
+                      uncertain_share=ac.uncertain_share, on_round=on_round)
     return labels, rejected, stats, [{**r, "pool": len(rows)} for r in rounds]
 
 

@@ -1,5 +1,10 @@
 """classify: embed the labelled sample and fit a random forest (phi-1's choice) on a train split.
 
+``classify.target=label`` fits a classifier of 'high quality' (score >= positive_min_score); ``grade`` a
+regressor of the annotator's 0-5 score, whose predictions (/ 5) rank the kept documents by how good they
+are rather than by how sure a classifier is that they pass (its probabilities saturate near 1 for every
+clear pass, plumbing and textbook alike).
+
 Precision, recall, F1 and ROC-AUC on the held-out split go to the manifest (and ``phiray status``). The
 embedding + fit runs as one Ray task, so on a cluster it lands where the resources (a GPU) are. The
 model is saved with joblib in ``classify/model/`` beside ``meta.json`` (embedder config, label rule).
@@ -22,31 +27,30 @@ log = logging.getLogger("phiray")
 MODEL_FILE, META_FILE = "forest.joblib", "meta.json"
 
 
-def fit_and_evaluate(texts: list[str], labels: list[int], cfg: RunConfig) -> tuple[bytes, dict]:
-    """Embed, split (stratified, seeded), fit, evaluate. Returns (joblib bytes of the forest, metrics)."""
+def fit_and_evaluate(texts: list[str], grades: list[int], cfg: RunConfig) -> tuple[bytes, dict]:
+    """Embed, split (stratified by label, seeded), fit on the label or the grade (``classify.target``),
+    evaluate against the label. Returns (joblib bytes of the forest, metrics)."""
     import joblib
-    from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
     from sklearn.model_selection import train_test_split
 
     from phiray.data.embed import make_embedder
+    from phiray.data.scorers import build_forest, quality_scores
 
-    y = np.asarray(labels, dtype=np.int64)
+    cc = cfg.classify
+    g = np.asarray(grades, dtype=np.int64)
+    y = (g >= cc.positive_min_score).astype(np.int64)
     counts = np.bincount(y, minlength=2)
     if counts.min() < 2:
         raise ValueError(f"classify: the labels have {counts[0]} negatives and {counts[1]} positives; need >= 2 of each "
                          f"(adjust classify.positive_min_score={cfg.classify.positive_min_score} or annotate.sample_size)")
     x = make_embedder(cfg.embed).embed(texts)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=cfg.classify.test_fraction, random_state=cfg.run.seed, stratify=y)
-    cc = cfg.classify
-    forest = RandomForestClassifier(
-        n_estimators=cc.n_estimators, max_depth=cc.max_depth, min_samples_leaf=cc.min_samples_leaf,
-        class_weight=None if cc.class_weight == "none" else cc.class_weight, random_state=cfg.run.seed,
-        n_jobs=cc.n_jobs)
-    forest.fit(x_train, y_train)
-    proba = forest.predict_proba(x_test)[:, 1]
-    pred = (proba >= 0.5).astype(np.int64)
+    x_train, x_test, y_train, y_test, g_train, _ = train_test_split(
+        x, y, g, test_size=cc.test_fraction, random_state=cfg.run.seed, stratify=y)
+    forest = build_forest(cc, cfg.run.seed).fit(x_train, g_train if cc.target == "grade" else y_train)
+    proba = quality_scores(forest, x_test)
+    # a grade forest passes a document at a predicted grade half a point below positive_min_score
+    pred = (proba >= (0.5 if cc.target == "label" else (cc.positive_min_score - 0.5) / 5)).astype(np.int64)
     precision, recall, f1, _ = precision_recall_fscore_support(y_test, pred, average="binary", zero_division=0)
     metrics = {
         "precision": round(float(precision), 4), "recall": round(float(recall), 4), "f1": round(float(f1), 4),
@@ -80,15 +84,17 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     labels = docio.read_docs(rd, "annotate", "labels").select_columns(["id", "text", "score"]).take_all()
     labels.sort(key=lambda r: r["id"])  # the split depends on the seed only, not on block order
     texts = [r["text"] for r in labels]
-    y = [int(r["score"] >= cfg.classify.positive_min_score) for r in labels]
+    grades = [int(r["score"]) for r in labels]
+    y = [int(s >= cfg.classify.positive_min_score) for s in grades]
     num_gpus = 1 if cfg.embed.device == "cuda" else 0
     task = ray.remote(num_cpus=1, num_gpus=num_gpus)(fit_and_evaluate)
-    model_bytes, metrics = ray.get(task.remote(texts, y, cfg))
+    model_bytes, metrics = ray.get(task.remote(texts, grades, cfg))
     rd.remove("classify", "model")
     with rd.local_dir("classify/model") as d:
         with open(os.path.join(d, MODEL_FILE), "wb") as fh:
             fh.write(model_bytes)
         meta = {"embed": cfg.embed.model_dump(mode="json"), "positive_min_score": cfg.classify.positive_min_score,
+                "target": cfg.classify.target,
                 "metrics": metrics, "classes": [0, 1]}
         with open(os.path.join(d, META_FILE), "w") as fh:
             json.dump(meta, fh, indent=2)
