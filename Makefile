@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install sysdeps run test test-slow test-cluster bench clean
+.PHONY: install sysdeps lint run test test-slow test-cluster bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -57,7 +57,12 @@ sysdeps:
 run: install
 	$(BIN)/phiray run --preset tiny --run-dir $(RUN_DIR)
 
-test: install sysdeps
+# Lint and format check first (ruff, pyproject [tool.ruff]): seconds, and CI fails on either.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install sysdeps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: install sysdeps

@@ -39,6 +39,7 @@ def pool_documents(n: int) -> list[str]:
     from phiray.data import readers
 
     root, seen, texts = str(readers.stdlib_root()), set(), []
+
     def spread(path: str) -> str:
         return hashlib.sha1(os.path.relpath(path, root).encode()).hexdigest()
 
@@ -103,10 +104,18 @@ def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool) -
             so_far.extend(int(i) for i in picks)
             record(list(so_far))
 
-        al.run_rounds(x_train, lambda idx: [int(v) for v in scores_train[idx]], seed_size=args.seed_size,
-                      rounds=args.rounds, round_size=args.round_size,
-                      cc=cc.model_copy(update={"positive_min_score": 1}), seed=seed,
-                      random_share=args.random_share, uncertain_share=args.uncertain_share, on_round=on_round)
+        al.run_rounds(
+            x_train,
+            lambda idx: [int(v) for v in scores_train[idx]],
+            seed_size=args.seed_size,
+            rounds=args.rounds,
+            round_size=args.round_size,
+            cc=cc.model_copy(update={"positive_min_score": 1}),
+            seed=seed,
+            random_share=args.random_share,
+            uncertain_share=args.uncertain_share,
+            on_round=on_round,
+        )
     else:
         # the same seed set as the active run (run_rounds draws it first from default_rng(seed))
         first = list(np.random.default_rng(seed).choice(len(train_idx), size=args.seed_size, replace=False))
@@ -128,14 +137,22 @@ def main() -> int:
     ap.add_argument("--embed", choices=["hashing", "minilm"], default="minilm")
     ap.add_argument("--positive-min-score", type=int, default=3)
     ap.add_argument("--random-share", type=float, default=0.0, help="share of each active round drawn at random")
-    ap.add_argument("--uncertain-share", type=float, default=0.5,
-                    help="share of the rest of each active round picked by uncertainty (the rest: coverage)")
+    ap.add_argument(
+        "--uncertain-share",
+        type=float,
+        default=0.5,
+        help="share of the rest of each active round picked by uncertainty (the rest: coverage)",
+    )
     ap.add_argument("--max-tokens", type=int, default=512, help="embed.max_tokens (windows of 128 tokens)")
     ap.add_argument("--json", default=None, help="write the curve to this file")
-    ap.add_argument("--cache", default=None, help="npz file keeping the pool's embeddings between runs (the labels "
-                    "are always the current annotator's)")
-    ap.add_argument("--run-dir", default=None,
-                    help="also write RUN/benchmarks/active_learning.json (the report shows it)")
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="npz file keeping the pool's embeddings between runs (the labels are always the current annotator's)",
+    )
+    ap.add_argument(
+        "--run-dir", default=None, help="also write RUN/benchmarks/active_learning.json (the report shows it)"
+    )
     args = ap.parse_args()
 
     from phiray.config import ClassifyConfig
@@ -150,7 +167,7 @@ def main() -> int:
     results = {"random": [], "active": []}
     for seed in range(args.seeds):
         perm = np.random.default_rng(1000 + seed).permutation(len(y))
-        test_idx, train_idx = perm[: int(0.3 * len(y))], perm[int(0.3 * len(y)):]
+        test_idx, train_idx = perm[: int(0.3 * len(y))], perm[int(0.3 * len(y)) :]
         for name in results:
             results[name].append(curve(x, y, train_idx, test_idx, args, cc, seed, active=name == "active"))
     labels = [n for n, _ in results["random"][0]]
@@ -161,15 +178,25 @@ def main() -> int:
     target = mean["random"][-1]
     reached = labels_to_reach(labels, mean["active"], target)
     ratio = None if reached is None else reached / labels[-1]
-    per_seed = [labels_to_reach(labels, [a for _, a in act], rnd[-1][1])
-                for act, rnd in zip(results["active"], results["random"])]
+    per_seed = [
+        labels_to_reach(labels, [a for _, a in act], rnd[-1][1])
+        for act, rnd in zip(results["active"], results["random"])
+    ]
     per_seed_ratio = [None if n is None else round(n / labels[-1], 3) for n in per_seed]
-    print(f"random's final AUC {target:.4f} at {labels[-1]} labels; active reaches it at "
-          f"{reached if reached is not None else 'never'} labels: ratio {ratio if ratio is None else round(ratio, 3)} "
-          f"(goal <= 0.6); per seed (vs that seed's random): {per_seed_ratio}; {args.seeds} seeds, "
-          f"{time.time() - t0:.0f} s")
-    result = {"labels": labels, "random": mean["random"].tolist(), "active": mean["active"].tolist(),
-              "ratio": ratio, "per_seed_ratio": per_seed_ratio, "args": vars(args)}
+    print(
+        f"random's final AUC {target:.4f} at {labels[-1]} labels; active reaches it at "
+        f"{reached if reached is not None else 'never'} labels: ratio {ratio if ratio is None else round(ratio, 3)} "
+        f"(goal <= 0.6); per seed (vs that seed's random): {per_seed_ratio}; {args.seeds} seeds, "
+        f"{time.time() - t0:.0f} s"
+    )
+    result = {
+        "labels": labels,
+        "random": mean["random"].tolist(),
+        "active": mean["active"].tolist(),
+        "ratio": ratio,
+        "per_seed_ratio": per_seed_ratio,
+        "args": vars(args),
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.run_dir:

@@ -35,8 +35,13 @@ def main() -> int:
     from cluster_fixtures import VENV_BIN, start_head, stop_head
 
     phiray = os.path.join(VENV_BIN, "phiray")
-    stage_args = ["--preset", "tiny", "--config", "jobs/configs/smoke.yaml",
-                  f"ingest.sources=[{{kind: stdlib, limit: {args.documents}}}]"]
+    stage_args = [
+        "--preset",
+        "tiny",
+        "--config",
+        "jobs/configs/smoke.yaml",
+        f"ingest.sources=[{{kind: stdlib, limit: {args.documents}}}]",
+    ]
     with tempfile.TemporaryDirectory(prefix="phiray-bench-") as tmp:
         t0 = time.perf_counter()
         head = start_head(num_cpus=2)
@@ -44,8 +49,22 @@ def main() -> int:
         try:
             local_env = {k: v for k, v in head.env.items() if k != "RAY_ADDRESS"}
             direct = timed([phiray, "ingest", "--run-dir", f"{tmp}/direct", *stage_args], local_env)
-            submitted = [timed([phiray, "submit", "ingest", "--ray-address", head.address, "--run-dir",
-                                f"{tmp}/submit{i}", *stage_args[4:]], head.env) for i in range(2)]
+            submitted = [
+                timed(
+                    [
+                        phiray,
+                        "submit",
+                        "ingest",
+                        "--ray-address",
+                        head.address,
+                        "--run-dir",
+                        f"{tmp}/submit{i}",
+                        *stage_args[4:],
+                    ],
+                    head.env,
+                )
+                for i in range(2)
+            ]
         finally:
             stop_head(head)
     print(f"ingest of {args.documents} stdlib files; head start (not in the ratio) {head_s:.1f}s")

@@ -43,14 +43,15 @@ def main() -> int:
         from vllm_fixtures import build_vllm_checkpoint
 
         model = str(build_vllm_checkpoint(tmp / "model", context=512))
-    humaneval = sorted(load_benchmark("humaneval"), key=lambda t: len(t.prompt))[:args.tasks]
+    humaneval = sorted(load_benchmark("humaneval"), key=lambda t: len(t.prompt))[: args.tasks]
     tasks = [Task(t.task_id, t.prompt, t.tests, t.entry_point) for t in humaneval]
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp / "ray"), log_to_driver=False)
     load_start = os.getloadavg()
     rows = []
     for samples in [int(x) for x in args.samples.split(",")]:
-        gen = GenerationSettings(n=max(samples // len(tasks), 1), temperature=0.8,
-                                 max_new_tokens=args.max_new_tokens, batch_size=16)
+        gen = GenerationSettings(
+            n=max(samples // len(tasks), 1), temperature=0.8, max_new_tokens=args.max_new_tokens, batch_size=16
+        )
         times = {}
         for engine in ("transformers", "vllm"):
             start = time.perf_counter()
@@ -58,15 +59,20 @@ def main() -> int:
             times[engine] = time.perf_counter() - start
             assert len(out) == len(tasks) * gen.n
         rows.append((len(tasks) * gen.n, times["transformers"], times["vllm"]))
-        print(f"{rows[-1][0]:>6} samples: transformers {times['transformers']:7.1f} s, vLLM {times['vllm']:7.1f} s, "
-              f"transformers/vLLM {times['transformers'] / times['vllm']:.2f}x", flush=True)
+        print(
+            f"{rows[-1][0]:>6} samples: transformers {times['transformers']:7.1f} s, vLLM {times['vllm']:7.1f} s, "
+            f"transformers/vLLM {times['transformers'] / times['vllm']:.2f}x",
+            flush=True,
+        )
     ray.shutdown()
     load_end = os.getloadavg()
     wins = [n for n, hf, vl in rows if vl < hf]
-    print(f"\nvLLM wins from {min(wins) if wins else 'none of the measured'} samples "
-          f"(phiray.evals.generation.AUTO_VLLM_MIN_SAMPLES = {AUTO_VLLM_MIN_SAMPLES}); "
-          f"{args.max_new_tokens} new tokens; load average {load_start[0]:.1f} -> {load_end[0]:.1f}; "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"\nvLLM wins from {min(wins) if wins else 'none of the measured'} samples "
+        f"(phiray.evals.generation.AUTO_VLLM_MIN_SAMPLES = {AUTO_VLLM_MIN_SAMPLES}); "
+        f"{args.max_new_tokens} new tokens; load average {load_start[0]:.1f} -> {load_end[0]:.1f}; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
     return 0
 
 

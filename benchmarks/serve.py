@@ -35,11 +35,22 @@ NAME = "bench"
 def start_phiray_serve(model: str, port: int, log: Path, ray_tmp: str, max_batch: int) -> subprocess.Popen:
     env = {**vllm_env(), "RAY_TMPDIR": ray_tmp, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "phiray", "serve", "--model", model, "--port", str(port), "run.num_cpus=2",
-           f"serve.model_name={NAME}", f"serve.max_batch_size={max_batch}", "serve.max_model_len=256"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "phiray",
+        "serve",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "run.num_cpus=2",
+        f"serve.model_name={NAME}",
+        f"serve.max_batch_size={max_batch}",
+        "serve.max_model_len=256",
+    ]
     with open(log, "wb") as out:
-        return subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def measure(url: str, body: dict, clients: int, warmup_s: float, duration_s: float) -> dict:
@@ -75,8 +86,9 @@ def main() -> int:
     procs = {"phiray": start_phiray_serve(model, ports["phiray"], logs["phiray"], str(tmp / "ray"), args.max_batch)}
     try:
         wait_ready(f"http://127.0.0.1:{ports['phiray']}", procs["phiray"], log=logs["phiray"], model=NAME)
-        procs["vllm"] = start_vllm_server(Path(model), ports["vllm"], NAME, logs["vllm"],
-                                          extra=["--max-num-seqs", str(args.max_batch)])
+        procs["vllm"] = start_vllm_server(
+            Path(model), ports["vllm"], NAME, logs["vllm"], extra=["--max-num-seqs", str(args.max_batch)]
+        )
         wait_ready(f"http://127.0.0.1:{ports['vllm']}", procs["vllm"], log=logs["vllm"], model=NAME)
         body = {"model": NAME, "prompt": "def fibonacci(n):\n", "max_tokens": args.max_tokens, "temperature": 0.8}
         rounds: list[dict[str, dict]] = []
@@ -95,9 +107,11 @@ def main() -> int:
     ratio = mean["phiray"] / mean["vllm"] if mean["vllm"] else float("inf")
     errors = {name: sum(rd[name]["5xx"] + rd[name]["failures"] for rd in rounds) for name in ports}
     print(f"\nreq/s per round: phiray serve {rps['phiray']}, bare vLLM {rps['vllm']}")
-    print(f"phiray serve / bare vLLM requests/s at {args.clients} clients: {ratio:.2f}x (goal >= 0.9x); "
-          f"5xx+failures: phiray {errors['phiray']}, vLLM {errors['vllm']}; load average "
-          f"{load_start[0]:.1f} -> {load_end[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"phiray serve / bare vLLM requests/s at {args.clients} clients: {ratio:.2f}x (goal >= 0.9x); "
+        f"5xx+failures: phiray {errors['phiray']}, vLLM {errors['vllm']}; load average "
+        f"{load_start[0]:.1f} -> {load_end[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
     return 0
 
 

@@ -46,8 +46,10 @@ def main() -> None:
         best[name] = [r["best_tau"] for r in rows]
         print(f"{name}: {timings[name]:.1f} s, {counts['pairs']} tree edit distances", flush=True)
     same = sum(a == b for a, b in zip(best["prefilter"], best["all pairs"]))
-    print(f"ratio prefilter / all pairs = {timings['prefilter'] / timings['all pairs']:.3f}; "
-          f"same best tau for {same}/{len(problems)} problems")
+    print(
+        f"ratio prefilter / all pairs = {timings['prefilter'] / timings['all pairs']:.3f}; "
+        f"same best tau for {same}/{len(problems)} problems"
+    )
 
 
 if __name__ == "__main__":

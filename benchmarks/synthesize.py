@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from fake_openai import spawn  # noqa: E402
+
 from phiray.config import TeacherConfig  # noqa: E402
 from phiray.teacher.plan import plan_rows  # noqa: E402
 from phiray.teacher.worker import GenerateBatch  # noqa: E402
@@ -30,8 +31,9 @@ from phiray.teacher.worker import GenerateBatch  # noqa: E402
 
 def measure(base_url: str, rows: list[dict], concurrency: int, seed_offset: int) -> tuple[float, int]:
     """samples/s and the number of samples parsed ok, for one pass over ``rows``."""
-    cfg = TeacherConfig(kind="openai", base_url=base_url, model="fake", concurrency=concurrency,
-                        cache=False, max_retries=2)
+    cfg = TeacherConfig(
+        kind="openai", base_url=base_url, model="fake", concurrency=concurrency, cache=False, max_retries=2
+    )
     worker = GenerateBatch(cfg.model_dump(mode="json"), cache_dir=None)
     rows = [{**r, "seed": r["seed"] + seed_offset} for r in rows]  # distinct requests per pass
     batch = {k: [r[k] for r in rows] for k in rows[0]}
@@ -57,10 +59,19 @@ def stage_passes(args: argparse.Namespace, rows: list[dict]) -> dict[int, float]
         with tempfile.TemporaryDirectory() as tmp:
             for rep in range(args.repeats):
                 for calls in args.stage_calls:
-                    cfg = load_config("tiny", overrides=[
-                        "teacher.kind=openai", f"teacher.base_url={base_url}", "teacher.model=fake",
-                        f"teacher.concurrency={args.concurrency}", "teacher.cache=false",
-                        "synthesize.verify=false", "synthesize.actors=1", f"synthesize.calls_per_actor={calls}"])
+                    cfg = load_config(
+                        "tiny",
+                        overrides=[
+                            "teacher.kind=openai",
+                            f"teacher.base_url={base_url}",
+                            "teacher.model=fake",
+                            f"teacher.concurrency={args.concurrency}",
+                            "teacher.cache=false",
+                            "synthesize.verify=false",
+                            "synthesize.actors=1",
+                            f"synthesize.calls_per_actor={calls}",
+                        ],
+                    )
                     batch = [{**r, "seed": r["seed"] + 100 * rep + calls} for r in rows]
                     t0 = time.perf_counter()
                     done = generate(cfg, RunDir(tmp), batch).count()  # streamed to Parquet, then counted
@@ -82,14 +93,22 @@ def main() -> int:
     p.add_argument("--jitter", type=float, default=0.5, help="--stage: server latency x uniform(1-j, 1+j)")
     p.add_argument("--stage-calls", type=int, nargs="+", default=[1, 2], help="--stage: calls_per_actor values")
     args = p.parse_args()
-    rows = plan_rows(args.n // 3, args.n - args.n // 3, ["high school students", "professionals"],
-                     ["concise", "step by step"], seed=7, heldout_fraction=0.0, snippets=[], snippet_chars=0)
+    rows = plan_rows(
+        args.n // 3,
+        args.n - args.n // 3,
+        ["high school students", "professionals"],
+        ["concise", "step by step"],
+        seed=7,
+        heldout_fraction=0.0,
+        snippets=[],
+        snippet_chars=0,
+    )
     server, base_url = spawn("--latency", str(args.latency), "--canned")
     try:
         measure(base_url, rows[:8], 8, seed_offset=10**6)  # warm-up: imports, connection set-up
         seqs, concs = [], []
         for rep in range(args.repeats):  # alternate, so a burst of load from elsewhere hits both sides
-            seqs.append(measure(base_url, rows[::max(1, len(rows) // args.n_seq)][: args.n_seq], 1, 2 * rep))
+            seqs.append(measure(base_url, rows[:: max(1, len(rows) // args.n_seq)][: args.n_seq], 1, 2 * rep))
             concs.append(measure(base_url, rows, args.concurrency, 2 * rep + 1))
         (seq, seq_ok), (conc, conc_ok) = sorted(seqs)[len(seqs) // 2], sorted(concs)[len(concs) // 2]
     finally:
@@ -102,8 +121,10 @@ def main() -> int:
     print(f"ratio           : {conc / seq:8.1f}x (goal >= 25x; medians of {args.repeats} alternating passes)")
     if args.stage:
         rates = stage_passes(args, rows)
-        print(f"stage on Ray Data, latency {args.latency * 1000:.0f} ms +- {args.jitter:.0%}, "
-              f"{len(rows)} samples, batches of {args.concurrency}:")
+        print(
+            f"stage on Ray Data, latency {args.latency * 1000:.0f} ms +- {args.jitter:.0%}, "
+            f"{len(rows)} samples, batches of {args.concurrency}:"
+        )
         first = args.stage_calls[0]
         for calls, rate in rates.items():
             print(f"  calls_per_actor {calls}: {rate:8.2f} samples/s ({rate / rates[first]:.2f}x)")

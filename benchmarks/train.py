@@ -26,16 +26,31 @@ def _model_cfg(args):
 
     if args.shape:
         return shape(args.shape).model_copy(update={"resid_pdrop": 0.0})
-    return ModelConfig(n_layer=args.layers, d_model=args.d_model, n_head=args.d_model // 64, rotary_dim=32,
-                       n_ctx=args.seq_len, vocab_size=args.vocab, resid_pdrop=0.0)
+    return ModelConfig(
+        n_layer=args.layers,
+        d_model=args.d_model,
+        n_head=args.d_model // 64,
+        rotary_dim=32,
+        n_ctx=args.seq_len,
+        vocab_size=args.vocab,
+        resid_pdrop=0.0,
+    )
 
 
 def _phase(args):
     from phiray.config import PhaseConfig
 
-    return PhaseConfig(lr=1e-3, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.1, warmup_steps=2,
-                       max_steps=args.warmup + args.steps, min_lr_ratio=0.1, grad_clip=1.0,
-                       micro_batch_size=args.micro_batch)
+    return PhaseConfig(
+        lr=1e-3,
+        betas=(0.9, 0.98),
+        eps=1e-7,
+        weight_decay=0.1,
+        warmup_steps=2,
+        max_steps=args.warmup + args.steps,
+        min_lr_ratio=0.1,
+        grad_clip=1.0,
+        micro_batch_size=args.micro_batch,
+    )
 
 
 def _time_steps(engine, args, device) -> float:
@@ -79,8 +94,13 @@ def bare_pytorch(args) -> dict:
     engine = TorchEngine(model, _phase(args), grad_accum=1, distributed=False, device=device, precision=precision)
     seconds = _time_steps(engine, args, device)
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    return {"tokens_per_s": args.steps * args.micro_batch * args.seq_len / seconds, "attn": attn,
-            "precision": precision, "n_params": count_params(model, non_embedding=True), "device": device_name}
+    return {
+        "tokens_per_s": args.steps * args.micro_batch * args.seq_len / seconds,
+        "attn": attn,
+        "precision": precision,
+        "n_params": count_params(model, non_embedding=True),
+        "device": device_name,
+    }
 
 
 def _worker(config: dict) -> None:
@@ -94,8 +114,9 @@ def _worker(config: dict) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     model, precision, _ = _build(args, device)
-    engine = DeepSpeedEngine(model, _phase(args), grad_accum=1, world_size=1, zero_stage=args.zero_stage,
-                             precision=precision)
+    engine = DeepSpeedEngine(
+        model, _phase(args), grad_accum=1, world_size=1, zero_stage=args.zero_stage, precision=precision
+    )
     seconds = _time_steps(engine, args, engine.device)
     metrics = {"tokens_per_s": args.steps * args.micro_batch * args.seq_len / seconds}
     # Train V2 keeps the metrics of checkpointed reports in the Result: attach a one-file checkpoint.
@@ -112,10 +133,15 @@ def ray_deepspeed(args) -> dict:
 
     gpu = torch.cuda.is_available()
     trainer = TorchTrainer(
-        _worker, train_loop_config=vars(args),
+        _worker,
+        train_loop_config=vars(args),
         scaling_config=ScalingConfig(num_workers=1, use_gpu=gpu, resources_per_worker={"CPU": args.threads}),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
-        run_config=RunConfig(name=f"bench-train-{int(time.time())}", storage_path=os.path.join(tempfile.gettempdir(), "phiray-bench-train")))
+        run_config=RunConfig(
+            name=f"bench-train-{int(time.time())}",
+            storage_path=os.path.join(tempfile.gettempdir(), "phiray-bench-train"),
+        ),
+    )
     start = time.perf_counter()
     result = trainer.fit()
     with result.checkpoint.as_directory() as directory, open(os.path.join(directory, "metrics.json")) as f:
@@ -125,7 +151,9 @@ def ray_deepspeed(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default=None, help="named shape (phi-1-small, phi-1, ...) instead of the small model")
+    parser.add_argument(
+        "--shape", default=None, help="named shape (phi-1-small, phi-1, ...) instead of the small model"
+    )
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--vocab", type=int, default=4096)
@@ -152,11 +180,18 @@ def main() -> None:
     mc = _model_cfg(args)
     attention = {"n_layer": mc.n_layer, "d_model": mc.d_model, "seq_len": args.seq_len}
     out = {
-        "model": args.shape or f"{args.layers}x{args.d_model}", "n_params_non_embedding": bare["n_params"],
-        "batch": f"{args.micro_batch}x{args.seq_len}", "device": bare["device"], "precision": bare["precision"],
-        "attn": bare["attn"], "zero_stage": args.zero_stage, "threads": args.threads,
-        "bare_tokens_per_s": round(bare["tokens_per_s"], 1), "ray_deepspeed_tokens_per_s": round(rayds["tokens_per_s"], 1),
-        "ratio": round(rayds["tokens_per_s"] / bare["tokens_per_s"], 3), "ray_fit_wall_s": round(rayds["fit_wall_s"], 1),
+        "model": args.shape or f"{args.layers}x{args.d_model}",
+        "n_params_non_embedding": bare["n_params"],
+        "batch": f"{args.micro_batch}x{args.seq_len}",
+        "device": bare["device"],
+        "precision": bare["precision"],
+        "attn": bare["attn"],
+        "zero_stage": args.zero_stage,
+        "threads": args.threads,
+        "bare_tokens_per_s": round(bare["tokens_per_s"], 1),
+        "ray_deepspeed_tokens_per_s": round(rayds["tokens_per_s"], 1),
+        "ratio": round(rayds["tokens_per_s"] / bare["tokens_per_s"], 3),
+        "ray_fit_wall_s": round(rayds["fit_wall_s"], 1),
         "mfu_bare": mfu(bare["n_params"], bare["tokens_per_s"], peak, 1, **attention),
         "mfu_ray_deepspeed": mfu(bare["n_params"], rayds["tokens_per_s"], peak, 1, **attention),
     }

@@ -1,3 +1,5 @@
-from phiray.cli import main
 import sys
+
+from phiray.cli import main
+
 sys.exit(main())

@@ -1,8 +1,8 @@
 """`phiray` command line: one STAGES table, one sub-command per stage, plus run/status and tools.
 
-    phiray <stage> --run-dir DIR [--preset P] [--config F] [a.b.c=value ...]
-    phiray run     --run-dir DIR [--preset P] [--config F] [--force STAGE] [a.b.c=value ...]
-    phiray status  DIR
+phiray <stage> --run-dir DIR [--preset P] [--config F] [a.b.c=value ...]
+phiray run     --run-dir DIR [--preset P] [--config F] [--force STAGE] [a.b.c=value ...]
+phiray status  DIR
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from phiray.config import ConfigError, RunConfig, is_speed_only, load_config, pr
 from phiray.pipeline import Stage, assess, run_pipeline, run_stage
 from phiray.rundir import CONFIG_FILE, RunDir
 
+
 def _llm_annotator(cfg: RunConfig) -> bool:
     return cfg.annotate.annotator == "llm"
 
@@ -32,34 +33,87 @@ STAGES: list[Stage] = [
     Stage("ingest", "Read the raw corpus (files, JSONL, Parquet, HF); skip bad files by reason.", ("ingest",)),
     Stage("dedup", "Remove exact and MinHash-LSH near duplicates.", ("dedup",), ("ingest",)),
     Stage("decontaminate", "Drop documents sharing long n-grams with HumanEval/MBPP.", ("decontaminate",), ("dedup",)),
-    Stage("annotate", "Label a seeded sample for educational value (LLM or heuristic).",
-          ("annotate", "teacher", "embed", "classify", "run.seed"), ("decontaminate",),  # active: pool + forest
-          hashed_if=(("teacher", _llm_annotator),)),
-    Stage("classify", "Embed the labelled sample and fit a random forest; held-out metrics.",
-          ("classify", "embed", "run.seed"), ("annotate",)),
-    Stage("filter", "Score every document on a Ray Data actor pool and keep the best.",
-          ("filter", "embed"), ("classify", "decontaminate")),
-    Stage("synthesize", "Generate textbooks and verified exercises through a teacher.",
-          ("synthesize", "teacher", "sandbox", "run.seed"), ("filter",), hashed_if=(("sandbox", _verifies),)),
-    Stage("similarity", "phi-1 §5: each HumanEval problem's nearest training exercise (embedding, AST match rate).",
-          ("similarity", "embed"), ("synthesize",), needs_ray=False),
-    Stage("tokenize", "Build the tokenizer; pack each source into fixed-length sequences.",
-          ("tokenizer", "tokenize", "run.seed"), ("decontaminate", "filter", "synthesize")),
-    Stage("pretrain", "Pretrain the phi model with DeepSpeed on Ray Train.",
-          ("model", "train", "pretrain", "run.seed"), ("tokenize",)),
-    Stage("grow", "Grow the pretrained model into the larger shape by weight reuse; continue pretraining.",
-          ("model", "train", "grow", "run.seed"), ("pretrain",)),
-    Stage("finetune", "Finetune on exercises (loss on the completion only).",
-          ("train", "finetune", "run.seed"), ("pretrain", "grow", "tokenize")),
-    Stage("control", "Control model: same size and budget, unfiltered corpus only.",
-          ("model", "train", "control", "run.seed"), ("tokenize",)),
-    Stage("evaluate", "pass@k on held-out exercises, HumanEval and MBPP in the sandbox.",
-          ("evaluate", "sandbox"), ("finetune", "control")),
-    Stage("thesis", "phiray's data vs the unfiltered control over seeds: pass@1 on validation and test exercises.",
-          ("thesis", "model", "train", "pretrain", "grow", "finetune", "control", "evaluate", "sandbox", "run.seed"),
-          ("tokenize", "pretrain", "grow", "finetune", "control", "evaluate")),
-    Stage("sweep", "Ray Tune sweep of data-mixture weights on proxy models.",
-          ("sweep", "model", "train", "pretrain", "run.seed"), ("tokenize",)),
+    Stage(
+        "annotate",
+        "Label a seeded sample for educational value (LLM or heuristic).",
+        ("annotate", "teacher", "embed", "classify", "run.seed"),
+        ("decontaminate",),  # active: pool + forest
+        hashed_if=(("teacher", _llm_annotator),),
+    ),
+    Stage(
+        "classify",
+        "Embed the labelled sample and fit a random forest; held-out metrics.",
+        ("classify", "embed", "run.seed"),
+        ("annotate",),
+    ),
+    Stage(
+        "filter",
+        "Score every document on a Ray Data actor pool and keep the best.",
+        ("filter", "embed"),
+        ("classify", "decontaminate"),
+    ),
+    Stage(
+        "synthesize",
+        "Generate textbooks and verified exercises through a teacher.",
+        ("synthesize", "teacher", "sandbox", "run.seed"),
+        ("filter",),
+        hashed_if=(("sandbox", _verifies),),
+    ),
+    Stage(
+        "similarity",
+        "phi-1 §5: each HumanEval problem's nearest training exercise (embedding, AST match rate).",
+        ("similarity", "embed"),
+        ("synthesize",),
+        needs_ray=False,
+    ),
+    Stage(
+        "tokenize",
+        "Build the tokenizer; pack each source into fixed-length sequences.",
+        ("tokenizer", "tokenize", "run.seed"),
+        ("decontaminate", "filter", "synthesize"),
+    ),
+    Stage(
+        "pretrain",
+        "Pretrain the phi model with DeepSpeed on Ray Train.",
+        ("model", "train", "pretrain", "run.seed"),
+        ("tokenize",),
+    ),
+    Stage(
+        "grow",
+        "Grow the pretrained model into the larger shape by weight reuse; continue pretraining.",
+        ("model", "train", "grow", "run.seed"),
+        ("pretrain",),
+    ),
+    Stage(
+        "finetune",
+        "Finetune on exercises (loss on the completion only).",
+        ("train", "finetune", "run.seed"),
+        ("pretrain", "grow", "tokenize"),
+    ),
+    Stage(
+        "control",
+        "Control model: same size and budget, unfiltered corpus only.",
+        ("model", "train", "control", "run.seed"),
+        ("tokenize",),
+    ),
+    Stage(
+        "evaluate",
+        "pass@k on held-out exercises, HumanEval and MBPP in the sandbox.",
+        ("evaluate", "sandbox"),
+        ("finetune", "control"),
+    ),
+    Stage(
+        "thesis",
+        "phiray's data vs the unfiltered control over seeds: pass@1 on validation and test exercises.",
+        ("thesis", "model", "train", "pretrain", "grow", "finetune", "control", "evaluate", "sandbox", "run.seed"),
+        ("tokenize", "pretrain", "grow", "finetune", "control", "evaluate"),
+    ),
+    Stage(
+        "sweep",
+        "Ray Tune sweep of data-mixture weights on proxy models.",
+        ("sweep", "model", "train", "pretrain", "run.seed"),
+        ("tokenize",),
+    ),
 ]
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 
@@ -98,22 +152,34 @@ def _config_help(stage: Stage) -> str:
 
 
 def _add_config_args(p: argparse.ArgumentParser, run_dir_required: bool = False) -> None:
-    p.add_argument("--run-dir", required=run_dir_required, default=None,
-                   help="Run directory: local path or pyarrow.fs URI (default runs/<preset>).")
-    p.add_argument("--preset", default=None, help=f"One of {', '.join(preset_names())} (default: the run dir's "
-                   "config.yaml if present, else tiny).")
+    p.add_argument(
+        "--run-dir",
+        required=run_dir_required,
+        default=None,
+        help="Run directory: local path or pyarrow.fs URI (default runs/<preset>).",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"One of {', '.join(preset_names())} (default: the run dir's config.yaml if present, else tiny).",
+    )
     p.add_argument("--config", default=None, help="YAML file merged over the preset.")
     p.add_argument("overrides", nargs="*", metavar="a.b.c=value", help="Config overrides, applied last.")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="phiray", description="phiray: the phi-1 'Textbooks Are All You Need' recipe on Ray.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="phiray",
+        description="phiray: the phi-1 'Textbooks Are All You Need' recipe on Ray.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("run", help="Run the configured stages in order, skipping the completed ones.",
-                       description="Run every stage in run.stages, skipping those whose manifest is current.")
+    p = sub.add_parser(
+        "run",
+        help="Run the configured stages in order, skipping the completed ones.",
+        description="Run every stage in run.stages, skipping those whose manifest is current.",
+    )
     _add_config_args(p)
     p.add_argument("--force", action="append", default=[], metavar="STAGE", help="Re-run this stage (repeatable).")
     p.add_argument("--only", default=None, help="Comma-separated stages to consider (default: run.stages).")
@@ -123,8 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     for stage in STAGES:
         note = "" if stage.available else " (not available yet)"
-        p = sub.add_parser(stage.name, help=stage.help + note, description=stage.help,
-                           epilog=_config_help(stage), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            stage.name,
+            help=stage.help + note,
+            description=stage.help,
+            epilog=_config_help(stage),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _add_config_args(p)
         if stage.name == "sweep":  # sugar for the override sweep.resume=true (Tuner.restore of sweep/tune)
             p.add_argument("--resume", action="store_true", help="Resume the interrupted sweep in the run dir.")
@@ -184,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     prepare_environment()  # before any module imports ray (it reads the loopback switch at import)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s phiray %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s phiray %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     if args.command is None:
         parser.print_help()
         return 0

@@ -74,8 +74,9 @@ def relevant_upstream(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str,
     return [u for u in stage.after if u in table and (u in wanted or rd.exists(rd.manifest_path(u)))]
 
 
-def assess(stages: list[Stage], cfg: RunConfig, rd: RunDir, force: set[str] = frozenset(),
-           will_run: set[str] | None = None) -> list[StageState]:
+def assess(
+    stages: list[Stage], cfg: RunConfig, rd: RunDir, force: set[str] = frozenset(), will_run: set[str] | None = None
+) -> list[StageState]:
     """State of each stage, in order. ``will_run`` (filled as we go) marks stages about to run, so
     their downstream counts as stale."""
     table = {s.name: s for s in stages}
@@ -140,14 +141,21 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     wall = time.perf_counter() - t0
     from phiray.cluster.placement import stage_placement
 
-    manifest = rd.finish(manifest, config_hash=stage.config_hash(cfg), inputs=inputs, started_at=started,
-                         wall_time_s=wall, placement=stage_placement(since_ms, stage.needs_ray))
+    manifest = rd.finish(
+        manifest,
+        config_hash=stage.config_hash(cfg),
+        inputs=inputs,
+        started_at=started,
+        wall_time_s=wall,
+        placement=stage_placement(since_ms, stage.needs_ray),
+    )
     log.info("stage %s: done in %.1fs %s", stage.name, manifest.wall_time_s, _fmt(manifest.headline))
     return manifest
 
 
-def run_pipeline(stages: list[Stage], cfg: RunConfig, rd: RunDir, force: set[str] = frozenset(),
-                 only: list[str] | None = None) -> list[StageState]:
+def run_pipeline(
+    stages: list[Stage], cfg: RunConfig, rd: RunDir, force: set[str] = frozenset(), only: list[str] | None = None
+) -> list[StageState]:
     """`phiray run`: run the configured stages in order, skipping the ones that are done."""
     table = {s.name: s for s in stages}
     unknown = [n for n in list(cfg.run.stages) + list(force) + list(only or []) if n not in table]
@@ -163,8 +171,10 @@ def run_pipeline(stages: list[Stage], cfg: RunConfig, rd: RunDir, force: set[str
             log.info("stage %s: up to date, skipped", name)
         elif state.state == "unavailable":
             log.warning("stage %s: not available yet, skipped", name)
-        elif any(u in {r.stage.name for r in results if r.state == "unavailable"}
-                 for u in relevant_upstream(state.stage, cfg, rd, table)):
+        elif any(
+            u in {r.stage.name for r in results if r.state == "unavailable"}
+            for u in relevant_upstream(state.stage, cfg, rd, table)
+        ):
             log.warning("stage %s: skipped, an upstream stage is not available", name)
             state = StageState(state.stage, "unavailable", "upstream not available")
         else:

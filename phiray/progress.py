@@ -164,8 +164,14 @@ def counting(udf: Callable | type, counter: RowCounter) -> Callable | type:
 class Progress:
     """One tracked pass: a context manager that logs a progress line every ``interval_s`` seconds while open."""
 
-    def __init__(self, what: str, total: int | None = None, unit: str = "rows", interval: float | None = None,
-                 logger: logging.Logger = log) -> None:
+    def __init__(
+        self,
+        what: str,
+        total: int | None = None,
+        unit: str = "rows",
+        interval: float | None = None,
+        logger: logging.Logger = log,
+    ) -> None:
         self.what, self.total, self.unit, self.logger = what, total, unit, logger
         self.interval = interval_s() if interval is None else interval
         self.key = f"{what}:{uuid.uuid4().hex}"
@@ -197,8 +203,13 @@ class Progress:
         """``ds`` with a pass-through map counting its rows (fused into the previous task-based map)."""
         if not self.enabled:
             return ds
-        return ds.map_batches(_count_rows, fn_kwargs={"counter": self.counter}, batch_format="pyarrow",
-                              zero_copy_batch=True, batch_size=None)
+        return ds.map_batches(
+            _count_rows,
+            fn_kwargs={"counter": self.counter},
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            batch_size=None,
+        )
 
     def wrap(self, udf: Callable | type) -> Callable | type:
         """``udf`` counting every batch it finishes (see :func:`counting`)."""

@@ -84,6 +84,7 @@ def histogram_png(kept: list[float], rejected: list[float], threshold: float | N
         ax.set_xlabel("quality score (forest probability of 'educational')")
         ax.set_ylabel("documents")
         ax.legend()
+
     return _figure_png(draw)
 
 
@@ -97,6 +98,7 @@ def curves_png(series: dict[str, list[tuple[float, float]]], ylabel: str, title:
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.legend(fontsize=8)
+
     return _figure_png(draw)
 
 
@@ -107,6 +109,7 @@ def bars_png(labels: list[str], values: list[float], ylabel: str, title: str) ->
         ax.set_title(title)
         for i, v in enumerate(values):
             ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=8)
+
     return _figure_png(draw)
 
 
@@ -122,10 +125,15 @@ img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}.note{color:#666}
 
 
 def render_html(title: str, sections: list[Section]) -> str:
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-           f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
-    out.append("<ul>" + "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>"
-                                for i, s in enumerate(sections)) + "</ul>")
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+    ]
+    out.append(
+        "<ul>"
+        + "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>" for i, s in enumerate(sections))
+        + "</ul>"
+    )
     for i, section in enumerate(sections):
         out.append(f"<h2 id='s{i}'>{html.escape(section.title)}</h2>")
         for kind, payload in section.blocks:
@@ -140,14 +148,21 @@ def render_html(title: str, sections: list[Section]) -> str:
             elif kind == "png":
                 name, data, alt = payload
                 b64 = base64.b64encode(data).decode()
-                out.append(f"<img class='plot' id='{html.escape(name)}' alt='{html.escape(alt)}' "
-                           f"src='data:image/png;base64,{b64}'>")
+                out.append(
+                    f"<img class='plot' id='{html.escape(name)}' alt='{html.escape(alt)}' "
+                    f"src='data:image/png;base64,{b64}'>"
+                )
             elif kind == "code":
                 caption, text = payload
                 out.append(f"<p class='note'>{html.escape(caption)}</p><pre>{html.escape(text)}</pre>")
             elif kind == "links":
-                out.append("<ul>" + "".join(f"<li><a href='{html.escape(href)}'>{html.escape(label)}</a></li>"
-                                            for label, href in payload) + "</ul>")
+                out.append(
+                    "<ul>"
+                    + "".join(
+                        f"<li><a href='{html.escape(href)}'>{html.escape(label)}</a></li>" for label, href in payload
+                    )
+                    + "</ul>"
+                )
     out.append("</body></html>")
     return "\n".join(out)
 

@@ -12,11 +12,13 @@ from phiray.report import Section, bars_png, fmt
 from phiray.rundir import Manifest
 
 LABELS = {"pretrain": "phiray (pretrain)", "control": "control (unfiltered)", "finetune": "phiray finetuned"}
-INTRO = ("Two models of the same size and token budget: 'phiray' pretrained on filtered code + synthetic textbooks, "
-         "'control' on the unfiltered deduplicated corpus. Lower validation loss and higher pass@1 are better; the "
-         "downstream measure is pass@1 on 'validation' (held-out instances of the train concept families) and on "
-         "'exercises' (the test split: families no training or selection input saw). A tiny CPU model is not "
-         "phi-1: the gap shows the data effect, not phi-1's numbers.")
+INTRO = (
+    "Two models of the same size and token budget: 'phiray' pretrained on filtered code + synthetic textbooks, "
+    "'control' on the unfiltered deduplicated corpus. Lower validation loss and higher pass@1 are better; the "
+    "downstream measure is pass@1 on 'validation' (held-out instances of the train concept families) and on "
+    "'exercises' (the test split: families no training or selection input saw). A tiny CPU model is not "
+    "phi-1: the gap shows the data effect, not phi-1's numbers."
+)
 
 
 def thesis(ms: dict[str, Manifest], cfg) -> Section:
@@ -35,8 +37,11 @@ def thesis(ms: dict[str, Manifest], cfg) -> Section:
             labels += [f"phiray {key[9:]}", f"control {key[9:]}"]
             values += [ours[key], control[key]]
     if labels:
-        sec.png("thesis_val_loss", bars_png(labels, values, "validation loss", "held-out textbooks / exercises"),
-                "control vs phiray validation loss")
+        sec.png(
+            "thesis_val_loss",
+            bars_png(labels, values, "validation loss", "held-out textbooks / exercises"),
+            "control vs phiray validation loss",
+        )
     return sec
 
 
@@ -54,30 +59,52 @@ def over_seeds(sec: Section, m: Manifest) -> None:
     seeds = [str(s) for s in m.metrics.get("seeds", [])]
     rows = m.metrics.get("table", [])
     tasks = m.metrics.get("tasks", {})
-    sec.p(f"Over {len(seeds)} training seeds (run.seed's models are the pipeline's; the others re-trained the "
-          "phases with the same settings and data, only the seed changed: initialisation, data order, dropout). "
-          f"Tasks scored: {', '.join(f'{b} {n}' for b, n in tasks.items())}; spread = sample standard deviation "
-          "and min – max over the seeds.")
-    sec.table(["metric", "model", *[f"seed {s}" for s in seeds], "mean ± std", "min – max"],
-              [[r["metric"], LABELS.get(r["model"], r["model"]), *[fmt(r["per_seed"].get(s)) for s in seeds],
-                _pm(r), _range(r)] for r in rows])
+    sec.p(
+        f"Over {len(seeds)} training seeds (run.seed's models are the pipeline's; the others re-trained the "
+        "phases with the same settings and data, only the seed changed: initialisation, data order, dropout). "
+        f"Tasks scored: {', '.join(f'{b} {n}' for b, n in tasks.items())}; spread = sample standard deviation "
+        "and min – max over the seeds."
+    )
+    sec.table(
+        ["metric", "model", *[f"seed {s}" for s in seeds], "mean ± std", "min – max"],
+        [
+            [
+                r["metric"],
+                LABELS.get(r["model"], r["model"]),
+                *[fmt(r["per_seed"].get(s)) for s in seeds],
+                _pm(r),
+                _range(r),
+            ]
+            for r in rows
+        ],
+    )
     comparisons = m.metrics.get("comparisons", [])
     if comparisons:
-        sec.table(["metric", "seeds where phiray's data is better", "ties", "mean gap (phiray better > 0)"],
-                  [[c["metric"], f"{c['phiray_better']} of {c['of']}", c["ties"], _pm(c["gap"])] for c in comparisons])
+        sec.table(
+            ["metric", "seeds where phiray's data is better", "ties", "mean gap (phiray better > 0)"],
+            [[c["metric"], f"{c['phiray_better']} of {c['of']}", c["ties"], _pm(c["gap"])] for c in comparisons],
+        )
         passes = [c for c in comparisons if "pass@" in c["metric"]]
         if passes and all(c["ties"] == c["of"] for c in passes):
-            sec.p("Downstream, pretrain and control tie on every seed (both solve the same share, usually none): "
-                  "at this budget the comparison rests on validation loss.")
+            sec.p(
+                "Downstream, pretrain and control tie on every seed (both solve the same share, usually none): "
+                "at this budget the comparison rests on validation loss."
+            )
     budget = m.metrics.get("budget", {})
     if "pretrain" in budget and "control" in budget:
         a, b = budget["pretrain"], budget["control"]
         same = all(a.get(x) == b.get(x) for x in ("steps", "tokens", "params_non_embedding"))
-        sec.p(("Equal budget" if same else "UNEQUAL budget") + f": pretrain {a.get('steps')} steps, {fmt(a.get('tokens'))} "
-              f"tokens, {fmt(a.get('params_non_embedding'))} non-embedding parameters; control {b.get('steps')} steps, "
-              f"{fmt(b.get('tokens'))} tokens, {fmt(b.get('params_non_embedding'))} parameters.")
-    extra = [f"seed {s}: " + ", ".join(f"{p} {round(f.get('wall_time_s') or 0)} s" for p, f in phases.items())
-             for s, phases in m.metrics.get("training", {}).items() if s != (seeds or [None])[0]]
+        sec.p(
+            ("Equal budget" if same else "UNEQUAL budget")
+            + f": pretrain {a.get('steps')} steps, {fmt(a.get('tokens'))} "
+            f"tokens, {fmt(a.get('params_non_embedding'))} non-embedding parameters; control {b.get('steps')} steps, "
+            f"{fmt(b.get('tokens'))} tokens, {fmt(b.get('params_non_embedding'))} parameters."
+        )
+    extra = [
+        f"seed {s}: " + ", ".join(f"{p} {round(f.get('wall_time_s') or 0)} s" for p, f in phases.items())
+        for s, phases in m.metrics.get("training", {}).items()
+        if s != (seeds or [None])[0]
+    ]
     if extra:
         sec.p("Training wall time of the re-trained seeds (the cost of the spread): " + "; ".join(extra) + ".")
     _goal(sec, m.metrics.get("goal") or {})
@@ -89,11 +116,15 @@ def _goal(sec: Section, goal: dict[str, Any]) -> None:
         return
     over = f"mean over {goal['seeds']} seeds" if goal.get("seeds", 1) > 1 else "one seed"
     if goal.get("met"):
-        sec.p(f"The finetuned model solves {goal['mean']:.1%} of the validation split ({over}): the goal of >= "
-              f"{goal['target']:.0%} is met.")
+        sec.p(
+            f"The finetuned model solves {goal['mean']:.1%} of the validation split ({over}): the goal of >= "
+            f"{goal['target']:.0%} is met."
+        )
     else:
-        sec.p(f"The finetuned model solves {goal['mean']:.1%} of the validation split ({over}): below the goal of "
-              f">= {goal['target']:.0%}; this run's budget does not get there.")
+        sec.p(
+            f"The finetuned model solves {goal['mean']:.1%} of the validation split ({over}): below the goal of "
+            f">= {goal['target']:.0%}; this run's budget does not get there."
+        )
 
 
 def one_seed(sec: Section, ms: dict[str, Manifest], cfg) -> None:
@@ -109,12 +140,16 @@ def one_seed(sec: Section, ms: dict[str, Manifest], cfg) -> None:
         passes += [v for v in pair if v is not None]
     sec.table(["metric", "phiray (pretrain)", "control (unfiltered)"], rows)
     if not passes or not any(passes):
-        sec.p(f"Downstream, this run shows nothing: every pass@{k} of the two pretrained models is 0 (or was not "
-              "measured), so the comparison rests on validation loss alone. One seed (run.seed = "
-              f"{cfg.run.seed}); no spread over seeds is measured (the thesis stage has not run).")
+        sec.p(
+            f"Downstream, this run shows nothing: every pass@{k} of the two pretrained models is 0 (or was not "
+            "measured), so the comparison rests on validation loss alone. One seed (run.seed = "
+            f"{cfg.run.seed}); no spread over seeds is measured (the thesis stage has not run)."
+        )
     else:
-        sec.p(f"One seed (run.seed = {cfg.run.seed}): the spread over seeds is not measured by this run "
-              "(the thesis stage has not run).")
+        sec.p(
+            f"One seed (run.seed = {cfg.run.seed}): the spread over seeds is not measured by this run "
+            "(the thesis stage has not run)."
+        )
 
 
 def _final_val(m: Manifest | None) -> dict[str, float]:

@@ -37,8 +37,9 @@ def tracked_dirs(rd: RunDir) -> list[tuple[str, str, int, int]]:
     if trial_files:
         root = rd.path(SWEEP_TRIALS)
         trials = {posixpath.relpath(posixpath.dirname(f.path), root).split("/")[0] for f in trial_files}
-        found.append((f"sweep ({len(trials)} trials)", SWEEP_TRIALS, len(trial_files),
-                      sum(f.size or 0 for f in trial_files)))
+        found.append(
+            (f"sweep ({len(trials)} trials)", SWEEP_TRIALS, len(trial_files), sum(f.size or 0 for f in trial_files))
+        )
     return found
 
 
@@ -54,12 +55,16 @@ def tracking(rd: RunDir) -> Section:
     sec = Section("Experiment tracking")
     found = tracked_dirs(rd)
     if not found:
-        return sec.p("No TensorBoard event files in this run directory (no training phase or sweep has run, "
-                     "or train.tracking.tensorboard=false).")
-    sec.p("TensorBoard event files of every training phase (Ray Train callback, one point per report) and of "
-          "every sweep trial (Ray Tune logger callback, x axis = optimizer step, the trial's point as hparams). "
-          "Tags: train/loss, train/lr, train/grad_norm, train/tokens_per_s, train/mfu (when the device's peak is "
-          "known), eval/val_loss[/source], eval/pass_at_1 (sweeps), data/sequences/source (sweeps).")
+        return sec.p(
+            "No TensorBoard event files in this run directory (no training phase or sweep has run, "
+            "or train.tracking.tensorboard=false)."
+        )
+    sec.p(
+        "TensorBoard event files of every training phase (Ray Train callback, one point per report) and of "
+        "every sweep trial (Ray Tune logger callback, x axis = optimizer step, the trial's point as hparams). "
+        "Tags: train/loss, train/lr, train/grad_norm, train/tokens_per_s, train/mfu (when the device's peak is "
+        "known), eval/val_loss[/source], eval/pass_at_1 (sweeps), data/sequences/source (sweeps)."
+    )
     sec.table(["phase", "directory", "event files", "bytes"], [list(row) for row in found])
     sec.links([(f"{what}: {rel}/", posixpath.join("..", rel) + "/") for what, rel, _, _ in found])
     sec.code("Open them in TensorBoard:", tensorboard_command(rd))

@@ -61,8 +61,11 @@ class Manifest(BaseModel):
     finished_at: str = ""
     wall_time_s: float = 0.0
     versions: dict[str, str] = Field(default_factory=dict)
-    placement: dict[str, Any] = Field(default_factory=dict, description="Where the work ran: driver (node, peak "
-                                      "RSS), tasks/actors by node with the resources they asked for (phiray.cluster.placement).")
+    placement: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Where the work ran: driver (node, peak "
+        "RSS), tasks/actors by node with the resources they asked for (phiray.cluster.placement).",
+    )
 
 
 def _is_uri(location: str) -> bool:
@@ -164,13 +167,15 @@ class RunDir:
         tmp = tempfile.mkdtemp(prefix="phiray-")
         try:
             if download and self.exists(relpath):
-                pafs.copy_files(self.path(relpath), tmp, source_filesystem=self.fs,
-                                destination_filesystem=pafs.LocalFileSystem())
+                pafs.copy_files(
+                    self.path(relpath), tmp, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem()
+                )
             yield tmp
             if upload:
                 self.makedirs(relpath)
-                pafs.copy_files(tmp, self.path(relpath), source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=self.fs)
+                pafs.copy_files(
+                    tmp, self.path(relpath), source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs
+                )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -196,8 +201,16 @@ class RunDir:
     def stage_started(self) -> str:
         return _now()
 
-    def finish(self, manifest: Manifest, *, config_hash: str, inputs: dict[str, str], started_at: str,
-               wall_time_s: float, placement: dict[str, Any] | None = None) -> Manifest:
+    def finish(
+        self,
+        manifest: Manifest,
+        *,
+        config_hash: str,
+        inputs: dict[str, str],
+        started_at: str,
+        wall_time_s: float,
+        placement: dict[str, Any] | None = None,
+    ) -> Manifest:
         manifest.config_hash = config_hash
         if placement is not None:
             manifest.placement = placement

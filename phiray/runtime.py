@@ -50,7 +50,8 @@ def prepare_environment(local: bool | None = None) -> None:
 # message is shown once per process; repeats are dropped.
 REPEATING_RAY_WARNINGS: dict[str, tuple[str, ...]] = {
     "ray.train.v2._internal.execution.controller.placement_group_cleaner": (
-        "Failed to query Ray Train Controller actor state",),
+        "Failed to query Ray Train Controller actor state",
+    ),
 }
 
 
@@ -105,10 +106,21 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, **kwargs:
 
     if ray.is_initialized():
         return
-    env_vars = {k: os.environ[k] for k in ("DS_ACCELERATOR", "GLOO_SOCKET_IFNAME", "HF_HUB_OFFLINE",
-                                            "TOKENIZERS_PARALLELISM", "PHIRAY_MBPP_PATH")
-                if k in os.environ and k not in _job_env_vars()}
-    runtime_env = kwargs.pop("runtime_env", None) or {"env_vars": env_vars, "worker_process_setup_hook": WORKER_SETUP_HOOK}
+    env_vars = {
+        k: os.environ[k]
+        for k in (
+            "DS_ACCELERATOR",
+            "GLOO_SOCKET_IFNAME",
+            "HF_HUB_OFFLINE",
+            "TOKENIZERS_PARALLELISM",
+            "PHIRAY_MBPP_PATH",
+        )
+        if k in os.environ and k not in _job_env_vars()
+    }
+    runtime_env = kwargs.pop("runtime_env", None) or {
+        "env_vars": env_vars,
+        "worker_process_setup_hook": WORKER_SETUP_HOOK,
+    }
     if address:
         log.info("ray: joining the cluster at RAY_ADDRESS=%s", address)
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)

@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-
 from serve_fixtures import free_port
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -30,8 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 def k8s_docs() -> list[tuple[str, dict]]:
     """(file name, object) for every document in k8s/*.yaml (parsed once; copy before mutating)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [(p.name, d) for p in sorted((REPO / "k8s").glob("*.yaml"))
-            for d in yaml.load_all(p.read_text(), Loader=loader) if d]
+    return [
+        (p.name, d)
+        for p in sorted((REPO / "k8s").glob("*.yaml"))
+        for d in yaml.load_all(p.read_text(), Loader=loader)
+        if d
+    ]
 
 
 def by_kind(kind: str) -> list[dict]:
@@ -48,8 +51,8 @@ def cluster_specs() -> list[tuple[str, dict]]:
 
 @dataclass
 class RayHead:
-    address: str          # the dashboard (Jobs API) URL
-    env: dict[str, str]   # what a client needs: the token, the loopback settings
+    address: str  # the dashboard (Jobs API) URL
+    env: dict[str, str]  # what a client needs: the token, the loopback settings
     temp_dir: str
     process: subprocess.Popen
 
@@ -57,14 +60,20 @@ class RayHead:
 def head_env(token_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
-    env.update({
-        # Every listener on 127.0.0.1 (shared/RAY_ON_CPU.md); the jobs' drivers inherit PATH (the venv's
-        # `phiray`) and these from the head.
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
-        "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-        # Ray 2.60 turns token auth on when a token exists; use our own, never ~/.ray's.
-        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path),
-    })
+    env.update(
+        {
+            # Every listener on 127.0.0.1 (shared/RAY_ON_CPU.md); the jobs' drivers inherit PATH (the venv's
+            # `phiray`) and these from the head.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "PATH": VENV_BIN + os.pathsep + env.get("PATH", ""),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            # Ray 2.60 turns token auth on when a token exists; use our own, never ~/.ray's.
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token_path),
+        }
+    )
     env.pop("RAY_AUTH_TOKEN", None)
     return env
 
@@ -74,12 +83,31 @@ def start_head(num_cpus: int = 2, timeout_s: float = 90.0) -> RayHead:
     token_path = Path(temp_dir) / "token"
     token_path.write_text(secrets.token_hex(32))
     env = head_env(token_path)
-    ports = {name: free_port() for name in ("port", "dashboard-port", "ray-client-server-port",
-                                            "dashboard-agent-listen-port", "metrics-export-port")}
-    cmd = [os.path.join(VENV_BIN, "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-           "--dashboard-host", "127.0.0.1", "--temp-dir", temp_dir, f"--num-cpus={num_cpus}",
-           '--resources={"evaluator": 4}',  # as the KubeRay evaluator group offers it (jobs/configs/*.yaml)
-           "--disable-usage-stats"] + [f"--{k}={v}" for k, v in ports.items()]
+    ports = {
+        name: free_port()
+        for name in (
+            "port",
+            "dashboard-port",
+            "ray-client-server-port",
+            "dashboard-agent-listen-port",
+            "metrics-export-port",
+        )
+    }
+    cmd = [
+        os.path.join(VENV_BIN, "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--temp-dir",
+        temp_dir,
+        f"--num-cpus={num_cpus}",
+        '--resources={"evaluator": 4}',  # as the KubeRay evaluator group offers it (jobs/configs/*.yaml)
+        "--disable-usage-stats",
+    ] + [f"--{k}={v}" for k, v in ports.items()]
     log = open(Path(temp_dir) / "head.log", "w")
     # A session of its own: stopping it never touches other Ray clusters on the machine (no `ray stop`).
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -104,10 +132,13 @@ def _jobs_api_up(head: RayHead) -> bool:
 
 def list_jobs(head: RayHead) -> list[dict]:
     """The head's jobs (JobDetails as dicts), read in a fresh process: Ray caches the auth mode per process."""
-    code = ("import json; from ray.job_submission import JobSubmissionClient as C; "
-            "print(json.dumps([j.model_dump(mode='json') for j in C(%r).list_jobs()]))" % head.address)
-    result = subprocess.run([sys.executable, "-c", code], env=head.env, capture_output=True, text=True,
-                            timeout=120, check=True)
+    code = (
+        "import json; from ray.job_submission import JobSubmissionClient as C; "
+        "print(json.dumps([j.model_dump(mode='json') for j in C(%r).list_jobs()]))" % head.address
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=head.env, capture_output=True, text=True, timeout=120, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -158,11 +189,18 @@ class FakeKube:
     server: ThreadingHTTPServer | None = None
 
     def kubeconfig(self, path: Path, token: str = "test-token") -> Path:
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "u", "user": {"token": token}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "u", "user": {"token": token}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
+                }
+            )
+        )
         return path
 
 
@@ -185,9 +223,16 @@ def start_fake_kube() -> FakeKube:
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            fake.requests.append({"method": "POST", "path": self.path, "body": body, "headers": dict(self.headers),
-                                  "auth": self.headers.get("Authorization"),
-                                  "content_type": self.headers.get("Content-Type")})
+            fake.requests.append(
+                {
+                    "method": "POST",
+                    "path": self.path,
+                    "body": body,
+                    "headers": dict(self.headers),
+                    "auth": self.headers.get("Authorization"),
+                    "content_type": self.headers.get("Content-Type"),
+                }
+            )
             created[body["metadata"]["name"]] = body
             self._reply(201, body)
 

@@ -29,11 +29,26 @@ def ray_session():
         yield ray
         return
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = {k: os.environ[k] for k in ("DS_ACCELERATOR", "GLOO_SOCKET_IFNAME", "HF_HUB_OFFLINE",
-                                      "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM") if k in os.environ}
+    env = {
+        k: os.environ[k]
+        for k in (
+            "DS_ACCELERATOR",
+            "GLOO_SOCKET_IFNAME",
+            "HF_HUB_OFFLINE",
+            "TRANSFORMERS_OFFLINE",
+            "TOKENIZERS_PARALLELISM",
+        )
+        if k in os.environ
+    }
     # `evaluator`, as the KubeRay cluster's hardened group advertises it (sandbox.ray_resources tests).
-    ray.init(num_cpus=2, resources={"evaluator": 4}, include_dashboard=False, _temp_dir=temp_dir,
-             runtime_env={"env_vars": env}, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        resources={"evaluator": 4},
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        runtime_env={"env_vars": env},
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)

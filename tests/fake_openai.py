@@ -23,14 +23,17 @@ import hashlib
 import json
 import random
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-DEFAULT_TEXT = ("Lists keep items in order.\n\n```python\ndef first(items):\n    return items[0]\n```\n\n"
-                "The function returns the first item.")
+DEFAULT_TEXT = (
+    "Lists keep items in order.\n\n```python\ndef first(items):\n    return items[0]\n```\n\n"
+    "The function returns the first item."
+)
 
 
 def body_hash(body: dict[str, Any]) -> str:
@@ -74,10 +77,22 @@ def canned_responder() -> Callable[[dict[str, Any]], str]:
 
 
 class FakeOpenAI:
-    def __init__(self, latency_s: float = 0.0, latency_jitter: float = 0.0, error_rate: float = 0.0, rate_limit_rate: float = 0.0,
-                 malformed_rate: float = 0.0, retry_after_s: float | None = 0.05, fail_first: int = 0,
-                 fail_status: int = 429, error_status: int = 500, seed: int = 0, log_path: str | None = None,
-                 responder: Callable[[dict[str, Any]], str] | None = None, finish_reason: str = "stop"):
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        latency_jitter: float = 0.0,
+        error_rate: float = 0.0,
+        rate_limit_rate: float = 0.0,
+        malformed_rate: float = 0.0,
+        retry_after_s: float | None = 0.05,
+        fail_first: int = 0,
+        fail_status: int = 429,
+        error_status: int = 500,
+        seed: int = 0,
+        log_path: str | None = None,
+        responder: Callable[[dict[str, Any]], str] | None = None,
+        finish_reason: str = "stop",
+    ):
         self.latency_s, self.error_rate, self.rate_limit_rate = latency_s, error_rate, rate_limit_rate
         self.latency_jitter = latency_jitter  # each answer waits latency_s x uniform(1 - j, 1 + j)
         self.malformed_rate, self.retry_after_s = malformed_rate, retry_after_s
@@ -239,19 +254,36 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             payload = self._answer(body, chat)
         delivered = self._send(status, payload, headers)
-        fake.record({"t": t0, "path": self.path, "hash": h, "seed": body.get("seed"), "outcome": outcome,
-                     "status": status if delivered else "aborted", "latency_s": round(time.time() - t0, 4),
-                     "peer": self.client_address[1]})
+        fake.record(
+            {
+                "t": t0,
+                "path": self.path,
+                "hash": h,
+                "seed": body.get("seed"),
+                "outcome": outcome,
+                "status": status if delivered else "aborted",
+                "latency_s": round(time.time() - t0, 4),
+                "peer": self.client_address[1],
+            }
+        )
 
     def _answer(self, body: dict[str, Any], chat: bool) -> bytes:
         fake = self.fake
         answer = fake.responder(body)
         prompt_text = json.dumps(body.get("messages") or body.get("prompt") or "")
-        common = {"id": "cmpl-" + body_hash(body)[:12], "created": int(time.time()),
-                  "model": body.get("model", "fake"), "usage": _usage(prompt_text, answer)}
+        common = {
+            "id": "cmpl-" + body_hash(body)[:12],
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "usage": _usage(prompt_text, answer),
+        }
         if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": answer},
-                      "finish_reason": fake.finish_reason, "logprobs": None}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": fake.finish_reason,
+                "logprobs": None,
+            }
             return json.dumps({**common, "object": "chat.completion", "choices": [choice]}).encode()
         choice = {"index": 0, "text": answer, "finish_reason": fake.finish_reason, "logprobs": None}
         return json.dumps({**common, "object": "text_completion", "choices": [choice]}).encode()
@@ -280,9 +312,15 @@ def main() -> None:
     p.add_argument("--log", default=None)
     p.add_argument("--canned", action="store_true", help="answer each prompt kind with one fixed valid answer")
     args = p.parse_args()
-    server = FakeOpenAI(latency_s=args.latency, latency_jitter=args.latency_jitter, error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
-                        malformed_rate=args.malformed_rate, log_path=args.log,
-                        responder=canned_responder() if args.canned else None).start()
+    server = FakeOpenAI(
+        latency_s=args.latency,
+        latency_jitter=args.latency_jitter,
+        error_rate=args.error_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        malformed_rate=args.malformed_rate,
+        log_path=args.log,
+        responder=canned_responder() if args.canned else None,
+    ).start()
     print(server.base_url, flush=True)
     try:
         threading.Event().wait()

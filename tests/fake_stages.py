@@ -10,6 +10,7 @@ def _stage(name):
         CALLS.append(name)
         rd.write_text(f"{name}/out.txt", f"{name} lr={cfg.pretrain.lr}")
         return Manifest(stage=name, rows={"out": 1}, headline={"lr": cfg.pretrain.lr})
+
     return run
 
 

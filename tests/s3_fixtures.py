@@ -29,9 +29,14 @@ class S3Server:
     def filesystem(self):
         import pyarrow.fs as pafs
 
-        return pafs.S3FileSystem(access_key=self.env["AWS_ACCESS_KEY_ID"], secret_key=self.env["AWS_SECRET_ACCESS_KEY"],
-                                 endpoint_override=self.endpoint, region=self.env["AWS_REGION"],
-                                 allow_bucket_creation=True, allow_bucket_deletion=True)
+        return pafs.S3FileSystem(
+            access_key=self.env["AWS_ACCESS_KEY_ID"],
+            secret_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            endpoint_override=self.endpoint,
+            region=self.env["AWS_REGION"],
+            allow_bucket_creation=True,
+            allow_bucket_deletion=True,
+        )
 
     def new_bucket(self, prefix: str = "phiray") -> str:
         """A fresh bucket; returns ``s3://name``."""
@@ -45,8 +50,12 @@ def start_s3(log_path: Path, timeout_s: float = 60.0) -> S3Server:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -57,9 +66,15 @@ def start_s3(log_path: Path, timeout_s: float = 60.0) -> S3Server:
                 stop_group(proc)
                 raise RuntimeError(f"moto server did not start on {endpoint} (log: {log_path})") from None
             time.sleep(0.3)
-    env = {"AWS_ENDPOINT_URL_S3": endpoint, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "phiray-test",
-           "AWS_SECRET_ACCESS_KEY": "phiray-test-secret", "AWS_REGION": "us-east-1",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    env = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "phiray-test",
+        "AWS_SECRET_ACCESS_KEY": "phiray-test-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     return S3Server(endpoint, env, proc)
 
 

@@ -42,8 +42,11 @@ def processes_with(marker: str) -> list[int]:
 def wait_gone(pids_or_marker, seconds: float = 4.0) -> list[int]:
     deadline = time.monotonic() + seconds
     while True:
-        alive = (processes_with(pids_or_marker) if isinstance(pids_or_marker, str)
-                 else [p for p in pids_or_marker if os.path.exists(f"/proc/{p}")])
+        alive = (
+            processes_with(pids_or_marker)
+            if isinstance(pids_or_marker, str)
+            else [p for p in pids_or_marker if os.path.exists(f"/proc/{p}")]
+        )
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)
@@ -53,25 +56,34 @@ def planted_module_on_sys_path(sb) -> None:
     """The candidate writes graphlib.py (a stdlib module nothing preloads) and a private module wherever it
     can, the host sandbox directory recreated included; the tests then import both in the judge."""
     dirs = ["", ".", "/work", "/tmp", SANDBOX_DIR, os.path.dirname(SANDBOX_DIR), *sys.path]
-    code = (f"import os\nfor d in {dirs!r}:\n    try:\n        os.makedirs(d or '.', exist_ok=True)\n"
-            f"        for n in ('graphlib', 'planted_by_candidate'):\n"
-            f"            open(os.path.join(d or '.', n + '.py'), 'w').write('PLANTED = True')\n"
-            f"    except OSError:\n        pass\n")
-    tests = ("import graphlib\nassert getattr(graphlib, 'PLANTED', False)\n")
+    code = (
+        f"import os\nfor d in {dirs!r}:\n    try:\n        os.makedirs(d or '.', exist_ok=True)\n"
+        f"        for n in ('graphlib', 'planted_by_candidate'):\n"
+        f"            open(os.path.join(d or '.', n + '.py'), 'w').write('PLANTED = True')\n"
+        f"    except OSError:\n        pass\n"
+    )
+    tests = "import graphlib\nassert getattr(graphlib, 'PLANTED', False)\n"
     blocked(sb.check(code, tests))
     blocked(sb.check(code, "import planted_by_candidate\n"))
     honest(sb, "x = 1\n", "import graphlib\nassert graphlib.TopologicalSorter and x == 1\n")
 
 
 def shadowed_builtins(sb) -> None:
-    code = ("def abs(v):\n    return 0\ndef len(v):\n    return 3\nisinstance = lambda *a: True\n"
-            "def f(x):\n    return [x]\n")
+    code = (
+        "def abs(v):\n    return 0\ndef len(v):\n    return 3\nisinstance = lambda *a: True\n"
+        "def f(x):\n    return [x]\n"
+    )
     blocked(sb.check(code, "assert abs(f(-1.5)[0] - 1.0) < 1e-9"))
     blocked(sb.check(code, "assert len(f(1)) == 3"))
     blocked(sb.check(code, "assert isinstance(f(1), str)"))
     # HumanEval style: the tests reference only `candidate`; a candidate `check` must not replace theirs
-    blocked(sb.check("def check(c):\n    pass\ndef f(x):\n    return 0\n",
-                     "def check(candidate):\n    assert candidate(2) == 4\n", "f"))
+    blocked(
+        sb.check(
+            "def check(c):\n    pass\ndef f(x):\n    return 0\n",
+            "def check(candidate):\n    assert candidate(2) == 4\n",
+            "f",
+        )
+    )
     honest(sb, "def f(x):\n    return [abs(x)]\n", "assert abs(f(-2)[0]) == 2 and len(f(1)) == 1")
 
 
@@ -131,34 +143,54 @@ def f():
 def hostile_values_for_the_judge(sb) -> None:
     """Values the judge decodes on the candidate's behalf: a Fraction exponent that would take hours to
     expand, a huge hex int, deep nesting, unknown tags, exception names that are not exceptions."""
-    payloads = [{"n": ["fractions.Fraction", "1e999999999"]}, {"n": ["decimal.Decimal", "9" * 20000]},
-                {"x": "f" * (1 << 23)}, {"zz": 1}, {"h": "not-an-int"}, {"d": [[1]]}, {"r": [0, "1", 1]},
-                {"c": ["nan", "x"]}, {"n": ["os.system", "ls"]}]
+    payloads = [
+        {"n": ["fractions.Fraction", "1e999999999"]},
+        {"n": ["decimal.Decimal", "9" * 20000]},
+        {"x": "f" * (1 << 23)},
+        {"zz": 1},
+        {"h": "not-an-int"},
+        {"d": [[1]]},
+        {"r": [0, "1", 1]},
+        {"c": ["nan", "x"]},
+        {"n": ["os.system", "ls"]},
+    ]
     start = time.monotonic()
     for payload in payloads:
-        blocked(sb.check("PAYLOAD = " + repr(payload) + "\n" + WIRE_ATTACK, "from fractions import Fraction\n"
-                         "assert f() == Fraction(1, 3)"))
+        blocked(
+            sb.check(
+                "PAYLOAD = " + repr(payload) + "\n" + WIRE_ATTACK,
+                "from fractions import Fraction\nassert f() == Fraction(1, 3)",
+            )
+        )
     deep = "def f():\n    v = []\n    for _ in range(100000):\n        v = [v]\n    return v\n"
     blocked(sb.check(deep, "assert f() == 1"))
     err = "def f():\n    class SystemExit(Exception):\n        pass\n    raise SystemExit(0)\n"
     blocked(sb.check(err, "f()"))
     assert time.monotonic() - start < 60, "the judge spent too long decoding hostile values"
-    honest(sb, "from fractions import Fraction\ndef f():\n    return Fraction(1, 3)\n",
-           "from fractions import Fraction\nassert f() == Fraction(1, 3)")
+    honest(
+        sb,
+        "from fractions import Fraction\ndef f():\n    return Fraction(1, 3)\n",
+        "from fractions import Fraction\nassert f() == Fraction(1, 3)",
+    )
 
 
 def processes_survive_timeout(sb) -> None:
     marker = f"{uuid.uuid4().int % 10**9 + 10**9}"
-    code = (f"import os, subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
-            f"if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-            f"        os.execv('/usr/bin/sleep', ['sleep', '{marker}1'])\n    os._exit(0)\n"
-            f"def f():\n    while True:\n        pass\n")
+    code = (
+        f"import os, subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        f"if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        f"        os.execv('/usr/bin/sleep', ['sleep', '{marker}1'])\n    os._exit(0)\n"
+        f"def f():\n    while True:\n        pass\n"
+    )
     v = sb.check(code, "assert f() == 1", timeout_s=2.0)
     blocked(v)
     assert v.status == "timeout", v
     assert wait_gone(marker) == [], "a process of a timed-out execution survived it"
-    honest(sb, "import subprocess\ndef f():\n    return subprocess.run(['echo', 'hi'], capture_output=True).stdout\n",
-           "assert f() == b'hi\\n'")
+    honest(
+        sb,
+        "import subprocess\ndef f():\n    return subprocess.run(['echo', 'hi'], capture_output=True).stdout\n",
+        "assert f() == b'hi\\n'",
+    )
 
 
 EVALUATOR = """import sys
@@ -192,8 +224,12 @@ def evaluator_sigkilled_mid_run(sb) -> None:
     """SIGKILL the evaluator (OOM killer, ray.kill) while two executions run: nothing of them may survive."""
     marker = f"{uuid.uuid4().int % 10**9 + 10**9}"
     repo = os.path.dirname(os.path.dirname(SANDBOX_DIR))
-    proc = subprocess.Popen([sys.executable, "-c", EVALUATOR, repo, marker], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EVALUATOR, repo, marker],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     try:
         deadline = time.monotonic() + 30
         while len(processes_with(marker)) < 4 and time.monotonic() < deadline:
@@ -241,8 +277,10 @@ def zygote_killed_mid_run(sb) -> None:
     from phiray.sandbox import executor
 
     marker = f"{uuid.uuid4().int % 10**9 + 10**9}"
-    code = (f"import os, subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
-            f"def f():\n    while True:\n        pass\n")
+    code = (
+        f"import os, subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        f"def f():\n    while True:\n        pass\n"
+    )
     verdicts = []
     runner = threading.Thread(target=lambda: verdicts.append(sb.check(code, "assert f() == 1", timeout_s=30)))
     runner.start()
@@ -360,12 +398,14 @@ def signalling_and_daemons(sb) -> None:
     """kill(-1), the evaluator's pid and PID 1 with every signal; then a setsid daemon that must not
     survive the execution. The judge still answers (the verdict below is a real pass)."""
     marker = f"{uuid.uuid4().int % 10**9 + 10**9}"
-    code = (f"import os, signal, subprocess\ndef f():\n"
-            f"    subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
-            f"    for pid in (-1, 1, os.getppid(), {os.getpid()}):\n"
-            f"        for sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGINT, signal.SIGKILL):\n"
-            f"            try:\n                os.kill(pid, sig)\n            except OSError:\n                pass\n"
-            f"    return 1\n")
+    code = (
+        f"import os, signal, subprocess\ndef f():\n"
+        f"    subprocess.Popen(['sleep', '{marker}'], start_new_session=True)\n"
+        f"    for pid in (-1, 1, os.getppid(), {os.getpid()}):\n"
+        f"        for sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGINT, signal.SIGKILL):\n"
+        f"            try:\n                os.kill(pid, sig)\n            except OSError:\n                pass\n"
+        f"    return 1\n"
+    )
     v = sb.check(code, "assert f() == 1")
     os.kill(os.getpid(), 0)
     assert v.passed, f"the judge did not survive the candidate's signals: {v}"
@@ -373,18 +413,31 @@ def signalling_and_daemons(sb) -> None:
     blocked(sb.check(code, "assert f() == 2"))
 
 
-ATTACKS = {fn.__name__: fn for fn in (
-    planted_module_on_sys_path, shadowed_builtins, malicious_greeting, hostile_values_for_the_judge,
-    processes_survive_timeout, evaluator_sigkilled_mid_run, zygote_killed_mid_run, memfd_and_shared_memory,
-    sweeper_stopped_or_hung, reading_the_judge_and_the_evaluator, signalling_and_daemons)}
+ATTACKS = {
+    fn.__name__: fn
+    for fn in (
+        planted_module_on_sys_path,
+        shadowed_builtins,
+        malicious_greeting,
+        hostile_values_for_the_judge,
+        processes_survive_timeout,
+        evaluator_sigkilled_mid_run,
+        zygote_killed_mid_run,
+        memfd_and_shared_memory,
+        sweeper_stopped_or_hung,
+        reading_the_judge_and_the_evaluator,
+        signalling_and_daemons,
+    )
+}
 
 
 def make_sandbox():
     from phiray.config import SandboxConfig
     from phiray.sandbox import Sandbox
 
-    return Sandbox(SandboxConfig(isolation="namespaces", timeout_s=5.0, cpu_s=4, memory_mb=MEMORY_MB,
-                                 max_processes=16, workers=2))
+    return Sandbox(
+        SandboxConfig(isolation="namespaces", timeout_s=5.0, cpu_s=4, memory_mb=MEMORY_MB, max_processes=16, workers=2)
+    )
 
 
 def humaneval_acceptance(limit: int | None) -> dict:
@@ -396,12 +449,17 @@ def humaneval_acceptance(limit: int | None) -> dict:
     tasks = load_humaneval()[:limit]
     sb = Sandbox(SandboxConfig(isolation="namespaces", workers=2, timeout_s=60, cpu_s=60))
     good = sb.check_many([{"code": t.reference, "tests": t.tests, "entry_point": t.entry_point} for t in tasks])
-    none = sb.check_many([{"code": t.program("    return None\n"), "tests": t.tests, "entry_point": t.entry_point}
-                          for t in tasks])
+    none = sb.check_many(
+        [{"code": t.program("    return None\n"), "tests": t.tests, "entry_point": t.entry_point} for t in tasks]
+    )
     mix = [g if i % 2 == 0 else n for i, (g, n) in enumerate(zip(good, none))]
-    return {"tasks": len(tasks), "canonical_passed": sum(v.passed for v in good),
-            "none_passed": sum(v.passed for v in none), "mix_pass_at_1": sum(v.passed for v in mix) / len(mix),
-            "failures": [(t.task_id, v.status, v.detail[:200]) for t, v in zip(tasks, good) if not v.passed][:5]}
+    return {
+        "tasks": len(tasks),
+        "canonical_passed": sum(v.passed for v in good),
+        "none_passed": sum(v.passed for v in none),
+        "mix_pass_at_1": sum(v.passed for v in mix) / len(mix),
+        "failures": [(t.task_id, v.status, v.detail[:200]) for t, v in zip(tasks, good) if not v.passed][:5],
+    }
 
 
 def main() -> int:

@@ -30,14 +30,23 @@ def build_tiny_checkpoint(path: Path, context: int = 256, seed: int = 0) -> Path
     path.mkdir(parents=True, exist_ok=True)
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(CORPUS * 4, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
-                                        pad_token="<|endoftext|>", bos_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     tokenizer.save_pretrained(path)
     torch.manual_seed(seed)
-    config = PhiConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, max_position_embeddings=context, partial_rotary_factor=0.5,
-                       eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.eos_token_id)
+    config = PhiConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=context,
+        partial_rotary_factor=0.5,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
     model = PhiForCausalLM(config)
     with torch.no_grad():  # random weights would often end at once; keep EOS unlikely so lengths are testable
         model.lm_head.bias[tokenizer.eos_token_id] = -1e4

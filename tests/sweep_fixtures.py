@@ -30,7 +30,7 @@ def source_of(token: int) -> str | None:
 
 def _sequences(lo: int, hi: int, exponent: float, rows: int, rng: np.random.Generator) -> np.ndarray:
     ranks = np.arange(1, hi - lo + 1, dtype=np.float64)
-    probs = ranks ** -exponent
+    probs = ranks**-exponent
     return (lo + rng.choice(hi - lo, size=(rows, SEQ_LEN), p=probs / probs.sum())).astype(np.int32)
 
 
@@ -54,9 +54,18 @@ def _exercises(n: int, prefix: str = "double") -> list[dict]:
     for i in range(n):
         name = f"{prefix}_{i}"
         prompt = f'def {name}(x):\n    """Return twice x."""\n'
-        rows.append({"id": hashlib.sha256(prompt.encode()).hexdigest(), "kind": "exercise", "prompt": prompt,
-                     "solution": "    return 2 * x\n", "tests": f"assert {name}({i}) == {2 * i}",
-                     "entry_point": name, "text": prompt + "    return 2 * x\n", "verified": True})
+        rows.append(
+            {
+                "id": hashlib.sha256(prompt.encode()).hexdigest(),
+                "kind": "exercise",
+                "prompt": prompt,
+                "solution": "    return 2 * x\n",
+                "tests": f"assert {name}({i}) == {2 * i}",
+                "entry_point": name,
+                "text": prompt + "    return 2 * x\n",
+                "verified": True,
+            }
+        )
     return rows
 
 
@@ -76,11 +85,22 @@ def make_packed_run(location, train_rows: int = 96, val_rows: int = 16, heldout:
 
 
 SWEEP_OVERRIDES = [
-    "model.vocab_size=512", "model.n_ctx=64", "model.n_layer=1", "model.d_model=32", "model.n_head=2",
+    "model.vocab_size=512",
+    "model.n_ctx=64",
+    "model.n_layer=1",
+    "model.d_model=32",
+    "model.n_head=2",
     "model.rotary_dim=8",  # heads of 16 here (the tiny preset has heads of 64, rotary 32)
-    "pretrain.global_batch_size=8", "pretrain.micro_batch_size=8", "pretrain.warmup_steps=2", "pretrain.lr=1e-2",
-    "sweep.sources=[code,textbooks,exercises]", "sweep.eval_batches=1", "sweep.max_new_tokens=8",
-    "sweep.validation_limit=2", "sweep.cpus_per_trial=1", "sweep.max_concurrent=2",
+    "pretrain.global_batch_size=8",
+    "pretrain.micro_batch_size=8",
+    "pretrain.warmup_steps=2",
+    "pretrain.lr=1e-2",
+    "sweep.sources=[code,textbooks,exercises]",
+    "sweep.eval_batches=1",
+    "sweep.max_new_tokens=8",
+    "sweep.validation_limit=2",
+    "sweep.cpus_per_trial=1",
+    "sweep.max_concurrent=2",
 ]
 
 

@@ -30,7 +30,19 @@ def spawn_synthesize(run_dir: Path, *overrides: str, log_path: Path) -> subproce
     Ray's local cluster included), with a private Ray temp dir and no inherited cluster address."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-m", "phiray", "synthesize", "--run-dir", str(run_dir), "--preset", "tiny",
-           "run.stages=[synthesize]", "run.num_cpus=2", *overrides]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "phiray",
+        "synthesize",
+        "--run-dir",
+        str(run_dir),
+        "--preset",
+        "tiny",
+        "run.stages=[synthesize]",
+        "run.num_cpus=2",
+        *overrides,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )

@@ -39,14 +39,28 @@ def test_rounds_spend_the_budget_once_and_skip_unanswered():
 
     seen_rounds = []
     labelled, scores, round_of = active.run_rounds(
-        x, label, seed_size=20, rounds=3, round_size=10, cc=ClassifyConfig(n_estimators=20), seed=0,
-        on_round=lambda r, picks, s: seen_rounds.append((r, len(picks))))
+        x,
+        label,
+        seed_size=20,
+        rounds=3,
+        round_size=10,
+        cc=ClassifyConfig(n_estimators=20),
+        seed=0,
+        on_round=lambda r, picks, s: seen_rounds.append((r, len(picks))),
+    )
     assert len(labelled) == len(set(labelled.tolist())) == 50 == len(asked)
     assert seen_rounds == [(0, 20), (1, 10), (2, 10), (3, 10)] and round_of.count(0) == 20
     assert sum(s is None for s in scores) == sum(i % 17 == 0 for i in labelled)
-    mixed, _, mixed_rounds = active.run_rounds(x, lambda idx: [int(truth[i]) for i in idx], seed_size=20, rounds=2,
-                                               round_size=10, cc=ClassifyConfig(n_estimators=20), seed=0,
-                                               random_share=0.5)
+    mixed, _, mixed_rounds = active.run_rounds(
+        x,
+        lambda idx: [int(truth[i]) for i in idx],
+        seed_size=20,
+        rounds=2,
+        round_size=10,
+        cc=ClassifyConfig(n_estimators=20),
+        seed=0,
+        random_share=0.5,
+    )
     assert len(set(mixed.tolist())) == 40 and mixed_rounds.count(2) == 10
 
 
@@ -67,9 +81,16 @@ def test_rounds_stop_when_the_pool_runs_dry():
     x = rng.normal(size=(34, 3))
     truth = (x[:, 0] > 0).astype(int) * 5
     seen = []
-    labelled, _, round_of = active.run_rounds(x, lambda idx: [int(truth[i]) for i in idx], seed_size=10, rounds=6,
-                                              round_size=10, cc=ClassifyConfig(n_estimators=10), seed=0,
-                                              on_round=lambda r, picks, s: seen.append((r, len(picks))))
+    labelled, _, round_of = active.run_rounds(
+        x,
+        lambda idx: [int(truth[i]) for i in idx],
+        seed_size=10,
+        rounds=6,
+        round_size=10,
+        cc=ClassifyConfig(n_estimators=10),
+        seed=0,
+        on_round=lambda r, picks, s: seen.append((r, len(picks))),
+    )
     assert sorted(labelled.tolist()) == list(range(34))  # everything once, nothing twice
     assert seen == [(0, 10), (1, 10), (2, 10), (3, 4)] and round_of.count(3) == 4
 
@@ -86,9 +107,15 @@ def test_active_beats_random_on_a_boundary_problem():
     cc = ClassifyConfig(n_estimators=50)
     aucs = {"active": [], "random": []}
     for seed in range(3):
-        labelled, _, _ = active.run_rounds(x[pool], lambda idx: [int(v) for v in y[pool][idx]], seed_size=20,
-                                           rounds=6, round_size=10, cc=cc.model_copy(update={"positive_min_score": 1}),
-                                           seed=seed)
+        labelled, _, _ = active.run_rounds(
+            x[pool],
+            lambda idx: [int(v) for v in y[pool][idx]],
+            seed_size=20,
+            rounds=6,
+            round_size=10,
+            cc=cc.model_copy(update={"positive_min_score": 1}),
+            seed=seed,
+        )
         randomly = np.random.default_rng(seed).choice(len(pool), size=len(labelled), replace=False)
         for name, idx in (("active", labelled), ("random", randomly)):
             forest = active.fit_forest(x[pool][idx], y[pool][idx], cc, seed)
@@ -100,24 +127,58 @@ def test_active_beats_random_on_a_boundary_problem():
 def clean_corpus(tmp_path):
     from phiray.rundir import RunDir
 
-    files = ["textwrap.py", "heapq.py", "bisect.py", "colorsys.py", "fractions.py", "graphlib.py", "shlex.py",
-             "fnmatch.py", "sched.py", "reprlib.py", "queue.py", "copy.py", "glob.py", "getopt.py", "cmd.py"]
+    files = [
+        "textwrap.py",
+        "heapq.py",
+        "bisect.py",
+        "colorsys.py",
+        "fractions.py",
+        "graphlib.py",
+        "shlex.py",
+        "fnmatch.py",
+        "sched.py",
+        "reprlib.py",
+        "queue.py",
+        "copy.py",
+        "glob.py",
+        "getopt.py",
+        "cmd.py",
+    ]
     files += [f"encodings/cp{n}.py" for n in (437, 850, 852, 855, 857, 860, 861, 862, 863, 865, 866, 869, 1250, 1251)]
     files += [f"encodings/{n}.py" for n in ("big5", "gbk", "euc_jp", "euc_kr", "johab", "hz", "cp932", "cp949")]
     texts = [(stdlib_root() / f).read_text() for f in files]
     rd = RunDir(tmp_path / "run")
     out = rd.makedirs("decontaminate", "documents")
-    pq.write_table(pa.table({"id": [doc_id(t) for t in texts], "text": texts, "source": ["stdlib"] * len(texts),
-                             "path": files, "n_bytes": [len(t) for t in texts]}), f"{out}/part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": [doc_id(t) for t in texts],
+                "text": texts,
+                "source": ["stdlib"] * len(texts),
+                "path": files,
+                "n_bytes": [len(t) for t in texts],
+            }
+        ),
+        f"{out}/part-0.parquet",
+    )
     return rd
 
 
 def test_annotate_strategy_active_as_a_stage(ray_session, clean_corpus):
     from phiray.stages import annotate
 
-    cfg = load_config("tiny", overrides=["annotate.strategy=active", "annotate.sample_size=20", "annotate.rounds=2",
-                                         "annotate.round_size=5", "embed.kind=hashing", "classify.n_estimators=20",
-                                         "filter.actors=1"])
+    cfg = load_config(
+        "tiny",
+        overrides=[
+            "annotate.strategy=active",
+            "annotate.sample_size=20",
+            "annotate.rounds=2",
+            "annotate.round_size=5",
+            "embed.kind=hashing",
+            "classify.n_estimators=20",
+            "filter.actors=1",
+        ],
+    )
     manifest = annotate.run(cfg, clean_corpus)
     labels = pq.read_table(clean_corpus.path("annotate", "labels")).to_pylist()
     assert len(labels) == 20 == len({r["id"] for r in labels}) == manifest.rows["labelled"]
@@ -125,8 +186,15 @@ def test_annotate_strategy_active_as_a_stage(ray_session, clean_corpus):
     assert [r["round"] for r in manifest.metrics["rounds"]] == [0, 1, 2]
     assert manifest.metrics["strategy"] == "active" and manifest.metrics["rounds"][0]["pool"] == 37
     with pytest.raises(Exception, match="leaves no random seed set"):
-        load_config("tiny", overrides=["annotate.strategy=active", "annotate.sample_size=20", "annotate.rounds=4",
-                                       "annotate.round_size=5"])
+        load_config(
+            "tiny",
+            overrides=[
+                "annotate.strategy=active",
+                "annotate.sample_size=20",
+                "annotate.rounds=4",
+                "annotate.round_size=5",
+            ],
+        )
 
 
 def test_active_rounds_with_the_llm_annotator_over_http(ray_session, clean_corpus, tmp_path):
@@ -149,14 +217,26 @@ def test_active_rounds_with_the_llm_annotator_over_http(ray_session, clean_corpu
         return "**Score:** 4/5\nReason: documented, instructive code."
 
     with FakeOpenAI(responder=judge) as server:
-        cfg = load_config("tiny", overrides=[
-            "annotate.annotator=llm", "teacher.kind=openai", f"teacher.base_url={server.base_url}",
-            "annotate.strategy=active", "annotate.sample_size=20", "annotate.rounds=2", "annotate.round_size=5",
-            "embed.kind=hashing", "classify.n_estimators=20", "filter.actors=1",
-            f"annotate.cache_dir={tmp_path / 'cache'}"])
+        cfg = load_config(
+            "tiny",
+            overrides=[
+                "annotate.annotator=llm",
+                "teacher.kind=openai",
+                f"teacher.base_url={server.base_url}",
+                "annotate.strategy=active",
+                "annotate.sample_size=20",
+                "annotate.rounds=2",
+                "annotate.round_size=5",
+                "embed.kind=hashing",
+                "classify.n_estimators=20",
+                "filter.actors=1",
+                f"annotate.cache_dir={tmp_path / 'cache'}",
+            ],
+        )
         manifest = annotate.run(cfg, clean_corpus)
-    assert len(prompts) == 20 and all("educational value for a student whose goal is to learn basic coding "
-                                      "concepts" in p for p in prompts)
+    assert len(prompts) == 20 and all(
+        "educational value for a student whose goal is to learn basic coding concepts" in p for p in prompts
+    )
     labels = pq.read_table(clean_corpus.path("annotate", "labels")).to_pylist()
     unparsed = manifest.rows["unparsed"]
     assert unparsed > 0 and len(labels) + unparsed == 20

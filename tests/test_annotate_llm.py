@@ -36,9 +36,17 @@ class Judge:
 
 
 def _config(server: FakeOpenAI, *extra: str):
-    return load_config("tiny", overrides=["annotate.annotator=llm", "teacher.kind=openai",
-                                          f"teacher.base_url={server.base_url}", "annotate.sample_size=20",
-                                          "annotate.batch_size=4", *extra])
+    return load_config(
+        "tiny",
+        overrides=[
+            "annotate.annotator=llm",
+            "teacher.kind=openai",
+            f"teacher.base_url={server.base_url}",
+            "annotate.sample_size=20",
+            "annotate.batch_size=4",
+            *extra,
+        ],
+    )
 
 
 def _rows(rd: RunDir, name: str) -> list[dict]:

@@ -31,18 +31,20 @@ def test_stage_table_is_consistent():
     for i, stage in enumerate(STAGES):
         assert all(up in names[:i] for up in stage.after), f"{stage.name} depends on a later stage"
     from phiray.config import RunConfig
+
     assert all(s in names for s in RunConfig().run.stages)
 
 
 def test_run_twice_then_status(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "phiray", "run", "--preset", "tiny", "--run-dir", str(run_dir),
-           "run.stages=[]"]
+    cmd = [sys.executable, "-m", "phiray", "run", "--preset", "tiny", "--run-dir", str(run_dir), "run.stages=[]"]
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert (run_dir / "config.yaml").exists()
     status = subprocess.run([sys.executable, "-m", "phiray", "status", str(run_dir)], capture_output=True, text=True)
     assert status.returncode == 0 and status.stdout.startswith("stage")
-    bad = subprocess.run([sys.executable, "-m", "phiray", "status", str(tmp_path / "nope")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "phiray", "status", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
 
 

@@ -9,12 +9,12 @@ import re
 
 import pytest
 import yaml
+from cluster_fixtures import REPO, by_kind, k8s_docs
 
 from phiray.cli import STAGES, _module_exists
-from phiray.cluster import kuberay, spec as specs, validate
+from phiray.cluster import kuberay, validate
+from phiray.cluster import spec as specs
 from phiray.config import load_config
-
-from cluster_fixtures import REPO, by_kind, k8s_docs
 
 JOB_FILES = sorted((REPO / "jobs").glob("*.yaml"))
 COMMANDS = [s.name for s in STAGES] + ["serve", "run"]
@@ -89,13 +89,16 @@ def test_customise_replaces_options_and_appends_overrides(tmp_path):
     assert (cfg.run.preset, cfg.ingest.max_bytes, cfg.run.seed, cfg.run.name) == ("phi-1", 5000, 7, "smoke")
 
 
-@pytest.mark.parametrize("entrypoint,message", [
-    ("python train.py", "expected `phiray <stage>"),
-    ("phiray nosuchstage --preset tiny", "not a phiray stage"),
-    ("phiray ingest --preset tiny ingest.nope=1", "ingest.nope: unknown key"),
-    ("phiray ingest --preset tiny --frobnicate", "unknown arguments"),
-    ("phiray ingest --preset nosuchpreset", "unknown preset"),
-])
+@pytest.mark.parametrize(
+    "entrypoint,message",
+    [
+        ("python train.py", "expected `phiray <stage>"),
+        ("phiray nosuchstage --preset tiny", "not a phiray stage"),
+        ("phiray ingest --preset tiny ingest.nope=1", "ingest.nope: unknown key"),
+        ("phiray ingest --preset tiny --frobnicate", "unknown arguments"),
+        ("phiray ingest --preset nosuchpreset", "unknown preset"),
+    ],
+)
 def test_bad_entrypoints_fail_before_submission(entrypoint, message):
     with pytest.raises(specs.SpecError, match=re.escape(message)):
         specs.entrypoint_config(entrypoint, working_dir=REPO)
@@ -150,8 +153,12 @@ def test_validator_is_not_vacuous():
     job["spec"]["shutdownAfterJobFinishes"] = False  # a TTL without shutdown
     job["metadata"]["name"] = "9-starts-with-a-digit"
     errors = "\n".join(validate.validate_object(job))
-    for expected in ("minReplicas <= replicas <= maxReplicas", "token mode needs rayVersion",
-                     "needs shutdownAfterJobFinishes", "DNS-1035"):
+    for expected in (
+        "minReplicas <= replicas <= maxReplicas",
+        "token mode needs rayVersion",
+        "needs shutdownAfterJobFinishes",
+        "DNS-1035",
+    ):
         assert expected in errors
     job = copy.deepcopy(by_kind("RayJob")[0])
     del job["spec"]["rayClusterSpec"]

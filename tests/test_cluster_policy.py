@@ -9,10 +9,10 @@ from importlib.metadata import version
 
 import pytest
 import yaml
+from cluster_fixtures import REPO, by_kind, cluster_specs
 
 from phiray.cluster import kuberay
 from phiray.config import load_config
-from cluster_fixtures import REPO, by_kind, cluster_specs
 
 CLUSTERS = cluster_specs()
 IDS = [name for name, _ in CLUSTERS]
@@ -35,7 +35,8 @@ def test_evaluator_workers_are_hardened(cluster):
     # issue 14: the sandbox's user namespaces need the shipped Localhost profile (or a gVisor runtime class)
     seccomp = spec["securityContext"]["seccompProfile"]
     assert seccomp == {"type": "Localhost", "localhostProfile": "phiray-evaluator-seccomp.json"} or (
-        seccomp["type"] == "RuntimeDefault" and spec.get("runtimeClassName"))
+        seccomp["type"] == "RuntimeDefault" and spec.get("runtimeClassName")
+    )
     for container in spec["containers"]:
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
@@ -93,13 +94,17 @@ def test_head_schedules_no_work_and_everything_runs_the_image():
     cluster = by_kind("RayCluster")[0]["spec"]
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     assert cluster["rayVersion"] == version("ray")
-    images = {c["image"] for pod in [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
-              for c in pod["template"]["spec"]["containers"]}
+    images = {
+        c["image"]
+        for pod in [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
+        for c in pod["template"]["spec"]["containers"]
+    }
     assert len(images) == 1
 
 
 def test_rayservice_serves_the_app_builder():
-    from phiray.serve import app as app_module, deployments
+    from phiray.serve import app as app_module
+    from phiray.serve import deployments
 
     service = by_kind("RayService")[0]["spec"]
     config = yaml.safe_load(service["serveConfigV2"])

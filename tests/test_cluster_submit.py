@@ -8,12 +8,11 @@ import subprocess
 
 import pytest
 import yaml
+from cluster_fixtures import VENV_BIN, list_jobs, start_fake_kube, start_head, stop_head
 
 from phiray.cli import main
 from phiray.cluster import submit, validate
 from phiray.rundir import RunDir
-
-from cluster_fixtures import VENV_BIN, list_jobs, start_fake_kube, start_head, stop_head
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +23,25 @@ def _crds(kuberay_crds, monkeypatch):
 def test_k8s_dry_run_prints_a_valid_rayjob(capsys, tmp_path):
     extra = tmp_path / "mine.yaml"
     extra.write_text("ingest: {max_documents: 10}\n")
-    code = main(["submit", "ingest", "--variant", "phi-1", "--k8s", "--namespace", "ml", "--dry-run",
-                 "--run-dir", "/runs/mine", "--config", str(extra), "--image", "example.org/phiray:dev", "run.seed=3"])
+    code = main(
+        [
+            "submit",
+            "ingest",
+            "--variant",
+            "phi-1",
+            "--k8s",
+            "--namespace",
+            "ml",
+            "--dry-run",
+            "--run-dir",
+            "/runs/mine",
+            "--config",
+            str(extra),
+            "--image",
+            "example.org/phiray:dev",
+            "run.seed=3",
+        ]
+    )
     assert code == 0
     job = yaml.safe_load(capsys.readouterr().out)
     assert validate.validate_object(job) == []
@@ -47,8 +63,9 @@ def test_ray_dry_run_prints_the_equivalent_ray_job_submit(capsys):
     assert main(["submit", "dedup", "--ray-address", "http://127.0.0.1:1", "--dry-run", "dedup.num_perm=32"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("ray job submit --address http://127.0.0.1:1 ")
-    assert line.endswith(" -- phiray dedup --preset tiny --config jobs/configs/smoke.yaml --run-dir /runs/smoke "
-                         "dedup.num_perm=32")
+    assert line.endswith(
+        " -- phiray dedup --preset tiny --config jobs/configs/smoke.yaml --run-dir /runs/smoke dedup.num_perm=32"
+    )
     assert "--entrypoint-num-cpus 0" in line and '"working_dir": "/' in line
 
 
@@ -73,8 +90,20 @@ def fake_kube(tmp_path, monkeypatch):
 
 def test_k8s_creates_the_rayjob_and_follows_its_status(fake_kube, capsys):
     fake_kube.statuses = [("Initializing", ""), ("Running", "RUNNING"), ("Complete", "SUCCEEDED")]
-    code = main(["submit", "pretrain", "--variant", "phi-1", "--k8s", "--namespace", "ml", "--wait",
-                 "--submission-id", "phiray-pretrain-test"])
+    code = main(
+        [
+            "submit",
+            "pretrain",
+            "--variant",
+            "phi-1",
+            "--k8s",
+            "--namespace",
+            "ml",
+            "--wait",
+            "--submission-id",
+            "phiray-pretrain-test",
+        ]
+    )
     assert code == 0
     post = fake_kube.requests[0]
     assert (post["method"], post["path"]) == ("POST", "/apis/ray.io/v1/namespaces/ml/rayjobs")
@@ -82,7 +111,9 @@ def test_k8s_creates_the_rayjob_and_follows_its_status(fake_kube, capsys):
     assert post["body"]["metadata"]["name"] == "phiray-pretrain-test"
     assert validate.validate_object(post["body"]) == []
     reads = [r for r in fake_kube.requests if r["method"] == "GET"]
-    assert len(reads) == 3 and {r["path"] for r in reads} == {"/apis/ray.io/v1/namespaces/ml/rayjobs/phiray-pretrain-test/status"}
+    assert len(reads) == 3 and {r["path"] for r in reads} == {
+        "/apis/ray.io/v1/namespaces/ml/rayjobs/phiray-pretrain-test/status"
+    }
     assert "deployment=Complete job=SUCCEEDED" in capsys.readouterr().err
 
 
@@ -112,8 +143,15 @@ def run_submit(head, *args: str, env: dict | None = None) -> subprocess.Complete
 @pytest.mark.slow
 def test_submit_runs_a_stage_on_a_real_ray_head(ray_head, tmp_path):
     run_dir = tmp_path / "run"
-    result = run_submit(ray_head, "ingest", "--variant", "smoke", "--run-dir", str(run_dir),
-                        "ingest.sources=[{kind: stdlib, limit: 30}]")
+    result = run_submit(
+        ray_head,
+        "ingest",
+        "--variant",
+        "smoke",
+        "--run-dir",
+        str(run_dir),
+        "ingest.sources=[{kind: stdlib, limit: 30}]",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SUCCEEDED" in result.stderr
     assert "stage ingest: done" in result.stdout  # the driver's log, followed live
@@ -134,7 +172,6 @@ def test_failed_stage_and_missing_token_give_distinct_exit_codes(ray_head, tmp_p
     no_token = {**ray_head.env, "RAY_AUTH_MODE": "disabled"}
     result = run_submit(ray_head, "ingest", "--run-dir", str(tmp_path / "x"), env=no_token)
     assert result.returncode == 2 and "RAY_AUTH_TOKEN" in result.stderr
-
 
 
 def test_a_job_driver_does_not_repeat_the_jobs_env_vars(monkeypatch):

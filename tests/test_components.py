@@ -11,15 +11,14 @@ from phiray.data.minhash import cluster_pairs
 
 
 def _graphs() -> dict[str, list[tuple[str, str]]]:
-    chain = [(f"c{i:03d}", f"c{i + 1:03d}") for i in range(40)]                 # diameter 40
+    chain = [(f"c{i:03d}", f"c{i + 1:03d}") for i in range(40)]  # diameter 40
     reversed_chain = [(f"r{i + 1:03d}", f"r{i:03d}") for i in range(30)]
-    star = [(f"s{i:03d}", "s050") for i in range(30)]                             # centre not the smallest
+    star = [(f"s{i:03d}", "s050") for i in range(30)]  # centre not the smallest
     cycle = [(f"y{i:02d}", f"y{(i + 1) % 12:02d}") for i in range(12)]
     rng = random.Random(7)
     nodes = [f"n{i:03d}" for i in range(120)]
-    sparse = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(90)]           # many small components
-    return {"mixed": chain + reversed_chain + star + cycle + [("c010", "c010")], "sparse": sparse,
-            "pair": [("b", "a")]}
+    sparse = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(90)]  # many small components
+    return {"mixed": chain + reversed_chain + star + cycle + [("c010", "c010")], "sparse": sparse, "pair": [("b", "a")]}
 
 
 @pytest.fixture
@@ -62,8 +61,10 @@ def test_aggregate_helpers_and_hash_sample(ray_session):
     assert docio.count_where(ds, "reason", "") == 100 and docio.column_sum(ds, "n") == sum(range(300))
     assert docio.value_counts(ray_session.data.from_items([]), "reason") == {}
     chosen = sorted(r["path"] for r in docio.smallest_by_hash(ds, ["path", "id"], 40).take_all())
-    expected = sorted(sorted(rows, key=lambda r: hashlib.sha1(f"{r['path']}\0{r['id']}".encode()).hexdigest())[:40],
-                      key=lambda r: r["path"])
+    expected = sorted(
+        sorted(rows, key=lambda r: hashlib.sha1(f"{r['path']}\0{r['id']}".encode()).hexdigest())[:40],
+        key=lambda r: r["path"],
+    )
     assert chosen == [r["path"] for r in expected]
 
 

@@ -17,8 +17,13 @@ def test_presets_load_with_paper_shapes():
     phi1 = load_config("phi-1")
     assert (phi1.grow.target.n_layer, phi1.grow.target.d_model, phi1.grow.target.n_head) == (24, 2048, 32)
     assert phi1.model.vocab_size == 51200 and phi1.tokenizer.kind == "codegen"
-    assert (phi1.finetune.lr, phi1.finetune.warmup_steps, phi1.finetune.weight_decay, phi1.finetune.max_steps,
-            phi1.finetune.global_batch_size) == (1e-4, 50, 0.01, 6000, 256)
+    assert (
+        phi1.finetune.lr,
+        phi1.finetune.warmup_steps,
+        phi1.finetune.weight_decay,
+        phi1.finetune.max_steps,
+        phi1.finetune.global_batch_size,
+    ) == (1e-4, 50, 0.01, 6000, 256)
     phi2 = load_config("phi-2").model
     assert (phi2.n_layer, phi2.d_model, phi2.n_head) == (32, 2560, 32)
 
@@ -27,21 +32,24 @@ def test_precedence_preset_then_file_then_overrides(tmp_path):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(yaml.safe_dump({"model": {"n_layer": 5, "d_model": 96}, "pretrain": {"lr": 0.5}}))
     cfg = load_config("tiny", cfg_file, ["model.n_layer=7", "run.stages=[ingest, dedup]"])
-    assert cfg.model.n_layer == 7            # override beats file
-    assert cfg.model.d_model == 96           # file beats preset
-    assert cfg.model.n_head == 2             # preset beats default (tiny: 2 heads of 64)
+    assert cfg.model.n_layer == 7  # override beats file
+    assert cfg.model.d_model == 96  # file beats preset
+    assert cfg.model.n_head == 2  # preset beats default (tiny: 2 heads of 64)
     assert cfg.pretrain.lr == 0.5
     assert cfg.run.stages == ["ingest", "dedup"]
-    assert RunConfig().model.n_layer == 24   # defaults are phi-1's
+    assert RunConfig().model.n_layer == 24  # defaults are phi-1's
 
 
-@pytest.mark.parametrize("override, key", [
-    (["model.n_layer=abc"], "model.n_layer"),
-    (["model.nope=1"], "model.nope"),
-    (["nosection.x=1"], "nosection"),
-    (["filter.threshold=[1,2]"], "filter.threshold"),
-    (["model.d_model=100", "model.n_head=3"], "model"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        (["model.n_layer=abc"], "model.n_layer"),
+        (["model.nope=1"], "model.nope"),
+        (["nosection.x=1"], "nosection"),
+        (["filter.threshold=[1,2]"], "filter.threshold"),
+        (["model.d_model=100", "model.n_head=3"], "model"),
+    ],
+)
 def test_errors_name_the_key(override, key):
     with pytest.raises(ConfigError) as info:
         load_config("tiny", overrides=override)
@@ -77,12 +85,26 @@ def test_every_field_is_described():
             ann = info.annotation
             if isinstance(ann, type) and hasattr(ann, "model_fields") and prefix.count(".") < 2:
                 walk(ann, f"{prefix}{name}.")
+
     walk(RunConfig, "")
 
 
 def test_cli_one_line_error_for_wrong_type(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "phiray", "run", "--preset", "tiny", "--run-dir",
-                           str(tmp_path / "r"), "model.n_layer=abc"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "phiray",
+            "run",
+            "--preset",
+            "tiny",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "model.n_layer=abc",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "model.n_layer" in lines[0]

@@ -8,25 +8,39 @@ the stages that hash it and everything downstream of them.
 import json
 import typing
 
+import fake_stages
 import pytest
 
-import fake_stages
 from phiray.cli import STAGES
 from phiray.config import RunConfig, load_config, speed_only_paths
 from phiray.pipeline import Stage, run_pipeline
 from phiray.rundir import RunDir
 
 ALL = [s.name for s in STAGES]
-TABLE = [Stage(s.name, s.help, s.sections, s.after, needs_ray=False, module=f"fake_stages:run_{s.name}",
-               hashed_if=s.hashed_if) for s in STAGES]
+TABLE = [
+    Stage(
+        s.name, s.help, s.sections, s.after, needs_ray=False, module=f"fake_stages:run_{s.name}", hashed_if=s.hashed_if
+    )
+    for s in STAGES
+]
 BY_NAME = {s.name: s for s in TABLE}
 # One output-changing field of each stage's own section.
 OUTPUT_CHANGE = {
-    "ingest": "ingest.max_bytes=1000", "dedup": "dedup.threshold=0.5", "decontaminate": "decontaminate.ngram=9",
-    "annotate": "annotate.sample_size=77", "classify": "classify.n_estimators=7", "filter": "filter.threshold=0.25",
-    "synthesize": "synthesize.n_textbooks=5", "tokenize": "tokenize.seq_len=32", "pretrain": "pretrain.lr=0.5",
-    "grow": "grow.lr=0.5", "finetune": "finetune.lr=0.5", "control": "control.lr=0.5",
-    "evaluate": "evaluate.max_new_tokens=5", "sweep": "sweep.num_trials=3", "similarity": "similarity.top_k=5",
+    "ingest": "ingest.max_bytes=1000",
+    "dedup": "dedup.threshold=0.5",
+    "decontaminate": "decontaminate.ngram=9",
+    "annotate": "annotate.sample_size=77",
+    "classify": "classify.n_estimators=7",
+    "filter": "filter.threshold=0.25",
+    "synthesize": "synthesize.n_textbooks=5",
+    "tokenize": "tokenize.seq_len=32",
+    "pretrain": "pretrain.lr=0.5",
+    "grow": "grow.lr=0.5",
+    "finetune": "finetune.lr=0.5",
+    "control": "control.lr=0.5",
+    "evaluate": "evaluate.max_new_tokens=5",
+    "sweep": "sweep.num_trials=3",
+    "similarity": "similarity.top_k=5",
     "thesis": "thesis.seeds=2",
 }
 
@@ -93,9 +107,20 @@ def _fresh_run(tmp_path) -> RunDir:
 
 def test_every_stage_declares_speed_only_fields_where_it_has_any():
     declared = {path for stage in TABLE for path in speed_only_of(stage)}
-    for path in ("teacher.concurrency", "teacher.prices", "teacher.timeout_s", "teacher.max_retries",
-                 "sandbox.workers", "sandbox.ray_resources", "filter.actors", "filter.num_cpus_per_actor",
-                 "synthesize.calls_per_actor", "synthesize.actors", "train.max_failures", "sweep.max_concurrent"):
+    for path in (
+        "teacher.concurrency",
+        "teacher.prices",
+        "teacher.timeout_s",
+        "teacher.max_retries",
+        "sandbox.workers",
+        "sandbox.ray_resources",
+        "filter.actors",
+        "filter.num_cpus_per_actor",
+        "synthesize.calls_per_actor",
+        "synthesize.actors",
+        "train.max_failures",
+        "sweep.max_concurrent",
+    ):
         assert path in declared
 
 

@@ -16,8 +16,9 @@ def test_a_missing_benchmark_file_is_an_error(tmp_path):
 
 
 def test_a_benchmark_left_out_by_config_is_not_loaded(tmp_path, mbpp_dir):
-    cfg = load_config("tiny", overrides=[f"decontaminate.mbpp_path={tmp_path / 'nowhere'}",
-                                         "decontaminate.benchmarks=[humaneval]"])
+    cfg = load_config(
+        "tiny", overrides=[f"decontaminate.mbpp_path={tmp_path / 'nowhere'}", "decontaminate.benchmarks=[humaneval]"]
+    )
     tasks, counts = load_benchmarks(cfg)
     assert counts == {"humaneval": 164} and len(tasks) == 164
     full, counts = load_benchmarks(load_config("tiny", overrides=[f"decontaminate.mbpp_path={mbpp_dir}"]))

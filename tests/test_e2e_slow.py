@@ -17,8 +17,23 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
     assert first.returncode == 0, first.stderr[-4000:]
     rd = RunDir(run_dir)
-    for stage in ("ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize", "similarity",
-                  "tokenize", "pretrain", "grow", "finetune", "control", "evaluate", "thesis"):
+    for stage in (
+        "ingest",
+        "dedup",
+        "decontaminate",
+        "annotate",
+        "classify",
+        "filter",
+        "synthesize",
+        "similarity",
+        "tokenize",
+        "pretrain",
+        "grow",
+        "finetune",
+        "control",
+        "evaluate",
+        "thesis",
+    ):
         assert rd.read_manifest(stage) is not None, stage
     # issue 19's acceptance on phiray's independent validation set (measured 0.95 / 2.1% on 2026-12-01)
     validation = rd.read_manifest("filter").metrics["validation"]["all"]
@@ -36,8 +51,14 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
     assert page.count("data:image/png;base64,") >= 6
     assert "has not run" not in page
     # every training source's decontamination counts, phi-1 §5's table, test and validation pass@1
-    for text in ("synthesize/textbooks", "synthesize/validation", "corpus (decontaminate/documents)", "tau &gt;=",
-                 "validation pass@1", "exercises pass@1"):
+    for text in (
+        "synthesize/textbooks",
+        "synthesize/validation",
+        "corpus (decontaminate/documents)",
+        "tau &gt;=",
+        "validation pass@1",
+        "exercises pass@1",
+    ):
         assert text in page, text
     # the thesis over >= 3 seeds with the spread (issue 18): every seed scored, the pipeline's own models reused
     thesis = rd.read_manifest("thesis")

@@ -14,10 +14,18 @@ from phiray.config import EmbedConfig  # noqa: E402
 from phiray.data.embed import chunk_spans, make_embedder, pool  # noqa: E402
 from phiray.data.readers import stdlib_root  # noqa: E402
 
-HEADER = "# Copyright (c) Example Corp. All rights reserved.\n# Licensed under the Apache License.\nimport os\nimport sys\n"
-TUTORIAL = ('def mean(values):\n    """Return the arithmetic mean of values.\n\n    >>> mean([1, 2, 3])\n    2.0\n'
-            '    """\n    return sum(values) / len(values)\n\n') * 6
-TABLE = "decoding_table = (\n" + "".join(f"    '\\x{i:02x}'     #  0x{i:02X} -> CONTROL CHARACTER\n" for i in range(120)) + ")\n"
+HEADER = (
+    "# Copyright (c) Example Corp. All rights reserved.\n# Licensed under the Apache License.\nimport os\nimport sys\n"
+)
+TUTORIAL = (
+    'def mean(values):\n    """Return the arithmetic mean of values.\n\n    >>> mean([1, 2, 3])\n    2.0\n'
+    '    """\n    return sum(values) / len(values)\n\n'
+) * 6
+TABLE = (
+    "decoding_table = (\n"
+    + "".join(f"    '\\x{i:02x}'     #  0x{i:02X} -> CONTROL CHARACTER\n" for i in range(120))
+    + ")\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +75,24 @@ def _tiny_codegen(path: Path) -> Path:
     tok = codegen_tokenizer(model_max_length=64)
     tok.save_pretrained(path)
     torch.manual_seed(0)
-    config = CodeGenConfig(vocab_size=len(tok), n_positions=64, n_ctx=64, n_embd=32, n_layer=2, n_head=4,
-                           rotary_dim=4, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    config = CodeGenConfig(
+        vocab_size=len(tok),
+        n_positions=64,
+        n_ctx=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        rotary_dim=4,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     CodeGenForCausalLM(config).save_pretrained(path)
     return path
 
 
 def test_causal_lm_embedder_chunks_a_codegen_model(tmp_path):
     model_dir = _tiny_codegen(tmp_path / "codegen")
-    cfg = EmbedConfig(kind="causal-lm", model=str(model_dir), max_length=32, max_tokens=128, batch_size=3,
-                      device="cpu")
+    cfg = EmbedConfig(kind="causal-lm", model=str(model_dir), max_length=32, max_tokens=128, batch_size=3, device="cpu")
     emb = make_embedder(cfg)
     assert emb.window == 32  # a causal LM adds no special tokens
     texts = [HEADER + TUTORIAL, TABLE, "x = 1"]

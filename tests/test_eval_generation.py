@@ -6,10 +6,10 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from serve_fixtures import build_tiny_checkpoint
 
 from phiray.evals.benchmarks import Task
 from phiray.evals.generation import AUTO_VLLM_MIN_SAMPLES, GenerationSettings, choose_engine, generate, generate_local
-from serve_fixtures import build_tiny_checkpoint
 
 
 def test_auto_keeps_small_evaluations_in_process_and_explicit_choices_win():
@@ -21,8 +21,10 @@ def test_auto_keeps_small_evaluations_in_process_and_explicit_choices_win():
 
 def test_generate_in_process_is_generate_local(tmp_path):
     ckpt = str(build_tiny_checkpoint(tmp_path / "ckpt"))
-    tasks = [Task(task_id=f"t/{i}", prompt=p, tests="", entry_point="f")
-             for i, p in enumerate(["def add(a, b):\n", "x = ", "word " * 300])]
+    tasks = [
+        Task(task_id=f"t/{i}", prompt=p, tests="", entry_point="f")
+        for i, p in enumerate(["def add(a, b):\n", "x = ", "word " * 300])
+    ]
     gen = GenerationSettings(n=2, temperature=0.0, max_new_tokens=8)
     samples = generate(ckpt, tasks, gen, engine="auto")  # 6 samples: in process
     assert samples == generate_local(ckpt, tasks, gen)

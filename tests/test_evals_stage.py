@@ -7,15 +7,20 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from serve_fixtures import build_tiny_checkpoint
 
 from phiray.config import load_config
 from phiray.rundir import Manifest, RunDir
-from serve_fixtures import build_tiny_checkpoint
 
 EXERCISES = [
-    {"id": f"ex{i}", "prompt": f"def double_{i}(x: int) -> int:\n    \"\"\"Return twice x.\"\"\"\n",
-     "solution": "    return 2 * x\n", "tests": f"assert double_{i}(3) == 6\nassert double_{i}(0) == 0\n",
-     "entry_point": f"double_{i}"} for i in range(3)
+    {
+        "id": f"ex{i}",
+        "prompt": f'def double_{i}(x: int) -> int:\n    """Return twice x."""\n',
+        "solution": "    return 2 * x\n",
+        "tests": f"assert double_{i}(3) == 6\nassert double_{i}(0) == 0\n",
+        "entry_point": f"double_{i}",
+    }
+    for i in range(3)
 ]
 
 
@@ -30,11 +35,19 @@ def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path,
         (tmp_path / "run" / "synthesize" / split).mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist(rows), tmp_path / "run" / "synthesize" / split / "part-0.parquet")
     rd.write_manifest(Manifest(stage="finetune"))  # upstream done (its model is the tiny checkpoint)
-    cfg = load_config(preset="tiny", overrides=["run.stages=[finetune,evaluate]", "evaluate.benchmarks=[exercises,validation]", "evaluate.models=[finetune,control]",
-                                                "evaluate.max_new_tokens=8", "evaluate.n_samples=2",
-                                                "evaluate.k=[1,2]", "evaluate.temperature=0.8",
-                                                *(["sandbox.ray_resources={evaluator: 1}", "sandbox.ray_num_cpus=0.5"]
-                                                  if placement == "evaluator" else [])])
+    cfg = load_config(
+        preset="tiny",
+        overrides=[
+            "run.stages=[finetune,evaluate]",
+            "evaluate.benchmarks=[exercises,validation]",
+            "evaluate.models=[finetune,control]",
+            "evaluate.max_new_tokens=8",
+            "evaluate.n_samples=2",
+            "evaluate.k=[1,2]",
+            "evaluate.temperature=0.8",
+            *(["sandbox.ray_resources={evaluator: 1}", "sandbox.ray_num_cpus=0.5"] if placement == "evaluator" else []),
+        ],
+    )
     manifest = run_stage(STAGE_BY_NAME["evaluate"], cfg, rd, STAGE_BY_NAME)
     results = json.loads((tmp_path / "run" / "evaluate" / "results.json").read_text())
     assert results["sandbox_resources"] == ({"evaluator": 1.0} if placement == "evaluator" else {})
@@ -45,8 +58,10 @@ def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path,
     assert results["splits"] == {"exercises": "synthesize/heldout", "validation": "synthesize/validation"}
     assert results["results"]["finetune"]["validation"]["tasks"] == 2
     assert "finetune/exercises" in manifest.headline
-    tasks = [json.loads(line) for line in
-             open(tmp_path / "run" / "evaluate" / "models" / "finetune" / "exercises.tasks.jsonl")]
+    tasks = [
+        json.loads(line)
+        for line in open(tmp_path / "run" / "evaluate" / "models" / "finetune" / "exercises.tasks.jsonl")
+    ]
     assert sorted(t["task_id"] for t in tasks) == [f"exercises/ex{i}" for i in range(3)]
     assert all(t["n"] == 2 and len(t["results"]) == 2 for t in tasks)
 
@@ -56,8 +71,30 @@ def test_phiray_eval_on_a_local_checkpoint(tmp_path):
 
     ckpt = build_tiny_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "out"
-    assert main(["eval", "--model", str(ckpt), "--bench", "humaneval", "--limit", "2", "-n", "2", "-k", "1,2",
-                 "--temperature", "0.8", "--max-new-tokens", "8", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(ckpt),
+                "--bench",
+                "humaneval",
+                "--limit",
+                "2",
+                "-n",
+                "2",
+                "-k",
+                "1,2",
+                "--temperature",
+                "0.8",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())["results"]["humaneval"]
     assert results["tasks"] == 2 and results["samples"] == 4 and results["pass@2"] == 0.0  # a random model
     rows = [json.loads(line) for line in open(out / "humaneval.tasks.jsonl")]

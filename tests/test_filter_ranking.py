@@ -17,19 +17,55 @@ from phiray.config import load_config
 from phiray.data.readers import doc_id, stdlib_root
 from phiray.rundir import RunDir
 
-TEXTBOOK = ["heapq.py", "bisect.py", "fractions.py", "statistics.py", "textwrap.py", "graphlib.py", "difflib.py",
-            "colorsys.py", "fnmatch.py", "shlex.py", "copy.py", "string.py", "sched.py", "calendar.py", "reprlib.py",
-            "functools.py", "random.py", "turtledemo/minimal_hanoi.py", "turtledemo/sorting_animate.py",
-            "turtledemo/fractalcurves.py", "turtledemo/lindenmayer.py", "turtledemo/nim.py"]
-PLUMBING = ["ensurepip/__init__.py", "xml/sax/__init__.py", "_osx_support.py", "platform.py", "sysconfig.py",
-            "py_compile.py", "compileall.py", "webbrowser.py", "multiprocessing/forkserver.py",
-            "multiprocessing/popen_spawn_posix.py", "asyncio/unix_events.py", "zoneinfo/_tzpath.py", "venv/__init__.py",
-            "distutils/command/build_scripts.py", "distutils/command/register.py", "distutils/spawn.py",
-            "distutils/msvccompiler.py", "distutils/ccompiler.py"]
-NOTHING_TO_TEACH = ([f"encodings/cp{n}.py" for n in (437, 850, 852, 1250, 1251, 1252)]
-                    + [f"encodings/{n}.py" for n in ("big5", "gbk", "euc_jp", "euc_kr", "johab", "hz")]
-                    + [f"idlelib/idle_test/test_{n}.py" for n in ("autoexpand", "delegator", "history", "parenmatch",
-                                                                  "format", "grep")])
+TEXTBOOK = [
+    "heapq.py",
+    "bisect.py",
+    "fractions.py",
+    "statistics.py",
+    "textwrap.py",
+    "graphlib.py",
+    "difflib.py",
+    "colorsys.py",
+    "fnmatch.py",
+    "shlex.py",
+    "copy.py",
+    "string.py",
+    "sched.py",
+    "calendar.py",
+    "reprlib.py",
+    "functools.py",
+    "random.py",
+    "turtledemo/minimal_hanoi.py",
+    "turtledemo/sorting_animate.py",
+    "turtledemo/fractalcurves.py",
+    "turtledemo/lindenmayer.py",
+    "turtledemo/nim.py",
+]
+PLUMBING = [
+    "ensurepip/__init__.py",
+    "xml/sax/__init__.py",
+    "_osx_support.py",
+    "platform.py",
+    "sysconfig.py",
+    "py_compile.py",
+    "compileall.py",
+    "webbrowser.py",
+    "multiprocessing/forkserver.py",
+    "multiprocessing/popen_spawn_posix.py",
+    "asyncio/unix_events.py",
+    "zoneinfo/_tzpath.py",
+    "venv/__init__.py",
+    "distutils/command/build_scripts.py",
+    "distutils/command/register.py",
+    "distutils/spawn.py",
+    "distutils/msvccompiler.py",
+    "distutils/ccompiler.py",
+]
+NOTHING_TO_TEACH = (
+    [f"encodings/cp{n}.py" for n in (437, 850, 852, 1250, 1251, 1252)]
+    + [f"encodings/{n}.py" for n in ("big5", "gbk", "euc_jp", "euc_kr", "johab", "hz")]
+    + [f"idlelib/idle_test/test_{n}.py" for n in ("autoexpand", "delegator", "history", "parenmatch", "format", "grep")]
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +82,29 @@ def ranked(ray_session, tmp_path_factory) -> list[tuple[str, float]]:
     texts = [(stdlib_root() / p).read_text() for p in paths]
     rd = RunDir(tmp_path_factory.mktemp("ranking") / "run")
     out = rd.makedirs("decontaminate", "documents")
-    pq.write_table(pa.table({"id": [doc_id(t) for t in texts], "text": texts, "source": ["stdlib"] * len(texts),
-                             "path": paths, "n_bytes": [len(t) for t in texts]}), f"{out}/part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": [doc_id(t) for t in texts],
+                "text": texts,
+                "source": ["stdlib"] * len(texts),
+                "path": paths,
+                "n_bytes": [len(t) for t in texts],
+            }
+        ),
+        f"{out}/part-0.parquet",
+    )
     # The tiny preset's embedder and forest; labels for 3 of 4 files, so part of the ranking is of unseen ones.
-    cfg = load_config("tiny", overrides=[f"annotate.sample_size={3 * len(paths) // 4}", "filter.actors=1",
-                                         "filter.validation=false", "embed.max_tokens=256", "classify.test_fraction=0.25"])
+    cfg = load_config(
+        "tiny",
+        overrides=[
+            f"annotate.sample_size={3 * len(paths) // 4}",
+            "filter.actors=1",
+            "filter.validation=false",
+            "embed.max_tokens=256",
+            "classify.test_fraction=0.25",
+        ],
+    )
     for stage in (annotate, classify, filter_stage):
         stage.run(cfg, rd)
     rows = pq.read_table(rd.path("filter", "documents"), columns=["path", "score"]).to_pylist()
@@ -75,6 +129,8 @@ def test_textbook_files_outrank_plumbing_and_tables(ranked):
     import statistics
 
     rank = {path: i for i, (path, _) in enumerate(ranked)}
-    median = {name: statistics.median(rank[p] for p in group if p in rank)
-              for name, group in (("textbook", TEXTBOOK), ("plumbing", PLUMBING), ("nothing", NOTHING_TO_TEACH))}
+    median = {
+        name: statistics.median(rank[p] for p in group if p in rank)
+        for name, group in (("textbook", TEXTBOOK), ("plumbing", PLUMBING), ("nothing", NOTHING_TO_TEACH))
+    }
     assert median["textbook"] < median["plumbing"] < median["nothing"], median

@@ -108,8 +108,10 @@ def test_labels_and_classifier_metrics(chain):
 @pytest.mark.slow
 def test_whole_stdlib_with_offline_defaults(ray_session, tmp_path):
     """The tiny preset's filter chain on the interpreter's whole standard library (no document cap)."""
-    cfg = load_config("tiny", overrides=["ingest.max_documents=null",
-                                         "run.stages=[ingest,dedup,decontaminate,annotate,classify,filter]"])
+    cfg = load_config(
+        "tiny",
+        overrides=["ingest.max_documents=null", "run.stages=[ingest,dedup,decontaminate,annotate,classify,filter]"],
+    )
     states = {s.stage.name: s for s in run_pipeline(STAGES, cfg, RunDir(tmp_path / "run"))}
     assert {s.state for s in states.values()} == {"done"}
     ingest = states["ingest"].manifest

@@ -40,8 +40,17 @@ def test_heuristic_prefers_documented_code():
     assert annotators.heuristic_score("def broken(:\n")[0] <= 2
 
 
-@pytest.mark.parametrize("answer,score", [("Score: 4\nReason: clear", 4), ("**Score:** 2/5 - boilerplate", 2),
-                                          ("I rate this 3/5.", 3), ("5", 5), ("Score: 7", None), ("no idea", None)])
+@pytest.mark.parametrize(
+    "answer,score",
+    [
+        ("Score: 4\nReason: clear", 4),
+        ("**Score:** 2/5 - boilerplate", 2),
+        ("I rate this 3/5.", 3),
+        ("5", 5),
+        ("Score: 7", None),
+        ("no idea", None),
+    ],
+)
 def test_parse_llm_score(answer, score):
     assert annotators.parse_llm_score(answer)[0] == score
 
@@ -58,8 +67,15 @@ def test_llm_annotator_over_http_is_cached(ray_session, tmp_path):
 
     rows = [{"id": f"d{i}", "text": f'def f{i}():\n    """Doc."""\n' if i % 2 else f"x{i} = {i}\n"} for i in range(6)]
     with FakeOpenAI(responder=judge, rate_limit_rate=0.2, seed=1) as server:
-        cfg = load_config("tiny", overrides=["teacher.kind=openai", f"teacher.base_url={server.base_url}",
-                                             "teacher.backoff_base_s=0.01", "annotate.annotator=llm"])
+        cfg = load_config(
+            "tiny",
+            overrides=[
+                "teacher.kind=openai",
+                f"teacher.base_url={server.base_url}",
+                "teacher.backoff_base_s=0.01",
+                "annotate.annotator=llm",
+            ],
+        )
         good, bad, stats = _llm_label(rows, cfg, str(tmp_path / "cache"))
         assert [r["score"] for r in good] == [4, 4, 4] and len(bad) == 3
         assert all(r["annotator"] == "llm" and r["model"] == cfg.teacher.model for r in good)
@@ -100,7 +116,9 @@ def test_cutoff_threshold_and_top_fraction():
 def _other_stdlib() -> Path | None:
     """Another Python's standard library installed beside this one (pyenv, /usr/lib), if any."""
     here = STDLIB.resolve()
-    candidates = list(here.parent.parent.parent.parent.glob("*/lib/python3.*")) + list(Path("/usr/lib").glob("python3.*"))
+    candidates = list(here.parent.parent.parent.parent.glob("*/lib/python3.*")) + list(
+        Path("/usr/lib").glob("python3.*")
+    )
     others = [c for c in candidates if c.resolve() != here and (c / "textwrap.py").exists()]
     return sorted(others)[0] if others else None
 
@@ -150,7 +168,9 @@ def test_grade_forest_ranks_by_predicted_grade():
     grades = [int(g) for g in rng.integers(0, 6, 60)]
     texts = [" ".join(["lesson"] * (3 * g + 1) + ["glue"] * (15 - 2 * g) + [str(i)]) for i, g in enumerate(grades)]
     for target in ("label", "grade"):
-        cfg = load_config("tiny", overrides=["embed.kind=hashing", "classify.n_estimators=30", f"classify.target={target}"])
+        cfg = load_config(
+            "tiny", overrides=["embed.kind=hashing", "classify.n_estimators=30", f"classify.target={target}"]
+        )
         model_bytes, metrics = fit_and_evaluate(texts, grades, cfg)
         forest = joblib.load(__import__("io").BytesIO(model_bytes))
         assert hasattr(forest, "predict_proba") == (target == "label")

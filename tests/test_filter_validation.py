@@ -41,7 +41,8 @@ def test_validate_separates_the_classes_with_a_forest_trained_on_dev(tmp_path):
     dev = [r for r in rows if r["split"] == "dev"]
     cfg = EmbedConfig(kind="hashing")
     forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(
-        make_embedder(cfg).embed([r["text"] for r in dev]), [r["label"] for r in dev])
+        make_embedder(cfg).embed([r["text"] for r in dev]), [r["label"] for r in dev]
+    )
     out = validation.validate(cfg, forest, cutoff=0.5, seen_ids={r["id"] for r in dev})
     assert out["missing"] <= 23
     assert out["unseen"]["n"] == out["test"]["n"]  # unseen = the test half here
@@ -74,7 +75,8 @@ def test_validate_run_reads_a_run_directory(tmp_path):
     train = [r for r in rows if r["split"] == "dev"]
     cfg = EmbedConfig(kind="hashing")
     forest = RandomForestClassifier(n_estimators=30, random_state=0).fit(
-        make_embedder(cfg).embed([r["text"] for r in train]), [r["label"] for r in train])
+        make_embedder(cfg).embed([r["text"] for r in train]), [r["label"] for r in train]
+    )
     rd = RunDir(tmp_path / "run")
     model_dir = rd.makedirs("classify", "model")
     joblib.dump(forest, f"{model_dir}/forest.joblib")
@@ -83,7 +85,10 @@ def test_validate_run_reads_a_run_directory(tmp_path):
     rd.write_manifest(Manifest(stage="filter", metrics={"cutoff": 0.5}))
     labels_dir = rd.makedirs("annotate", "labels")
     pq.write_table(pa.table({"id": [r["id"] for r in train]}), f"{labels_dir}/part-0.parquet")
-    out = json.loads(subprocess.run([sys.executable, "-m", "phiray.data.validation", str(rd.path())],
-                                    capture_output=True, text=True, check=True).stdout)
+    out = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "phiray.data.validation", str(rd.path())], capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert out["all"]["cutoff"] == 0.5 and out["unseen"]["n"] == out["test"]["n"]
     assert out["test"]["roc_auc"] > 0.8

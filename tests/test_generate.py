@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from serve_fixtures import build_tiny_checkpoint
 
 from phiray.model.generate import Generator, PromptTooLong, SamplingParams
-from serve_fixtures import build_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,9 @@ def test_seed_n_and_per_row_params(gen):
     again = gen.generate(["for i in", "def greet(name):"], [SamplingParams(max_tokens=4), sp])[1]
     assert [c.text for c in first] == [c.text for c in again]  # the seed fixes every choice
     assert len({c.text for c in first}) > 1  # choices differ from each other
-    short, long = gen.generate(["a", "a"], [SamplingParams(max_tokens=2, temperature=0),
-                                            SamplingParams(max_tokens=9, temperature=0)])
+    short, long = gen.generate(
+        ["a", "a"], [SamplingParams(max_tokens=2, temperature=0), SamplingParams(max_tokens=9, temperature=0)]
+    )
     assert short[0].completion_tokens == 2 and long[0].completion_tokens == 9
 
 
@@ -39,7 +40,7 @@ def test_stop_sequences_cut_text_and_stream_matches(gen):
     assert stop and stop not in full.text[:5]
     sp = SamplingParams(max_tokens=30, temperature=0.0, stop=[stop, "never-there"])
     [[cut]] = gen.generate(["def add(a, b):\n"], sp)
-    assert cut.finish_reason == "stop" and cut.text == full.text[:full.text.index(stop)]
+    assert cut.finish_reason == "stop" and cut.text == full.text[: full.text.index(stop)]
     steps = list(gen.stream(["def add(a, b):\n"], sp))
     deltas = [ev for step in steps for ev in step]
     assert "".join(ev.text for ev in deltas) == cut.text

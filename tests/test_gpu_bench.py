@@ -38,9 +38,11 @@ def test_cpu_mode_prints_every_figure(gpu_bench, capsys):
 
 def test_summary_judges_mfu_against_the_goal(gpu_bench):
     plan = gpu_bench.GPU_PLAN
-    records = [{"figure": "train", "backend": "flash", "compile": True, "tokens_per_s": 5e4, "mfu": 0.45},
-               {"figure": "train", "backend": "math", "compile": False, "tokens_per_s": 1e4, "mfu": 0.09},
-               {"figure": "train/efficient/eager", "error": "RuntimeError: no kernel"}]
+    records = [
+        {"figure": "train", "backend": "flash", "compile": True, "tokens_per_s": 5e4, "mfu": 0.45},
+        {"figure": "train", "backend": "math", "compile": False, "tokens_per_s": 1e4, "mfu": 0.09},
+        {"figure": "train/efficient/eager", "error": "RuntimeError: no kernel"},
+    ]
     summary = gpu_bench.summary(records, plan)
     assert summary["best_train"]["backend"] == "flash" and summary["verdict"] == "meets the goal"
     assert summary["errors"] == ["train/efficient/eager"]

@@ -6,14 +6,16 @@ import pytest
 
 from phiray.data.lsh import duplicate_map
 
-BASE = ("def mean(values):\n    total = 0\n    for v in values:\n        total += v\n"
-        "    return total / len(values)\n# the average of a list of numbers, computed in one pass\n")
+BASE = (
+    "def mean(values):\n    total = 0\n    for v in values:\n        total += v\n"
+    "    return total / len(values)\n# the average of a list of numbers, computed in one pass\n"
+)
 ROWS = [
     {"id": "a-01", "group": "a", "text": BASE},
     {"id": "a-02", "group": "a", "text": BASE.replace("one pass", "one single pass")},  # near
-    {"id": "a-03", "group": "a", "text": BASE},                                            # exact
+    {"id": "a-03", "group": "a", "text": BASE},  # exact
     {"id": "a-04", "group": "a", "text": "class Stack:\n    def push(self, x):\n        self.items.append(x)\n"},
-    {"id": "b-01", "group": "b", "text": BASE},            # same text, other group: kept with group=
+    {"id": "b-01", "group": "b", "text": BASE},  # same text, other group: kept with group=
     {"id": "b-02", "group": "b", "text": "print(sorted(set(words)))\n"},
 ]
 

@@ -47,9 +47,18 @@ def test_grow_fills_every_tensor_with_the_target_shapes():
     assert {k: v.shape for k, v in big.state_dict().items()} == {k: v.shape for k, v in fresh.state_dict().items()}
     sd_small, sd_big = small.state_dict(), big.state_dict()
     # New layer 2 copies old layer round_int(2/3*2) = 1; heads 2..3 are heads 0..1 (q rows tiled).
-    assert torch.equal(sd_big["model.layers.2.self_attn.q_proj.bias"][:32], sd_small["model.layers.1.self_attn.q_proj.bias"])
-    assert torch.equal(sd_big["model.layers.2.self_attn.q_proj.bias"][32:], sd_small["model.layers.1.self_attn.q_proj.bias"])
-    for name in ("model.embed_tokens.weight", "lm_head.bias", "model.final_layernorm.weight", "model.layers.0.mlp.fc2.bias"):
+    assert torch.equal(
+        sd_big["model.layers.2.self_attn.q_proj.bias"][:32], sd_small["model.layers.1.self_attn.q_proj.bias"]
+    )
+    assert torch.equal(
+        sd_big["model.layers.2.self_attn.q_proj.bias"][32:], sd_small["model.layers.1.self_attn.q_proj.bias"]
+    )
+    for name in (
+        "model.embed_tokens.weight",
+        "lm_head.bias",
+        "model.final_layernorm.weight",
+        "model.layers.0.mlp.fc2.bias",
+    ):
         assert torch.allclose(sd_big[name][..., : sd_small[name].shape[-1]], sd_small[name]), name
     assert torch.allclose(sd_big["lm_head.weight"][:, :32] * 2, sd_small["lm_head.weight"])
 

@@ -17,14 +17,16 @@ def test_generation_runs_in_a_task_holding_its_resources_and_reads_the_model_fro
         import ray
 
         files, ctx = sorted(os.listdir(model_dir)), ray.get_runtime_context()
-        return [{"task_id": t.task_id, "completion": f"{os.getpid()}|{files}|{ctx.get_assigned_resources()}"}
-                for t in tasks]
+        return [
+            {"task_id": t.task_id, "completion": f"{os.getpid()}|{files}|{ctx.get_assigned_resources()}"} for t in tasks
+        ]
 
     rd = RunDir(tmp_path / "run")
     rd.write_text("finetune/model/config.json", "{}")
     tasks = [Task(task_id="t1", prompt="def f():", tests="", entry_point="f")]
-    [sample] = generate_in_task(rd.fs_path(), "finetune/model", tasks, GenerationSettings(), num_cpus=0.5,
-                                generate=where)  # a local function: pickled by value
+    [sample] = generate_in_task(
+        rd.fs_path(), "finetune/model", tasks, GenerationSettings(), num_cpus=0.5, generate=where
+    )  # a local function: pickled by value
     pid, files, resources = sample["completion"].split("|")
     assert int(pid) != os.getpid()  # not in the driver
     assert files == "['config.json']" and "'CPU': 0.5" in resources
@@ -44,8 +46,10 @@ def test_build_app_puts_the_evaluator_where_sandbox_ray_resources_say(tmp_path):
     from phiray.serve.app import build_app
 
     app = build_app({"model": str(tmp_path), "sandbox": {"ray_resources": {"evaluator": 1}}})
-    options = {d.name: deployment_to_schema(d).model_dump(exclude_unset=True)["ray_actor_options"]
-               for d in build(app, name="t").deployments}
+    options = {
+        d.name: deployment_to_schema(d).model_dump(exclude_unset=True)["ray_actor_options"]
+        for d in build(app, name="t").deployments
+    }
     assert options["evaluator"]["resources"] == {"evaluator": 1.0}
     assert "evaluator" not in options["model"].get("resources", {})
 

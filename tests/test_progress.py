@@ -16,8 +16,10 @@ from phiray.rundir import RunDir
 from phiray.stages import ingest
 
 CLOCK = r"(?:\d+h)?(?:\d+m)?\d+s"
-LINE = re.compile(rf"^progress (?P<what>[\w ]+): (?P<done>[\d,]+)(?:/(?P<total>[\d,]+))? (?P<unit>\w+)"
-                  rf"(?: \((?P<pct>\d+)%\))?, [\d,.]+/s, {CLOCK} elapsed(?:, ETA {CLOCK})?$")
+LINE = re.compile(
+    rf"^progress (?P<what>[\w ]+): (?P<done>[\d,]+)(?:/(?P<total>[\d,]+))? (?P<unit>\w+)"
+    rf"(?: \((?P<pct>\d+)%\))?, [\d,.]+/s, {CLOCK} elapsed(?:, ETA {CLOCK})?$"
+)
 DONE = re.compile(rf"^progress (?P<what>[\w ]+): (?P<done>[\d,]+) (?P<unit>\w+) done in {CLOCK}$")
 
 
@@ -73,8 +75,14 @@ def test_counts_in_task_maps_and_actor_pools_at_a_bounded_rate(ray_session, capl
     with tasks, pool:
         ds = ray.data.from_items([{"x": i} for i in range(n)], override_num_blocks=20)
         ds = tasks.count(ds.map_batches(_slow_ids, batch_format="pyarrow", batch_size=None))
-        out = ds.map_batches(pool.wrap(SlowDouble), fn_constructor_args=(2,), batch_size=10, batch_format="pyarrow",
-                             compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5).materialize()
+        out = ds.map_batches(
+            pool.wrap(SlowDouble),
+            fn_constructor_args=(2,),
+            batch_size=10,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=0.5,
+        ).materialize()
     assert sorted(r["x"] for r in out.take_all()) == [2 * i for i in range(n)]  # the wrapped class still works
     for what in ("task map", "pool"):
         lines, done = _lines(caplog, what)

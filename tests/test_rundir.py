@@ -1,7 +1,7 @@
+import fake_stages
 import pyarrow.fs as pafs
 import pytest
 
-import fake_stages
 from phiray.config import load_config
 from phiray.pipeline import Stage, assess, run_pipeline
 from phiray.rundir import Manifest, RunDir
@@ -32,8 +32,12 @@ def _rundirs(tmp_path):
 
 def test_manifest_round_trip_on_every_filesystem(tmp_path):
     for rd in _rundirs(tmp_path):
-        m = Manifest(stage="ingest", rows={"in": 3, "kept": 2}, metrics={"curve": [1.0, 0.5], "nested": {"x": 1}},
-                     headline={"kept": 2})
+        m = Manifest(
+            stage="ingest",
+            rows={"in": 3, "kept": 2},
+            metrics={"curve": [1.0, 0.5], "nested": {"x": 1}},
+            headline={"kept": 2},
+        )
         rd.finish(m, config_hash="abc", inputs={"up": "r1"}, started_at="t0", wall_time_s=1.23456)
         back = rd.read_manifest("ingest")
         assert back == m and back.versions["python"] and "torch" in back.versions and "ray" in back.versions

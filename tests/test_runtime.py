@@ -20,15 +20,17 @@ def test_init_ray_starts_a_loopback_only_cluster():
 
     tmp_path = tempfile.mkdtemp(prefix="rl", dir="/tmp")  # short: Ray's socket paths are length-limited
 
-    code = ("from phiray.runtime import init_ray\n"
-            f"init_ray(num_cpus=1, _temp_dir={str(tmp_path)!r})\n"
-            "import ray\nprint('NODES', [n['NodeManagerAddress'] for n in ray.nodes()])\n"
-            # Ray's repeating warnings are filtered in every worker process (the setup hook ran there).
-            "@ray.remote\ndef quiet():\n"
-            "    import logging\n    from phiray.runtime import REPEATING_RAY_WARNINGS, OncePerProcess\n"
-            "    return all(any(isinstance(f, OncePerProcess) for f in logging.getLogger(n).filters)\n"
-            "               for n in REPEATING_RAY_WARNINGS)\n"
-            "print('QUIET', ray.get(quiet.remote()))\nray.shutdown()\n")
+    code = (
+        "from phiray.runtime import init_ray\n"
+        f"init_ray(num_cpus=1, _temp_dir={str(tmp_path)!r})\n"
+        "import ray\nprint('NODES', [n['NodeManagerAddress'] for n in ray.nodes()])\n"
+        # Ray's repeating warnings are filtered in every worker process (the setup hook ran there).
+        "@ray.remote\ndef quiet():\n"
+        "    import logging\n    from phiray.runtime import REPEATING_RAY_WARNINGS, OncePerProcess\n"
+        "    return all(any(isinstance(f, OncePerProcess) for f in logging.getLogger(n).filters)\n"
+        "               for n in REPEATING_RAY_WARNINGS)\n"
+        "print('QUIET', ray.get(quiet.remote()))\nray.shutdown()\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
     shutil.rmtree(tmp_path, ignore_errors=True)
@@ -47,7 +49,9 @@ def test_repeating_ray_warnings_are_shown_once(caplog):
     quiet_ray_logs()  # idempotent: one filter, not two
     with caplog.at_level(logging.WARNING, logger=name):
         for _ in range(5):
-            logger.warning("Failed to query Ray Train Controller actor state. State API may be temporarily unavailable.")
+            logger.warning(
+                "Failed to query Ray Train Controller actor state. State API may be temporarily unavailable."
+            )
         logger.warning("Detected that the Ray Train controller actor is dead.")
     messages = [r.getMessage() for r in caplog.records if r.name == name]
     assert len(messages) == 2 and messages[1].startswith("Detected")

@@ -7,8 +7,7 @@ import logging
 import pytest
 
 from phiray.config import SandboxConfig
-from phiray.sandbox import Sandbox, SandboxUnavailable
-from phiray.sandbox import executor
+from phiray.sandbox import Sandbox, SandboxUnavailable, executor
 
 
 @pytest.fixture(scope="module", params=["namespaces", "rlimits"])
@@ -42,18 +41,24 @@ def test_exception_kinds_are_reported(sandbox):
 
 
 def test_values_cross_as_plain_data(sandbox):
-    code = ("import collections\ndef f(xs):\n    xs.sort()\n    return collections.Counter(xs), (1, 2.5), {1, 2}, "
-            "b'x', 3 + 4j, range(3), map(str, xs)\n")
-    tests = ("data = [3, 1, 2]\nc, t, s, b, z, r, m = f(data)\nassert data == [1, 2, 3]\nassert c == {1: 1, 2: 1, 3: 1}\n"
-             "assert t == (1, 2.5) and s == {1, 2} and b == b'x' and z == 3 + 4j and r == range(3)\n"
-             "assert list(m) == ['1', '2', '3']\n")
+    code = (
+        "import collections\ndef f(xs):\n    xs.sort()\n    return collections.Counter(xs), (1, 2.5), {1, 2}, "
+        "b'x', 3 + 4j, range(3), map(str, xs)\n"
+    )
+    tests = (
+        "data = [3, 1, 2]\nc, t, s, b, z, r, m = f(data)\nassert data == [1, 2, 3]\nassert c == {1: 1, 2: 1, 3: 1}\n"
+        "assert t == (1, 2.5) and s == {1, 2} and b == b'x' and z == 3 + 4j and r == range(3)\n"
+        "assert list(m) == ['1', '2', '3']\n"
+    )
     v = sandbox.check(code, tests)
     assert v.passed, v.detail
 
 
 def test_candidate_classes_and_setup_objects(sandbox):
-    code = ("class Node:\n    def __init__(self, v):\n        self.v, self.left = v, None\n"
-            "def depth(n):\n    return 0 if n is None else 1 + depth(n.left)\n")
+    code = (
+        "class Node:\n    def __init__(self, v):\n        self.v, self.left = v, None\n"
+        "def depth(n):\n    return 0 if n is None else 1 + depth(n.left)\n"
+    )
     tests = "root = Node(1)\nroot.left = Node(2)\nassert depth(root) == 2\nassert root.left.v == 2\n"
     assert sandbox.check(code, tests).passed
 

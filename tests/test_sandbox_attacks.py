@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import sandbox_attacks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,8 +49,11 @@ def ordinary_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(TEST_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+            check=True,
+            capture_output=True,
+        )
         return pwd.getpwnam(TEST_USER)
 
 
@@ -62,8 +64,13 @@ def as_user(user: pwd.struct_passwd) -> list[str]:
 def interpreter_for(user: pwd.struct_passwd) -> str | None:
     """An interpreter of our version the account may execute (a venv under /root is out of its reach)."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (getattr(sys, "_base_executable", None), sys.executable, shutil.which(version),
-                      f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+    for candidate in (
+        getattr(sys, "_base_executable", None),
+        sys.executable,
+        shutil.which(version),
+        f"/usr/bin/{version}",
+        f"/usr/local/bin/{version}",
+    ):
         probe = "import os, sys; assert os.access(getattr(sys, '_base_executable', sys.executable), os.X_OK)"
         if candidate and subprocess.run([*as_user(user), candidate, "-c", probe], capture_output=True).returncode == 0:
             return candidate
@@ -83,13 +90,22 @@ def ordinary_user_command(*args: str, timeout: float = 500) -> subprocess.Comple
     path = os.pathsep.join([str(REPO), *[p for p in sys.path if p.endswith("site-packages")]])
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": path, "HOME": "/tmp", "LANG": "C.UTF-8"}
     # A checkout or venv inside a private home (e.g. /root, mode 0700) is out of the account's reach.
-    probe = subprocess.run([*as_user(user), python, "-c", "import phiray.sandbox, pydantic"], env=env,
-                           capture_output=True, text=True, timeout=120, cwd="/tmp")
+    probe = subprocess.run(
+        [*as_user(user), python, "-c", "import phiray.sandbox, pydantic"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/tmp",
+    )
     if probe.returncode != 0:
-        pytest.skip(f"{TEST_USER} cannot read this checkout or its site-packages ({REPO}): "
-                    f"{probe.stderr.strip().splitlines()[-1:] or probe.returncode}")
-    return subprocess.run([*as_user(user), python, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd="/tmp")
+        pytest.skip(
+            f"{TEST_USER} cannot read this checkout or its site-packages ({REPO}): "
+            f"{probe.stderr.strip().splitlines()[-1:] or probe.returncode}"
+        )
+    return subprocess.run(
+        [*as_user(user), python, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd="/tmp"
+    )
 
 
 def run_as_ordinary_user(*args: str) -> dict:
@@ -137,7 +153,16 @@ def test_containment_suite_as_an_ordinary_user():
     """tests/test_sandbox_containment.py and test_sandbox.py, namespaces mode, run by pytest as the account.
     (Their rlimits-mode half is root-only by nature: as an ordinary user the fallback's candidate has the
     caller's uid and may kill(-1) it; README "Evaluation and the sandbox".)"""
-    out = ordinary_user_command("-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={REPO}", "-k",
-                                "namespaces", str(REPO / "tests" / "test_sandbox_containment.py"),
-                                str(REPO / "tests" / "test_sandbox.py"))
+    out = ordinary_user_command(
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--rootdir={REPO}",
+        "-k",
+        "namespaces",
+        str(REPO / "tests" / "test_sandbox_containment.py"),
+        str(REPO / "tests" / "test_sandbox.py"),
+    )
     assert out.returncode == 0 and " passed" in out.stdout and "skipped" not in out.stdout, out.stdout[-3000:]

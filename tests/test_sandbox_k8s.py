@@ -10,8 +10,20 @@ from cluster_fixtures import REPO, by_kind, cluster_specs
 
 PROFILE = REPO / "k8s" / "phiray-evaluator-seccomp.json"
 NAMESPACE_CALLS = {"unshare", "clone", "clone3", "setns", "mount", "umount2", "pivot_root", "capset", "seccomp"}
-NEVER = {"kexec_load", "init_module", "bpf", "ptrace", "process_vm_readv", "keyctl", "reboot", "userfaultfd",
-         "io_uring_setup", "open_by_handle_at", "perf_event_open", "swapon"}
+NEVER = {
+    "kexec_load",
+    "init_module",
+    "bpf",
+    "ptrace",
+    "process_vm_readv",
+    "keyctl",
+    "reboot",
+    "userfaultfd",
+    "io_uring_setup",
+    "open_by_handle_at",
+    "perf_event_open",
+    "swapon",
+}
 
 
 def test_seccomp_profile_allows_the_namespace_calls_and_denies_by_default():
@@ -35,8 +47,7 @@ def test_every_evaluator_group_is_uid_1000_capability_free_and_uses_the_profile(
     for name, group in groups:
         pod = group["template"]["spec"]
         assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["runAsNonRoot"], name
-        assert pod["securityContext"]["seccompProfile"] == {"type": "Localhost",
-                                                            "localhostProfile": PROFILE.name}, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "Localhost", "localhostProfile": PROFILE.name}, name
         assert pod["automountServiceAccountToken"] is False, name
         [container] = pod["containers"]
         ctx = container["securityContext"]
@@ -47,8 +58,11 @@ def test_every_evaluator_group_is_uid_1000_capability_free_and_uses_the_profile(
 
 
 def test_evaluator_egress_reaches_only_ray_ports_and_dns():
-    [policy] = [p for p in by_kind("NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].get("phiray.io/role")
-                == "evaluator"]
+    [policy] = [
+        p
+        for p in by_kind("NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].get("phiray.io/role") == "evaluator"
+    ]
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     for rule in policy["spec"]["egress"]:
         assert rule.get("ports"), "an egress rule without ports opens every port"

@@ -11,10 +11,30 @@ import pytest
 from phiray.sandbox import wire
 
 
-@pytest.mark.parametrize("value", [
-    None, True, 0, -7, 3 ** 20000, 1.5, float("inf"), "text", [1, [2]], (1, (2,)), {1: "a", (2, 3): [4]},
-    {1, 2}, frozenset({3}), b"\x00\xff", bytearray(b"ab"), 2 - 3j, range(1, 9, 2), fractions.Fraction(1, 3),
-], ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        3**20000,
+        1.5,
+        float("inf"),
+        "text",
+        [1, [2]],
+        (1, (2,)),
+        {1: "a", (2, 3): [4]},
+        {1, 2},
+        frozenset({3}),
+        b"\x00\xff",
+        bytearray(b"ab"),
+        2 - 3j,
+        range(1, 9, 2),
+        fractions.Fraction(1, 3),
+    ],
+    ids=lambda v: type(v).__name__,
+)
 def test_round_trip_gives_equal_builtin_values(value):
     back = wire.decode(wire.encode(value))
     assert back == value and type(back) is type(value)

@@ -8,7 +8,6 @@ import time
 
 import httpx
 import pytest
-
 from serve_fixtures import free_port
 from vllm_fixtures import build_vllm_checkpoint
 
@@ -27,8 +26,9 @@ def server(ray_session, tmp_path_factory):
     ckpt = build_vllm_checkpoint(tmp_path_factory.mktemp("ckpt"), context=CONTEXT)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = build_app({"model": str(ckpt), "model_name": MODEL, "max_batch_size": 8, "model_num_cpus": 1,
-                     "evaluator_num_cpus": 0.25})
+    app = build_app(
+        {"model": str(ckpt), "model_name": MODEL, "max_batch_size": 8, "model_num_cpus": 1, "evaluator_num_cpus": 0.25}
+    )
     try:
         serve.run(app, name="phiray", route_prefix="/")
         yield f"http://127.0.0.1:{port}"
@@ -60,7 +60,7 @@ def test_completions_usage_default_length_stop_and_logprobs(client):
     full = choice.text
     stop = full[4:7]
     cut = client.completions.create(model=MODEL, prompt="def add(a, b):\n", max_tokens=12, temperature=0, stop=[stop])
-    assert cut.choices[0].text == full[:full.index(stop)] and cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].text == full[: full.index(stop)] and cut.choices[0].finish_reason == "stop"
     scored = client.completions.create(model=MODEL, prompt="x = ", max_tokens=4, temperature=0, logprobs=2)
     lp = scored.choices[0].logprobs
     assert len(lp.tokens) == 4 and len(lp.token_logprobs) == 4 and all(v <= 0 for v in lp.token_logprobs)
@@ -82,8 +82,14 @@ def test_chat_n_and_streaming_with_usage_in_the_last_chunk(client):
     assert sorted(c.index for c in r.choices) == [0, 1] and r.choices[0].message.role == "assistant"
     assert r.choices[0].message.content != r.choices[1].message.content  # two samples, not one twice
     assert r.usage.completion_tokens == 20 and r.usage.prompt_tokens > 0
-    stream = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=30, temperature=0,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,
+        max_tokens=30,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     text = "".join(c.delta.content or "" for chunk in chunks for c in chunk.choices)
     finish = [c.finish_reason for chunk in chunks for c in chunk.choices if c.finish_reason]
@@ -111,19 +117,22 @@ def test_completion_stream_is_sse_and_matches_the_plain_answer(server, client):
     assert len(times) > 10
 
 
-@pytest.mark.parametrize("path,body,status", [
-    ("/v1/completions", {"model": "nope", "prompt": "x"}, 404),
-    ("/v1/completions", {"model": MODEL, "prompt": "x", "temperature": -1}, 400),
-    ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 0}, 400),
-    ("/v1/completions", {"model": MODEL, "prompt": "x", "n": "many"}, 400),
-    ("/v1/completions", {"model": MODEL}, 400),
-    ("/v1/completions", {"model": MODEL, "prompt": "word " * 400, "max_tokens": 8}, 400),
-    ("/v1/completions", {"model": MODEL, "prompt": "word " * 400, "stream": True}, 400),
-    ("/v1/chat/completions", {"model": MODEL, "messages": "hello"}, 400),
-    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 0}, 400),
-    ("/v1/evaluate", {"code": "x = 1"}, 400),
-    ("/v1/evaluate", {"task_id": "HumanEval/99999", "completion": "pass"}, 404),
-])
+@pytest.mark.parametrize(
+    "path,body,status",
+    [
+        ("/v1/completions", {"model": "nope", "prompt": "x"}, 404),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "temperature": -1}, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 0}, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": "x", "n": "many"}, 400),
+        ("/v1/completions", {"model": MODEL}, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": "word " * 400, "max_tokens": 8}, 400),
+        ("/v1/completions", {"model": MODEL, "prompt": "word " * 400, "stream": True}, 400),
+        ("/v1/chat/completions", {"model": MODEL, "messages": "hello"}, 400),
+        ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "n": 0}, 400),
+        ("/v1/evaluate", {"code": "x = 1"}, 400),
+        ("/v1/evaluate", {"task_id": "HumanEval/99999", "completion": "pass"}, 404),
+    ],
+)
 def test_bad_requests_get_openai_errors(server, path, body, status):
     r = httpx.post(f"{server}{path}", json=body, timeout=60)
     assert r.status_code == status, r.text
@@ -141,8 +150,9 @@ def test_malformed_json_and_openai_client_errors(server, client):
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model=MODEL, prompt="word " * 400)
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=4,
-                                       temperature=-1)
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=4, temperature=-1
+        )
 
 
 def test_evaluate_code_tests_and_benchmark_tasks(server):
@@ -160,7 +170,7 @@ def test_evaluate_code_tests_and_benchmark_tasks(server):
     from phiray.serve.deployments import benchmark_task
 
     task = benchmark_task("HumanEval/0")
-    solution = task.reference[len(task.prompt):]
+    solution = task.reference[len(task.prompt) :]
     assert evaluate(task_id="HumanEval/0", completion=solution)["passed"]
     assert not evaluate(task_id="HumanEval/0", completion="    return True\n")["passed"]
 
@@ -172,10 +182,19 @@ def test_is_a_teacher_and_an_eval_endpoint(server):
     from phiray.teacher import Request, make_teacher
 
     for api in ("chat", "completions"):
-        cfg = TeacherConfig(kind="openai", base_url=f"{server}/v1", model=MODEL, api=api, max_tokens=8,
-                            concurrency=4, max_retries=0, cache=False)
-        answers = make_teacher(cfg).complete([Request(key=str(i), prompt=f"Write a function {i}", seed=i)
-                                              for i in range(4)])
+        cfg = TeacherConfig(
+            kind="openai",
+            base_url=f"{server}/v1",
+            model=MODEL,
+            api=api,
+            max_tokens=8,
+            concurrency=4,
+            max_retries=0,
+            cache=False,
+        )
+        answers = make_teacher(cfg).complete(
+            [Request(key=str(i), prompt=f"Write a function {i}", seed=i) for i in range(4)]
+        )
         assert all(a.ok and a.tokens_out > 0 and a.tokens_in > 0 for a in answers), answers
     tasks = sorted(load_benchmark("humaneval"), key=lambda t: len(t.prompt))[:2]  # fit the tiny context
     settings = GenerationSettings(n=2, temperature=0.8, max_new_tokens=8)

@@ -21,9 +21,13 @@ def test_string_args_as_serve_run_passes_them(tmp_path):
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
     from ray.serve.deployment import Application
 
-    args = {"model": str(tmp_path), "max_batch_size": "48", "model_num_cpus": "2",
-            "autoscaling": '{"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 8}',
-            "sandbox": '{"timeout_s": 3}'}
+    args = {
+        "model": str(tmp_path),
+        "max_batch_size": "48",
+        "model_num_cpus": "2",
+        "autoscaling": '{"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 8}',
+        "sandbox": '{"timeout_s": 3}',
+    }
     app = call_user_app_builder_with_args_if_necessary(import_attr("phiray.serve.app:build_app"), args)
     assert isinstance(app, Application)
     d = _deployments(app)
@@ -41,16 +45,33 @@ def test_string_args_as_serve_run_passes_them(tmp_path):
 def test_engine_settings_follow_the_config(tmp_path):
     from phiray.serve.app import llm_config, resolve_args
 
-    cpu = llm_config(resolve_args({"model": str(tmp_path), "max_batch_size": 48, "max_model_len": 512,
-                                   "engine_kwargs": '{"enable_prefix_caching": true}'})[0])
+    cpu = llm_config(
+        resolve_args(
+            {
+                "model": str(tmp_path),
+                "max_batch_size": 48,
+                "max_model_len": 512,
+                "engine_kwargs": '{"enable_prefix_caching": true}',
+            }
+        )[0]
+    )
     assert cpu.engine_kwargs["max_num_seqs"] == 48 and cpu.engine_kwargs["max_model_len"] == 512
     assert cpu.engine_kwargs["dtype"] == "float32" and cpu.engine_kwargs["enforce_eager"] is True
     assert cpu.engine_kwargs["enable_prefix_caching"] is True
     assert "chat_template" in cpu.engine_kwargs  # the directory ships none: phiray's default is served
     assert cpu.placement_group_config == {"bundles": [{"CPU": 1.0}]}
     assert cpu.runtime_env["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
-    gpu = llm_config(resolve_args({"model": str(tmp_path), "use_gpu": True, "tensor_parallel_size": 2,
-                                   "model_num_cpus": 4, "dtype": "float16"})[0])
+    gpu = llm_config(
+        resolve_args(
+            {
+                "model": str(tmp_path),
+                "use_gpu": True,
+                "tensor_parallel_size": 2,
+                "model_num_cpus": 4,
+                "dtype": "float16",
+            }
+        )[0]
+    )
     assert gpu.placement_group_config == {"bundles": [{"GPU": 1, "CPU": 4.0}] * 2}
     assert gpu.engine_kwargs["tensor_parallel_size"] == 2 and gpu.engine_kwargs["enforce_eager"] is False
     assert gpu.engine_kwargs["dtype"] == "float16"
@@ -73,8 +94,24 @@ def test_emitted_serve_config_validates_and_builds(tmp_path, capsys):
     from phiray.cli import main
 
     out = tmp_path / "serve.yaml"
-    assert main(["serve", "--model", str(tmp_path), "--preset", "tiny", "--port", "8123", "--emit-config", str(out),
-                 "serve.max_batch_size=24", "sandbox.timeout_s=4"]) == 0
+    assert (
+        main(
+            [
+                "serve",
+                "--model",
+                str(tmp_path),
+                "--preset",
+                "tiny",
+                "--port",
+                "8123",
+                "--emit-config",
+                str(out),
+                "serve.max_batch_size=24",
+                "sandbox.timeout_s=4",
+            ]
+        )
+        == 0
+    )
     config = yaml.safe_load(out.read_text())
     schema = ServeDeploySchema.model_validate(config)
     assert schema.http_options.host == "127.0.0.1" and schema.http_options.port == 8123

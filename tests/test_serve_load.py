@@ -12,7 +12,6 @@ import time
 
 import httpx
 import pytest
-
 from serve_fixtures import free_port
 from vllm_fixtures import build_vllm_checkpoint, stop, vllm_env, wait_ready
 
@@ -30,8 +29,19 @@ def test_32_concurrent_clients_no_5xx_none_dropped(ray_session, tmp_path):
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
-        serve.run(build_app({"model": str(ckpt), "model_name": "m", "max_batch_size": 32, "model_num_cpus": 1,
-                             "evaluator_num_cpus": 0.25}), name="load", route_prefix="/")
+        serve.run(
+            build_app(
+                {
+                    "model": str(ckpt),
+                    "model_name": "m",
+                    "max_batch_size": 32,
+                    "model_num_cpus": 1,
+                    "evaluator_num_cpus": 0.25,
+                }
+            ),
+            name="load",
+            route_prefix="/",
+        )
         body = {"model": "m", "prompt": "def f(x):\n", "max_tokens": 16, "temperature": 0.7}
         result = asyncio.run(run_load(f"http://127.0.0.1:{port}", body, concurrency=32, duration_s=20))
         flood_end, completions_end = asyncio.run(_flood_and_generate(f"http://127.0.0.1:{port}", body))
@@ -47,9 +57,9 @@ def test_32_concurrent_clients_no_5xx_none_dropped(ray_session, tmp_path):
 
 async def _flood_and_generate(url: str, body: dict) -> tuple[float, float]:
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+
         async def execute() -> float:
-            r = await http.post("/v1/evaluate", json={"code": "while True:\n    pass\n", "tests": "",
-                                                      "timeout_s": 3})
+            r = await http.post("/v1/evaluate", json={"code": "while True:\n    pass\n", "tests": "", "timeout_s": 3})
             assert r.status_code == 200 and r.json()["status"] == "timeout", r.text
             return time.perf_counter()
 
@@ -75,17 +85,44 @@ def test_command_lines_serve_the_app(tmp_path, how):
     env.pop("RAY_ADDRESS", None)
     bin_dir = os.path.dirname(sys.executable)
     if how == "phiray":
-        cmd = [sys.executable, "-m", "phiray", "serve", "--model", str(ckpt), "--port", str(port),
-               "run.num_cpus=2", "serve.model_name=cli"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "phiray",
+            "serve",
+            "--model",
+            str(ckpt),
+            "--port",
+            str(port),
+            "run.num_cpus=2",
+            "serve.model_name=cli",
+        ]
     else:  # a Serve config file (import_path + args), as `serve deploy` / a RayService would use it
         config = tmp_path / "serve.yaml"
-        subprocess.run([sys.executable, "-m", "phiray", "serve", "--model", str(ckpt), "--port", str(port),
-                        "--emit-config", str(config), "serve.model_name=cli"], cwd=REPO_ROOT, env=env, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "phiray",
+                "serve",
+                "--model",
+                str(ckpt),
+                "--port",
+                str(port),
+                "--emit-config",
+                str(config),
+                "serve.model_name=cli",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+        )
         cmd = [os.path.join(bin_dir, "serve"), "run", str(config)]
     log = tmp_path / "serve.log"  # a file, not a pipe: nobody reads the engine's chatter while it runs
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_ready(f"http://127.0.0.1:{port}", proc, log=log, model="cli")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200

@@ -44,8 +44,10 @@ def test_match_rate_sees_through_renaming_and_separates_different_programs():
 
 def test_nearest_exercises_finds_a_planted_copy_and_prunes_it():
     problems = [(tid, text) for tid, text in ngrams.humaneval_tasks()[:6]]
-    exercises = [(f"ex{i}", generate(name, i)["prompt"] + generate(name, i)["solution"])
-                 for i, name in enumerate(["sum_evens", "acronym", "count_vowels", "gcd", "fizzbuzz"])]
+    exercises = [
+        (f"ex{i}", generate(name, i)["prompt"] + generate(name, i)["solution"])
+        for i, name in enumerate(["sum_evens", "acronym", "count_vowels", "gcd", "fizzbuzz"])
+    ]
     exercises.append(("copy-of-2", _renamed_copy("HumanEval/2")))
     rows, counts = nearest_exercises(problems, exercises, make_embedder(EmbedConfig(kind="hashing")), top_k=6)
     by_problem = {r["problem"]: r for r in rows}
@@ -70,8 +72,10 @@ def test_similarity_stage_writes_pairs_table_and_pruned_exercises(tmp_path):
     rows.append({"id": "copy", "prompt": "", "solution": _renamed_copy("HumanEval/0")})
     rd.makedirs("synthesize", "exercises")
     pq.write_table(pa.Table.from_pylist(rows), rd.path("synthesize", "exercises", "part-0.parquet"))
-    cfg = load_config("tiny", overrides=["embed.kind=hashing", "similarity.limit=4", "similarity.top_k=4",
-                                         "similarity.prune_tau=0.95"])
+    cfg = load_config(
+        "tiny",
+        overrides=["embed.kind=hashing", "similarity.limit=4", "similarity.top_k=4", "similarity.prune_tau=0.95"],
+    )
     manifest = run(cfg, rd)
     assert manifest.rows["problems"] == 4 and manifest.rows["exercises"] == 4 and manifest.rows["pruned"] >= 1
     assert manifest.metrics["tau_table"][0]["of"] == 4 and manifest.metrics["tau_table"][0]["problems"] >= 1
@@ -96,7 +100,8 @@ def test_structural_candidates_catch_a_copy_the_embedding_ranks_low():
     copy = ast.unparse(tree)
     prompt = text.split('"""')[0] + '"""' + text.split('"""')[1] + '"""\n'
     decoys = [(f"decoy{i}", prompt + f"    return {i}\n") for i in range(4)]
-    rows, _ = nearest_exercises([(task_id, text)], [*decoys, ("copy", copy)],
-                                make_embedder(EmbedConfig(kind="hashing")), top_k=1)
+    rows, _ = nearest_exercises(
+        [(task_id, text)], [*decoys, ("copy", copy)], make_embedder(EmbedConfig(kind="hashing")), top_k=1
+    )
     assert rows[0]["nearest_by_embedding"].startswith("decoy")
     assert rows[0]["nearest_by_tau"] == "copy" and rows[0]["best_tau"] >= 0.8

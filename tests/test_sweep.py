@@ -9,6 +9,8 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from sweep_fixtures import SOURCES, make_packed_run, source_of, sweep_config
+from tracking_checks import plugin_tags, read_scalars
 
 from phiray.cli import STAGE_BY_NAME
 from phiray.config import load_config
@@ -16,8 +18,6 @@ from phiray.pipeline import run_stage
 from phiray.rundir import RunDir
 from phiray.stages.sweep import build_specs
 from phiray.tune.space import build_points
-from sweep_fixtures import SOURCES, make_packed_run, source_of, sweep_config
-from tracking_checks import plugin_tags, read_scalars
 
 SEQUENCES = {name: 96 for name in SOURCES}
 
@@ -44,8 +44,14 @@ def test_mixture_weights_reach_the_data_loader(packed_run):
 
 
 def test_short_asha_sweep_writes_table_plot_and_best_yaml(ray_session, packed_run):
-    cfg = sweep_config("sweep.num_trials=1", "sweep.mixtures=[{code: 1.0}]", "sweep.max_steps=6",
-                       "sweep.eval_every=3", "sweep.grace_period=3", "sweep.reduction_factor=3")
+    cfg = sweep_config(
+        "sweep.num_trials=1",
+        "sweep.mixtures=[{code: 1.0}]",
+        "sweep.max_steps=6",
+        "sweep.eval_every=3",
+        "sweep.grace_period=3",
+        "sweep.reduction_factor=3",
+    )
     manifest = run_stage(STAGE_BY_NAME["sweep"], cfg, packed_run, STAGE_BY_NAME)
     rows = pq.read_table(packed_run.path("sweep/results.parquet")).to_pylist()
     assert len(rows) == 2 and manifest.rows["trials"] == 2

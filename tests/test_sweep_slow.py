@@ -12,11 +12,11 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from sweep_fixtures import SWEEP_OVERRIDES, make_packed_run
 
 from phiray.config import load_config
 from phiray.rundir import RunDir
 from phiray.tune.trainable import TRIALS_DIR, read_attempts
-from sweep_fixtures import SWEEP_OVERRIDES, make_packed_run
 
 pytestmark = pytest.mark.slow
 SOURCES = "sweep.sources=[code,textbooks,exercises]"
@@ -28,8 +28,15 @@ def _env() -> dict[str, str]:
 
 
 def _phiray(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "phiray", *args], env=_env(), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "phiray", *args],
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def _finished(proc: subprocess.Popen, timeout: float) -> str:
@@ -61,8 +68,9 @@ def _final_trials(rd: RunDir) -> set[str]:
 
 def _midway(rd: RunDir, done: set[str]) -> bool:
     """A trial that is not done reported 3 checkpoints (Tune snapshots at least every 2: num_to_keep)."""
-    return any(a.get("last_step", 0) >= 30 for t in rd.listdir(TRIALS_DIR) if t not in done
-               for a in read_attempts(rd, t))
+    return any(
+        a.get("last_step", 0) >= 30 for t in rd.listdir(TRIALS_DIR) if t not in done for a in read_attempts(rd, t)
+    )
 
 
 # Long enough that the trial caught mid-run (at step >= 30) is still running ~2 s later, when the kill
@@ -73,8 +81,17 @@ STEPS = 400
 def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     rd = make_packed_run(tmp_path / "run")
     # The fixture's shrunk shapes (explicit, so the test does not depend on the preset's model size).
-    args = ["--preset", "tiny", *SWEEP_OVERRIDES, "run.num_cpus=2", "sweep.num_trials=4", "sweep.max_concurrent=1",
-            f"sweep.max_steps={STEPS}", "sweep.eval_every=10", f"sweep.grace_period={STEPS}"]  # no ASHA stops
+    args = [
+        "--preset",
+        "tiny",
+        *SWEEP_OVERRIDES,
+        "run.num_cpus=2",
+        "sweep.num_trials=4",
+        "sweep.max_concurrent=1",
+        f"sweep.max_steps={STEPS}",
+        "sweep.eval_every=10",
+        f"sweep.grace_period={STEPS}",
+    ]  # no ASHA stops
     driver = _phiray("sweep", "--run-dir", rd.location, *args)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and driver.poll() is None:
@@ -115,5 +132,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
             assert last["start_step"] > 0 and last["finished"] and last["last_step"] == STEPS, attempts
             continued.append(row["trial_id"])
     assert continued, "no trial was interrupted mid-run"
-    print(f"\nresume: {len(done_before)} trials done before the kill; attempts "
-          f"{ {r['trial_id']: r['attempts'] for r in rows} }")
+    print(
+        f"\nresume: {len(done_before)} trials done before the kill; attempts "
+        f"{ {r['trial_id']: r['attempts'] for r in rows} }"
+    )

@@ -32,12 +32,19 @@ def test_dirichlet_points_lie_on_the_simplex_and_are_seeded():
 def test_grid_sampler_crosses_the_lattice_with_every_dimension():
     assert len(grid_mixtures(SOURCES, 4)) == math.comb(4 + 2, 2)
     assert all(all(abs(w * 4 - round(w * 4)) < 1e-9 for w in m.values()) for m in grid_mixtures(SOURCES, 4))
-    sweep = SweepConfig(sources=SOURCES, sampler="grid", grid_steps=2, lr=[1e-3, 3e-3], passes=[1, 2],
-                        extra_space={"pretrain.weight_decay": [0.0, 0.1, 0.2]})
+    sweep = SweepConfig(
+        sources=SOURCES,
+        sampler="grid",
+        grid_steps=2,
+        lr=[1e-3, 3e-3],
+        passes=[1, 2],
+        extra_space={"pretrain.weight_decay": [0.0, 0.1, 0.2]},
+    )
     points = build_points(sweep, seed=0)
     assert len(points) == 6 * 2 * 2 * 3
     assert {(p["lr"], p["passes"], p["extra"]["pretrain.weight_decay"]) for p in points} == {
-        (lr, ps, wd) for lr in (1e-3, 3e-3) for ps in (1, 2) for wd in (0.0, 0.1, 0.2)}
+        (lr, ps, wd) for lr in (1e-3, 3e-3) for ps in (1, 2) for wd in (0.0, 0.1, 0.2)
+    }
     random_search = build_points(sweep.model_copy(update={"sampler": "dirichlet", "num_trials": 20}), seed=0)
     assert len(random_search) == 20 and {p["lr"] for p in random_search} == {1e-3, 3e-3}
 
@@ -53,8 +60,13 @@ def test_bad_space_is_refused_clearly():
 
 def test_point_overrides_make_a_valid_trial_config_and_replace_the_mixture():
     cfg = load_config("tiny", overrides=["pretrain.mixture={code: 1, unfiltered: 1}"])
-    point = {"id": "p000", "mixture": {"code": 0.25, "textbooks": 0.75}, "passes": None, "lr": 5e-3,
-             "extra": {"pretrain.weight_decay": 0.0, "model.n_layer": 1}}
+    point = {
+        "id": "p000",
+        "mixture": {"code": 0.25, "textbooks": 0.75},
+        "passes": None,
+        "lr": 5e-3,
+        "extra": {"pretrain.weight_decay": 0.0, "model.n_layer": 1},
+    }
     trial = trial_config(cfg, point_overrides(point))
     assert trial.pretrain.mixture == {"code": 0.25, "textbooks": 0.75}  # replaced whole: no 'unfiltered' left
     assert trial.pretrain.lr == 5e-3 and trial.pretrain.weight_decay == 0.0 and trial.model.n_layer == 1
@@ -72,21 +84,34 @@ def test_passes_set_the_step_budget():
 
 
 def test_best_yaml_is_a_config_overlay_pretrain_loads(tmp_path):
-    rows = [{"trial_id": "a", "point_id": "p000", "status": "completed", "objective": 3.0, "steps": 40},
-            {"trial_id": "b", "point_id": "p001", "status": "stopped_early", "objective": 1.0, "steps": 10},
-            {"trial_id": "c", "point_id": "p002", "status": "completed", "objective": 2.5, "steps": 40}]
+    rows = [
+        {"trial_id": "a", "point_id": "p000", "status": "completed", "objective": 3.0, "steps": 40},
+        {"trial_id": "b", "point_id": "p001", "status": "stopped_early", "objective": 1.0, "steps": 10},
+        {"trial_id": "c", "point_id": "p002", "status": "completed", "objective": 2.5, "steps": 40},
+    ]
     best = best_row(rows, "min")
     assert best["trial_id"] == "c"  # a stopped trial's early loss is not comparable: survivors only
     assert best_row(rows, "max")["trial_id"] == "a"
-    point = {"id": "p002", "mixture": {"code": 0.3, "textbooks": 0.7}, "passes": 2.0, "lr": 2e-3,
-             "extra": {"pretrain.weight_decay": 0.05}}
+    point = {
+        "id": "p002",
+        "mixture": {"code": 0.3, "textbooks": 0.7},
+        "passes": 2.0,
+        "lr": 2e-3,
+        "extra": {"pretrain.weight_decay": 0.05},
+    }
     path = tmp_path / "best.yaml"
     path.write_text(best_overlay(best, point, "val_loss", "min", pretrain_steps=123))
     cfg = load_config("tiny", config_file=path)
     assert cfg.pretrain.mixture == {"code": 0.3, "textbooks": 0.7} and cfg.pretrain.lr == 2e-3
     assert cfg.pretrain.weight_decay == 0.05 and cfg.pretrain.max_steps == 123
-    assert yaml.safe_load(path.read_text()) == nested({"pretrain.mixture": point["mixture"], "pretrain.lr": 2e-3,
-                                                       "pretrain.weight_decay": 0.05, "pretrain.max_steps": 123})
+    assert yaml.safe_load(path.read_text()) == nested(
+        {
+            "pretrain.mixture": point["mixture"],
+            "pretrain.lr": 2e-3,
+            "pretrain.weight_decay": 0.05,
+            "pretrain.max_steps": 123,
+        }
+    )
 
 
 def test_resume_flag_and_override_are_not_part_of_the_config_hash():

@@ -9,12 +9,28 @@ import time
 from pathlib import Path
 
 import pytest
-
-from phiray.config import SandboxConfig
 from synthesize_fixtures import REPO, run_synthesize, tiny_cfg
 
-EXERCISE_COLUMNS = {"id", "kind", "topic", "concept", "audience", "style", "seed", "difficulty", "prompt",
-                    "solution", "tests", "entry_point", "signature", "docstring", "text", "verified"}
+from phiray.config import SandboxConfig
+
+EXERCISE_COLUMNS = {
+    "id",
+    "kind",
+    "topic",
+    "concept",
+    "audience",
+    "style",
+    "seed",
+    "difficulty",
+    "prompt",
+    "solution",
+    "tests",
+    "entry_point",
+    "signature",
+    "docstring",
+    "text",
+    "verified",
+}
 TEXTBOOK_COLUMNS = {"id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text"}
 
 
@@ -37,10 +53,13 @@ def _check_outputs(run_dir: Path) -> dict:
     assert len({r["id"] for r in exercises + textbooks}) == len(exercises) + len(textbooks)
     assert not {r["concept"] for r in train} & {r["concept"] for r in held}
     assert not {r["prompt"] for r in train + val} & {r["prompt"] for r in held}
-    assert not {r["concept"] for r in val} & {r["concept"] for r in held} and not {r["id"] for r in train} & {r["id"] for r in val}
+    assert not {r["concept"] for r in val} & {r["concept"] for r in held} and not {r["id"] for r in train} & {
+        r["id"] for r in val
+    }
     # Independently of the stage's own verdicts: every kept exercise passes its tests in the sandbox.
     verdicts = Sandbox(SandboxConfig(workers=2)).check_many(
-        [{"code": r["prompt"] + r["solution"], "tests": r["tests"], "entry_point": r["entry_point"]} for r in exercises])
+        [{"code": r["prompt"] + r["solution"], "tests": r["tests"], "entry_point": r["entry_point"]} for r in exercises]
+    )
     assert all(v.passed for v in verdicts), [v.detail for v in verdicts if not v.passed][:3]
     return {"textbooks": textbooks, "train": train, "validation": val, "heldout": held}
 
@@ -60,14 +79,19 @@ def test_offline_synthesize_small(tmp_path: Path, ray_session):
     manifest = run_synthesize(tmp_path, tiny_cfg("synthesize.n_textbooks=20", "synthesize.n_exercises=60"))
     out = _check_outputs(tmp_path)
     m = manifest.metrics
-    assert m["seed_snippets"]["source"] == "decontaminate/documents" and m["seed_snippets"]["prompts_with_snippet"] == 20
+    assert (
+        m["seed_snippets"]["source"] == "decontaminate/documents" and m["seed_snippets"]["prompts_with_snippet"] == 20
+    )
     assert m["verification"]["checked"] == m["verification"]["passed"] > 0
     assert m["requests"] == 80 and m["cache_hits"] == 0 and m["estimated_cost_usd"] == 0.0
     div = m["diversity"]["exercise"]
     assert 0 <= div["duplicate_rate"] < 0.5 and 0 < div["distinct_4gram_ratio"] <= 1 and div["cells"] > 10
-    assert manifest.rows["heldout"] == len(out["heldout"]) and set(m["heldout_families"]) >= {r["concept"] for r in out["heldout"]}
-    assert manifest.rows["planned"] == sum(manifest.rows[k] for k in ("textbooks", "exercises", "validation", "heldout",
-                                                                      "rejected"))
+    assert manifest.rows["heldout"] == len(out["heldout"]) and set(m["heldout_families"]) >= {
+        r["concept"] for r in out["heldout"]
+    }
+    assert manifest.rows["planned"] == sum(
+        manifest.rows[k] for k in ("textbooks", "exercises", "validation", "heldout", "rejected")
+    )
 
 
 def _planned_test_exercise(cfg) -> dict:
@@ -78,8 +102,17 @@ def _planned_test_exercise(cfg) -> dict:
     from phiray.teacher.prompts import parse_exercise
 
     syn = cfg.synthesize
-    rows = plan_rows(syn.n_textbooks, syn.n_exercises, syn.audiences, syn.styles, cfg.run.seed, syn.heldout_fraction,
-                     [], 0, syn.validation_fraction)
+    rows = plan_rows(
+        syn.n_textbooks,
+        syn.n_exercises,
+        syn.audiences,
+        syn.styles,
+        cfg.run.seed,
+        syn.heldout_fraction,
+        [],
+        0,
+        syn.validation_fraction,
+    )
     teacher = make_teacher(cfg.teacher)
     for row in (r for r in rows if r["split"] == "heldout"):
         exercise = parse_exercise(teacher.complete([request_for(row)])[0].text)[0]
@@ -99,18 +132,26 @@ def test_test_split_shares_no_13gram_with_any_training_source(tmp_path: Path, ra
 
     cfg = tiny_cfg("synthesize.n_textbooks=30", "synthesize.n_exercises=120", "synthesize.seed_snippet_chars=0")
     planted = _planned_test_exercise(cfg)
-    _write_documents(tmp_path, "decontaminate", extra=["# copied from a tutorial\n" + planted["prompt"] + planted["solution"]])
+    _write_documents(
+        tmp_path, "decontaminate", extra=["# copied from a tutorial\n" + planted["prompt"] + planted["solution"]]
+    )
     manifest = run_synthesize(tmp_path, cfg)
     out = _check_outputs(tmp_path)
     rejected = _read(tmp_path, "rejected")
-    assert any(r["reason"] == "corpus_overlap" and r["text"] == planted["prompt"] + planted["solution"] for r in rejected)
+    assert any(
+        r["reason"] == "corpus_overlap" and r["text"] == planted["prompt"] + planted["solution"] for r in rejected
+    )
     training = [r["text"] for r in out["textbooks"] + out["train"] + out["validation"]]
     training += pq.read_table(tmp_path / "decontaminate" / "documents").column("text").to_pylist()
     index = ngrams.build_index(((r["id"], r["solution"]) for r in out["heldout"]), 13)
     assert index, "the test split has no 13-grams: the check would prove nothing"
     assert not [t[:80] for t in training if ngrams.matches(t, index, 13)]
     screen = manifest.metrics["decontamination"]
-    assert screen["ngram"] == 13 and screen["benchmark_tasks"]["humaneval"] == 164 and screen["benchmark_tasks"]["mbpp"] > 900
+    assert (
+        screen["ngram"] == 13
+        and screen["benchmark_tasks"]["humaneval"] == 164
+        and screen["benchmark_tasks"]["mbpp"] > 900
+    )
     assert screen["corpus"] == {"source": "decontaminate/documents", "documents": 3, "matched": 1}
     assert all(r["concept"] for r in out["textbooks"])  # each textbook teaches a train family
     assert not {r["concept"] for r in out["textbooks"]} & set(manifest.metrics["heldout_families"])
@@ -130,11 +171,20 @@ def test_screen_rejects_benchmark_text_and_test_split_leaks():
     problem = dict(ngrams.humaneval_tasks())["HumanEval/0"]
     secret = "    seen = {}\n    for index, value in enumerate(items):\n        seen[value] = seen.get(value, 0) + index * 3\n    return sorted(seen.items())\n"
     test = {gram: ("exercise-9",) for gram in ngrams.ngram_keys(secret, 13)}
-    batch = pd.DataFrame({"key": ["textbook-1", "exercise-1", "exercise-9", "exercise-2"],
-                          "output": ["textbooks", "exercises", "heldout", "validation"],
-                          "reason": [""] * 4, "solution": ["", secret, secret, "    return 1\n"],
-                          "text": ["Read this:\n" + problem, "def f(items):\n" + secret, "def g(items):\n" + secret,
-                                   "def h():\n    return 1\n"]})
+    batch = pd.DataFrame(
+        {
+            "key": ["textbook-1", "exercise-1", "exercise-9", "exercise-2"],
+            "output": ["textbooks", "exercises", "heldout", "validation"],
+            "reason": [""] * 4,
+            "solution": ["", secret, secret, "    return 1\n"],
+            "text": [
+                "Read this:\n" + problem,
+                "def f(items):\n" + secret,
+                "def g(items):\n" + secret,
+                "def h():\n    return 1\n",
+            ],
+        }
+    )
     out = screen(batch, ngrams.build_index(ngrams.humaneval_tasks(), 13), test, {"exercise-9"}, 13)
     assert list(out["output"]) == ["rejected", "rejected", "rejected", "validation"]
     assert list(out["reason"]) == ["contaminated", "test_overlap", "corpus_overlap", ""]
@@ -143,11 +193,21 @@ def test_screen_rejects_benchmark_text_and_test_split_leaks():
     for row in out.itertuples():
         tally.add(row.screened_as, row.output, row.reason, row.contaminated_by)
     report = tally.report()
-    assert report["textbooks"] == {"checked": 1, "contaminated": 1, "test_overlap": 0, "corpus_overlap": 0,
-                                   "matched_tasks": {"HumanEval/0": 1}}
+    assert report["textbooks"] == {
+        "checked": 1,
+        "contaminated": 1,
+        "test_overlap": 0,
+        "corpus_overlap": 0,
+        "matched_tasks": {"HumanEval/0": 1},
+    }
     assert report["exercises"]["test_overlap"] == 1 and report["heldout"]["corpus_overlap"] == 1
-    assert report["validation"] == {"checked": 1, "contaminated": 0, "test_overlap": 0, "corpus_overlap": 0,
-                                    "matched_tasks": {}}
+    assert report["validation"] == {
+        "checked": 1,
+        "contaminated": 0,
+        "test_overlap": 0,
+        "corpus_overlap": 0,
+        "matched_tasks": {},
+    }
 
 
 def test_snippets_prefer_the_filtered_corpus(tmp_path: Path, ray_session):
@@ -166,9 +226,24 @@ def test_snippets_prefer_the_filtered_corpus(tmp_path: Path, ray_session):
 def test_tiny_preset_cli_offline(tmp_path: Path):
     """Acceptance: `phiray synthesize` on the tiny preset, offline; 100% of kept exercises pass."""
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "phiray", "synthesize", "--run-dir", str(tmp_path), "--preset",
-                           "tiny", "run.stages=[synthesize]", "run.num_cpus=2"], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "phiray",
+            "synthesize",
+            "--run-dir",
+            str(tmp_path),
+            "--preset",
+            "tiny",
+            "run.stages=[synthesize]",
+            "run.num_cpus=2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     wall = time.time() - t0
     out = _check_outputs(tmp_path)

@@ -11,15 +11,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from fake_openai import FakeOpenAI, default_responder
-from phiray.rundir import RunDir
 from synthesize_fixtures import run_synthesize, spawn_synthesize, tiny_cfg
+
+from phiray.rundir import RunDir
 
 
 def _openai(server: FakeOpenAI, *extra: str) -> list[str]:
-    return ["teacher.kind=openai", f"teacher.base_url={server.base_url}", "teacher.model=fake-model",
-            "teacher.backoff_base_s=0.01", *extra]
+    return [
+        "teacher.kind=openai",
+        f"teacher.base_url={server.base_url}",
+        "teacher.model=fake-model",
+        "teacher.backoff_base_s=0.01",
+        *extra,
+    ]
 
 
 def test_stage_retries_and_drops_malformed_answers(tmp_path: Path, ray_session):
@@ -29,10 +34,14 @@ def test_stage_retries_and_drops_malformed_answers(tmp_path: Path, ray_session):
         calls["n"] += 1
         return "I would rather not write code today." if calls["n"] % 7 == 0 else default_responder(body)
 
-    with FakeOpenAI(rate_limit_rate=0.15, error_rate=0.1, malformed_rate=0.1, retry_after_s=0.01, seed=5,
-                    responder=responder) as server:
-        cfg = tiny_cfg(*_openai(server, "teacher.concurrency=8", "teacher.max_retries=8"),
-                       "synthesize.n_textbooks=20", "synthesize.n_exercises=60")
+    with FakeOpenAI(
+        rate_limit_rate=0.15, error_rate=0.1, malformed_rate=0.1, retry_after_s=0.01, seed=5, responder=responder
+    ) as server:
+        cfg = tiny_cfg(
+            *_openai(server, "teacher.concurrency=8", "teacher.max_retries=8"),
+            "synthesize.n_textbooks=20",
+            "synthesize.n_exercises=60",
+        )
         manifest = run_synthesize(tmp_path, cfg)
         statuses = server.statuses()
     m = manifest.metrics
@@ -42,15 +51,20 @@ def test_stage_retries_and_drops_malformed_answers(tmp_path: Path, ray_session):
     assert reasons.get("malformed_body", 0) == malformed > 0
     assert reasons.get("no_code", 0) > 0
     rows = manifest.rows
-    assert rows["textbooks"] + rows["exercises"] + rows["validation"] + rows["heldout"] + rows["rejected"] == rows["planned"] == 80
+    assert (
+        rows["textbooks"] + rows["exercises"] + rows["validation"] + rows["heldout"] + rows["rejected"]
+        == rows["planned"]
+        == 80
+    )
     assert m["requests"] == 80 and m["tokens_in"] > 0 and m["tokens_out"] > 0
     assert rows["exercises"] > 0 and rows["textbooks"] > 0
 
 
 def test_rerun_answers_everything_from_the_cache(tmp_path: Path, ray_session):
     with FakeOpenAI() as server:
-        cfg = tiny_cfg(*_openai(server), "synthesize.n_textbooks=8", "synthesize.n_exercises=16",
-                       "synthesize.verify=false")
+        cfg = tiny_cfg(
+            *_openai(server), "synthesize.n_textbooks=8", "synthesize.n_exercises=16", "synthesize.verify=false"
+        )
         first = run_synthesize(tmp_path, cfg)
         sent = len(server.log)
         second = run_synthesize(tmp_path, cfg)
@@ -69,8 +83,12 @@ def test_killed_run_resumes_without_repeating_a_request(tmp_path: Path):
     run_dir = tmp_path / "run"
     n_text, n_ex = 40, 80
     with FakeOpenAI(latency_s=0.1, log_path=str(tmp_path / "requests.jsonl")) as server:
-        args = (*_openai(server, "teacher.concurrency=4"), f"synthesize.n_textbooks={n_text}",
-                f"synthesize.n_exercises={n_ex}", "synthesize.batch_size=4")
+        args = (
+            *_openai(server, "teacher.concurrency=4"),
+            f"synthesize.n_textbooks={n_text}",
+            f"synthesize.n_exercises={n_ex}",
+            "synthesize.batch_size=4",
+        )
         proc = spawn_synthesize(run_dir, *args, log_path=tmp_path / "first.log")
         deadline = time.time() + 240
         while len(_answered(server.log)) < 30 and time.time() < deadline and proc.poll() is None:
@@ -88,7 +106,7 @@ def test_killed_run_resumes_without_repeating_a_request(tmp_path: Path):
 
         proc = spawn_synthesize(run_dir, *args, log_path=tmp_path / "second.log")
         assert proc.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()[-3000:]
-        second = server.log[len(first):]
+        second = server.log[len(first) :]
     resent = [e["hash"] for e in second if e["hash"] in answered_before]
     assert resent == [], f"{len(resent)} already-answered requests were sent again"
     answered_all = _answered(server.log)
@@ -97,5 +115,7 @@ def test_killed_run_resumes_without_repeating_a_request(tmp_path: Path):
     assert manifest.metrics["cache_hits"] >= sum(answered_before.values())
     assert manifest.metrics["cache_hits"] + sum(1 for e in second if e["outcome"] == "ok") == n_text + n_ex
     rows = manifest.rows
-    assert rows["textbooks"] + rows["exercises"] + rows["validation"] + rows["heldout"] + rows["rejected"] == n_text + n_ex
+    assert (
+        rows["textbooks"] + rows["exercises"] + rows["validation"] + rows["heldout"] + rows["rejected"] == n_text + n_ex
+    )
     assert set(manifest.metrics["failures_by_reason"]) <= {"near_duplicate"}  # every sample came back

@@ -32,9 +32,11 @@ def test_torn_last_line_after_a_kill_is_skipped(tmp_path: Path):
 
 
 def test_answers_survive_sigkill_of_the_writer(tmp_path: Path):
-    code = ("import os, signal, sys\nfrom phiray.teacher.cache import RequestCache\n"
-            "c = RequestCache(sys.argv[1])\nfor i in range(50):\n    c.put(f'h{i}', {'text': str(i)})\n"
-            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    code = (
+        "import os, signal, sys\nfrom phiray.teacher.cache import RequestCache\n"
+        "c = RequestCache(sys.argv[1])\nfor i in range(50):\n    c.put(f'h{i}', {'text': str(i)})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)])
     assert proc.returncode == -9
     cache = RequestCache(tmp_path)

@@ -6,22 +6,31 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_openai import FakeOpenAI
+
 from phiray.config import TeacherConfig
 from phiray.teacher import Request, make_teacher
 from phiray.teacher.openai_teacher import OpenAITeacher, parse_retry_after
 
 
 def _cfg(server: FakeOpenAI, **kw) -> TeacherConfig:
-    base = dict(kind="openai", base_url=server.base_url, model="fake-model", concurrency=8, max_retries=4,
-                backoff_base_s=0.01, timeout_s=10)
+    base = dict(
+        kind="openai",
+        base_url=server.base_url,
+        model="fake-model",
+        concurrency=8,
+        max_retries=4,
+        backoff_base_s=0.01,
+        timeout_s=10,
+    )
     return TeacherConfig(**{**base, **kw})
 
 
 def _reqs(n: int, tag: str = "q") -> list[Request]:
-    return [Request(key=f"{tag}{i}", messages=[{"role": "user", "content": f"{tag} question {i}"}], seed=i)
-            for i in range(n)]
+    return [
+        Request(key=f"{tag}{i}", messages=[{"role": "user", "content": f"{tag} question {i}"}], seed=i)
+        for i in range(n)
+    ]
 
 
 def test_retry_after_on_429_is_honoured_and_counted():
@@ -147,8 +156,10 @@ def test_overlapping_calls_share_one_concurrency_bound():
     with FakeOpenAI(latency_s=0.2) as server:
         teacher = make_teacher(_cfg(server, concurrency=4), None)
         out: dict[str, list] = {}
-        threads = [threading.Thread(target=lambda tag=tag: out.__setitem__(tag, teacher.complete(_reqs(4, tag))))
-                   for tag in ("a", "b")]
+        threads = [
+            threading.Thread(target=lambda tag=tag: out.__setitem__(tag, teacher.complete(_reqs(4, tag))))
+            for tag in ("a", "b")
+        ]
         t0 = time.perf_counter()
         for t in threads:
             t.start()

@@ -14,8 +14,20 @@ from phiray.teacher.plan import heldout_families, plan_rows, request_for
 from phiray.teacher.prompts import parse_exercise, parse_textbook
 from phiray.teacher.worker import parse_response
 
-AREAS = {"strings", "lists", "dicts", "sets", "sorting", "searching", "recursion", "arithmetic", "classes",
-         "generators", "exceptions", "comprehensions"}
+AREAS = {
+    "strings",
+    "lists",
+    "dicts",
+    "sets",
+    "sorting",
+    "searching",
+    "recursion",
+    "arithmetic",
+    "classes",
+    "generators",
+    "exceptions",
+    "comprehensions",
+}
 
 
 def test_catalogue_has_40_concepts_over_the_required_areas():
@@ -40,21 +52,35 @@ def test_every_concept_passes_its_tests_in_the_sandbox():
 
     exercises = [generate(name, seed) for name in sorted(all_concepts()) for seed in (0, 1, 2)]
     verdicts = Sandbox(SandboxConfig(workers=2)).check_many(
-        [{"code": ex["prompt"] + ex["solution"], "tests": ex["tests"], "entry_point": ex["entry_point"]}
-         for ex in exercises])
+        [
+            {"code": ex["prompt"] + ex["solution"], "tests": ex["tests"], "entry_point": ex["entry_point"]}
+            for ex in exercises
+        ]
+    )
     failed = [(ex["concept"], v.status, v.detail[:200]) for ex, v in zip(exercises, verdicts) if not v.passed]
     assert not failed
     # ... and the prompt alone (no solution) must not pass: the tests really test something.
     stub_verdicts = Sandbox(SandboxConfig(workers=2)).check_many(
-        [{"code": ex["prompt"] + "    pass\n", "tests": ex["tests"], "entry_point": ex["entry_point"]}
-         for ex in exercises[::3]])
+        [
+            {"code": ex["prompt"] + "    pass\n", "tests": ex["tests"], "entry_point": ex["entry_point"]}
+            for ex in exercises[::3]
+        ]
+    )
     assert sum(v.passed for v in stub_verdicts) == 0
 
 
 def test_teacher_answers_parse_into_the_exercise_schema():
     teacher = make_teacher(TeacherConfig(kind="procedural"))
-    rows = plan_rows(20, 60, ["kids", "professionals"], ["concise", "socratic"], seed=3, heldout_fraction=0.2,
-                     snippets=["def a():\n    return 1\n"], snippet_chars=100)
+    rows = plan_rows(
+        20,
+        60,
+        ["kids", "professionals"],
+        ["concise", "socratic"],
+        seed=3,
+        heldout_fraction=0.2,
+        snippets=["def a():\n    return 1\n"],
+        snippet_chars=100,
+    )
     responses = teacher.complete([request_for(r) for r in rows])
     parsed = [parse_response(r, resp.text, resp.finish_reason, resp.error) for r, resp in zip(rows, responses)]
     assert all(p["status"] == "ok" for p in parsed), Counter(p["reason"] for p in parsed)
@@ -101,8 +127,9 @@ def test_three_splits_and_textbooks_only_teach_train_families(seed):
     instances of train families; the test split is whole held-out families."""
     from phiray.data import ngrams
 
-    rows = plan_rows(120, 600, ["a"], ["b"], seed=seed, heldout_fraction=0.1, snippets=[], snippet_chars=0,
-                     validation_fraction=0.15)
+    rows = plan_rows(
+        120, 600, ["a"], ["b"], seed=seed, heldout_fraction=0.1, snippets=[], snippet_chars=0, validation_fraction=0.15
+    )
     held = heldout_families(sorted(all_concepts()), 0.1, seed)
     by_split = Counter(r["split"] for r in rows if r["kind"] == "exercise")
     assert by_split["train"] and by_split["heldout"] and 40 <= by_split["validation"] <= 130
@@ -113,9 +140,9 @@ def test_three_splits_and_textbooks_only_teach_train_families(seed):
     assert len({r["concept"] for r in textbooks}) > 10  # still spread over the catalogue
     teacher = make_teacher(TeacherConfig(kind="procedural"))
     answers = teacher.complete([request_for(r) for r in rows if r["kind"] == "textbook" or r["split"] == "heldout"])
-    test = [parse_exercise(a.text)[0] for a in answers[len(textbooks):]]
+    test = [parse_exercise(a.text)[0] for a in answers[len(textbooks) :]]
     index = ngrams.build_index(((str(i), e["solution"]) for i, e in enumerate(test)), 13)
-    assert index and not [a.key for a in answers[:len(textbooks)] if ngrams.matches(a.text, index, 13)]
+    assert index and not [a.key for a in answers[: len(textbooks)] if ngrams.matches(a.text, index, 13)]
     assert all(f"Concept: {r['concept']} (" in request_for(r).text() for r in textbooks)
 
 
@@ -125,9 +152,11 @@ def test_the_catalogue_is_whole_however_it_was_first_imported():
     import subprocess
     import sys
 
-    code = ("import phiray.teacher.concepts.strings\n"
-            "from phiray.teacher.concepts import generate\n"
-            "print(generate('is_prime', 3)['entry_point'])")
+    code = (
+        "import phiray.teacher.concepts.strings\n"
+        "from phiray.teacher.concepts import generate\n"
+        "print(generate('is_prime', 3)['entry_point'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() in {"is_prime", "prime", "check_prime"}

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from phiray.teacher.prompts import (field_of, exercise_request, load_topics, parse_exercise, parse_textbook,
-                                    textbook_request)
+from phiray.teacher.prompts import (
+    exercise_request,
+    field_of,
+    load_topics,
+    parse_exercise,
+    parse_textbook,
+    textbook_request,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = '''Here is an exercise.
@@ -65,18 +71,29 @@ def test_single_block_with_top_level_asserts_is_split():
     assert reason is None and ex["tests"] == "assert inc(1) == 2\n" and "assert" not in ex["solution"]
 
 
-@pytest.mark.parametrize("answer,finish,reason", [
-    ("", None, "empty"),
-    ("I cannot help with that.", None, "no_code"),
-    (GOOD, "length", "truncated"),
-    (GOOD[: GOOD.index("And the tests")] + "```python\nassert hypo", None, "broken_format"),
-    ('```python\ndef f(x:\n    """Doc."""\n```\n```python\nassert f(1) == 1\n```', None, "syntax_error"),
-    ('```python\ndef f(x):\n    return x\n```\n```python\nassert f(1) == 1\n```', None, "no_function"),
-    ('```python\ndef f(x):\n    """Doc."""\n    return x\n```', None, "no_tests"),
-    ('```python\ndef f(x):\n    """Doc."""\n    return x\n```\n```python\nassert g(1) == 1\n```', None, "tests_do_not_call"),
-    ('```python\ndef f(x):\n    """Doc."""\n```\n```python\nassert f(1) is None\n```', None, "empty_body"),
-    ('```python\ndef f(x):\n    """Doc."""\n    return x\n```\n```python\nassert f(1 ==\n```', None, "tests_syntax_error"),
-])
+@pytest.mark.parametrize(
+    "answer,finish,reason",
+    [
+        ("", None, "empty"),
+        ("I cannot help with that.", None, "no_code"),
+        (GOOD, "length", "truncated"),
+        (GOOD[: GOOD.index("And the tests")] + "```python\nassert hypo", None, "broken_format"),
+        ('```python\ndef f(x:\n    """Doc."""\n```\n```python\nassert f(1) == 1\n```', None, "syntax_error"),
+        ("```python\ndef f(x):\n    return x\n```\n```python\nassert f(1) == 1\n```", None, "no_function"),
+        ('```python\ndef f(x):\n    """Doc."""\n    return x\n```', None, "no_tests"),
+        (
+            '```python\ndef f(x):\n    """Doc."""\n    return x\n```\n```python\nassert g(1) == 1\n```',
+            None,
+            "tests_do_not_call",
+        ),
+        ('```python\ndef f(x):\n    """Doc."""\n```\n```python\nassert f(1) is None\n```', None, "empty_body"),
+        (
+            '```python\ndef f(x):\n    """Doc."""\n    return x\n```\n```python\nassert f(1 ==\n```',
+            None,
+            "tests_syntax_error",
+        ),
+    ],
+)
 def test_bad_exercises_are_rejected_with_a_reason(answer, finish, reason):
     assert parse_exercise(answer, finish) == (None, reason)
 

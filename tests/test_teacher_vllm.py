@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from vllm_fixtures import VLLM_ENV, tiny_hf_checkpoint
 
 from phiray.config import TeacherConfig
 from phiray.teacher import Request, make_teacher, request_hash
 from phiray.teacher.vllm_teacher import VLLMTeacher, sampling_defaults, seed_of
-from vllm_fixtures import VLLM_ENV, tiny_hf_checkpoint
 
 PROMPTS = ["def add(a, b):\n", "import os\n\n", "class Stack:\n", "    return "]
 
@@ -30,8 +30,17 @@ def vllm_env(monkeypatch):
 
 
 def _teacher_cfg(model: str, **extra) -> TeacherConfig:
-    return TeacherConfig(kind="vllm", model=model, api="completions", temperature=1.0, top_p=0.95, max_tokens=12,
-                         vllm_max_model_len=1024, vllm_batch_size=4, **extra)
+    return TeacherConfig(
+        kind="vllm",
+        model=model,
+        api="completions",
+        temperature=1.0,
+        top_p=0.95,
+        max_tokens=12,
+        vllm_max_model_len=1024,
+        vllm_batch_size=4,
+        **extra,
+    )
 
 
 def test_seed_comes_from_the_cache_key():
@@ -86,8 +95,16 @@ def _cache_hashes(cache_dir: Path) -> list[str]:
 
 
 def _vllm_args(checkpoint: str, *extra: str) -> list[str]:
-    return ["teacher.kind=vllm", f"teacher.model={checkpoint}", "teacher.api=completions", "teacher.max_tokens=48",
-            "teacher.vllm_max_model_len=1024", "teacher.vllm_batch_size=4", "synthesize.verify=false", *extra]
+    return [
+        "teacher.kind=vllm",
+        f"teacher.model={checkpoint}",
+        "teacher.api=completions",
+        "teacher.max_tokens=48",
+        "teacher.vllm_max_model_len=1024",
+        "teacher.vllm_batch_size=4",
+        "synthesize.verify=false",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -108,13 +125,19 @@ def test_killed_vllm_synthesize_resumes_without_repeating_a_request(vllm_env, ch
     import signal
     import time
 
-    from phiray.rundir import RunDir
     from synthesize_fixtures import spawn_synthesize
+
+    from phiray.rundir import RunDir
 
     run_dir, planned = tmp_path / "run", 160
     cache = run_dir / "synthesize" / "cache"
-    args = _vllm_args(checkpoint, "teacher.max_tokens=96", "teacher.vllm_batch_size=2",
-                      "synthesize.n_textbooks=60", "synthesize.n_exercises=100")
+    args = _vllm_args(
+        checkpoint,
+        "teacher.max_tokens=96",
+        "teacher.vllm_batch_size=2",
+        "synthesize.n_textbooks=60",
+        "synthesize.n_exercises=100",
+    )
     proc = spawn_synthesize(run_dir, *args, log_path=tmp_path / "first.log")
     deadline = time.time() + 900
     while len(_cache_hashes(cache)) < 4 and time.time() < deadline and proc.poll() is None:

@@ -8,15 +8,20 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from serve_fixtures import build_tiny_checkpoint
 
 from phiray.config import ConfigError, load_config
 from phiray.rundir import Manifest, RunDir
 from phiray.stages import thesis
-from serve_fixtures import build_tiny_checkpoint
 
 EXERCISES = [
-    {"id": f"ex{i}", "prompt": f"def double_{i}(x: int) -> int:\n    \"\"\"Return twice x.\"\"\"\n",
-     "solution": "    return 2 * x\n", "tests": f"assert double_{i}(3) == 6\n", "entry_point": f"double_{i}"}
+    {
+        "id": f"ex{i}",
+        "prompt": f'def double_{i}(x: int) -> int:\n    """Return twice x."""\n',
+        "solution": "    return 2 * x\n",
+        "tests": f"assert double_{i}(3) == 6\n",
+        "entry_point": f"double_{i}",
+    }
     for i in range(3)
 ]
 
@@ -46,10 +51,14 @@ def test_spread_is_the_sample_std_and_range():
 
 def test_table_counts_the_seeds_where_phiray_beats_the_control():
     seeds = [1, 2, 3]
-    scores = {s: {"pretrain": {"validation": {"pass@1": p}}, "control": {"validation": {"pass@1": c}}}
-              for s, p, c in ((1, 0.2, 0.0), (2, 0.1, 0.1), (3, 0.3, 0.1))}
-    facts = {s: {"pretrain": {"val": {"val_loss/textbooks": 3.0 + s}}, "control": {"val": {"val_loss/textbooks": 6.5}}}
-             for s in seeds}
+    scores = {
+        s: {"pretrain": {"validation": {"pass@1": p}}, "control": {"validation": {"pass@1": c}}}
+        for s, p, c in ((1, 0.2, 0.0), (2, 0.1, 0.1), (3, 0.3, 0.1))
+    }
+    facts = {
+        s: {"pretrain": {"val": {"val_loss/textbooks": 3.0 + s}}, "control": {"val": {"val_loss/textbooks": 6.5}}}
+        for s in seeds
+    }
     rows, comparisons = thesis.thesis_table(seeds, scores, facts, 1, ["validation"])
     by = {(r["metric"], r["model"]): r for r in rows}
     assert by[("validation pass@1", "pretrain")]["per_seed"] == {"1": 0.2, "2": 0.1, "3": 0.3}
@@ -86,8 +95,15 @@ def _already_trained(rd: RunDir, cfg, seed: int, tmp) -> None:
     scfg, tokenize = thesis.seed_config(cfg, seed), rd.read_manifest("tokenize").run_id
     for phase, val in (("pretrain", 4.5), ("control", 5.5)):
         build_tiny_checkpoint(tmp / "thesis" / f"seed-{seed}" / phase / "model", seed=seed)
-        facts = {"key": thesis._phase_key(scfg, phase, tokenize, None), "seed": seed, "phase": phase, "steps": 10,
-                 "tokens": 40960, "params_non_embedding": 1, "val": {"val_loss/textbooks": val + seed / 1000}}
+        facts = {
+            "key": thesis._phase_key(scfg, phase, tokenize, None),
+            "seed": seed,
+            "phase": phase,
+            "steps": 10,
+            "tokens": 40960,
+            "params_non_embedding": 1,
+            "val": {"val_loss/textbooks": val + seed / 1000},
+        }
         rd.write_json(f"thesis/seed-{seed}/{phase}/done.json", facts)
 
 
@@ -95,8 +111,16 @@ def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_pat
     from phiray.cli import STAGE_BY_NAME
     from phiray.pipeline import run_stage
 
-    cfg = load_config("tiny", overrides=["run.stages=[tokenize, pretrain, control, evaluate, thesis]", "run.seed=5",
-                                         "thesis.seeds=3", "evaluate.max_new_tokens=8", "evaluate.limit=2"])
+    cfg = load_config(
+        "tiny",
+        overrides=[
+            "run.stages=[tokenize, pretrain, control, evaluate, thesis]",
+            "run.seed=5",
+            "thesis.seeds=3",
+            "evaluate.max_new_tokens=8",
+            "evaluate.limit=2",
+        ],
+    )
     rd = _pipeline_run(tmp_path / "run", cfg)
     for seed in (6, 7):
         _already_trained(rd, cfg, seed, tmp_path / "run")
@@ -107,11 +131,16 @@ def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_pat
     assert valid["per_seed"]["5"] == 0.5  # evaluate's number for run.seed; the others scored in the sandbox
     assert set(valid["per_seed"]) == {"5", "6", "7"} and valid["n"] == 3
     assert rows[("exercises pass@1", "control")]["n"] == 3
-    assert rows[("val_loss/textbooks", "control")]["per_seed"] == {"5": 6.0, "6": pytest.approx(5.506),
-                                                                    "7": pytest.approx(5.507)}
+    assert rows[("val_loss/textbooks", "control")]["per_seed"] == {
+        "5": 6.0,
+        "6": pytest.approx(5.506),
+        "7": pytest.approx(5.507),
+    }
     for seed in (6, 7):  # each other seed's per-task verdicts, from the real sandbox
-        tasks = [json.loads(line) for line in rd.read_text(f"thesis/seed-{seed}/evaluate/models/control/"
-                                                           "validation.tasks.jsonl").splitlines()]
+        tasks = [
+            json.loads(line)
+            for line in rd.read_text(f"thesis/seed-{seed}/evaluate/models/control/validation.tasks.jsonl").splitlines()
+        ]
         assert len(tasks) == 2 and all("results" in t for t in tasks)
     # run.seed: pretrain's validation came from evaluate; what evaluate did not score is scored here
     assert rd.exists("thesis/seed-5/evaluate/models/pretrain/exercises.tasks.jsonl")
@@ -122,22 +151,42 @@ def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_pat
 
 
 def test_report_shows_the_seeds_and_the_spread(tmp_path):
-    from phiray.cli import main
     from test_report import make_run
+
+    from phiray.cli import main
 
     rd = make_run(tmp_path / "run")
     row = {"metric": "validation pass@1", "model": "pretrain", "per_seed": {"1234": 0.25, "1235": 0.125, "1236": 0.0}}
     control = {"metric": "validation pass@1", "model": "control", "per_seed": {"1234": 0.0, "1235": 0.0, "1236": 0.0}}
     table = [r | thesis.spread(list(r["per_seed"].values())) for r in (row, control)]
-    _, comparisons = thesis.thesis_table([1234], {1234: {"pretrain": {"validation": {"pass@1": 0.25}},
-                                                        "control": {"validation": {"pass@1": 0.0}}}},
-                                         {1234: {}}, 1, ["validation"])
+    _, comparisons = thesis.thesis_table(
+        [1234],
+        {1234: {"pretrain": {"validation": {"pass@1": 0.25}}, "control": {"validation": {"pass@1": 0.0}}}},
+        {1234: {}},
+        1,
+        ["validation"],
+    )
     goal = {"metric": "finetune validation pass@1", "target": 0.1, "mean": 0.05, "seeds": 3, "met": False}
-    rd.finish(Manifest(stage="thesis", metrics={"seeds": [1234, 1235, 1236], "table": table, "comparisons": comparisons,
-                                                "goal": goal, "tasks": {"validation": 8},
-                                                "budget": {"pretrain": {"steps": 40, "tokens": 10, "params_non_embedding": 3},
-                                                           "control": {"steps": 40, "tokens": 10, "params_non_embedding": 3}}}),
-              config_hash="x", inputs={}, started_at="t", wall_time_s=1.0)
+    rd.finish(
+        Manifest(
+            stage="thesis",
+            metrics={
+                "seeds": [1234, 1235, 1236],
+                "table": table,
+                "comparisons": comparisons,
+                "goal": goal,
+                "tasks": {"validation": 8},
+                "budget": {
+                    "pretrain": {"steps": 40, "tokens": 10, "params_non_embedding": 3},
+                    "control": {"steps": 40, "tokens": 10, "params_non_embedding": 3},
+                },
+            },
+        ),
+        config_hash="x",
+        inputs={},
+        started_at="t",
+        wall_time_s=1.0,
+    )
     assert main(["report", str(tmp_path / "run")]) == 0
     md = rd.read_text("report/report.md")
     assert "| metric | model | seed 1234 | seed 1235 | seed 1236 | mean ± std | min – max |" in md
@@ -151,18 +200,27 @@ def test_report_shows_the_seeds_and_the_spread(tmp_path):
 @pytest.mark.timeout(3600)
 def test_thesis_trains_each_seed_and_a_forced_rerun_trains_nothing(ray_session, tmp_path_factory):
     """Real Ray Train fits: run.seed through the pipeline, two more seeds under thesis/seed-<N>/."""
+    from train_fixtures import small_config, tokenized_run
+
     from phiray.cli import STAGES
     from phiray.pipeline import run_pipeline
-    from train_fixtures import small_config, tokenized_run
 
     rd = tokenized_run(tmp_path_factory.getbasetemp(), "run.name=thesis")  # its own run dir
     for split, rows in (("heldout", EXERCISES), ("validation", EXERCISES[:2])):
         rd.makedirs("synthesize", split)
         pq.write_table(pa.Table.from_pylist(rows), rd.path("synthesize", split, "part-0.parquet"))
-    cfg = small_config("run.stages=[tokenize, pretrain, control, evaluate, thesis]", "thesis.seeds=3",
-                       "pretrain.max_steps=6", "control.max_steps=6", "pretrain.eval_every=3", "control.eval_every=3",
-                       "evaluate.models=[pretrain, control]", "evaluate.benchmarks=[validation, exercises]",
-                       "evaluate.max_new_tokens=8", "run.name=thesis")
+    cfg = small_config(
+        "run.stages=[tokenize, pretrain, control, evaluate, thesis]",
+        "thesis.seeds=3",
+        "pretrain.max_steps=6",
+        "control.max_steps=6",
+        "pretrain.eval_every=3",
+        "control.eval_every=3",
+        "evaluate.models=[pretrain, control]",
+        "evaluate.benchmarks=[validation, exercises]",
+        "evaluate.max_new_tokens=8",
+        "run.name=thesis",
+    )
     states = {s.stage.name: s for s in run_pipeline(STAGES, cfg, rd)}
     manifest = states["thesis"].manifest
     assert manifest.rows == {"seeds": 3, "phases_trained": 4, "phases_reused": 2}

@@ -2,12 +2,11 @@ import logging
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
+from train_fixtures import make_fake_run, small_config, tokenized_run
 
 from phiray.data.packing import IGNORE, in_validation, pack_examples, pack_stream, sequences_table
 from phiray.model.tokenizer import load_tokenizer
 from phiray.train.data import TokenSource
-from train_fixtures import make_fake_run, small_config, tokenized_run
 
 
 def test_pack_stream_puts_eos_between_documents_and_wraps_the_tail():
@@ -60,8 +59,12 @@ def test_tokenize_skips_missing_sources_with_a_warning(ray_session, tmp_path, ca
     from phiray.stages import tokenize
 
     rd = make_fake_run(tmp_path / "run", n_code=6, n_textbooks=10, n_exercises=10, with_unfiltered=False)
-    cfg = small_config("tokenizer.kind=codegen", "model.vocab_size=51200", "tokenize.sources=[code, unfiltered]",
-                       "tokenize.extra_sources={books: synthesize/textbooks, nowhere: /no/such/dir}")
+    cfg = small_config(
+        "tokenizer.kind=codegen",
+        "model.vocab_size=51200",
+        "tokenize.sources=[code, unfiltered]",
+        "tokenize.extra_sources={books: synthesize/textbooks, nowhere: /no/such/dir}",
+    )
     with caplog.at_level(logging.WARNING, logger="phiray"):
         manifest = tokenize.run(cfg, rd)
     assert sorted(manifest.metrics["skipped_sources"]) == ["nowhere", "unfiltered"]

@@ -11,6 +11,8 @@ import pickle
 
 import pytest
 from pydantic import ValidationError
+from tracking_checks import read_scalars
+from train_fixtures import small_config, tokenized_run
 
 from phiray.config import TrackingConfig
 from phiray.report import render_html, render_markdown
@@ -20,22 +22,54 @@ from phiray.train.driver import build_spec, spec_hash
 from phiray.train.spec import TrainSpec
 from phiray.train.tracking import EventLog, event_log_at, mlflow_uri, scalar_tags, train_callbacks
 from phiray.tune.tracking import point_hparams
-from tracking_checks import read_scalars
-from train_fixtures import small_config, tokenized_run
 
 
 def test_metric_keys_become_grouped_tags():
-    tags = scalar_tags({"step": 4, "loss": 2.5, "lr": 1e-3, "grad_norm": 0.7, "tokens_per_s": 900.0, "mfu": 0.01,
-                        "val_loss": 3.0, "val_loss/code": 2.9, "pass@1": 0.5, "sequences/code": 12,
-                        "point_id": "p001", "training_iteration": 3, "done": False, "time_total_s": 1.0,
-                        "nan": float("nan")})
-    assert tags == {"train/loss": 2.5, "train/lr": 1e-3, "train/grad_norm": 0.7, "train/tokens_per_s": 900.0,
-                    "train/mfu": 0.01, "eval/val_loss": 3.0, "eval/val_loss/code": 2.9, "eval/pass_at_1": 0.5,
-                    "data/sequences/code": 12.0}
-    point = {"id": "p003", "mixture": {"code": 0.25, "textbooks": 0.75}, "passes": None, "lr": 3e-3,
-             "extra": {"pretrain.weight_decay": 0.1, "model.betas": [0.9, 0.95]}}
-    assert point_hparams(point) == {"point_id": "p003", "w/code": 0.25, "w/textbooks": 0.75, "lr": 3e-3,
-                                    "x/pretrain.weight_decay": 0.1, "x/model.betas": "[0.9, 0.95]"}
+    tags = scalar_tags(
+        {
+            "step": 4,
+            "loss": 2.5,
+            "lr": 1e-3,
+            "grad_norm": 0.7,
+            "tokens_per_s": 900.0,
+            "mfu": 0.01,
+            "val_loss": 3.0,
+            "val_loss/code": 2.9,
+            "pass@1": 0.5,
+            "sequences/code": 12,
+            "point_id": "p001",
+            "training_iteration": 3,
+            "done": False,
+            "time_total_s": 1.0,
+            "nan": float("nan"),
+        }
+    )
+    assert tags == {
+        "train/loss": 2.5,
+        "train/lr": 1e-3,
+        "train/grad_norm": 0.7,
+        "train/tokens_per_s": 900.0,
+        "train/mfu": 0.01,
+        "eval/val_loss": 3.0,
+        "eval/val_loss/code": 2.9,
+        "eval/pass_at_1": 0.5,
+        "data/sequences/code": 12.0,
+    }
+    point = {
+        "id": "p003",
+        "mixture": {"code": 0.25, "textbooks": 0.75},
+        "passes": None,
+        "lr": 3e-3,
+        "extra": {"pretrain.weight_decay": 0.1, "model.betas": [0.9, 0.95]},
+    }
+    assert point_hparams(point) == {
+        "point_id": "p003",
+        "w/code": 0.25,
+        "w/textbooks": 0.75,
+        "lr": 3e-3,
+        "x/pretrain.weight_decay": 0.1,
+        "x/model.betas": "[0.9, 0.95]",
+    }
 
 
 def test_a_restart_replaces_the_steps_it_re_runs(tmp_path):
@@ -63,8 +97,9 @@ def test_train_callback_writes_rank_0s_reports_and_survives_restarts(tmp_path, c
     a worker failure (files saved), the re-run steps after the restart (each shown once), the last step (closed)."""
     from phiray.train.tracking import TrainTensorBoard
 
-    callback = TrainTensorBoard(FsPath(RunDir(tmp_path).fs, str(tmp_path / "tb")), flush_secs=3600, max_steps=4,
-                                summary="settings")
+    callback = TrainTensorBoard(
+        FsPath(RunDir(tmp_path).fs, str(tmp_path / "tb")), flush_secs=3600, max_steps=4, summary="settings"
+    )
 
     def report(step: int, loss: float) -> None:
         callback.after_report(None, [{"step": step, "loss": loss}, {"step": step, "loss": -1.0}], None)
@@ -111,9 +146,11 @@ def test_report_section_links_every_phase_and_trial(tmp_path):
         events.scalars(0, {"eval/val_loss": 1.0})
         events.close()
     rd.write_text("sweep/tune/t1/result.json", "{}")
-    assert [row[:3] for row in tracked_dirs(rd)] == [("pretrain", "pretrain/tensorboard", 1),
-                                                     ("finetune", "finetune/tensorboard", 1),
-                                                     ("sweep (2 trials)", "sweep/tune", 2)]
+    assert [row[:3] for row in tracked_dirs(rd)] == [
+        ("pretrain", "pretrain/tensorboard", 1),
+        ("finetune", "finetune/tensorboard", 1),
+        ("sweep (2 trials)", "sweep/tune", 2),
+    ]
     section = tracking(rd)
     page, markdown = render_html("r", [section]), render_markdown("r", [section])
     assert "<a href='../pretrain/tensorboard/'>" in page and "<a href='../sweep/tune/'>" in page
@@ -127,8 +164,9 @@ def test_mlflow_is_skipped_cleanly_when_not_installed(tmp_path, caplog, monkeypa
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real_find_spec(name, *a)
+    )
     rd = RunDir(tmp_path / "run")
     with caplog.at_level(logging.WARNING, logger="phiray"):
         assert mlflow_uri(TrackingConfig(mlflow=True), rd) is None
@@ -172,16 +210,23 @@ def test_the_spec_is_a_frozen_typed_model(tokenized):
         TrainSpec(**spec.model_dump(), fs=spec.fs, bogus=1)
     again = pickle.loads(pickle.dumps(spec))  # what crosses the Ray boundary
     assert again == spec and type(again.fs) is type(spec.fs) and "fs" not in spec.plain()
-    grow = build_spec(cfg, tokenized, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target,
-                      mixture=dict(cfg.pretrain.mixture))
+    grow = build_spec(
+        cfg,
+        tokenized,
+        "grow",
+        init_from="pretrain/model",
+        model_cfg=cfg.grow.target,
+        mixture=dict(cfg.pretrain.mixture),
+    )
     assert grow.plain()["phase"]["target"] == cfg.grow.target.model_dump(mode="json")  # the subclass's fields
     assert spec.tensorboard_dir == "pretrain/tensorboard"
 
 
 def test_the_run_identity_ignores_tracking_settings(tokenized):
     base = build_spec(small_config(), tokenized, "pretrain")
-    quiet = build_spec(small_config("train.tracking.tensorboard=false", "train.tracking.flush_secs=1"), tokenized,
-                       "pretrain")
+    quiet = build_spec(
+        small_config("train.tracking.tensorboard=false", "train.tracking.flush_secs=1"), tokenized, "pretrain"
+    )
     assert spec_hash(quiet) == spec_hash(base)  # an interrupted phase still resumes after a tracking change
     assert spec_hash(build_spec(small_config("pretrain.lr=0.5"), tokenized, "pretrain")) != spec_hash(base)
     assert train_callbacks(quiet) == []
@@ -198,8 +243,13 @@ def test_resume_from_restores_a_ray_checkpoint(tokenized, tmp_path):
 
     from phiray.train.loop import Trainer
 
-    cfg = small_config("pretrain.max_steps=4", "pretrain.eval_every=2", "pretrain.log_every=1",
-                       "pretrain.global_batch_size=4", "pretrain.micro_batch_size=4")
+    cfg = small_config(
+        "pretrain.max_steps=4",
+        "pretrain.eval_every=2",
+        "pretrain.log_every=1",
+        "pretrain.global_batch_size=4",
+        "pretrain.micro_batch_size=4",
+    )
     spec = build_spec(cfg, tokenized, "pretrain").model_copy(update={"output_dir": None})
     first = Trainer(spec, 0, 1, distributed=False)
     reports: list[dict] = []
@@ -220,12 +270,26 @@ def test_trial_context_is_typed():
     from phiray.config import SandboxConfig
     from phiray.tune.trainable import TrialContext
 
-    context = TrialContext(specs={}, threads=1, checkpoint=True, pass_every=0, objective="val_loss",
-                           sandbox=SandboxConfig(), max_new_tokens=8)
+    context = TrialContext(
+        specs={},
+        threads=1,
+        checkpoint=True,
+        pass_every=0,
+        objective="val_loss",
+        sandbox=SandboxConfig(),
+        max_new_tokens=8,
+    )
     assert pickle.loads(pickle.dumps(context)) == context
     with pytest.raises(ValidationError, match="pass_evry"):
-        TrialContext(specs={}, threads=1, checkpoint=True, pass_evry=0, objective="val_loss",
-                     sandbox=SandboxConfig(), max_new_tokens=8)
+        TrialContext(
+            specs={},
+            threads=1,
+            checkpoint=True,
+            pass_evry=0,
+            objective="val_loss",
+            sandbox=SandboxConfig(),
+            max_new_tokens=8,
+        )
     with pytest.raises(ValidationError):
         context.threads = 4
 
@@ -252,8 +316,9 @@ def test_grow_receives_the_typed_spec(tokenized, tmp_path):
     shutil.copytree(tokenized.path("tokenize"), rd.path("tokenize"))
     cfg = small_config("grow.eval_batches=1", "train.num_workers=1")
     save_model(build_model(cfg.model, seed=0), rd.path("pretrain/model"), tokenizer_dir=rd.path("tokenize/tokenizer"))
-    spec = build_spec(cfg, rd, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target,
-                      mixture=dict(cfg.pretrain.mixture))
+    spec = build_spec(
+        cfg, rd, "grow", init_from="pretrain/model", model_cfg=cfg.grow.target, mixture=dict(cfg.pretrain.mixture)
+    )
     growth = grow_and_compare(spec, cfg.grow.target, cfg.grow.scale_inputs)
     assert set(growth["step0"]) == {"small", "grown", "fresh"} and growth["step0"]["grown"]["val_loss"] > 0
     assert rd.exists("grow/init", "config.json") and growth["params"]["grown"] > growth["params"]["small"]

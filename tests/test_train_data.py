@@ -19,8 +19,11 @@ def _shards(root, name: str, n_rows: int, files: int = 3, group: int = 16, seq: 
     for f in range(files):
         rows = range(f * per_file, min(n_rows, (f + 1) * per_file))
         ids = [[r] + [7] * (seq - 1) for r in rows]
-        pq.write_table(pa.table({"input_ids": pa.array(ids, pa.list_(pa.int32()))}), out / f"part-{f}.parquet",
-                       row_group_size=group)
+        pq.write_table(
+            pa.table({"input_ids": pa.array(ids, pa.list_(pa.int32()))}),
+            out / f"part-{f}.parquet",
+            row_group_size=group,
+        )
     return TokenSource(pafs.LocalFileSystem(), str(out))
 
 
@@ -42,12 +45,18 @@ def test_resumed_sampler_gives_the_exact_batch_sequence(tmp_path):
     code, books = _shards(tmp_path, "code", 300), _shards(tmp_path, "books", 50)
 
     def run(steps, read_ahead):
-        sampler = MixtureSampler({"code": code, "books": books}, {"code": 3.0, "books": 1.0}, seed=11,
-                                 micro_batches=2, world=1, read_ahead=read_ahead)
+        sampler = MixtureSampler(
+            {"code": code, "books": books},
+            {"code": 3.0, "books": 1.0},
+            seed=11,
+            micro_batches=2,
+            world=1,
+            read_ahead=read_ahead,
+        )
         return [sampler.batch(s, m, 0, 8)[0] for s in steps for m in range(2)]
 
-    full = run(range(40), True)                 # 40 steps: several epochs of `books`
-    resumed = run(range(25, 40), True)          # a fresh process restarting at step 25
+    full = run(range(40), True)  # 40 steps: several epochs of `books`
+    resumed = run(range(25, 40), True)  # a fresh process restarting at step 25
     assert all(np.array_equal(a, b) for a, b in zip(full[50:], resumed))
     assert all(np.array_equal(a, b) for a, b in zip(full, run(range(40), False)))
     firsts = np.concatenate(full)[:, 0]

@@ -3,17 +3,23 @@ import glob
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
-
-from phiray.train.data import MixtureSampler, TokenSource
-from phiray.train.driver import build_spec, resolve_mixture
-from phiray.train.loop import train_single_process
-from phiray.model.tokenizer import load_tokenizer
-from phiray.train.schedule import (attention_flops_per_token, deepspeed_config, grad_accumulation, mfu, peak_flops,
-                                   warmup_linear_decay)
 from model_dir_checks import assert_self_contained
 from tracking_checks import read_scalars
 from train_fixtures import small_config, tokenized_run
+from transformers import AutoModelForCausalLM
+
+from phiray.model.tokenizer import load_tokenizer
+from phiray.train.data import MixtureSampler, TokenSource
+from phiray.train.driver import build_spec, resolve_mixture
+from phiray.train.loop import train_single_process
+from phiray.train.schedule import (
+    attention_flops_per_token,
+    deepspeed_config,
+    grad_accumulation,
+    mfu,
+    peak_flops,
+    warmup_linear_decay,
+)
 
 
 def test_schedule_warms_up_then_decays_linearly():
@@ -28,8 +34,18 @@ def test_batch_arithmetic_and_deepspeed_config():
         grad_accumulation(10, 4, 2)
     ds = deepspeed_config(micro_batch=4, grad_accum=2, world_size=2, zero_stage=2, grad_clip=1.0, precision="fp32")
     assert ds["train_batch_size"] == 16 and ds["zero_optimization"]["stage"] == 2 and not ds["bf16"]["enabled"]
-    assert deepspeed_config(micro_batch=1, grad_accum=1, world_size=1, zero_stage=3, grad_clip=0, precision="bf16",
-                            offload_optimizer=True)["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert (
+        deepspeed_config(
+            micro_batch=1,
+            grad_accum=1,
+            world_size=1,
+            zero_stage=3,
+            grad_clip=0,
+            precision="bf16",
+            offload_optimizer=True,
+        )["zero_optimization"]["offload_optimizer"]["device"]
+        == "cpu"
+    )
 
 
 def test_mfu_uses_the_device_peak():
@@ -62,8 +78,13 @@ def test_mixture_sampler_is_deterministic_and_weighted(ray_session, tmp_path_fac
 
 def test_single_process_loop_learns(ray_session, tmp_path_factory):
     rd = tokenized_run(tmp_path_factory.getbasetemp())
-    cfg = small_config("pretrain.max_steps=30", "pretrain.eval_every=15", "pretrain.log_every=5",
-                       "pretrain.global_batch_size=8", "pretrain.micro_batch_size=8")
+    cfg = small_config(
+        "pretrain.max_steps=30",
+        "pretrain.eval_every=15",
+        "pretrain.log_every=5",
+        "pretrain.global_batch_size=8",
+        "pretrain.micro_batch_size=8",
+    )
     history = train_single_process(build_spec(cfg, rd, "pretrain", output_dir="scratch/model"))
     val = [v["val_loss"] for v in history["val"]]
     assert [v["step"] for v in history["val"]] == [0, 15, 30] and val[-1] < val[0] - 0.5
@@ -76,12 +97,18 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
     from phiray.stages import pretrain
 
     rd = tokenized_run(tmp_path_factory.getbasetemp())
-    cfg = small_config("pretrain.max_steps=12", "pretrain.eval_every=6", "pretrain.log_every=3",
-                       "pretrain.checkpoint_every=6", "train.num_workers=2", "train.strategy=deepspeed",
-                       # Half a CPU each: a fraction of a CPU still held by an earlier module's actor (the session
-                       # cluster has 2) must not leave the worker group pending for ever.
-                       "train.cpus_per_worker=0.5",
-                       "train.peak_flops_per_device=1e12")  # a peak for MFU on CPU (speed-only: outputs unchanged)
+    cfg = small_config(
+        "pretrain.max_steps=12",
+        "pretrain.eval_every=6",
+        "pretrain.log_every=3",
+        "pretrain.checkpoint_every=6",
+        "train.num_workers=2",
+        "train.strategy=deepspeed",
+        # Half a CPU each: a fraction of a CPU still held by an earlier module's actor (the session
+        # cluster has 2) must not leave the worker group pending for ever.
+        "train.cpus_per_worker=0.5",
+        "train.peak_flops_per_device=1e12",
+    )  # a peak for MFU on CPU (speed-only: outputs unchanged)
     manifest = pretrain.run(cfg, rd)
     m = manifest.metrics
     assert m["engine_global_steps"] == 12 and m["world_size"] == 2 and m["strategy"] == "deepspeed"
@@ -96,7 +123,9 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
     facts = rd.read_json("pretrain/model/model_card.json")
     assert facts["stage"] == "pretrain" and facts["training"]["steps"] == 12 and facts["config_hash"]
     assert facts["data"]["tokens_total"] == 12 * cfg.pretrain.global_batch_size * 128
-    assert abs(sum(facts["data"]["tokens_seen"].values()) - facts["data"]["tokens_total"]) <= len(facts["data"]["tokens_seen"])
+    assert abs(sum(facts["data"]["tokens_seen"].values()) - facts["data"]["tokens_total"]) <= len(
+        facts["data"]["tokens_seen"]
+    )
     assert "## Training data" in card and "## Lineage" in card and facts["config_hash"] in card
     # Every model directory is self-contained: the final one and each checkpoint's hf/.
     tokenizer = load_tokenizer(rd.path("tokenize/tokenizer"))
@@ -113,4 +142,6 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
     sources = [k.split("/", 1)[1] for k in m["curve"]["val"][0] if k.startswith("val_loss/")]
     for tag in ["eval/val_loss"] + [f"eval/val_loss/{s}" for s in sources]:
         assert [step for step, _ in scalars[tag]] == [0, 6, 12], tag
-    assert [v for _, v in scalars["eval/val_loss"]] == pytest.approx([v["val_loss"] for v in m["curve"]["val"]], rel=1e-6)
+    assert [v for _, v in scalars["eval/val_loss"]] == pytest.approx(
+        [v["val_loss"] for v in m["curve"]["val"]], rel=1e-6
+    )

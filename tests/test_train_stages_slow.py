@@ -8,15 +8,15 @@ import time
 
 import pytest
 import torch
+from model_dir_checks import assert_self_contained
+from tracking_checks import read_scalars
+from train_fixtures import make_fake_run, small_config, tokenized_run
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from phiray.cli import STAGES
 from phiray.model.tokenizer import load_tokenizer
 from phiray.pipeline import run_pipeline
 from phiray.train.driver import fit_phase
-from model_dir_checks import assert_self_contained
-from tracking_checks import read_scalars
-from train_fixtures import make_fake_run, small_config, tokenized_run
 
 # Generous limits: the machine is shared, and under load each Ray Train fit takes minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -24,8 +24,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 def test_tiny_pretrain_grow_finetune_control_end_to_end(ray_session, tmp_path):
     rd = make_fake_run(tmp_path / "run")
-    cfg = small_config("run.stages=[tokenize, pretrain, grow, finetune, control]", "train.num_workers=2",
-                       "pretrain.max_steps=40", "grow.max_steps=20", "finetune.max_steps=20", "control.max_steps=40")
+    cfg = small_config(
+        "run.stages=[tokenize, pretrain, grow, finetune, control]",
+        "train.num_workers=2",
+        "pretrain.max_steps=40",
+        "grow.max_steps=20",
+        "finetune.max_steps=20",
+        "control.max_steps=40",
+    )
     states = run_pipeline(STAGES, cfg, rd)
     assert [s.state for s in states] == ["done"] * 5
     pre, grow, fine, control = (rd.read_manifest(s) for s in ("pretrain", "grow", "finetune", "control"))
@@ -48,17 +54,27 @@ def test_tiny_pretrain_grow_finetune_control_end_to_end(ray_session, tmp_path):
     tokenizer = load_tokenizer(rd.path("tokenize/tokenizer"))
     checkpoint_hf = glob.glob(rd.path("*/checkpoints/*/checkpoint_*/hf"))
     assert {p.split(os.sep)[-5] for p in checkpoint_hf} == {"pretrain", "grow", "finetune", "control"}
-    for directory in [rd.path(s, "model") for s in ("pretrain", "grow", "finetune", "control")] + \
-            [rd.path("grow/init")] + checkpoint_hf:
+    for directory in (
+        [rd.path(s, "model") for s in ("pretrain", "grow", "finetune", "control")]
+        + [rd.path("grow/init")]
+        + checkpoint_hf
+    ):
         assert_self_contained(directory, tokenizer)
 
 
 def test_killed_worker_resumes_from_the_last_checkpoint(ray_session, tmp_path_factory):
     rd = tokenized_run(tmp_path_factory.getbasetemp())
     steps = 100  # with 4 micro-batches per step: long enough after the first checkpoint to kill mid-run
-    cfg = small_config(f"pretrain.max_steps={steps}", "pretrain.checkpoint_every=10", "pretrain.eval_every=100",
-                       "pretrain.log_every=1", "pretrain.global_batch_size=64", "pretrain.micro_batch_size=8",
-                       "train.num_workers=2", "train.max_failures=2")
+    cfg = small_config(
+        f"pretrain.max_steps={steps}",
+        "pretrain.checkpoint_every=10",
+        "pretrain.eval_every=100",
+        "pretrain.log_every=1",
+        "pretrain.global_batch_size=64",
+        "pretrain.micro_batch_size=8",
+        "train.num_workers=2",
+        "train.max_failures=2",
+    )
     outcome: dict = {}
 
     def fit() -> None:

@@ -4,7 +4,6 @@ serving a checkpoint, and evaluation samples on Ray Data LLM (`evaluate.engine=v
 from __future__ import annotations
 
 import pytest
-
 from serve_fixtures import free_port
 from vllm_fixtures import build_vllm_checkpoint, start_vllm_server, stop, vllm_env, wait_ready
 
@@ -34,8 +33,16 @@ def test_openai_teacher_against_vllm_caches_and_accounts(vllm_server, tmp_path, 
     from phiray.config import TeacherConfig
     from phiray.teacher import Request, make_teacher
 
-    cfg = TeacherConfig(kind="openai", base_url=vllm_server, model="teacher", api=api, max_tokens=12,
-                        temperature=0.8, concurrency=4, max_retries=1)
+    cfg = TeacherConfig(
+        kind="openai",
+        base_url=vllm_server,
+        model="teacher",
+        api=api,
+        max_tokens=12,
+        temperature=0.8,
+        concurrency=4,
+        max_retries=1,
+    )
     requests = [Request(key=f"r{i}", prompt=f"Write a function number {i}", seed=i) for i in range(6)]
     first = make_teacher(cfg, cache_dir=str(tmp_path / "cache")).complete(requests)
     assert all(r.ok and r.tokens_in > 0 and r.tokens_out == 12 and not r.cached for r in first), first
@@ -98,8 +105,12 @@ def test_vllm_engines_load_the_model_from_an_object_store_run_dir(s3_server, che
 
     bucket = s3_server.new_bucket("vllm-model")
     rd = RunDir(f"{bucket}/run", filesystem=None)
-    pafs.copy_files(str(checkpoint), rd.path("finetune/model"), source_filesystem=pafs.LocalFileSystem(),
-                    destination_filesystem=rd.fs)
+    pafs.copy_files(
+        str(checkpoint),
+        rd.path("finetune/model"),
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=rd.fs,
+    )
     uri = rd.uri("finetune/model")
     assert uri == f"{bucket}/run/finetune/model" and RunDir(str(tmp_path)).uri("x") is None
     prompts = ["def add(a, b):\n", "class Stack:\n"]
@@ -109,12 +120,18 @@ def test_vllm_engines_load_the_model_from_an_object_store_run_dir(s3_server, che
         if "safetensors" not in name and not name.endswith(".bin"):
             shutil.copy(checkpoint / name, driver_copy / name)
     env = {**os.environ, **vllm_env(), **s3_server.env, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, "-c", _REMOTE_GENERATE, str(driver_copy), uri, json.dumps(prompts)],
-                         env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-c", _REMOTE_GENERATE, str(driver_copy), uri, json.dumps(prompts)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     remote = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("SAMPLES "))[8:])
     tasks = [Task(task_id=f"t/{i}", prompt=p, tests="", entry_point="f") for i, p in enumerate(prompts)]
-    local = generate(str(checkpoint), tasks, GenerationSettings(n=1, temperature=0.0, max_new_tokens=12),
-                     engine="transformers")
+    local = generate(
+        str(checkpoint), tasks, GenerationSettings(n=1, temperature=0.0, max_new_tokens=12), engine="transformers"
+    )
     tail = lambda rows: [{**r, "completion": r["completion"].rstrip("\ufffd")} for r in rows]  # noqa: E731
     assert tail(remote) == tail(local) and remote[0]["completion"]

@@ -8,11 +8,11 @@ from __future__ import annotations
 import glob
 
 import pytest
-
-from phiray.model.tokenizer import load_tokenizer
 from model_dir_checks import assert_self_contained
 from train_fixtures import make_fake_run, small_config
 from vllm_fixtures import assert_vllm_equals_transformers, tiny_hf_checkpoint
+
+from phiray.model.tokenizer import load_tokenizer
 
 
 def test_vllm_greedy_equals_transformers_on_a_saved_tiny_model(tmp_path):
@@ -28,9 +28,16 @@ def test_vllm_greedy_equals_transformers_on_every_model_dir_of_a_tiny_run(ray_se
     from phiray.pipeline import run_pipeline
 
     rd = make_fake_run(tmp_path / "run")
-    cfg = small_config("run.stages=[tokenize, pretrain, grow]", "train.num_workers=2", "pretrain.max_steps=20",
-                       "pretrain.checkpoint_every=10", "pretrain.eval_every=10", "grow.max_steps=4",
-                       "grow.checkpoint_every=4", "grow.eval_every=4")
+    cfg = small_config(
+        "run.stages=[tokenize, pretrain, grow]",
+        "train.num_workers=2",
+        "pretrain.max_steps=20",
+        "pretrain.checkpoint_every=10",
+        "pretrain.eval_every=10",
+        "grow.max_steps=4",
+        "grow.checkpoint_every=4",
+        "grow.eval_every=4",
+    )
     assert [s.state for s in run_pipeline(STAGES, cfg, rd)] == ["done"] * 3
     checkpoint_hf = sorted(glob.glob(rd.path("pretrain/checkpoints/*/checkpoint_*/hf")))
     dirs = [checkpoint_hf[-1], rd.path("pretrain/model"), rd.path("grow/init"), rd.path("grow/model")]

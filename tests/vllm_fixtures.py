@@ -16,25 +16,37 @@ import time
 from pathlib import Path
 
 import httpx
-
 from serve_fixtures import CORPUS
 
 PROMPTS = ["def add(a, b):\n", "import json\n\nclass ", "    return "]
 
 # vLLM on this 2-core CPU machine: a 1 GiB KV cache, the engine core in this process (no extra
 # spawn: faster start, and one process to clean up).
-VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_NO_USAGE_STATS": "1",
-            "DO_NOT_TRACK": "1"}
+VLLM_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
 
 
-def vllm_greedy(dirs: list[str], prompts: list[str] = PROMPTS, max_tokens: int = 16,
-                timeout_s: float = 900) -> dict[str, dict[str, list[list[int]]]]:
+def vllm_greedy(
+    dirs: list[str], prompts: list[str] = PROMPTS, max_tokens: int = 16, timeout_s: float = 900
+) -> dict[str, dict[str, list[list[int]]]]:
     """{dir: {"prompt_ids", "out"}} from a real vLLM engine (one start per directory)."""
     script = Path(__file__).with_name("vllm_greedy.py")
     request = json.dumps({"dirs": [os.fspath(d) for d in dirs], "prompts": prompts, "max_tokens": max_tokens})
-    proc = subprocess.run([sys.executable, os.fspath(script)], input=request, capture_output=True, text=True,
-                          timeout=timeout_s, env={**os.environ, **VLLM_ENV})
+    proc = subprocess.run(
+        [sys.executable, os.fspath(script)],
+        input=request,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **VLLM_ENV},
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("VLLM_GREEDY ")]
     assert proc.returncode == 0 and lines, f"vLLM failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
     return json.loads(lines[-1].removeprefix("VLLM_GREEDY "))
@@ -49,9 +61,10 @@ def transformers_greedy(directory: str, prompt_ids: list[list[int]], max_tokens:
     outs = []
     with torch.no_grad():
         for ids in prompt_ids:
-            generated = model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, min_new_tokens=max_tokens,
-                                       do_sample=False)
-            outs.append(generated[0, len(ids):].tolist())
+            generated = model.generate(
+                torch.tensor([ids]), max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False
+            )
+            outs.append(generated[0, len(ids) :].tolist())
     return outs
 
 
@@ -71,11 +84,12 @@ def assert_vllm_equals_transformers(dirs: list[str], max_tokens: int = 16) -> No
 def tiny_hf_checkpoint(directory: Path, vocab_size: int = 1024, n_ctx: int = 256) -> str:
     """A tiny HF-format phi checkpoint with phi-1's head geometry (the tiny preset's: 2 heads of 64, rotary
     32) and a BPE tokenizer trained on stdlib code, written by phiray's save_model."""
+    from train_fixtures import stdlib_code
+
     from phiray.config import load_config
     from phiray.model.io import save_model
     from phiray.model.presets import build_model
     from phiray.model.tokenizer import train_bpe_tokenizer
-    from train_fixtures import stdlib_code
 
     tokenizer = train_bpe_tokenizer(stdlib_code(20), vocab_size=vocab_size, model_max_length=n_ctx)
     tokenizer.save_pretrained(directory / "tokenizer")
@@ -86,9 +100,11 @@ def tiny_hf_checkpoint(directory: Path, vocab_size: int = 1024, n_ctx: int = 256
 
 # Role-tagged turns, the assistant's turn left open: the tokenizer ships it, so vLLM's chat endpoint and
 # transformers' apply_chat_template agree on the prompt.
-CHAT_TEMPLATE = ("{% for m in messages %}{% if m['role'] in ['system', 'developer'] %}{{ m['content'] }}\n\n"
-                 "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n{% else %}Assistant: {{ m['content'] }}\n"
-                 "{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] in ['system', 'developer'] %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n{% else %}Assistant: {{ m['content'] }}\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 
 
 def build_vllm_checkpoint(path: Path, context: int = 256, seed: int = 0, chat_template: bool = True) -> Path:
@@ -105,10 +121,20 @@ def build_vllm_checkpoint(path: Path, context: int = 256, seed: int = 0, chat_te
     tokenizer.save_pretrained(path)
     torch.manual_seed(seed)
     eos = tokenizer.eos_token_id
-    config = PhiConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=context,
-                       partial_rotary_factor=0.5, eos_token_id=eos, bos_token_id=eos, pad_token_id=eos,
-                       torch_dtype="float32")
+    config = PhiConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=context,
+        partial_rotary_factor=0.5,
+        eos_token_id=eos,
+        bos_token_id=eos,
+        pad_token_id=eos,
+        torch_dtype="float32",
+    )
     model = PhiForCausalLM(config)
     with torch.no_grad():
         model.lm_head.bias[eos] = -1e4
@@ -127,19 +153,41 @@ def vllm_env() -> dict[str, str]:
     return env
 
 
-def start_vllm_server(model: Path, port: int, served_name: str, log: Path, max_model_len: int = 256,
-                      extra: list[str] | None = None) -> subprocess.Popen:
+def start_vllm_server(
+    model: Path, port: int, served_name: str, log: Path, max_model_len: int = 256, extra: list[str] | None = None
+) -> subprocess.Popen:
     """`python -m vllm.entrypoints.openai.api_server` on 127.0.0.1:port (the dist is `vllm-cpu`, so the
     `vllm serve` script fails on its own version lookup)."""
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-           "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-           "--max-model-len", str(max_model_len), "--enforce-eager", *(extra or [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        str(max_model_len),
+        "--enforce-eager",
+        *(extra or []),
+    ]
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=vllm_env(), start_new_session=True)
 
 
-def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 900.0, log: Path | None = None,
-               model: str | None = None) -> None:
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen | None = None,
+    timeout_s: float = 900.0,
+    log: Path | None = None,
+    model: str | None = None,
+) -> None:
     """Poll until `url` answers: a one-token completion for `model` when given (an ingress lists its models
     before the engine behind it is up), else GET /v1/models; fail early (with the log's tail) if `proc` exits."""
     deadline = time.monotonic() + timeout_s

@@ -23,8 +23,10 @@ def main() -> None:
             n_ctx = json.load(fh)["max_position_embeddings"]
         llm = LLM(model=directory, dtype="float32", enforce_eager=True, max_model_len=min(256, n_ctx), seed=0)
         outputs = llm.generate(request["prompts"], params, use_tqdm=False)
-        results[directory] = {"prompt_ids": [list(o.prompt_token_ids) for o in outputs],
-                              "out": [list(o.outputs[0].token_ids) for o in outputs]}
+        results[directory] = {
+            "prompt_ids": [list(o.prompt_token_ids) for o in outputs],
+            "out": [list(o.outputs[0].token_ids) for o in outputs],
+        }
         del llm
         gc.collect()
     print("VLLM_GREEDY " + json.dumps(results), flush=True)

@@ -49,16 +49,23 @@ def _job_work(job_id: str, since_ms: int) -> tuple[list[dict[str, Any]], bool]:
     from ray.util.state import list_tasks
 
     time.sleep(EVENT_FLUSH_S)  # let the last tasks' events reach the GCS
-    tasks = list_tasks(filters=[("job_id", "=", job_id)], detail=True, limit=TASK_LIMIT,
-                       raise_on_missing_output=False)
+    tasks = list_tasks(filters=[("job_id", "=", job_id)], detail=True, limit=TASK_LIMIT, raise_on_missing_output=False)
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for task in tasks:
         started = task.start_time_ms or task.creation_time_ms or 0
         if not task.node_id or started < since_ms:
             continue
         key = (task.func_or_class_name or task.name, task.node_id)
-        group = groups.setdefault(key, {"name": key[0], "node_id": task.node_id, "type": str(task.type),
-                                        "resources": dict(task.required_resources or {}), "tasks": 0})
+        group = groups.setdefault(
+            key,
+            {
+                "name": key[0],
+                "node_id": task.node_id,
+                "type": str(task.type),
+                "resources": dict(task.required_resources or {}),
+                "tasks": 0,
+            },
+        )
         group["tasks"] += 1
     return sorted(groups.values(), key=lambda g: (g["name"], g["node_id"])), len(tasks) >= TASK_LIMIT
 

@@ -57,7 +57,8 @@ class K8sOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     worker_groups: dict[str, GroupScale] = Field(
-        default_factory=dict, description="Per worker group replica bounds over k8s/ray-cluster.phiray.yaml.")
+        default_factory=dict, description="Per worker group replica bounds over k8s/ray-cluster.phiray.yaml."
+    )
     shutdown_after_job_finishes: bool = Field(True, description="Delete the job's RayCluster when the job ends.")
     ttl_seconds_after_finished: int = Field(3600, ge=0, description="Keep the finished RayJob (and cluster) this long.")
     active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the job after this long.")
@@ -105,7 +106,7 @@ def find_spec(stage: str, variant: str, jobs_dir: Path | None = None) -> Path:
     jobs_dir = jobs_dir or REPO / "jobs"
     path = jobs_dir / f"{stage}.{variant}.yaml"
     if not path.is_file():
-        have = sorted(p.name[len(stage) + 1: -5] for p in jobs_dir.glob(f"{stage}.*.yaml"))
+        have = sorted(p.name[len(stage) + 1 : -5] for p in jobs_dir.glob(f"{stage}.*.yaml"))
         raise SpecError(f"no job spec {path} (variants of {stage}: {', '.join(have) or 'none'})")
     return path
 
@@ -178,15 +179,24 @@ def split_overrides(tokens: list[str]) -> tuple[list[str], list[str]]:
     takes the next token as its value unless that looks like another option or an override."""
     i = 2
     while i < len(tokens) and tokens[i].startswith("-"):
-        takes_value = "=" not in tokens[i] and i + 1 < len(tokens) \
-            and not tokens[i + 1].startswith("-") and not OVERRIDE.match(tokens[i + 1])
+        takes_value = (
+            "=" not in tokens[i]
+            and i + 1 < len(tokens)
+            and not tokens[i + 1].startswith("-")
+            and not OVERRIDE.match(tokens[i + 1])
+        )
         i += 2 if takes_value else 1
     return tokens[:i], tokens[i:]
 
 
-def customise(spec: JobSpec, run_dir: str | None = None, preset: str | None = None,
-              config_file: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-              config_root: str | None = None) -> JobSpec:
+def customise(
+    spec: JobSpec,
+    run_dir: str | None = None,
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    config_root: str | None = None,
+) -> JobSpec:
     """The spec with its entrypoint's run dir / preset replaced, then ``config_file`` (inlined as
     overrides: the cluster need not have the file) and ``overrides`` appended, so they apply last.
     ``config_root``: make a relative ``--config`` absolute under it (where the image holds the repo)."""
@@ -211,8 +221,10 @@ def entrypoint_config(entrypoint: str, working_dir: Path | None = None) -> tuple
     tokens = split_entrypoint(entrypoint)
     command = tokens[1]
     if command not in STAGE_BY_NAME and command not in EXTRA_COMMANDS:
-        raise SpecError(f"entrypoint {entrypoint!r}: {command!r} is not a phiray stage "
-                        f"(known: {', '.join(list(STAGE_BY_NAME) + list(EXTRA_COMMANDS))})")
+        raise SpecError(
+            f"entrypoint {entrypoint!r}: {command!r} is not a phiray stage "
+            f"(known: {', '.join(list(STAGE_BY_NAME) + list(EXTRA_COMMANDS))})"
+        )
     parser = build_parser()
     parser.exit_on_error = False
     try:
@@ -225,8 +237,11 @@ def entrypoint_config(entrypoint: str, working_dir: Path | None = None) -> tuple
     if config_file and working_dir is not None and not Path(config_file).is_absolute():
         config_file = working_dir / config_file
     try:
-        cfg = load_config(preset=getattr(args, "preset", None) or "tiny", config_file=config_file,
-                          overrides=getattr(args, "overrides", None) or [])
+        cfg = load_config(
+            preset=getattr(args, "preset", None) or "tiny",
+            config_file=config_file,
+            overrides=getattr(args, "overrides", None) or [],
+        )
     except ConfigError as err:
         raise SpecError(f"entrypoint {entrypoint!r}: config error: {err}") from None
     return command, cfg

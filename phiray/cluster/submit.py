@@ -21,8 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from phiray.cluster.spec import (EXTRA_COMMANDS, JobSpec, SpecError, customise, dns_name, entrypoint_config,
-                                 find_spec, load_spec, option_value, split_entrypoint)
+from phiray.cluster.spec import (
+    EXTRA_COMMANDS,
+    JobSpec,
+    SpecError,
+    customise,
+    dns_name,
+    entrypoint_config,
+    find_spec,
+    load_spec,
+    option_value,
+    split_entrypoint,
+)
 
 log = logging.getLogger("phiray")
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -42,11 +52,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML merged over the spec's config; sent inline as overrides.")
     p.add_argument("overrides", nargs="*", metavar="a.b.c=value", help="Config overrides, applied last.")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--ray-address", default=None,
-                       help="Ray dashboard URL, e.g. http://127.0.0.1:8265 (default $RAY_API_SERVER_ADDRESS).")
+    where.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray dashboard URL, e.g. http://127.0.0.1:8265 (default $RAY_API_SERVER_ADDRESS).",
+    )
     where.add_argument("--k8s", action="store_true", help="Create a KubeRay RayJob instead.")
-    p.add_argument("--working-dir", default=None, help="Directory uploaded as the job's working_dir "
-                   "(default: the spec's, relative to the checkout holding jobs/).")
+    p.add_argument(
+        "--working-dir",
+        default=None,
+        help="Directory uploaded as the job's working_dir "
+        "(default: the spec's, relative to the checkout holding jobs/).",
+    )
     p.add_argument("--submission-id", default=None, help="Ray submission id / RayJob name (default generated).")
     p.add_argument("--no-follow", action="store_true", help="Ray: submit and return without following logs.")
     p.add_argument("--timeout-s", type=float, default=None, help="Stop waiting after this long (the job goes on).")
@@ -80,8 +97,7 @@ def resolve_spec(args: argparse.Namespace) -> tuple[JobSpec, Path]:
     if spec.stage != args.stage:
         raise SpecError(f"{path} runs {spec.stage!r}, not {args.stage!r}")
     base = path.resolve().parent.parent  # jobs/ sits in the checkout root
-    spec = customise(spec, run_dir=args.run_dir, preset=args.preset, config_file=args.config,
-                     overrides=args.overrides)
+    spec = customise(spec, run_dir=args.run_dir, preset=args.preset, config_file=args.config, overrides=args.overrides)
     entrypoint_config(spec.entrypoint, working_dir=base)
     run_dir = option_value(split_entrypoint(spec.entrypoint), "--run-dir")
     if run_dir and not (run_dir.startswith("/") or "://" in run_dir):
@@ -101,11 +117,23 @@ def ray_runtime_env(spec: JobSpec, base: Path, working_dir: str | None) -> dict[
 
 def ray_submit_command(spec: JobSpec, address: str, runtime_env: dict[str, Any], submission_id: str) -> str:
     """The equivalent `ray job submit` command line."""
-    parts = ["ray", "job", "submit", "--address", address, "--submission-id", submission_id,
-             "--runtime-env-json", json.dumps(runtime_env, sort_keys=True),
-             "--metadata-json", json.dumps(spec.job_metadata(), sort_keys=True)]
-    for flag, value in (("--entrypoint-num-cpus", spec.entrypoint_num_cpus),
-                        ("--entrypoint-num-gpus", spec.entrypoint_num_gpus)):
+    parts = [
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--submission-id",
+        submission_id,
+        "--runtime-env-json",
+        json.dumps(runtime_env, sort_keys=True),
+        "--metadata-json",
+        json.dumps(spec.job_metadata(), sort_keys=True),
+    ]
+    for flag, value in (
+        ("--entrypoint-num-cpus", spec.entrypoint_num_cpus),
+        ("--entrypoint-num-gpus", spec.entrypoint_num_gpus),
+    ):
         if value is not None:
             parts += [flag, str(value)]
     if spec.entrypoint_resources:
@@ -150,9 +178,14 @@ def _submit(client: Any, spec: JobSpec, runtime_env: dict[str, Any], submission_
     for attempt in range(attempts):
         try:
             return client.submit_job(
-                entrypoint=spec.entrypoint, runtime_env=runtime_env, metadata=spec.job_metadata(),
-                submission_id=submission_id, entrypoint_num_cpus=spec.entrypoint_num_cpus,
-                entrypoint_num_gpus=spec.entrypoint_num_gpus, entrypoint_resources=spec.entrypoint_resources or None)
+                entrypoint=spec.entrypoint,
+                runtime_env=runtime_env,
+                metadata=spec.job_metadata(),
+                submission_id=submission_id,
+                entrypoint_num_cpus=spec.entrypoint_num_cpus,
+                entrypoint_num_gpus=spec.entrypoint_num_gpus,
+                entrypoint_resources=spec.entrypoint_resources or None,
+            )
         except requests.ConnectionError:
             if attempt == attempts - 1:
                 raise
@@ -178,8 +211,11 @@ def submit_ray(spec: JobSpec, base: Path, args: argparse.Namespace) -> int:
     try:
         client = JobSubmissionClient(address)
     except AuthenticationError:
-        print("phiray: the cluster requires a Ray auth token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
-              "(or RAY_AUTH_TOKEN_PATH) to the cluster's token", file=sys.stderr)
+        print(
+            "phiray: the cluster requires a Ray auth token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+            "(or RAY_AUTH_TOKEN_PATH) to the cluster's token",
+            file=sys.stderr,
+        )
         return 2
     job_id = _submit(client, spec, runtime_env, submission_id)
     print(f"phiray: submitted {job_id} to {address}: {spec.entrypoint}", file=sys.stderr)
@@ -191,8 +227,10 @@ def submit_ray(spec: JobSpec, base: Path, args: argparse.Namespace) -> int:
         print(f"\nphiray: stopped following; the job goes on (`ray job stop {job_id}` ends it)", file=sys.stderr)
         return 130
     info = client.get_job_info(job_id)
-    print(f"phiray: job {job_id} {status}{': ' + info.message if status != 'SUCCEEDED' and info.message else ''}",
-          file=sys.stderr)
+    print(
+        f"phiray: job {job_id} {status}{': ' + info.message if status != 'SUCCEEDED' and info.message else ''}",
+        file=sys.stderr,
+    )
     return TERMINAL.get(status, 4)
 
 
@@ -241,13 +279,20 @@ def submit_k8s(spec: JobSpec, args: argparse.Namespace) -> int:
         return 0
     api, name, ns = kube_api(), body["metadata"]["name"], args.namespace
     # This client version sends no Content-Type for custom objects; say what the body is.
-    api.create_namespaced_custom_object(group="ray.io", version="v1", namespace=ns, plural="rayjobs", body=body,
-                                        _headers={"Content-Type": "application/json"})
+    api.create_namespaced_custom_object(
+        group="ray.io",
+        version="v1",
+        namespace=ns,
+        plural="rayjobs",
+        body=body,
+        _headers={"Content-Type": "application/json"},
+    )
     print(f"phiray: created RayJob {ns}/{name}: {spec.entrypoint}", file=sys.stderr)
     deadline = None if args.timeout_s is None else time.monotonic() + args.timeout_s
     while True:
-        obj = api.get_namespaced_custom_object_status(group="ray.io", version="v1", namespace=ns,
-                                                      plural="rayjobs", name=name)
+        obj = api.get_namespaced_custom_object_status(
+            group="ray.io", version="v1", namespace=ns, plural="rayjobs", name=name
+        )
         deployment, job = k8s_status(obj)
         print(f"phiray: RayJob {name}: deployment={deployment or 'pending'} job={job or 'pending'}", file=sys.stderr)
         done = deployment in K8S_DONE

@@ -19,8 +19,11 @@ import yaml
 
 from phiray.cluster.spec import REPO
 
-CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml",
-             "RayService": "ray.io_rayservices.yaml"}
+CRD_FILES = {
+    "RayCluster": "ray.io_rayclusters.yaml",
+    "RayJob": "ray.io_rayjobs.yaml",
+    "RayService": "ray.io_rayservices.yaml",
+}
 
 
 def crd_dir() -> Path:
@@ -32,8 +35,11 @@ def _strict(schema: Any) -> Any:
     """Structural schemas prune unknown fields silently; a manifest with a typo'd field should fail."""
     if isinstance(schema, dict):
         out = {k: _strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out \
-                and not out.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -155,14 +161,20 @@ def cluster_rules(where: str, cluster: dict[str, Any]) -> list[str]:
     for name, group in [("headGroupSpec", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in groups]:
         errors += model_errors(group["template"], "V1PodTemplateSpec", f"{where}.{name}.template")
         params = group.get("rayStartParams", {})
-        errors += [f"{where}.{name}.rayStartParams.{k}: values must be strings"
-                   for k, v in params.items() if not isinstance(v, str)]
+        errors += [
+            f"{where}.{name}.rayStartParams.{k}: values must be strings"
+            for k, v in params.items()
+            if not isinstance(v, str)
+        ]
         if group.get("resources") and any(params.get(k) for k in ("num-cpus", "num-gpus", "memory", "resources")):
             errors.append(f"{where}.{name}: resources set in both rayStartParams and resources")
         if "labels" in params:
             errors.append(f"{where}.{name}.rayStartParams.labels: use the group's labels field")
-    if (cluster.get("authOptions") or {}).get("mode") == "token" and \
-            _version(str(cluster.get("rayVersion", "0"))) < (2, 52, 0):
+    if (cluster.get("authOptions") or {}).get("mode") == "token" and _version(str(cluster.get("rayVersion", "0"))) < (
+        2,
+        52,
+        0,
+    ):
         errors.append(f"{where}.authOptions: token mode needs rayVersion >= 2.52.0")
     return errors
 
@@ -213,8 +225,10 @@ def validate_object(doc: dict[str, Any]) -> list[str]:
         name = (doc.get("metadata") or {}).get("name", "")
         valid_name = re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
         return ([] if valid_name else [f"metadata.name: {name!r} is not a DNS-1123 label"]) + core_errors(doc)
-    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-              for e in crd_validator(kind, str(crd_dir())).iter_errors(doc)]
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in crd_validator(kind, str(crd_dir())).iter_errors(doc)
+    ]
     errors += model_errors(doc.get("metadata", {}), "V1ObjectMeta", "metadata")
     # KubeRay's rules assume a schema-valid object.
     return errors + (kuberay_rules(doc) if not errors else [])

@@ -52,7 +52,9 @@ def pick_uncertain_diverse(x_pool: np.ndarray, proba: np.ndarray, k: int, seed: 
     if len(candidates) <= k:
         return candidates
     groups = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(x_pool[candidates])
-    picked = [candidates[groups == g][np.argmax(unsure[candidates[groups == g]])] for g in range(k) if (groups == g).any()]
+    picked = [
+        candidates[groups == g][np.argmax(unsure[candidates[groups == g]])] for g in range(k) if (groups == g).any()
+    ]
     rest = [i for i in candidates if i not in set(picked)]  # k-means may leave a cluster empty
     return np.asarray((picked + rest)[:k], np.int64)
 
@@ -77,8 +79,9 @@ def pick_representative(x_free: np.ndarray, x_labelled: np.ndarray, k: int, seed
     return np.asarray(picks, np.int64)[np.argsort(-np.asarray(gaps), kind="stable")]
 
 
-def pick_batch(x_free: np.ndarray, proba: np.ndarray, x_labelled: np.ndarray, k: int, seed: int,
-               uncertain_share: float) -> np.ndarray:
+def pick_batch(
+    x_free: np.ndarray, proba: np.ndarray, x_labelled: np.ndarray, k: int, seed: int, uncertain_share: float
+) -> np.ndarray:
     """``k`` distinct indices into the unlabelled pool: ``uncertain_share`` of them by
     :func:`pick_uncertain_diverse`, the rest by :func:`pick_representative` of what those leave."""
     k = min(k, len(x_free))
@@ -92,10 +95,19 @@ def positives(scores: Sequence[int | None], positive_min_score: int) -> np.ndarr
     return np.asarray([int(s is not None and s >= positive_min_score) for s in scores], np.int64)
 
 
-def run_rounds(x_pool: np.ndarray, label: Callable[[np.ndarray], list[int | None]], *, seed_size: int,
-               rounds: int, round_size: int, cc: ClassifyConfig, seed: int, random_share: float = 0.0,
-               uncertain_share: float = 0.5,
-               on_round: Callable[[int, np.ndarray, list], None] | None = None) -> tuple[np.ndarray, list, list[int]]:
+def run_rounds(
+    x_pool: np.ndarray,
+    label: Callable[[np.ndarray], list[int | None]],
+    *,
+    seed_size: int,
+    rounds: int,
+    round_size: int,
+    cc: ClassifyConfig,
+    seed: int,
+    random_share: float = 0.0,
+    uncertain_share: float = 0.5,
+    on_round: Callable[[int, np.ndarray, list], None] | None = None,
+) -> tuple[np.ndarray, list, list[int]]:
     """Label ``seed_size`` random pool documents, then ``rounds`` rounds of ``round_size`` chosen ones.
 
     Each round: ``random_share`` drawn at random (exploration), of the rest ``uncertain_share`` by
@@ -126,8 +138,9 @@ def run_rounds(x_pool: np.ndarray, label: Callable[[np.ndarray], list[int | None
             forest = fit_forest(x_pool[trained], y, cc, seed + r)
             proba = forest.predict_proba(x_pool[free])[:, 1]
             n_random = int(round(random_share * round_size))
-            picks = free[pick_batch(x_pool[free], proba, x_pool[trained], round_size - n_random, seed + r,
-                                    uncertain_share)]
+            picks = free[
+                pick_batch(x_pool[free], proba, x_pool[trained], round_size - n_random, seed + r, uncertain_share)
+            ]
             rest = np.setdiff1d(free, picks)
             if n_random and len(rest):
                 picks = np.concatenate([picks, rng.choice(rest, size=min(n_random, len(rest)), replace=False)])

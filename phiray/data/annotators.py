@@ -47,10 +47,37 @@ _CONVENTIONAL = {"a", "b", "c", "n", "m", "k", "x", "y", "z", "i", "j", "p", "q"
 # The language's own toolbox: a lesson may call these (a heap, a regex, itertools) and stay self-contained;
 # a call into anything else that is imported is glue to code the reader cannot see (a C accelerator such
 # as ``_heapq`` counts as its module).
-LANGUAGE_TOOLBOX = frozenset({
-    "abc", "array", "bisect", "cmath", "collections", "contextlib", "copy", "dataclasses", "decimal", "enum",
-    "fractions", "functools", "heapq", "itertools", "math", "numbers", "operator", "random", "re", "reprlib",
-    "statistics", "string", "struct", "textwrap", "types", "typing", "weakref"})
+LANGUAGE_TOOLBOX = frozenset(
+    {
+        "abc",
+        "array",
+        "bisect",
+        "cmath",
+        "collections",
+        "contextlib",
+        "copy",
+        "dataclasses",
+        "decimal",
+        "enum",
+        "fractions",
+        "functools",
+        "heapq",
+        "itertools",
+        "math",
+        "numbers",
+        "operator",
+        "random",
+        "re",
+        "reprlib",
+        "statistics",
+        "string",
+        "struct",
+        "textwrap",
+        "types",
+        "typing",
+        "weakref",
+    }
+)
 _DATA_LINE = re.compile(r"^\s*[\[\]{}(),'\"0-9xa-fA-F.\-+:\s]*,?\s*$")
 
 # phi-1 (Gunasekar et al. 2023, sec. 2.1): GPT-4 was prompted to "determine its educational value for a
@@ -162,8 +189,24 @@ def _main_demo_statements(tree: ast.Module) -> int:
     return 0
 
 
-_LOGIC = (ast.If, ast.For, ast.While, ast.Try, ast.With, ast.Return, ast.AugAssign, ast.BinOp, ast.Compare,
-          ast.AsyncFor, ast.AsyncWith, ast.Yield, ast.Raise, ast.ListComp, ast.DictComp, ast.GeneratorExp)
+_LOGIC = (
+    ast.If,
+    ast.For,
+    ast.While,
+    ast.Try,
+    ast.With,
+    ast.Return,
+    ast.AugAssign,
+    ast.BinOp,
+    ast.Compare,
+    ast.AsyncFor,
+    ast.AsyncWith,
+    ast.Yield,
+    ast.Raise,
+    ast.ListComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
 _LITERALS = (ast.Constant, ast.Tuple, ast.List, ast.Dict, ast.Set, ast.JoinedStr)
 
 
@@ -191,9 +234,15 @@ def _literal_share(tree: ast.Module, text: str) -> float:
         if value is None or isinstance(stmt, ast.Expr) and stmt is tree.body[0]:
             continue  # the module docstring is prose, not data
         nodes = list(ast.walk(value))
-        if nodes and sum(isinstance(n, _LITERALS) or isinstance(n, (ast.Name, ast.Load, ast.UnaryOp, ast.USub))
-                         for n in nodes) / len(nodes) >= 0.9:
-            data_chars += sum(len(ln) for ln in lines[stmt.lineno - 1:stmt.end_lineno or stmt.lineno])
+        if (
+            nodes
+            and sum(
+                isinstance(n, _LITERALS) or isinstance(n, (ast.Name, ast.Load, ast.UnaryOp, ast.USub)) for n in nodes
+            )
+            / len(nodes)
+            >= 0.9
+        ):
+            data_chars += sum(len(ln) for ln in lines[stmt.lineno - 1 : stmt.end_lineno or stmt.lineno])
     return data_chars / max(1, len(text))
 
 
@@ -217,7 +266,8 @@ def _features(tree: ast.Module, text: str) -> dict[str, float]:
     comments = sum(1 for ln in code_lines if ln.lstrip().startswith("#"))
     names = _defined_names(tree)
     return {
-        "defs": len(defs), "funcs": len(funcs),
+        "defs": len(defs),
+        "funcs": len(funcs),
         "doc_coverage": sum(1 for n in public if ast.get_docstring(n)) / len(public) if public else 0.0,
         "module_doc_chars": len(module_doc),
         "doctests": len(re.findall(r"^\s*>>> ", text, re.M)),

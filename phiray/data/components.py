@@ -34,15 +34,19 @@ def with_bucket(table: pa.Table, key: str, partitions: int) -> pa.Table:
     return table.append_column("bucket", pa.array(buckets, pa.int64()))
 
 
-def by_bucket(ds: "ray.data.Dataset", key: str, fn: Callable[[pa.Table], pa.Table], partitions: int,
-              fn_kwargs: dict | None = None) -> "ray.data.Dataset":
+def by_bucket(
+    ds: "ray.data.Dataset", key: str, fn: Callable[[pa.Table], pa.Table], partitions: int, fn_kwargs: dict | None = None
+) -> "ray.data.Dataset":
     """``fn`` applied to all rows sharing ``hash(key) % partitions``, one call per bucket."""
 
     def _run(table: pa.Table) -> pa.Table:
         return fn(table.drop_columns(["bucket"]), **(fn_kwargs or {}))
 
-    return (ds.map_batches(with_bucket, fn_kwargs={"key": key, "partitions": partitions}, batch_format="pyarrow")
-            .groupby("bucket", num_partitions=partitions).map_groups(_run, batch_format="pyarrow"))
+    return (
+        ds.map_batches(with_bucket, fn_kwargs={"key": key, "partitions": partitions}, batch_format="pyarrow")
+        .groupby("bucket", num_partitions=partitions)
+        .map_groups(_run, batch_format="pyarrow")
+    )
 
 
 def _neighbours(table: pa.Table) -> dict[str, set[str]]:
@@ -66,9 +70,15 @@ def _emit(pairs: list[tuple[str, str, int]], centers: list[str] = ()) -> pa.Tabl
     u = [a for a, b, _ in pairs] + [b for a, b, _ in pairs] + list(centers)
     v = [b for a, b, _ in pairs] + [a for a, b, _ in pairs] + list(centers)
     flags = [f for _, _, f in pairs] * 2 + [0] * len(centers)
-    return pa.table({"u": pa.array(u, pa.string()), "v": pa.array(v, pa.string()),
-                     "unsettled": pa.array(flags, pa.int64()),
-                     "center": pa.array([0] * (2 * len(pairs)) + [1] * len(centers), pa.int64())}, schema=EDGES)
+    return pa.table(
+        {
+            "u": pa.array(u, pa.string()),
+            "v": pa.array(v, pa.string()),
+            "unsettled": pa.array(flags, pa.int64()),
+            "center": pa.array([0] * (2 * len(pairs)) + [1] * len(centers), pa.int64()),
+        },
+        schema=EDGES,
+    )
 
 
 def large_star(table: pa.Table) -> pa.Table:
@@ -97,8 +107,9 @@ def _step(edges: "ray.data.Dataset", fn, partitions: int) -> "ray.data.Dataset":
     return by_bucket(edges, "u", fn, partitions).materialize()
 
 
-def connected_components(edges: "ray.data.Dataset", partitions: int,
-                         a: str = "a", b: str = "b") -> tuple["ray.data.Dataset", dict[str, int]]:
+def connected_components(
+    edges: "ray.data.Dataset", partitions: int, a: str = "a", b: str = "b"
+) -> tuple["ray.data.Dataset", dict[str, int]]:
     """(labels, stats): ``labels`` has one row (node, rep) per node of an edge that is not its
     component's smallest node, ``rep`` being that smallest node (string order); ``stats`` has
     ``components`` and ``rounds`` (shuffles of the edge list)."""

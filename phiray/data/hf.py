@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("phiray")
 
-ROWS_PER_BATCH = 1024        # rows converted at a time inside a read task
-ROWS_PER_TASK_MAX = 50_000   # a map-style split is cut into ranges of at most this many rows
+ROWS_PER_BATCH = 1024  # rows converted at a time inside a read task
+ROWS_PER_TASK_MAX = 50_000  # a map-style split is cut into ranges of at most this many rows
 TASKS_PER_CPU = 4
 
 
@@ -57,8 +57,9 @@ def dataset_of(src: "SourceConfig") -> str:
 
 def is_saved_dataset(path: str) -> bool:
     """A directory written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
-    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, f))
-                                       for f in ("state.json", "dataset_dict.json"))
+    return os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, f)) for f in ("state.json", "dataset_dict.json")
+    )
 
 
 def open_split(src: "SourceConfig", where: str):
@@ -79,13 +80,21 @@ def open_split(src: "SourceConfig", where: str):
             if src.streaming:
                 ds = ds.to_iterable_dataset(num_shards=max(1, len(ds.cache_files)))
         else:
-            ds = datasets.load_dataset(name, src.subset, split=src.split, data_files=src.data_files,
-                                       data_dir=src.data_dir, revision=src.revision, streaming=src.streaming)
+            ds = datasets.load_dataset(
+                name,
+                src.subset,
+                split=src.split,
+                data_files=src.data_files,
+                data_dir=src.data_dir,
+                revision=src.revision,
+                streaming=src.streaming,
+            )
     except Exception as err:  # noqa: BLE001 - datasets raises many types; all mean "this source cannot be read"
         # datasets meets empty inputs with a bare IndexError / StopIteration: say what they usually mean.
         detail = f"{type(err).__name__}: {err}" if str(err) else f"{type(err).__name__} (no rows or files to read?)"
-        raise ValueError(f"{where} (kind=hf, dataset {name!r}, split {src.split!r}) cannot be opened: "
-                         f"{detail}") from err
+        raise ValueError(
+            f"{where} (kind=hf, dataset {name!r}, split {src.split!r}) cannot be opened: {detail}"
+        ) from err
     if src.limit is not None:
         ds = ds.take(src.limit) if src.streaming else ds.select(range(min(src.limit, len(ds))))
     return ds
@@ -105,8 +114,10 @@ def check_columns(ds: Any, src: "SourceConfig", where: str) -> None:
     wanted = [c for c in (src.text_column, src.path_column, src.language_column) if c]
     missing = [c for c in wanted if c not in names]
     if missing:
-        raise ValueError(f"{where} (kind=hf, dataset {dataset_of(src)!r}): no column {', '.join(missing)} "
-                         f"(columns: {', '.join(names)}); set text_column / path_column / language_column")
+        raise ValueError(
+            f"{where} (kind=hf, dataset {dataset_of(src)!r}): no column {', '.join(missing)} "
+            f"(columns: {', '.join(names)}); set text_column / path_column / language_column"
+        )
 
 
 def known_rows(ds: Any, src: "SourceConfig") -> int | None:
@@ -137,8 +148,11 @@ def to_documents(table: pa.Table, spec: RowSpec, positions: list[str]) -> list[d
 
 
 def _columns(spec: RowSpec) -> list[str]:
-    return list(dict.fromkeys(c for c in (spec.text_column, spec.path_column,
-                                          spec.language_column if spec.languages else None) if c))
+    return list(
+        dict.fromkeys(
+            c for c in (spec.text_column, spec.path_column, spec.language_column if spec.languages else None) if c
+        )
+    )
 
 
 def _read_ranges(batch: dict, ds, spec: RowSpec, schema: pa.Schema, counter: "RowCounter | None"):
@@ -174,8 +188,9 @@ def _shard_documents(part, spec: RowSpec, shard: int) -> Iterator[list[dict]]:
         except StopIteration:
             return
         except Exception as err:  # noqa: BLE001 - datasets/pyarrow raise many types for a corrupt file
-            log.warning("%s shard %d: unreadable after row %d (%s: %s)", spec.label, shard, row,
-                        type(err).__name__, err)
+            log.warning(
+                "%s shard %d: unreadable after row %d (%s: %s)", spec.label, shard, row, type(err).__name__, err
+            )
             yield [readers.record("", spec.label, f"{spec.label}#{shard}:{row}", 0, "corrupt")]
             return
         positions = [f"{spec.label}#{shard}:{r}" for r in range(row, row + table.num_rows)]
@@ -188,8 +203,9 @@ def _arrow_batches(ds) -> Iterator[pa.Table]:
         yield batch if isinstance(batch, pa.Table) else pa.Table.from_pydict(batch)
 
 
-def read_split(ds: Any, spec: RowSpec, schema: pa.Schema, cpus: int, counter: "RowCounter | None" = None,
-               one_shard: bool = False) -> "ray.data.Dataset":
+def read_split(
+    ds: Any, spec: RowSpec, schema: pa.Schema, cpus: int, counter: "RowCounter | None" = None, one_shard: bool = False
+) -> "ray.data.Dataset":
     """The split as document rows on Ray Data: row ranges (map-style) or file shards (streaming; a
     streaming split cut by ``limit`` is one shard: the first rows in order, read by one task)."""
     import ray.data

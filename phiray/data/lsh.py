@@ -37,15 +37,22 @@ def explode_bands(table: pa.Table, bands: int, rows: int) -> pa.Table:
             out_ids.append(doc)
             out_keys.append(key)
             out_sigs.append(sig)
-    return pa.table({"id": pa.array(out_ids, pa.string()), "band": pa.array(out_keys, pa.string()),
-                     "minhash": pa.array(out_sigs, pa.list_(pa.uint64()))})
+    return pa.table(
+        {
+            "id": pa.array(out_ids, pa.string()),
+            "band": pa.array(out_keys, pa.string()),
+            "minhash": pa.array(out_sigs, pa.list_(pa.uint64())),
+        }
+    )
 
 
 def bucket_edges(group: pa.Table, threshold: float) -> pa.Table:
     """Verified pairs (estimated Jaccard >= threshold) inside one LSH bucket."""
     if group.num_rows < 2:
         return EDGE_SCHEMA.empty_table()
-    members = [(d, np.asarray(s, dtype=np.uint64)) for d, s in zip(group["id"].to_pylist(), group["minhash"].to_pylist())]
+    members = [
+        (d, np.asarray(s, dtype=np.uint64)) for d, s in zip(group["id"].to_pylist(), group["minhash"].to_pylist())
+    ]
     pairs = minhash.verified_pairs(members, threshold)
     if not pairs:
         return EDGE_SCHEMA.empty_table()
@@ -53,8 +60,16 @@ def bucket_edges(group: pa.Table, threshold: float) -> pa.Table:
     return pa.table({"a": pa.array(a, pa.string()), "b": pa.array(b, pa.string()), "similarity": pa.array(sim)})
 
 
-def duplicate_map(ds: "ray.data.Dataset", threshold: float, num_perm: int, shingle_size: int, seed: int = 1,
-                  partitions: int = 2, group: str | None = None, local_max_rows: int = 0) -> dict[str, str]:
+def duplicate_map(
+    ds: "ray.data.Dataset",
+    threshold: float,
+    num_perm: int,
+    shingle_size: int,
+    seed: int = 1,
+    partitions: int = 2,
+    group: str | None = None,
+    local_max_rows: int = 0,
+) -> dict[str, str]:
     """For a dataset with ``id`` and ``text`` (and ``group``: only rows of the same group are compared):
     {id: id of its cluster's representative} for every near duplicate, exact ones included (identical
     texts have identical signatures, so they share every band). The representative, the cluster's
@@ -70,8 +85,11 @@ def duplicate_map(ds: "ray.data.Dataset", threshold: float, num_perm: int, shing
         keys = [f"{per_doc[d]}|{b}" for d, b in zip(exploded["id"].to_pylist(), exploded["band"].to_pylist())]
         return exploded.set_column(exploded.column_names.index("band"), "band", pa.array(keys, pa.string()))
 
-    exploded = ds.select_columns(["id", "text"] + ([group] if group else [])).map_batches(
-        sign_and_explode, batch_format="pyarrow").materialize()
+    exploded = (
+        ds.select_columns(["id", "text"] + ([group] if group else []))
+        .map_batches(sign_and_explode, batch_format="pyarrow")
+        .materialize()
+    )
     n = exploded.count()
     if n < 2:  # nothing to compare (and Ray's shuffle of an empty dataset has no schema)
         return {}
@@ -80,11 +98,17 @@ def duplicate_map(ds: "ray.data.Dataset", threshold: float, num_perm: int, shing
         for batch in exploded.iter_batches(batch_format="pyarrow", batch_size=None):
             for doc, band, sig in zip(batch["id"].to_pylist(), batch["band"].to_pylist(), batch["minhash"].to_pylist()):
                 buckets.setdefault(band, []).append((doc, np.asarray(sig, dtype=np.uint64)))
-        edges = [{"a": a, "b": b, "similarity": sim} for members in buckets.values() if len(members) > 1
-                 for a, b, sim in minhash.verified_pairs(members, threshold)]
+        edges = [
+            {"a": a, "b": b, "similarity": sim}
+            for members in buckets.values()
+            if len(members) > 1
+            for a, b, sim in minhash.verified_pairs(members, threshold)
+        ]
     else:
-        edges = (exploded.groupby("band", num_partitions=partitions)
-                 .map_groups(bucket_edges, fn_kwargs={"threshold": threshold}, batch_format="pyarrow")
-                 .take_all())
+        edges = (
+            exploded.groupby("band", num_partitions=partitions)
+            .map_groups(bucket_edges, fn_kwargs={"threshold": threshold}, batch_format="pyarrow")
+            .take_all()
+        )
     groups = minhash.cluster_pairs((e["a"], e["b"], e["similarity"]) for e in edges)
     return {doc: rep for doc, rep in groups.items() if doc != rep}

@@ -39,7 +39,7 @@ def shingles(text: str, size: int = 5) -> set[bytes]:
         return set()
     if len(toks) <= size:
         return {" ".join(toks).encode()}
-    return {" ".join(toks[i:i + size]).encode() for i in range(len(toks) - size + 1)}
+    return {" ".join(toks[i : i + size]).encode() for i in range(len(toks) - size + 1)}
 
 
 @lru_cache(maxsize=16)
@@ -84,7 +84,7 @@ def band_keys(sig: Sequence[int] | np.ndarray, bands: int, rows: int) -> list[st
     arr = np.ascontiguousarray(np.asarray(sig, dtype=np.uint64))
     out = []
     for band in range(bands):
-        chunk = arr[band * rows:(band + 1) * rows].tobytes()
+        chunk = arr[band * rows : (band + 1) * rows].tobytes()
         out.append(f"{band}:{hashlib.blake2b(chunk, digest_size=12).hexdigest()}")
     return out
 
@@ -115,8 +115,9 @@ class UnionFind:
         return {x: self.find(x) for x in list(self.parent)}
 
 
-def verified_pairs(members: Sequence[tuple[object, np.ndarray]], threshold: float,
-                   max_pairwise: int = 64) -> list[tuple[object, object, float]]:
+def verified_pairs(
+    members: Sequence[tuple[object, np.ndarray]], threshold: float, max_pairwise: int = 64
+) -> list[tuple[object, object, float]]:
     """Candidate pairs from one LSH bucket whose estimated Jaccard is >= threshold.
 
     Small buckets compare all pairs; big ones (boilerplate shared by many files) compare every member
@@ -163,8 +164,9 @@ def cluster_indices(signatures: Sequence[np.ndarray], threshold: float = 0.8) ->
     return [groups.get(i, i) for i in range(len(signatures))]
 
 
-def dedup_texts(texts: Sequence[str], threshold: float = 0.8, num_perm: int = 128,
-                shingle_size: int = 5, seed: int = 1) -> list[int]:
+def dedup_texts(
+    texts: Sequence[str], threshold: float = 0.8, num_perm: int = 128, shingle_size: int = 5, seed: int = 1
+) -> list[int]:
     """Indices of the texts to keep (first of each exact/near-duplicate cluster), in order."""
     sigs = [signature(t, num_perm=num_perm, shingle_size=shingle_size, seed=seed) for t in texts]
     exact: dict[str, int] = {}

@@ -38,7 +38,7 @@ def informative(gram: list[str]) -> bool:
 
 def ngram_keys(text: str, n: int) -> set[int]:
     toks = words(text)
-    return {_key(toks[i:i + n]) for i in range(len(toks) - n + 1) if informative(toks[i:i + n])}
+    return {_key(toks[i : i + n]) for i in range(len(toks) - n + 1) if informative(toks[i : i + n])}
 
 
 def build_index(tasks: Iterable[tuple[str, str]], n: int) -> dict[int, str]:
@@ -53,7 +53,7 @@ def build_index(tasks: Iterable[tuple[str, str]], n: int) -> dict[int, str]:
 def matches(text: str, index: dict[int, str], n: int) -> list[str]:
     """Task ids sharing at least one n-gram with ``text``, sorted (empty when clean)."""
     toks = words(text)
-    found = {index[k] for k in (_key(toks[i:i + n]) for i in range(len(toks) - n + 1)) if k in index}
+    found = {index[k] for k in (_key(toks[i : i + n]) for i in range(len(toks) - n + 1)) if k in index}
     return sorted(found)
 
 
@@ -82,8 +82,10 @@ def mbpp_tasks(path: str | os.PathLike | None = None) -> list[tuple[str, str]]:
     path = Path(path) if path else default_mbpp_path()
     files = [path] if path.is_file() else [p for p in (path / "mbpp.jsonl", path / "sanitized-mbpp.json") if p.exists()]
     if not files:
-        raise FileNotFoundError(f"MBPP not found at {path} (set decontaminate.mbpp_path or "
-                                "PHIRAY_MBPP_PATH, or leave mbpp out of decontaminate.benchmarks)")
+        raise FileNotFoundError(
+            f"MBPP not found at {path} (set decontaminate.mbpp_path or "
+            "PHIRAY_MBPP_PATH, or leave mbpp out of decontaminate.benchmarks)"
+        )
     tasks: dict[str, str] = {}
     for file in files:
         text = file.read_text(encoding="utf-8")

@@ -38,8 +38,9 @@ def pack_stream(docs: Iterable[Sequence[int]], seq_len: int, eos_id: int) -> tup
     return stream.reshape(n_seq, seq_len), {"documents": n_docs, "tokens": n_tokens, "wrapped": wrapped}
 
 
-def pack_examples(examples: Iterable[tuple[Sequence[int], Sequence[int]]], seq_len: int,
-                  eos_id: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def pack_examples(
+    examples: Iterable[tuple[Sequence[int], Sequence[int]]], seq_len: int, eos_id: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """(input_ids, labels), each [n, seq_len] int32, from (prompt_ids, completion_ids) pairs."""
     rows_ids: list[np.ndarray] = []
     rows_labels: list[np.ndarray] = []
@@ -110,7 +111,9 @@ def _tokenizer(path: str):
 
 
 def _encode(tok, texts: list[str]) -> list[list[int]]:
-    return tok(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"] if texts else []
+    return (
+        tok(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"] if texts else []
+    )
 
 
 class PackBatch:

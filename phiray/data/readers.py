@@ -27,8 +27,14 @@ def doc_id(text: str) -> str:
 
 
 def record(text: str, source: str, path: str, n_bytes: int, reason: str = "") -> dict:
-    return {"id": doc_id(text) if not reason else "", "text": text if not reason else "", "source": source,
-            "path": path, "n_bytes": int(n_bytes), "reason": reason}
+    return {
+        "id": doc_id(text) if not reason else "",
+        "text": text if not reason else "",
+        "source": source,
+        "path": path,
+        "n_bytes": int(n_bytes),
+        "reason": reason,
+    }
 
 
 def stdlib_root() -> Path:

@@ -24,8 +24,13 @@ def build_forest(cc: ClassifyConfig, seed: int):
     """The unfitted forest ``classify.*`` describes: a classifier of the 0/1 label or a regressor of the grade."""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-    shape = {"n_estimators": cc.n_estimators, "max_depth": cc.max_depth, "min_samples_leaf": cc.min_samples_leaf,
-             "random_state": seed, "n_jobs": cc.n_jobs}
+    shape = {
+        "n_estimators": cc.n_estimators,
+        "max_depth": cc.max_depth,
+        "min_samples_leaf": cc.min_samples_leaf,
+        "random_state": seed,
+        "n_jobs": cc.n_jobs,
+    }
     if cc.target == "grade":
         return RandomForestRegressor(**shape)
     return RandomForestClassifier(**shape, class_weight=None if cc.class_weight == "none" else cc.class_weight)

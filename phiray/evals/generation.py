@@ -68,11 +68,17 @@ def generate_local(model_path: str, tasks: list[Task], gen: GenerationSettings) 
     from phiray.model.generate import Generator, PromptTooLong, SamplingParams
 
     engine = Generator.load(model_path)
-    params = SamplingParams(max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p,
-                            stop=STOP_SEQUENCES, seed=gen.seed, n=gen.n)
+    params = SamplingParams(
+        max_tokens=gen.max_new_tokens,
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        stop=STOP_SEQUENCES,
+        seed=gen.seed,
+        n=gen.n,
+    )
     samples = []
     for start in range(0, len(tasks), gen.batch_size):
-        batch = tasks[start:start + gen.batch_size]
+        batch = tasks[start : start + gen.batch_size]
         try:
             outputs = engine.generate([t.prompt for t in batch], params)
         except PromptTooLong:
@@ -82,8 +88,15 @@ def generate_local(model_path: str, tasks: list[Task], gen: GenerationSettings) 
     return samples
 
 
-def generate_in_task(run_dir: "FsPath", model_relpath: str, tasks: list[Task], gen: GenerationSettings,
-                     num_cpus: float = 1.0, num_gpus: float = 0.0, generate: Callable | None = None) -> list[dict]:
+def generate_in_task(
+    run_dir: "FsPath",
+    model_relpath: str,
+    tasks: list[Task],
+    gen: GenerationSettings,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    generate: Callable | None = None,
+) -> list[dict]:
     """Samples generated in a Ray task holding ``num_cpus``/``num_gpus`` (so a 1.3B model loads on the
     node that offers the GPU, never in the job driver). The task reads the model from the run dir
     (``run_dir``/``model_relpath``) and calls ``generate(local_model_dir, tasks, gen)``
@@ -94,8 +107,9 @@ def generate_in_task(run_dir: "FsPath", model_relpath: str, tasks: list[Task], g
     return ray.get(task.remote(run_dir, model_relpath, tasks, gen, generate or generate_local))
 
 
-def _generate_from_run_dir(run_dir: "FsPath", model_relpath: str, tasks: list[Task], gen: GenerationSettings,
-                           generate: Callable) -> list[dict]:
+def _generate_from_run_dir(
+    run_dir: "FsPath", model_relpath: str, tasks: list[Task], gen: GenerationSettings, generate: Callable
+) -> list[dict]:
     from phiray.rundir import RunDir
 
     rd = RunDir(run_dir.path, filesystem=run_dir.fs)
@@ -113,19 +127,29 @@ def _one(engine, prompt: str, params) -> list:
         return [Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="length")] * params.n
 
 
-def generate_endpoint(url: str, model: str, tasks: list[Task], gen: GenerationSettings,
-                      api_key: str = "EMPTY") -> list[dict]:
+def generate_endpoint(
+    url: str, model: str, tasks: list[Task], gen: GenerationSettings, api_key: str = "EMPTY"
+) -> list[dict]:
     """Samples from an OpenAI-compatible /v1/completions endpoint."""
     from openai import OpenAI
 
     client = OpenAI(base_url=url, api_key=api_key, max_retries=3)
     samples = []
     for task in tasks:
-        reply = client.completions.create(model=model, prompt=task.prompt, n=gen.n, temperature=gen.temperature,
-                                          top_p=gen.top_p, max_tokens=gen.max_new_tokens, stop=STOP_SEQUENCES[:4],
-                                          seed=gen.seed)
-        samples += [{"task_id": task.task_id, "completion": truncate(choice.text)}
-                    for choice in sorted(reply.choices, key=lambda c: c.index)]
+        reply = client.completions.create(
+            model=model,
+            prompt=task.prompt,
+            n=gen.n,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            max_tokens=gen.max_new_tokens,
+            stop=STOP_SEQUENCES[:4],
+            seed=gen.seed,
+        )
+        samples += [
+            {"task_id": task.task_id, "completion": truncate(choice.text)}
+            for choice in sorted(reply.choices, key=lambda c: c.index)
+        ]
     return samples
 
 
@@ -133,8 +157,9 @@ def _fits(tokenizer, prompt: str, max_tokens: int, context: int) -> bool:
     return len(tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]) + max_tokens <= context
 
 
-def generate_vllm(model_path: str, tasks: list[Task], gen: GenerationSettings,
-                  model_source: str | None = None) -> list[dict]:
+def generate_vllm(
+    model_path: str, tasks: list[Task], gen: GenerationSettings, model_source: str | None = None
+) -> list[dict]:
     """Samples on Ray Data LLM: one row per (task, sample), each with its own seed (gen.seed + sample index),
     so a rerun reproduces every sample; greedy decoding generates each task once and repeats it n times.
 
@@ -149,32 +174,54 @@ def generate_vllm(model_path: str, tasks: list[Task], gen: GenerationSettings,
     context = int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 2048))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     per_task = 1 if gen.temperature == 0 else gen.n
-    rows = [{"row": i * per_task + j, "prompt": t.prompt, "seed": gen.seed + j}
-            for i, t in enumerate(tasks) if _fits(tokenizer, t.prompt, gen.max_new_tokens, context)
-            for j in range(per_task)]
+    rows = [
+        {"row": i * per_task + j, "prompt": t.prompt, "seed": gen.seed + j}
+        for i, t in enumerate(tasks)
+        if _fits(tokenizer, t.prompt, gen.max_new_tokens, context)
+        for j in range(per_task)
+    ]
     texts: dict[int, str] = {}
     if rows:
         gpus = gen.vllm_gpus
         bundles = [{"GPU": 1, "CPU": 1}] * gpus if gpus else [{"CPU": 1}]
         config = vLLMEngineProcessorConfig(
-            model_source=model_source or model_path, concurrency=1, batch_size=max(gen.batch_size, 16),
-            engine_kwargs={"dtype": "auto" if gpus else "float32", "max_model_len": context,
-                           "enforce_eager": not gpus, "tensor_parallel_size": max(gpus, 1)},
+            model_source=model_source or model_path,
+            concurrency=1,
+            batch_size=max(gen.batch_size, 16),
+            engine_kwargs={
+                "dtype": "auto" if gpus else "float32",
+                "max_model_len": context,
+                "enforce_eager": not gpus,
+                "tensor_parallel_size": max(gpus, 1),
+            },
             # Without explicit bundles Ray Data LLM asks for a GPU and waits forever on a CPU cluster.
             placement_group_config={"bundles": bundles},
             runtime_env=None if gpus else {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}},
-            chat_template_stage=False, tokenize_stage=False, detokenize_stage=False)
-        sampling = {"max_tokens": gen.max_new_tokens, "temperature": gen.temperature, "top_p": gen.top_p,
-                    "stop": list(STOP_SEQUENCES)}
+            chat_template_stage=False,
+            tokenize_stage=False,
+            detokenize_stage=False,
+        )
+        sampling = {
+            "max_tokens": gen.max_new_tokens,
+            "temperature": gen.temperature,
+            "top_p": gen.top_p,
+            "stop": list(STOP_SEQUENCES),
+        }
         processor = build_processor(
             config,
-            preprocess=lambda r: {"row": r["row"], "prompt": r["prompt"],
-                                  "sampling_params": {**sampling, "seed": int(r["seed"])}},
-            postprocess=lambda r: {"row": r["row"], "text": r["generated_text"]})
+            preprocess=lambda r: {
+                "row": r["row"],
+                "prompt": r["prompt"],
+                "sampling_params": {**sampling, "seed": int(r["seed"])},
+            },
+            postprocess=lambda r: {"row": r["row"], "text": r["generated_text"]},
+        )
         for out in processor(ray.data.from_items(rows)).iter_rows():
             texts[int(out["row"])] = out["text"]
     samples = []
     for i, task in enumerate(tasks):
         for j in range(gen.n):
-            samples.append({"task_id": task.task_id, "completion": truncate(texts.get(i * per_task + j % per_task, ""))})
+            samples.append(
+                {"task_id": task.task_id, "completion": truncate(texts.get(i * per_task + j % per_task, ""))}
+            )
     return samples

@@ -14,8 +14,9 @@ log = logging.getLogger("phiray.evals")
 Sampler = Callable[[list[Task]], list[dict[str, Any]]]
 
 
-def evaluate(benchmarks: dict[str, list[Task]], sample: Sampler, sandbox: Sandbox,
-             ks: list[int]) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+def evaluate(
+    benchmarks: dict[str, list[Task]], sample: Sampler, sandbox: Sandbox, ks: list[int]
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """({bench: summary}, {bench: per-sample rows}) for each benchmark's tasks."""
     results: dict[str, Any] = {}
     samples_out: dict[str, list[dict[str, Any]]] = {}
@@ -24,8 +25,11 @@ def evaluate(benchmarks: dict[str, list[Task]], sample: Sampler, sandbox: Sandbo
         samples = sample(tasks)
         generated = time.perf_counter()
         summary, rows = score_samples(tasks, samples, sandbox, ks)
-        summary.update(generation_s=round(generated - start, 2), scoring_s=round(time.perf_counter() - generated, 2),
-                       executions_per_s=round(len(rows) / max(time.perf_counter() - generated, 1e-9), 2))
+        summary.update(
+            generation_s=round(generated - start, 2),
+            scoring_s=round(time.perf_counter() - generated, 2),
+            executions_per_s=round(len(rows) / max(time.perf_counter() - generated, 1e-9), 2),
+        )
         results[name] = summary
         samples_out[name] = rows
         log.info("evaluate %s: %s", name, {k: v for k, v in summary.items() if k.startswith("pass@")})
@@ -36,8 +40,10 @@ def table(results: dict[str, dict[str, Any]], title: str = "") -> str:
     """A plain-text summary table: benchmark, tasks, samples, pass@k columns."""
     ks = sorted({key for r in results.values() for key in r if key.startswith("pass@")}, key=lambda s: int(s[5:]))
     header = ["benchmark", "tasks", "samples", *ks]
-    lines = [header] + [[name, str(r["tasks"]), str(r["samples"]), *(f"{100 * r[k]:.1f}%" if k in r else "-"
-                                                                      for k in ks)] for name, r in results.items()]
+    lines = [header] + [
+        [name, str(r["tasks"]), str(r["samples"]), *(f"{100 * r[k]:.1f}%" if k in r else "-" for k in ks)]
+        for name, r in results.items()
+    ]
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in lines)
     return f"{title}\n{text}" if title else text

@@ -31,18 +31,33 @@ def truncate(completion: str, stop: list[str] | None = None) -> str:
     return completion[:cut]
 
 
-def score_samples(tasks: list[Task], samples: list[dict[str, Any]], sandbox: Sandbox,
-                  ks: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_samples(
+    tasks: list[Task], samples: list[dict[str, Any]], sandbox: Sandbox, ks: list[int]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Verdict per sample ({"task_id", "completion"}) and pass@k per k (over tasks with >= k samples)."""
     by_id = {t.task_id: t for t in tasks}
     unknown = sorted({s["task_id"] for s in samples} - set(by_id))
     if unknown:
         raise ValueError(f"samples name unknown task ids, e.g. {unknown[:3]}")
-    jobs = [{"code": by_id[s["task_id"]].program(s["completion"]), "tests": by_id[s["task_id"]].tests,
-             "entry_point": by_id[s["task_id"]].entry_point} for s in samples]
+    jobs = [
+        {
+            "code": by_id[s["task_id"]].program(s["completion"]),
+            "tests": by_id[s["task_id"]].tests,
+            "entry_point": by_id[s["task_id"]].entry_point,
+        }
+        for s in samples
+    ]
     verdicts = sandbox.check_many(jobs)
-    rows = [{**s, "passed": v.passed, "result": v.status if v.passed or not v.detail else f"{v.status}: {v.detail}",
-             "status": v.status, "duration_s": round(v.duration_s, 4)} for s, v in zip(samples, verdicts)]
+    rows = [
+        {
+            **s,
+            "passed": v.passed,
+            "result": v.status if v.passed or not v.detail else f"{v.status}: {v.detail}",
+            "status": v.status,
+            "duration_s": round(v.duration_s, 4),
+        }
+        for s, v in zip(samples, verdicts)
+    ]
     return summarize(rows, ks), rows
 
 

@@ -81,8 +81,13 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def nearest_exercises(problems: Sequence[tuple[str, str]], exercises: Sequence[tuple[str, str]], embedder,
-                      top_k: int = 3, max_nodes: int = 200) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def nearest_exercises(
+    problems: Sequence[tuple[str, str]],
+    exercises: Sequence[tuple[str, str]],
+    embedder,
+    top_k: int = 3,
+    max_nodes: int = 200,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Per problem ``(id, code)``: the nearest exercise by embedding distance, and the best AST match rate
     among its candidates (``top_k`` nearest by embedding and by node-type histogram); plus counters (pairs compared, trees skipped as too large or unparsable)."""
     counts = {"pairs": 0, "skipped_large": 0, "skipped_unparsable": 0}
@@ -92,7 +97,7 @@ def nearest_exercises(problems: Sequence[tuple[str, str]], exercises: Sequence[t
     e_vec = normalised(np.asarray(embedder.embed([c for _, c in exercises]), dtype=np.float32))
     distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * p_vec @ e_vec.T))  # L2 on unit vectors
     shapes = node_histograms([c for _, c in problems] + [c for _, c in exercises])
-    p_shape, e_shape = shapes[: len(problems)], shapes[len(problems):]
+    p_shape, e_shape = shapes[: len(problems)], shapes[len(problems) :]
     trees: dict[int, Tree | None] = {}
 
     def tree_of(index: int) -> Tree | None:
@@ -105,9 +110,14 @@ def nearest_exercises(problems: Sequence[tuple[str, str]], exercises: Sequence[t
         order = np.argsort(distances[i], kind="stable")[: max(1, top_k)]
         structural = np.abs(e_shape - p_shape[i]).sum(axis=1)  # L1 between node-type shares, one row at a time
         candidates = dict.fromkeys([*order.tolist(), *np.argsort(structural, kind="stable")[:top_k].tolist()])
-        row = {"problem": pid, "nearest_by_embedding": exercises[int(order[0])][0],
-               "embedding_distance": float(distances[i, order[0]]), "best_tau": None, "nearest_by_tau": None,
-               "taus": {}}
+        row = {
+            "problem": pid,
+            "nearest_by_embedding": exercises[int(order[0])][0],
+            "embedding_distance": float(distances[i, order[0]]),
+            "best_tau": None,
+            "nearest_by_tau": None,
+            "taus": {},
+        }
         problem_tree = syntax_tree(code)
         if problem_tree is None or problem_tree.size > max_nodes:
             counts["skipped_unparsable" if problem_tree is None else "skipped_large"] += 1
@@ -129,8 +139,14 @@ def nearest_exercises(problems: Sequence[tuple[str, str]], exercises: Sequence[t
 
 def tau_table(rows: list[dict[str, Any]], thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, Any]]:
     """phi-1's table: how many problems have a training exercise with tau >= each threshold."""
-    return [{"tau": t, "problems": sum(1 for r in rows if r["best_tau"] is not None and r["best_tau"] >= t),
-             "of": len(rows)} for t in thresholds]
+    return [
+        {
+            "tau": t,
+            "problems": sum(1 for r in rows if r["best_tau"] is not None and r["best_tau"] >= t),
+            "of": len(rows),
+        }
+        for t in thresholds
+    ]
 
 
 def to_prune(rows: list[dict[str, Any]], tau: float) -> set[str]:

@@ -16,8 +16,9 @@ from typing import Any
 CARD_FILE, CARD_DATA = "README.md", "model_card.json"
 
 
-def training_facts(info: dict[str, Any], spec: dict[str, Any], *, config_hash: str | None,
-                   decontamination: dict[str, Any] | None) -> dict[str, Any]:
+def training_facts(
+    info: dict[str, Any], spec: dict[str, Any], *, config_hash: str | None, decontamination: dict[str, Any] | None
+) -> dict[str, Any]:
     """The card's facts from a training phase's info (``phiray_training.json``) and its worker spec."""
     seq_len = int(spec.get("seq_len") or 0)
     total_tokens = int(info.get("steps") or 0) * int((spec.get("phase") or {}).get("global_batch_size") or 0) * seq_len
@@ -25,17 +26,28 @@ def training_facts(info: dict[str, Any], spec: dict[str, Any], *, config_hash: s
     seen = dict(info.get("history", {}).get("sources", {}))
     drawn = sum(seen.values()) or 1
     return {
-        "stage": spec["stage"], "run_dir": spec.get("run_root"), "config_hash": config_hash,
-        "init_from": spec.get("init_from"), "seed": spec.get("seed"),
-        "model": spec.get("model"), "phase": spec.get("phase"),
-        "data": {"mixture": spec.get("mixture"), "sequence_length": seq_len,
-                 "tokens_total": total_tokens,
-                 "tokens_seen": {name: round(total_tokens * n / drawn) for name, n in seen.items()},
-                 "missing_sources": spec.get("missing_sources", [])},
-        "training": {"steps": info.get("steps"), "strategy": info.get("strategy"),
-                     "precision": info.get("precision"), "world_size": info.get("world_size"),
-                     "n_params_non_embedding": info.get("n_params_non_embedding"),
-                     "summary": info.get("summary", {})},
+        "stage": spec["stage"],
+        "run_dir": spec.get("run_root"),
+        "config_hash": config_hash,
+        "init_from": spec.get("init_from"),
+        "seed": spec.get("seed"),
+        "model": spec.get("model"),
+        "phase": spec.get("phase"),
+        "data": {
+            "mixture": spec.get("mixture"),
+            "sequence_length": seq_len,
+            "tokens_total": total_tokens,
+            "tokens_seen": {name: round(total_tokens * n / drawn) for name, n in seen.items()},
+            "missing_sources": spec.get("missing_sources", []),
+        },
+        "training": {
+            "steps": info.get("steps"),
+            "strategy": info.get("strategy"),
+            "precision": info.get("precision"),
+            "world_size": info.get("world_size"),
+            "n_params_non_embedding": info.get("n_params_non_embedding"),
+            "summary": info.get("summary", {}),
+        },
         "decontamination": decontamination,
         "evaluation": {},
     }
@@ -49,7 +61,7 @@ def render(facts: dict[str, Any]) -> str:
         f"# phiray model: {facts.get('stage')}",
         "",
         "A phi decoder (`PhiForCausalLM`) trained by phiray on phi-1's recipe "
-        "(\"Textbooks Are All You Need\"). Load it with `AutoModelForCausalLM.from_pretrained(<this dir>)`.",
+        '("Textbooks Are All You Need"). Load it with `AutoModelForCausalLM.from_pretrained(<this dir>)`.',
         "",
         "## Model",
         f"- layers {model.get('n_layer')}, d_model {model.get('d_model')}, heads {model.get('n_head')}, "
@@ -68,28 +80,42 @@ def render(facts: dict[str, Any]) -> str:
         lines.append(f"| {name} | {_fmt(mixture.get(name))} | {_fmt(tokens.get(name))} |")
     if data.get("missing_sources"):
         lines.append(f"\nSources named in the config but absent from the run: {', '.join(data['missing_sources'])}.")
-    lines += ["", "## Training",
-              f"- steps {_fmt(training.get('steps'))}, {training.get('strategy')}, {training.get('precision')}, "
-              f"{_fmt(training.get('world_size'))} workers",
-              f"- validation loss {_fmt(summary.get('val_loss_start'))} -> {_fmt(summary.get('val_loss_final'))}, "
-              f"tokens/s {_fmt(summary.get('tokens_per_s'))}, MFU {_fmt(summary.get('mfu'))}",
-              f"- phase config: `{json.dumps(facts.get('phase'), sort_keys=True)}`", "",
-              "## Decontamination"]
+    lines += [
+        "",
+        "## Training",
+        f"- steps {_fmt(training.get('steps'))}, {training.get('strategy')}, {training.get('precision')}, "
+        f"{_fmt(training.get('world_size'))} workers",
+        f"- validation loss {_fmt(summary.get('val_loss_start'))} -> {_fmt(summary.get('val_loss_final'))}, "
+        f"tokens/s {_fmt(summary.get('tokens_per_s'))}, MFU {_fmt(summary.get('mfu'))}",
+        f"- phase config: `{json.dumps(facts.get('phase'), sort_keys=True)}`",
+        "",
+        "## Decontamination",
+    ]
     decon = facts.get("decontamination")
-    lines.append(f"`{json.dumps(decon, sort_keys=True)}`" if decon else
-                 "No decontamination manifest in the run directory (the corpus was not decontaminated here).")
+    lines.append(
+        f"`{json.dumps(decon, sort_keys=True)}`"
+        if decon
+        else "No decontamination manifest in the run directory (the corpus was not decontaminated here)."
+    )
     lines += ["", "## Evaluation"]
     evaluation = facts.get("evaluation") or {}
     if evaluation:
         lines += ["| benchmark | metric | value |", "|---|---|---|"]
-        lines += [f"| {bench} | {metric} | {_fmt(value)} |" for bench, metrics in sorted(evaluation.items())
-                  for metric, value in sorted(metrics.items())]
+        lines += [
+            f"| {bench} | {metric} | {_fmt(value)} |"
+            for bench, metrics in sorted(evaluation.items())
+            for metric, value in sorted(metrics.items())
+        ]
     else:
         lines.append("Not evaluated yet (`phiray evaluate` adds its numbers here).")
-    lines += ["", "## Lineage",
-              f"- run directory: `{facts.get('run_dir')}`, stage `{facts.get('stage')}`, "
-              f"config hash `{facts.get('config_hash')}`, seed {facts.get('seed')}",
-              f"- initial weights: {facts.get('init_from') or 'fresh initialisation'}", ""]
+    lines += [
+        "",
+        "## Lineage",
+        f"- run directory: `{facts.get('run_dir')}`, stage `{facts.get('stage')}`, "
+        f"config hash `{facts.get('config_hash')}`, seed {facts.get('seed')}",
+        f"- initial weights: {facts.get('init_from') or 'fresh initialisation'}",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -99,7 +99,9 @@ class Generator:
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+        torch_dtype = (
+            getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+        )
         tokenizer = AutoTokenizer.from_pretrained(path)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -112,12 +114,15 @@ class Generator:
         if not ids:  # an empty prompt starts from EOS, as GPT-style models were trained
             ids = [self.eos_token_id]
         if len(ids) + max_tokens > self.max_context:
-            raise PromptTooLong(f"This model's maximum context length is {self.max_context} tokens; the prompt has "
-                                f"{len(ids)} tokens and max_tokens is {max_tokens}.")
+            raise PromptTooLong(
+                f"This model's maximum context length is {self.max_context} tokens; the prompt has "
+                f"{len(ids)} tokens and max_tokens is {max_tokens}."
+            )
         return ids
 
-    def generate(self, prompts: Sequence[str],
-                 params: SamplingParams | Sequence[SamplingParams]) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[str], params: SamplingParams | Sequence[SamplingParams]
+    ) -> list[list[Completion]]:
         """For each prompt, its `n` completions (choice order)."""
         params_list = _per_prompt(prompts, params)
         texts = [[""] * p.n for p in params_list]
@@ -127,12 +132,16 @@ class Generator:
                 texts[ev.prompt_index][ev.choice_index] += ev.text
                 if ev.finish_reason:
                     results[ev.prompt_index][ev.choice_index] = Completion(
-                        texts[ev.prompt_index][ev.choice_index], ev.prompt_tokens, ev.completion_tokens,
-                        ev.finish_reason)
+                        texts[ev.prompt_index][ev.choice_index],
+                        ev.prompt_tokens,
+                        ev.completion_tokens,
+                        ev.finish_reason,
+                    )
         return results  # type: ignore[return-value]
 
-    def stream(self, prompts: Sequence[str],
-               params: SamplingParams | Sequence[SamplingParams]) -> Iterator[list[TextDelta]]:
+    def stream(
+        self, prompts: Sequence[str], params: SamplingParams | Sequence[SamplingParams]
+    ) -> Iterator[list[TextDelta]]:
         """Decode all prompts x n choices as one batch, yielding each step's new text (possibly empty list)."""
         params_list = _per_prompt(prompts, params)
         encoded = [self.encode(p, sp.max_tokens) for p, sp in zip(prompts, params_list)]
@@ -158,12 +167,22 @@ class Generator:
             # Inference mode per step, not around the loop: a stream's steps may run on different threads
             # (Serve drives it from a thread pool) and the mode is thread-local.
             with torch.inference_mode():
-                out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                 past_key_values=past, use_cache=True)
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=past,
+                    use_cache=True,
+                )
                 past = out.past_key_values
                 next_ids = _sample(out.logits[:, -1, :].float(), rows)
-            events = [ev for row, tok in zip(rows, next_ids) if row.finish is None
-                      for ev in [self._advance(row, tok)] if ev is not None]
+            events = [
+                ev
+                for row, tok in zip(rows, next_ids)
+                if row.finish is None
+                for ev in [self._advance(row, tok)]
+                if ev is not None
+            ]
             yield events
             if all(r.finish for r in rows):
                 return
@@ -190,7 +209,7 @@ class Generator:
             # Hold back a possible stop-sequence prefix and an incomplete UTF-8 character.
             hold = max((len(s) - 1 for s in sp.stop), default=0)
             safe = len(row.text.rstrip("\ufffd")) - hold
-        delta = row.text[row.emitted:safe] if safe > row.emitted else ""
+        delta = row.text[row.emitted : safe] if safe > row.emitted else ""
         row.emitted = max(row.emitted, safe)
         if not delta and not row.finish:
             return None

@@ -55,8 +55,9 @@ def _scale_dims(name: str, tensor: torch.Tensor) -> tuple[int, ...]:
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 
 
-def grow_state_dict(small: dict[str, torch.Tensor], big_shapes: dict[str, torch.Size], n_old: int, n_new: int,
-                    scale_inputs: bool = True) -> dict[str, torch.Tensor]:
+def grow_state_dict(
+    small: dict[str, torch.Tensor], big_shapes: dict[str, torch.Size], n_old: int, n_new: int, scale_inputs: bool = True
+) -> dict[str, torch.Tensor]:
     """The grown state dict: every key of ``big_shapes`` filled from ``small`` (layers by :func:`layer_map`)."""
     mapping = layer_map(n_new, n_old)
     out: dict[str, torch.Tensor] = {}
@@ -76,8 +77,10 @@ def check_growable(old: ModelConfig, new: ModelConfig) -> None:
     if old.vocab_size != new.vocab_size:
         raise ValueError(f"growth keeps the vocabulary: {old.vocab_size} != {new.vocab_size}")
     if old.d_model // old.n_head != new.d_model // new.n_head:
-        raise ValueError("growth tiles heads of the same size: d_model/n_head must stay equal "
-                         f"({old.d_model // old.n_head} vs {new.d_model // new.n_head})")
+        raise ValueError(
+            "growth tiles heads of the same size: d_model/n_head must stay equal "
+            f"({old.d_model // old.n_head} vs {new.d_model // new.n_head})"
+        )
     if new.n_layer < old.n_layer or new.d_model < old.d_model:
         raise ValueError("growth cannot shrink the model")
 

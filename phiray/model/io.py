@@ -11,8 +11,13 @@ from typing import Any
 TRAINING_INFO = "phiray_training.json"
 
 
-def save_model(model, out_dir: str | os.PathLike[str], tokenizer_dir: str | os.PathLike[str],
-               info: dict[str, Any] | None = None, state_dict: dict | None = None) -> str:
+def save_model(
+    model,
+    out_dir: str | os.PathLike[str],
+    tokenizer_dir: str | os.PathLike[str],
+    info: dict[str, Any] | None = None,
+    state_dict: dict | None = None,
+) -> str:
     """HF ``save_pretrained`` (safetensors, fp32 master weights) + the tokenizer files + training info.
 
     Every model directory phiray writes goes through here, so each is self-contained: transformers'
@@ -22,8 +27,9 @@ def save_model(model, out_dir: str | os.PathLike[str], tokenizer_dir: str | os.P
     out = Path(out_dir)
     tokenizer_files = [item for item in Path(tokenizer_dir).iterdir() if item.is_file()]
     if not any(item.name == "tokenizer_config.json" for item in tokenizer_files):
-        raise FileNotFoundError(f"no tokenizer_config.json in {tokenizer_dir} (expected a tokenizer's "
-                                "save_pretrained directory)")
+        raise FileNotFoundError(
+            f"no tokenizer_config.json in {tokenizer_dir} (expected a tokenizer's save_pretrained directory)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
     for item in tokenizer_files:
@@ -38,5 +44,6 @@ def load_model(path: str | os.PathLike[str], attn_implementation: str = "sdpa", 
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(os.fspath(path), attn_implementation=attn_implementation,
-                                                dtype=dtype or torch.float32)
+    return AutoModelForCausalLM.from_pretrained(
+        os.fspath(path), attn_implementation=attn_implementation, dtype=dtype or torch.float32
+    )

@@ -56,8 +56,11 @@ def phi_config(mc: ModelConfig, attn_implementation: str = "sdpa", eos_token_id:
         max_position_embeddings=mc.n_ctx,
         initializer_range=mc.initializer_range,
         layer_norm_eps=mc.layer_norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                         "partial_rotary_factor": mc.rotary_dim / head_dim},
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": mc.rotary_dim / head_dim,
+        },
         tie_word_embeddings=False,
         bos_token_id=eos_token_id,
         eos_token_id=eos_token_id,
@@ -67,8 +70,9 @@ def phi_config(mc: ModelConfig, attn_implementation: str = "sdpa", eos_token_id:
     return config
 
 
-def build_model(mc: ModelConfig, attn_implementation: str = "sdpa", seed: int | None = None,
-                eos_token_id: int | None = None):
+def build_model(
+    mc: ModelConfig, attn_implementation: str = "sdpa", seed: int | None = None, eos_token_id: int | None = None
+):
     """A freshly initialised PhiForCausalLM (seeded: every rank builds the same weights)."""
     import torch
     from transformers import PhiForCausalLM
@@ -83,12 +87,19 @@ def model_config_of(hf_config) -> ModelConfig:
     head_dim = hf_config.hidden_size // hf_config.num_attention_heads
     factor = (getattr(hf_config, "rope_parameters", None) or {}).get("partial_rotary_factor", 0.5)
     return ModelConfig(
-        n_layer=hf_config.num_hidden_layers, d_model=hf_config.hidden_size, n_head=hf_config.num_attention_heads,
-        d_ff=hf_config.intermediate_size, rotary_dim=max(2, int(round(factor * head_dim))),
-        n_ctx=hf_config.max_position_embeddings, vocab_size=hf_config.vocab_size,
-        resid_pdrop=hf_config.resid_pdrop, embd_pdrop=hf_config.embd_pdrop,
-        attn_pdrop=hf_config.attention_dropout or 0.0, layer_norm_eps=hf_config.layer_norm_eps,
-        initializer_range=hf_config.initializer_range)
+        n_layer=hf_config.num_hidden_layers,
+        d_model=hf_config.hidden_size,
+        n_head=hf_config.num_attention_heads,
+        d_ff=hf_config.intermediate_size,
+        rotary_dim=max(2, int(round(factor * head_dim))),
+        n_ctx=hf_config.max_position_embeddings,
+        vocab_size=hf_config.vocab_size,
+        resid_pdrop=hf_config.resid_pdrop,
+        embd_pdrop=hf_config.embd_pdrop,
+        attn_pdrop=hf_config.attention_dropout or 0.0,
+        layer_norm_eps=hf_config.layer_norm_eps,
+        initializer_range=hf_config.initializer_range,
+    )
 
 
 def count_params(model, non_embedding: bool = False) -> int:

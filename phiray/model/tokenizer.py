@@ -34,8 +34,15 @@ def gpt2_files() -> tuple[str, str]:
 def _wrap(tok_obj, model_max_length: int):
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=tok_obj, eos_token=EOS, bos_token=EOS, unk_token=EOS,
-                                   pad_token=EOS, model_max_length=model_max_length, clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok_obj,
+        eos_token=EOS,
+        bos_token=EOS,
+        unk_token=EOS,
+        pad_token=EOS,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def _byte_level(tok_obj) -> None:
@@ -66,14 +73,24 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length:
 
     tok_obj = Tokenizer(BPE())
     _byte_level(tok_obj)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], min_frequency=2,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok_obj.train_from_iterator(texts, trainer=trainer)
     return _wrap(tok_obj, model_max_length)
 
 
-def build_tokenizer(kind: str, vocab_size: int, texts: Iterable[str] | None = None, name_or_path: str | None = None,
-                    model_max_length: int = 2048):
+def build_tokenizer(
+    kind: str,
+    vocab_size: int,
+    texts: Iterable[str] | None = None,
+    name_or_path: str | None = None,
+    model_max_length: int = 2048,
+):
     """The configured tokenizer (``texts`` is only read for ``bpe``)."""
     if kind == "codegen":
         return codegen_tokenizer(model_max_length)

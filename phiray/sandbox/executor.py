@@ -57,8 +57,12 @@ class Verdict:
     isolation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "status": self.status, "detail": self.detail,
-                "duration_s": round(self.duration_s, 4)}
+        return {
+            "passed": self.passed,
+            "status": self.status,
+            "detail": self.detail,
+            "duration_s": round(self.duration_s, 4),
+        }
 
 
 @dataclass
@@ -103,13 +107,12 @@ class Sandbox:
     # ------------------------------------------------------------------ public API
     @property
     def isolation(self) -> str:
-        """"namespaces" or "rlimits" (decided once, by a probe, for ``isolation=auto``)."""
+        """ "namespaces" or "rlimits" (decided once, by a probe, for ``isolation=auto``)."""
         if self._mode is None:
             self._mode = self._choose_mode()
         return self._mode
 
-    def check(self, code: str, tests: str, entry_point: str | None = None,
-              timeout_s: float | None = None) -> Verdict:
+    def check(self, code: str, tests: str, entry_point: str | None = None, timeout_s: float | None = None) -> Verdict:
         """Run ``code`` then ``tests`` (and ``check(entry_point)`` when the tests define ``check``)."""
         return self._run(code, tests, entry_point, timeout_s or self.cfg.timeout_s, self.isolation)
 
@@ -122,23 +125,40 @@ class Sandbox:
         mode = self.isolation  # probe once, before the threads start
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers or self.cfg.workers) as pool:
-            futures = [pool.submit(self._run, j["code"], j["tests"], j.get("entry_point"),
-                                   j.get("timeout_s") or self.cfg.timeout_s, mode) for j in jobs]
+            futures = [
+                pool.submit(
+                    self._run,
+                    j["code"],
+                    j["tests"],
+                    j.get("entry_point"),
+                    j.get("timeout_s") or self.cfg.timeout_s,
+                    mode,
+                )
+                for j in jobs
+            ]
             verdicts = [f.result() for f in futures]
         wall = time.perf_counter() - start
         self.stats.executions += len(verdicts)
         self.stats.wall_s += wall
         for v in verdicts:
             self.stats.by_status[v.status] = self.stats.by_status.get(v.status, 0) + 1
-        log.info("sandbox: %d executions in %.2fs (%.1f/s, %d workers, %s)", len(verdicts), wall,
-                 len(verdicts) / wall if wall else 0.0, workers or self.cfg.workers, mode)
+        log.info(
+            "sandbox: %d executions in %.2fs (%.1f/s, %d workers, %s)",
+            len(verdicts),
+            wall,
+            len(verdicts) / wall if wall else 0.0,
+            workers or self.cfg.workers,
+            mode,
+        )
         return verdicts
 
     # ------------------------------------------------------------------ mode selection
     def _choose_mode(self) -> str:
         if self.cfg.isolation == "rlimits":
-            log.warning("SANDBOX WARNING: isolation=rlimits was asked for: the file system and network "
-                       "are NOT isolated and, as a non-root user, the candidate runs as your own uid")
+            log.warning(
+                "SANDBOX WARNING: isolation=rlimits was asked for: the file system and network "
+                "are NOT isolated and, as a non-root user, the candidate runs as your own uid"
+            )
             return "rlimits"
         with _PROBE_LOCK:
             if "ns" not in _PROBE:
@@ -154,11 +174,17 @@ class Sandbox:
         if self.cfg.isolation == "namespaces" or refuse:
             raise SandboxUnavailable(
                 f"sandbox: namespaces unavailable ({_PROBE.get('why')}) and the config refuses to run without them"
-                + (" (the default on a cluster: RAY_ADDRESS or KUBERNETES_SERVICE_HOST is set; set "
-                   "sandbox.isolation=rlimits to run unisolated anyway)" if self.cfg.refuse_without_namespaces is None
-                   else ""))
-        log.warning(f"SANDBOX WARNING: Linux namespaces unavailable ({_PROBE.get('why')}); falling back "
-                   "to rlimits + process group: the file system and network are NOT isolated")
+                + (
+                    " (the default on a cluster: RAY_ADDRESS or KUBERNETES_SERVICE_HOST is set; set "
+                    "sandbox.isolation=rlimits to run unisolated anyway)"
+                    if self.cfg.refuse_without_namespaces is None
+                    else ""
+                )
+            )
+        log.warning(
+            f"SANDBOX WARNING: Linux namespaces unavailable ({_PROBE.get('why')}); falling back "
+            "to rlimits + process group: the file system and network are NOT isolated"
+        )
         return "rlimits"
 
     # ------------------------------------------------------------------ one execution
@@ -170,9 +196,15 @@ class Sandbox:
         workdir = _mount_point() if mode == "namespaces" else tempfile.mkdtemp(prefix="phiray-sb-")
         if mode == "rlimits":
             os.chmod(workdir, 0o777)
-        limits = {"memory_mb": self.cfg.memory_mb, "cpu_s": self.cfg.cpu_s, "nproc": self.cfg.max_processes,
-                  "fsize_mb": self.cfg.max_file_mb, "tmpfs_mb": max(4 * self.cfg.max_file_mb, 16),
-                  "judge_mb": JUDGE_MB, "wall_s": timeout_s}
+        limits = {
+            "memory_mb": self.cfg.memory_mb,
+            "cpu_s": self.cfg.cpu_s,
+            "nproc": self.cfg.max_processes,
+            "fsize_mb": self.cfg.max_file_mb,
+            "tmpfs_mb": max(4 * self.cfg.max_file_mb, 16),
+            "judge_mb": JUDGE_MB,
+            "wall_s": timeout_s,
+        }
         first = {"code": code, "limits": limits, "binds": _binds(), "uids": [base + 1, base + 2], "uid_base": base}
         second = {"tests": tests, "entry_point": entry_point, "token": token}
         try:
@@ -209,7 +241,7 @@ class _Execution:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         ver_r, ver_w = os.pipe()
-        up_r, up_w = os.pipe()      # launcher -> us: "R" (namespaces made) or "E..." (refused)
+        up_r, up_w = os.pipe()  # launcher -> us: "R" (namespaces made) or "E..." (refused)
         down_r, down_w = os.pipe()  # us -> launcher: reserved (kept so the launcher's fd layout is fixed)
         mode = "ns" if self.mode == "namespaces" else "rl"
         self.started = time.perf_counter()
@@ -308,8 +340,15 @@ class _Execution:
 
     def verdict(self, token: str) -> Verdict:
         out, err = self.out.decode(errors="replace"), self.err.decode(errors="replace")
-        make = lambda passed, status, detail: Verdict(passed, status, detail, self.duration, out, err,  # noqa: E731
-                                                       self.mode)
+        make = lambda passed, status, detail: Verdict(
+            passed,
+            status,
+            detail,
+            self.duration,
+            out,
+            err,  # noqa: E731
+            self.mode,
+        )
         if self.ns_error:
             return make(False, "error", f"namespaces unavailable: {self.ns_error}")
         if self.timed_out:
@@ -319,8 +358,7 @@ class _Execution:
         except ValueError:
             data = None
         if not isinstance(data, dict) or data.get("status") not in STATUSES:
-            return make(False, "crashed", f"no verdict from the judge; "
-                        f"stderr: {err[-300:]}")
+            return make(False, "crashed", f"no verdict from the judge; stderr: {err[-300:]}")
         if data["status"] == "passed":
             ok = secrets.compare_digest(str(data.get("token", "")), token)
             return make(ok, "passed" if ok else "error", "" if ok else "verdict without the right token")
@@ -381,9 +419,16 @@ class _Zygote:
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # one request per packet
-        self.proc = subprocess.Popen([interpreter(), "-I", "-S", "-B", LAUNCHER, "zygote", str(theirs.fileno())],
-                                     pass_fds=(theirs.fileno(),), env={}, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd="/")
+        self.proc = subprocess.Popen(
+            [interpreter(), "-I", "-S", "-B", LAUNCHER, "zygote", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            env={},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
         theirs.close()
         ours.settimeout(ZYGOTE_REPLY_S)
         self.sock, self.owner = ours, os.getpid()

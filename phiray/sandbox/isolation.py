@@ -54,8 +54,12 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 
 def prctl(option: int, value: int) -> None:
-    _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                       ctypes.c_ulong(0)), "prctl")
+    _check(
+        _libc.prctl(
+            ctypes.c_int(option), ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)
+        ),
+        "prctl",
+    )
 
 
 def _locked_flags(path: str) -> int:
@@ -106,9 +110,14 @@ def build_root(root: str, binds: dict[str, int], tmpfs_mb: int) -> None:
 
 def set_limits(memory_mb: int, cpu_s: int, nproc: int, fsize_mb: int, nofile: int = 64) -> None:
     """rlimits; hard == soft so the candidate cannot raise them back."""
-    limits = [(resource.RLIMIT_AS, memory_mb << 20), (resource.RLIMIT_CPU, cpu_s),
-              (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize_mb << 20),
-              (resource.RLIMIT_NOFILE, nofile), (resource.RLIMIT_CORE, 0)]
+    limits = [
+        (resource.RLIMIT_AS, memory_mb << 20),
+        (resource.RLIMIT_CPU, cpu_s),
+        (resource.RLIMIT_NPROC, nproc),
+        (resource.RLIMIT_FSIZE, fsize_mb << 20),
+        (resource.RLIMIT_NOFILE, nofile),
+        (resource.RLIMIT_CORE, 0),
+    ]
     for kind, value in limits:
         resource.setrlimit(kind, (value, value if kind != resource.RLIMIT_CPU else value + 1))
 
@@ -142,8 +151,11 @@ def die_with_parent(parent_pid: int | None = None, alive_fd: int | None = None) 
 def write_own_maps(inside: int, outer_uid: int, outer_gid: int) -> None:
     """Map our own uid/gid from before the unshare (``outer_*``) to ``inside`` in the user namespace we just
     created: the one mapping an unprivileged process may write for itself (no CAP_SETUID, no newuidmap)."""
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{inside} {outer_uid} 1\n"),
-                       ("gid_map", f"{inside} {outer_gid} 1\n")):
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{inside} {outer_uid} 1\n"),
+        ("gid_map", f"{inside} {outer_gid} 1\n"),
+    ):
         with open(f"/proc/self/{name}", "w") as fh:
             fh.write(text)
 

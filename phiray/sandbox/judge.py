@@ -60,8 +60,14 @@ class Remote:
         return wire.encode(value, None, _encode_extra)
 
     def call(self, target, args, kwargs):
-        reply = self.request({"op": "call", "target": target, "args": [self.encode(a) for a in args],
-                              "kw": {str(k): self.encode(v) for k, v in kwargs.items()}})
+        reply = self.request(
+            {
+                "op": "call",
+                "target": target,
+                "args": [self.encode(a) for a in args],
+                "kw": {str(k): self.encode(v) for k, v in kwargs.items()},
+            }
+        )
         for original, after in zip(args, reply.get("mut") or []):
             if after is not None:
                 _write_back(original, self.value(after))
@@ -73,8 +79,10 @@ def _encode_extra(value):
         return {"h": object.__getattribute__(value, "_handle")}
     if isinstance(value, RemoteFunction):
         return {"fnref": value.__name__}
-    if isinstance(value, (type, types.BuiltinFunctionType)) and getattr(builtins, getattr(value, "__name__", ""),
-                                                                         None) is value:
+    if (
+        isinstance(value, (type, types.BuiltinFunctionType))
+        and getattr(builtins, getattr(value, "__name__", ""), None) is value
+    ):
         return {"bt": value.__name__}  # int, str, len... as arguments (e.g. "remove values of type int")
     if isinstance(value, types.FunctionType) and not value.__code__.co_freevars:
         return {"fn": marshal.dumps(value.__code__).hex()}
@@ -130,14 +138,21 @@ class RemoteObject:
 
     def __getattr__(self, name: str):
         remote = object.__getattribute__(self, "_remote")
-        reply = remote.request({"op": "getattr", "target": {"h": object.__getattribute__(self, "_handle")},
-                                "name": name})
+        reply = remote.request(
+            {"op": "getattr", "target": {"h": object.__getattribute__(self, "_handle")}, "name": name}
+        )
         return remote.value(reply.get("ok"))
 
     def __setattr__(self, name: str, value) -> None:
         remote = object.__getattribute__(self, "_remote")
-        remote.request({"op": "setattr", "target": {"h": object.__getattribute__(self, "_handle")},
-                        "name": name, "value": remote.encode(value)})
+        remote.request(
+            {
+                "op": "setattr",
+                "target": {"h": object.__getattribute__(self, "_handle")},
+                "name": name,
+                "value": remote.encode(value),
+            }
+        )
 
     def __call__(self, *args, **kwargs):
         remote = object.__getattribute__(self, "_remote")
@@ -150,8 +165,22 @@ class RemoteObject:
 MAX_NAMES = 10_000
 # Modules a candidate's `import x` may lend to the tests (MBPP's tests use `math.isclose` and the like
 # without importing math themselves): stdlib, imported here from read-only locations, never by another name.
-NO_LEND = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser", "pydoc", "ensurepip",
-           "venv", "test", "lib2to3", "__hello__", "__phello__"}
+NO_LEND = {
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "webbrowser",
+    "pydoc",
+    "ensurepip",
+    "venv",
+    "test",
+    "lib2to3",
+    "__hello__",
+    "__phello__",
+}
 
 
 def check_greeting(hello) -> dict | None:
@@ -167,8 +196,14 @@ def check_greeting(hello) -> dict | None:
     if type(names) is not dict or len(names) > MAX_NAMES:
         return None
     for name, desc in names.items():
-        if not (type(name) is str and name.isidentifier() and not name.startswith("__")
-                and not keyword.iskeyword(name) and type(desc) is dict and len(desc) == 1):
+        if not (
+            type(name) is str
+            and name.isidentifier()
+            and not name.startswith("__")
+            and not keyword.iskeyword(name)
+            and type(desc) is dict
+            and len(desc) == 1
+        ):
             return None
         kind, value = next(iter(desc.items()))
         if kind not in ("call", "mod", "val") or (kind != "val" and (type(value) is not str or len(value) > 200)):

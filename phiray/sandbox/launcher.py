@@ -52,13 +52,21 @@ import isolation  # noqa: E402
 import judge  # noqa: E402
 import seccomp  # noqa: E402
 
-NS_FLAGS = (isolation.CLONE_NEWUSER | isolation.CLONE_NEWNS | isolation.CLONE_NEWPID | isolation.CLONE_NEWNET
-            | isolation.CLONE_NEWIPC | isolation.CLONE_NEWUTS)
+NS_FLAGS = (
+    isolation.CLONE_NEWUSER
+    | isolation.CLONE_NEWNS
+    | isolation.CLONE_NEWPID
+    | isolation.CLONE_NEWNET
+    | isolation.CLONE_NEWIPC
+    | isolation.CLONE_NEWUTS
+)
 # rlimits mode as root: imported before the judge and the candidate become throwaway uids, in case the
 # interpreter's files are not readable by others. (Not in the zygote: a bigger zygote makes every fork slower.)
-PRELOAD = ("typing math cmath re collections itertools functools heapq bisect string random statistics copy "
-           "operator fractions decimal datetime hashlib json array numbers textwrap unicodedata dataclasses "
-           "enum abc time linecache marshal types builtins").split()
+PRELOAD = (
+    "typing math cmath re collections itertools functools heapq bisect string random statistics copy "
+    "operator fractions decimal datetime hashlib json array numbers textwrap unicodedata dataclasses "
+    "enum abc time linecache marshal types builtins"
+).split()
 REAP_EVERY_S = 1.0
 
 
@@ -192,8 +200,11 @@ def _reap(launchers: set[int], cgroups: set[str]) -> None:
 def _leftover_cgroups() -> list[str]:
     """Cgroups of executions whose zygote died before removing them (an empty one can always be removed)."""
     try:
-        return [entry.name for entry in os.scandir(f"{isolation.CGROUP_ROOT}/memory/{isolation.CGROUP_PARENT}")
-                if entry.is_dir()]
+        return [
+            entry.name
+            for entry in os.scandir(f"{isolation.CGROUP_ROOT}/memory/{isolation.CGROUP_PARENT}")
+            if entry.is_dir()
+        ]
     except OSError:
         return []
 
@@ -218,8 +229,11 @@ def run(mode: str, verdict_fd: int, sync_w: int, sync_r: int, root: str) -> int:
     if os.geteuid() == 0:
         try:
             spec["cgroup_fds"] = isolation.make_cgroups(
-                cgroup_name(parent, os.getpid()), (limits["memory_mb"] + limits["judge_mb"]) << 20,
-                (limits["memory_mb"] + 64) << 20, limits["nproc"] + 4)
+                cgroup_name(parent, os.getpid()),
+                (limits["memory_mb"] + limits["judge_mb"]) << 20,
+                (limits["memory_mb"] + 64) << 20,
+                limits["nproc"] + 4,
+            )
         except OSError as err:  # a cgroup tree we may not write (a container's read-only /sys): rlimits only
             print(f"sandbox: no cgroup for this execution: {err}", file=sys.stderr)
     if mode == "ns":
@@ -289,8 +303,11 @@ def _map_writer(target: int, uid_base: int) -> tuple[int, int, int]:
         answer = b"N"
         if os.read(to_helper_r, 1) == b"R":
             try:
-                for name, text in (("uid_map", f"0 {uid_base} 1\n"), ("setgroups", "deny"),
-                                   ("gid_map", f"0 {uid_base} 1\n")):
+                for name, text in (
+                    ("uid_map", f"0 {uid_base} 1\n"),
+                    ("setgroups", "deny"),
+                    ("gid_map", f"0 {uid_base} 1\n"),
+                ):
                     with open(f"/proc/{target}/{name}", "w") as fh:
                         fh.write(text)
                 answer = b"G"
@@ -333,8 +350,9 @@ def judge_process(mode: str, spec: dict, verdict_fd: int, root: str, alive_r: in
         isolation.drop_to(t_uid, t_uid)
         isolation.die_with_parent(alive_fd=alive_r)
     isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/mem (after any uid change)
-    isolation.set_limits(limits["memory_mb"] + limits["judge_mb"], limits["cpu_s"] + 5, limits["nproc"] + 4,
-                         limits["fsize_mb"])
+    isolation.set_limits(
+        limits["memory_mb"] + limits["judge_mb"], limits["cpu_s"] + 5, limits["nproc"] + 4, limits["fsize_mb"]
+    )
     t_sock.settimeout(limits["wall_s"] + 1)  # no wait without a bound, even if L were gone
     task = read_message(0)
     os.close(0)
@@ -348,8 +366,16 @@ def judge_process(mode: str, spec: dict, verdict_fd: int, root: str, alive_r: in
     os.close(verdict_fd)
 
 
-def candidate_process(sock: socket.socket, code: str, workdir: str, mode: str, uid: int | None, limits: dict,
-                      cgroup_fds: list[int], judge_pid: int) -> None:
+def candidate_process(
+    sock: socket.socket,
+    code: str,
+    workdir: str,
+    mode: str,
+    uid: int | None,
+    limits: dict,
+    cgroup_fds: list[int],
+    judge_pid: int,
+) -> None:
     keep = {sock.fileno(), *cgroup_fds}
     os.close(0)
     for fd in range(3, 1024):  # verdict fd, spec pipe, liveness pipe: gone before any untrusted byte runs

@@ -30,7 +30,8 @@ def _no_node(resources: dict[str, float], timeout_s: float) -> PlacementError:
     return PlacementError(
         f"sandbox: no Ray node offered resources {resources} within {timeout_s:g} s (sandbox.ray_resources). "
         "On KubeRay, check that the evaluator group can scale up; on a cluster of your own start its workers "
-        "with `ray start --resources '{\"evaluator\": 16}'`; on one machine set sandbox.ray_resources={}.")
+        "with `ray start --resources '{\"evaluator\": 16}'`; on one machine set sandbox.ray_resources={}."
+    )
 
 
 def remote_options(cfg: SandboxConfig) -> dict[str, Any]:
@@ -48,8 +49,11 @@ class _Host:
         import ray
 
         ctx = ray.get_runtime_context()
-        return {"node_id": ctx.get_node_id(), "assigned": ctx.get_assigned_resources(),
-                "isolation": self.sandbox.isolation}
+        return {
+            "node_id": ctx.get_node_id(),
+            "assigned": ctx.get_assigned_resources(),
+            "isolation": self.sandbox.isolation,
+        }
 
     def check(self, code: str, tests: str, entry_point: str | None, timeout_s: float | None) -> Verdict:
         return self.sandbox.check(code, tests, entry_point, timeout_s)
@@ -79,11 +83,14 @@ class RemoteSandbox:
             raise _no_node(dict(cfg.ray_resources), cfg.placement_timeout_s)
         where = ray.get(ref)
         self.node_id, self.assigned, self.isolation = where["node_id"], where["assigned"], where["isolation"]
-        log.info("sandbox: untrusted code runs on node %s (resources %s, %s)", self.node_id[:12],
-                 dict(cfg.ray_resources), self.isolation)
+        log.info(
+            "sandbox: untrusted code runs on node %s (resources %s, %s)",
+            self.node_id[:12],
+            dict(cfg.ray_resources),
+            self.isolation,
+        )
 
-    def check(self, code: str, tests: str, entry_point: str | None = None,
-              timeout_s: float | None = None) -> Verdict:
+    def check(self, code: str, tests: str, entry_point: str | None = None, timeout_s: float | None = None) -> Verdict:
         import ray
 
         return ray.get(self._actor.check.remote(code, tests, entry_point, timeout_s))

@@ -19,7 +19,7 @@ import re
 import struct
 
 MAX_MESSAGE = 64 << 20  # a result larger than this is a failure, not an allocation in the judge
-MAX_ITEMS = 1_000_000   # items drawn from an iterator result
+MAX_ITEMS = 1_000_000  # items drawn from an iterator result
 MAX_DEPTH = 200
 
 
@@ -59,8 +59,21 @@ def _recv_exact(sock, n: int):
     return b"".join(chunks)
 
 
-_ITER_TYPES = (type(iter([])), type(iter(())), type(iter("")), type(iter(range(0))), type(iter({})),
-               type({}.keys()), type({}.values()), type({}.items()), map, filter, zip, reversed, enumerate)
+_ITER_TYPES = (
+    type(iter([])),
+    type(iter(())),
+    type(iter("")),
+    type(iter(range(0))),
+    type(iter({})),
+    type({}.keys()),
+    type({}.values()),
+    type({}.items()),
+    map,
+    filter,
+    zip,
+    reversed,
+    enumerate,
+)
 
 
 def encode(value, handles: dict | None = None, extra=None, depth: int = 0):

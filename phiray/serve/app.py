@@ -27,7 +27,8 @@ INGRESS_DEPLOYMENT = "openai"
 DEFAULT_CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] in ['system', 'developer'] %}{{ m['content'] }}\n\n"
     "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n{% else %}Assistant: {{ m['content'] }}\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 
 
 def resolve_args(args: dict[str, Any] | None) -> tuple[ServeConfig, SandboxConfig]:
@@ -87,20 +88,26 @@ def llm_config(cfg: ServeConfig):
         # Without explicit bundles Ray Serve LLM asks for a GPU and waits forever on a CPU cluster.
         bundles = [{"CPU": cfg.model_num_cpus}]
         env = {"VLLM_CPU_KVCACHE_SPACE": str(cfg.cpu_kv_cache_gib)}
-    deployment: dict[str, Any] = {"max_ongoing_requests": cfg.max_ongoing_requests,
-                                  # The replica actor only drives the engine: its CPUs are in the bundle,
-                                  # not reserved twice (Ray Serve LLM adds the actor's num_cpus to it).
-                                  "ray_actor_options": {"num_cpus": 0}}
+    deployment: dict[str, Any] = {
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        # The replica actor only drives the engine: its CPUs are in the bundle,
+        # not reserved twice (Ray Serve LLM adds the actor's num_cpus to it).
+        "ray_actor_options": {"num_cpus": 0},
+    }
     if cfg.autoscaling:
         deployment["autoscaling_config"] = cfg.autoscaling
     else:
         deployment["num_replicas"] = cfg.num_replicas
-    return LLMConfig(model_loading_config={"model_id": cfg.model_name, "model_source": cfg.model},
-                     engine_kwargs=engine_kwargs(cfg), placement_group_config={"bundles": bundles},
-                     deployment_config=deployment, runtime_env={"env_vars": env} if env else None,
-                     # Per-step engine metrics over Ray's Prometheus port: worth their CPU on a GPU node, not
-                     # on a CPU engine that shares its cores with the HTTP path (benchmarks/serve.py).
-                     log_engine_metrics=cfg.use_gpu)
+    return LLMConfig(
+        model_loading_config={"model_id": cfg.model_name, "model_source": cfg.model},
+        engine_kwargs=engine_kwargs(cfg),
+        placement_group_config={"bundles": bundles},
+        deployment_config=deployment,
+        runtime_env={"env_vars": env} if env else None,
+        # Per-step engine metrics over Ray's Prometheus port: worth their CPU on a GPU node, not
+        # on a CPU engine that shares its cores with the HTTP path (benchmarks/serve.py).
+        log_engine_metrics=cfg.use_gpu,
+    )
 
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
@@ -115,14 +122,23 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     llm = llm_config(cfg)
     model = build_llm_deployment(llm, override_serve_options={"name": MODEL_DEPLOYMENT})
     evaluator = Evaluator.options(
-        num_replicas=cfg.evaluator_replicas, max_ongoing_requests=cfg.evaluator_max_ongoing,
+        num_replicas=cfg.evaluator_replicas,
+        max_ongoing_requests=cfg.evaluator_max_ongoing,
         # sandbox.ray_resources ({evaluator: 1}) pins the replicas to the hardened evaluator group.
-        ray_actor_options={"num_cpus": cfg.evaluator_num_cpus,
-                           "resources": dict(sandbox_cfg.ray_resources)}).bind(sandbox_cfg)
+        ray_actor_options={"num_cpus": cfg.evaluator_num_cpus, "resources": dict(sandbox_cfg.ray_resources)},
+    ).bind(sandbox_cfg)
     # The ingress only parses and forwards: no CPU reservation, so on 2 CPUs it is never left pending
     # beside the engine's bundle (RAY_ON_CPU.md).
-    ingress = serve.deployment(ingress_class(), name=INGRESS_DEPLOYMENT, num_replicas=1,
-                               max_ongoing_requests=cfg.ingress_max_ongoing, ray_actor_options={"num_cpus": 0})
-    return ingress.bind(llm_deployments={cfg.model_name: model},
-                        model_cards={cfg.model_name: to_model_metadata(cfg.model_name, llm)},
-                        evaluator=evaluator, cfg=cfg)
+    ingress = serve.deployment(
+        ingress_class(),
+        name=INGRESS_DEPLOYMENT,
+        num_replicas=1,
+        max_ongoing_requests=cfg.ingress_max_ongoing,
+        ray_actor_options={"num_cpus": 0},
+    )
+    return ingress.bind(
+        llm_deployments={cfg.model_name: model},
+        model_cards={cfg.model_name: to_model_metadata(cfg.model_name, llm)},
+        evaluator=evaluator,
+        cfg=cfg,
+    )

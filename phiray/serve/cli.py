@@ -1,8 +1,8 @@
 """`phiray serve`: run the OpenAI-compatible Serve app in the foreground until SIGINT/SIGTERM.
 
-    phiray serve --model runs/tiny/finetune/model [--port 8000] [serve.max_batch_size=32 ...]
-    phiray serve --model PATH --emit-config serve.yaml     # a Serve config (import_path + args) for
-                                                           # `serve deploy` / a RayService; nothing is started
+phiray serve --model runs/tiny/finetune/model [--port 8000] [serve.max_batch_size=32 ...]
+phiray serve --model PATH --emit-config serve.yaml     # a Serve config (import_path + args) for
+                                                       # `serve deploy` / a RayService; nothing is started
 """
 
 from __future__ import annotations
@@ -25,17 +25,28 @@ IMPORT_PATH = "phiray.serve.app:build_app"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="Checkpoint directory (HF save_pretrained + tokenizer); "
-                        "default: serve.model from the config.")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Checkpoint directory (HF save_pretrained + tokenizer); default: serve.model from the config.",
+    )
     parser.add_argument("--preset", default=None, help="Preset whose serve/sandbox sections are the base.")
     parser.add_argument("--config", default=None, help="Run config YAML merged over the preset.")
     parser.add_argument("--host", default=None, help="Bind address (default serve.host, 127.0.0.1).")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default serve.port, 8000).")
     parser.add_argument("--name", default="phiray", help="Serve application name.")
-    parser.add_argument("--emit-config", metavar="FILE", default=None,
-                        help="Write a Serve config (import_path + args) to FILE ('-' for stdout) and exit.")
-    parser.add_argument("overrides", nargs="*", metavar="a.b.c=value", help="Config overrides, e.g. "
-                        "serve.max_batch_size=32 sandbox.timeout_s=5.")
+    parser.add_argument(
+        "--emit-config",
+        metavar="FILE",
+        default=None,
+        help="Write a Serve config (import_path + args) to FILE ('-' for stdout) and exit.",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="a.b.c=value",
+        help="Config overrides, e.g. serve.max_batch_size=32 sandbox.timeout_s=5.",
+    )
 
 
 def builder_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -52,8 +63,10 @@ def builder_args(args: argparse.Namespace) -> dict[str, Any]:
 def serve_config(args: dict[str, Any], name: str = "phiray") -> dict[str, Any]:
     """A Serve deploy config (what `serve build` writes for an Application) for the builder + args."""
     http = {"host": args.get("host", "127.0.0.1"), "port": int(args.get("port", 8000))}
-    return {"http_options": http, "applications": [
-        {"name": name, "route_prefix": "/", "import_path": IMPORT_PATH, "args": args}]}
+    return {
+        "http_options": http,
+        "applications": [{"name": name, "route_prefix": "/", "import_path": IMPORT_PATH, "args": args}],
+    }
 
 
 def main(args: argparse.Namespace) -> int:
@@ -76,8 +89,12 @@ def main(args: argparse.Namespace) -> int:
 # direct ingress, which would open replica HTTP ports beside the proxy): user code and routing on the replica's
 # own event loop, buffered request-path logs, no per-request copy to stderr. The Ray processes `phiray serve`
 # starts inherit them; a value already set wins. benchmarks/serve.py measures the app with them.
-SERVE_THROUGHPUT_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
-                        "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000", "RAY_SERVE_LOG_TO_STDERR": "0"}
+SERVE_THROUGHPUT_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
+}
 
 
 def run_foreground(build_args: dict[str, Any], name: str = "phiray") -> int:
@@ -93,8 +110,7 @@ def run_foreground(build_args: dict[str, Any], name: str = "phiray") -> int:
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     serve.run(build_app(build_args), name=name, route_prefix="/")
     url = f"http://{cfg.host}:{cfg.port}"
-    print(f"phiray serve: {cfg.model_name} ready at {url}/v1 (evaluator: {url}/v1/evaluate); Ctrl-C stops",
-          flush=True)
+    print(f"phiray serve: {cfg.model_name} ready at {url}/v1 (evaluator: {url}/v1/evaluate); Ctrl-C stops", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -47,8 +47,14 @@ class Evaluator:
         except ImportError as err:
             return _error(OpenAIError(503, f"the sandbox is not available: {err}", type="server_error"))
         verdict = await asyncio.to_thread(sandbox.check, code, tests, entry_point, request.get("timeout_s"))
-        return {"object": "evaluation", "task_id": request.get("task_id"), "passed": bool(verdict.passed),
-                "status": verdict.status, "detail": verdict.detail, "duration_s": verdict.duration_s}
+        return {
+            "object": "evaluation",
+            "task_id": request.get("task_id"),
+            "passed": bool(verdict.passed),
+            "status": verdict.status,
+            "detail": verdict.detail,
+            "duration_s": verdict.duration_s,
+        }
 
 
 def _program(request: dict[str, Any]) -> tuple[str, str, str | None]:
@@ -68,8 +74,12 @@ def benchmark_task(task_id: str):
             raise OpenAIError(404, str(err), param="task_id", code="task_not_found") from None
         if task is not None:
             return task
-    raise OpenAIError(404, f"unknown benchmark task {task_id!r} (HumanEval/<n>, mbpp/<id>, mbpp-sanitized/<id>)",
-                      param="task_id", code="task_not_found")
+    raise OpenAIError(
+        404,
+        f"unknown benchmark task {task_id!r} (HumanEval/<n>, mbpp/<id>, mbpp-sanitized/<id>)",
+        param="task_id",
+        code="task_not_found",
+    )
 
 
 @lru_cache(maxsize=4)

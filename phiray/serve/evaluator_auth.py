@@ -31,9 +31,11 @@ def evaluator_api_key(cfg: ServeConfig) -> str | None:
     not local and has no key: an open code-execution endpoint is never the default."""
     key = os.environ.get(cfg.evaluator_api_key_env, "").strip() or None
     if key is None and not is_local(cfg):
-        raise RuntimeError(f"/v1/evaluate needs an API key: set ${cfg.evaluator_api_key_env} (e.g. from a "
-                           f"Secret), or serve.evaluator_local_only=true if this server (host {cfg.host}) "
-                           "is reachable only by trusted local clients")
+        raise RuntimeError(
+            f"/v1/evaluate needs an API key: set ${cfg.evaluator_api_key_env} (e.g. from a "
+            f"Secret), or serve.evaluator_local_only=true if this server (host {cfg.host}) "
+            "is reachable only by trusted local clients"
+        )
     return key
 
 
@@ -43,5 +45,9 @@ def check_evaluator_key(expected: str | None, authorization: str | None) -> None
         return
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected.encode()):
-        raise OpenAIError(401, "/v1/evaluate needs `Authorization: Bearer <key>`", type="invalid_request_error",
-                          code="invalid_api_key")
+        raise OpenAIError(
+            401,
+            "/v1/evaluate needs `Authorization: Bearer <key>`",
+            type="invalid_request_error",
+            code="invalid_api_key",
+        )

@@ -25,8 +25,15 @@ GENERATION_ROUTES = ("models", "model_data", "completions", "chat", "tokenize", 
 class PhirayIngress(OpenAiIngress):
     """OpenAiIngress with the evaluator deployment beside the model."""
 
-    def __init__(self, llm_deployments: dict[str, DeploymentHandle], model_cards: dict[str, Any], *,
-                 evaluator: DeploymentHandle, cfg: ServeConfig, lora_paths: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        llm_deployments: dict[str, DeploymentHandle],
+        model_cards: dict[str, Any],
+        *,
+        evaluator: DeploymentHandle,
+        cfg: ServeConfig,
+        lora_paths: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(llm_deployments, model_cards, lora_paths=lora_paths)
         self.evaluator = evaluator
         self.evaluator_key = evaluator_api_key(cfg)  # no key off loopback: the replica refuses to start
@@ -41,8 +48,10 @@ class PhirayIngress(OpenAiIngress):
             except Exception as err:  # noqa: BLE001 - reported, not raised: this is the health check
                 models[model_id] = f"{type(err).__name__}: {err}"
         healthy = all(state == "ok" for state in models.values())
-        return JSONResponse({"status": "ok" if healthy else "unhealthy", "engine": "vllm", "models": models},
-                            status_code=200 if healthy else 503)
+        return JSONResponse(
+            {"status": "ok" if healthy else "unhealthy", "engine": "vllm", "models": models},
+            status_code=200 if healthy else 503,
+        )
 
     async def evaluate(self, body: EvaluateRequest, authorization: str | None = Header(None)) -> JSONResponse:
         try:
@@ -61,8 +70,9 @@ async def _http_error(_: Request, err: Exception) -> JSONResponse:
     answer as `{"detail": ...}`; clients of the OpenAI API expect its error object."""
     status = getattr(err, "status_code", 500)
     kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
-    body = OpenAIError(status, str(getattr(err, "detail", err)), type=kind,
-                       code="model_not_found" if status == 404 else None).body()
+    body = OpenAIError(
+        status, str(getattr(err, "detail", err)), type=kind, code="model_not_found" if status == 404 else None
+    ).body()
     return JSONResponse(body, status_code=status, headers=getattr(err, "headers", None))
 
 

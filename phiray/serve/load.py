@@ -39,14 +39,26 @@ class LoadResult:
         return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[int(q) - 1]
 
     def summary(self) -> dict[str, Any]:
-        return {"concurrency": self.concurrency, "requests": self.ok, "rps": round(self.requests_per_s, 2),
-                "p50_ms": round(self.percentile(50) * 1000, 1), "p99_ms": round(self.percentile(99) * 1000, 1),
-                "tokens_per_s": round(self.completion_tokens / self.elapsed_s, 1),
-                "5xx": self.server_errors, "failures": len(self.failures)}
+        return {
+            "concurrency": self.concurrency,
+            "requests": self.ok,
+            "rps": round(self.requests_per_s, 2),
+            "p50_ms": round(self.percentile(50) * 1000, 1),
+            "p99_ms": round(self.percentile(99) * 1000, 1),
+            "tokens_per_s": round(self.completion_tokens / self.elapsed_s, 1),
+            "5xx": self.server_errors,
+            "failures": len(self.failures),
+        }
 
 
-async def run_load(base_url: str, body: dict[str, Any], concurrency: int, duration_s: float,
-                   timeout_s: float = 120.0, path: str = "/v1/completions") -> LoadResult:
+async def run_load(
+    base_url: str,
+    body: dict[str, Any],
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float = 120.0,
+    path: str = "/v1/completions",
+) -> LoadResult:
     """`concurrency` clients post `body` (prompt suffixed with the client/request number) until `duration_s`
     has passed; requests in flight at the deadline are awaited and counted (none is abandoned)."""
     import httpx

@@ -21,6 +21,7 @@ last fraction of a second, and Ray Data redoes a lost batch from the cache (test
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -28,40 +29,73 @@ from phiray.config import RunConfig
 from phiray.data import annotators, docio
 from phiray.rundir import FsPath, Manifest, RunDir
 
+if TYPE_CHECKING:
+    import numpy as np
+
 log = logging.getLogger("phiray")
-_LABELS = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("score", pa.int64()),
-                     ("reason", pa.string()), ("annotator", pa.string()), ("model", pa.string()),
-                     ("round", pa.int64())])
+_LABELS = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.large_string()),
+        ("score", pa.int64()),
+        ("reason", pa.string()),
+        ("annotator", pa.string()),
+        ("model", pa.string()),
+        ("round", pa.int64()),
+    ]
+)
 
 
 def _heuristic(table: pa.Table) -> pa.Table:
     scored = annotators.heuristic_batch(table["text"].to_pylist())
-    return pa.table({"id": table["id"], "text": table["text"].cast(pa.large_string()),
-                     "score": pa.array([s for s, _ in scored], pa.int64()),
-                     "reason": pa.array([r for _, r in scored], pa.string()),
-                     "annotator": pa.array(["heuristic"] * table.num_rows, pa.string()),
-                     "model": pa.array([annotators.HEURISTIC_VERSION] * table.num_rows, pa.string()),
-                     "round": pa.array([0] * table.num_rows, pa.int64())}, schema=_LABELS)
+    return pa.table(
+        {
+            "id": table["id"],
+            "text": table["text"].cast(pa.large_string()),
+            "score": pa.array([s for s, _ in scored], pa.int64()),
+            "reason": pa.array([r for _, r in scored], pa.string()),
+            "annotator": pa.array(["heuristic"] * table.num_rows, pa.string()),
+            "model": pa.array([annotators.HEURISTIC_VERSION] * table.num_rows, pa.string()),
+            "round": pa.array([0] * table.num_rows, pa.int64()),
+        },
+        schema=_LABELS,
+    )
 
 
 def _check_llm_teacher(cfg: RunConfig) -> None:
     if cfg.teacher.kind not in ("openai", "vllm"):
-        raise ValueError("annotate.annotator=llm needs an LLM teacher: set teacher.kind=openai (and teacher.base_url) "
-                         "or teacher.kind=vllm (and teacher.model)")
+        raise ValueError(
+            "annotate.annotator=llm needs an LLM teacher: set teacher.kind=openai (and teacher.base_url) "
+            "or teacher.kind=vllm (and teacher.model)"
+        )
 
 
 def _requests(rows: list[dict], cfg: RunConfig) -> list:
     from phiray.teacher import Request
 
-    return [Request(key=r["id"], messages=annotators.llm_messages(r["text"], cfg.annotate.max_chars),
-                    params={"temperature": 0.0, "max_tokens": 64}, seed=cfg.run.seed) for r in rows]
+    return [
+        Request(
+            key=r["id"],
+            messages=annotators.llm_messages(r["text"], cfg.annotate.max_chars),
+            params={"temperature": 0.0, "max_tokens": 64},
+            seed=cfg.run.seed,
+        )
+        for r in rows
+    ]
 
 
 def _label_row(row: dict, resp, cfg: RunConfig) -> dict:
     """A document + the judge's response -> its label row (``score`` None when the answer did not parse)."""
     score, reason = annotators.parse_llm_score(resp.text) if resp.ok else (None, f"request failed: {resp.error}")
-    return {"id": row["id"], "text": row["text"], "score": score, "reason": reason, "annotator": "llm",
-            "model": cfg.teacher.model, "round": row.get("round", 0)}
+    return {
+        "id": row["id"],
+        "text": row["text"],
+        "score": score,
+        "reason": reason,
+        "annotator": "llm",
+        "model": cfg.teacher.model,
+        "round": row.get("round", 0),
+    }
 
 
 def _compact(cfg: RunConfig, cache_dir: "str | FsPath") -> None:
@@ -89,8 +123,15 @@ def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> t
     return labels, rejected, stats
 
 
-_ACCOUNTING = pa.schema([("cached", pa.bool_()), ("attempts", pa.int64()), ("tokens_in", pa.int64()),
-                         ("tokens_out", pa.int64()), ("error", pa.string())])
+_ACCOUNTING = pa.schema(
+    [
+        ("cached", pa.bool_()),
+        ("attempts", pa.int64()),
+        ("tokens_in", pa.int64()),
+        ("tokens_out", pa.int64()),
+        ("error", pa.string()),
+    ]
+)
 
 
 class LabelBatch:
@@ -105,9 +146,17 @@ class LabelBatch:
     def __call__(self, table: pa.Table) -> pa.Table:
         rows = table.select(["id", "text"]).to_pylist()
         responses = self.teacher.complete(_requests(rows, self.cfg))
-        out = [{**_label_row(row, resp, self.cfg), "cached": resp.cached, "attempts": resp.attempts,
-                "tokens_in": resp.tokens_in, "tokens_out": resp.tokens_out, "error": resp.error}
-               for row, resp in zip(rows, responses)]
+        out = [
+            {
+                **_label_row(row, resp, self.cfg),
+                "cached": resp.cached,
+                "attempts": resp.attempts,
+                "tokens_in": resp.tokens_in,
+                "tokens_out": resp.tokens_out,
+                "error": resp.error,
+            }
+            for row, resp in zip(rows, responses)
+        ]
         return pa.Table.from_pylist(out, schema=pa.unify_schemas([_LABELS, _ACCOUNTING]))
 
 
@@ -118,21 +167,42 @@ def _label_on_workers(sample, cfg: RunConfig, rd: RunDir) -> tuple:
 
     _check_llm_teacher(cfg)
     ac, cache_dir = cfg.annotate, llm_cache_dir(cfg, rd)
-    answered = sample.select_columns(["id", "text"]).map_batches(
-        LabelBatch, fn_constructor_args=(cfg, cache_dir if cfg.teacher.cache else None), batch_size=ac.batch_size,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=ac.actors),
-        num_cpus=0.25).materialize()  # an HTTP client waiting on answers: a quarter of a CPU is plenty
+    answered = (
+        sample.select_columns(["id", "text"])
+        .map_batches(
+            LabelBatch,
+            fn_constructor_args=(cfg, cache_dir if cfg.teacher.cache else None),
+            batch_size=ac.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=ac.actors),
+            num_cpus=0.25,
+        )
+        .materialize()
+    )  # an HTTP client waiting on answers: a quarter of a CPU is plenty
     _compact(cfg, cache_dir)
     # The sample's accounting columns (never its texts) meet on the driver: small, and the sample is not the corpus.
     acc = answered.select_columns(["cached", "attempts", "tokens_in", "tokens_out", "error"]).to_pandas()
     failures = acc["error"].dropna().value_counts().to_dict()
-    stats = {"requests": len(acc), "cache_hits": int(acc["cached"].sum()), "sent": int((~acc["cached"]).sum()),
-             "retries": int((acc["attempts"] - 1).clip(lower=0).sum()), "tokens_in": int(acc["tokens_in"].sum()),
-             "tokens_out": int(acc["tokens_out"].sum()), "failures_by_reason": {str(k): int(v) for k, v in failures.items()}}
+    stats = {
+        "requests": len(acc),
+        "cache_hits": int(acc["cached"].sum()),
+        "sent": int((~acc["cached"]).sum()),
+        "retries": int((acc["attempts"] - 1).clip(lower=0).sum()),
+        "tokens_in": int(acc["tokens_in"].sum()),
+        "tokens_out": int(acc["tokens_out"].sum()),
+        "failures_by_reason": {str(k): int(v) for k, v in failures.items()},
+    }
     price = cfg.teacher.prices.get(cfg.teacher.model)
     uncached = acc[~acc["cached"]]
-    stats["cost_usd"] = (float(uncached["tokens_in"].sum()) * price.input_per_million +
-                         float(uncached["tokens_out"].sum()) * price.output_per_million) / 1e6 if price else 0.0
+    stats["cost_usd"] = (
+        (
+            float(uncached["tokens_in"].sum()) * price.input_per_million
+            + float(uncached["tokens_out"].sum()) * price.output_per_million
+        )
+        / 1e6
+        if price
+        else 0.0
+    )
     labels = answered.map_batches(_parsed, fn_kwargs={"keep": True}, batch_format="pyarrow", num_cpus=0.25)
     rejected = answered.map_batches(_parsed, fn_kwargs={"keep": False}, batch_format="pyarrow", num_cpus=0.25)
     return labels, rejected, stats
@@ -161,13 +231,21 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
     from phiray.data.scorers import DocumentEmbedder
 
     ac = cfg.annotate
-    pool = (docio.smallest_by_hash(docs, ["id"], ac.pool_size or 10 * ac.sample_size, salt=f"pool\0{cfg.run.seed}\0")
-            .select_columns(["id", "text"]).materialize())
+    pool = (
+        docio.smallest_by_hash(docs, ["id"], ac.pool_size or 10 * ac.sample_size, salt=f"pool\0{cfg.run.seed}\0")
+        .select_columns(["id", "text"])
+        .materialize()
+    )
     fc = cfg.filter
-    vectors = pool.map_batches(DocumentEmbedder, fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
-                               batch_size=fc.batch_size, batch_format="pyarrow",
-                               compute=ray.data.ActorPoolStrategy(size=fc.actors), num_cpus=fc.num_cpus_per_actor,
-                               num_gpus=fc.num_gpus_per_actor or None)
+    vectors = pool.map_batches(
+        DocumentEmbedder,
+        fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
+        batch_size=fc.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=fc.actors),
+        num_cpus=fc.num_cpus_per_actor,
+        num_gpus=fc.num_gpus_per_actor or None,
+    )
     by_id = {r["id"]: r["embedding"] for r in vectors.take_all()}
     rows = sorted(({"id": r["id"], "text": r["text"]} for r in pool.take_all()), key=lambda r: r["id"])
     return rows, np.asarray([by_id[r["id"]] for r in rows], np.float32)
@@ -185,8 +263,10 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
     def label(indices) -> list[int | None]:
         picked = [{**rows[i], "round": current["round"]} for i in indices]
         if ac.annotator == "heuristic":
-            good = [{**r, "score": s, "reason": why, "annotator": "heuristic", "model": annotators.HEURISTIC_VERSION}
-                    for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))]
+            good = [
+                {**r, "score": s, "reason": why, "annotator": "heuristic", "model": annotators.HEURISTIC_VERSION}
+                for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))
+            ]
             bad = []
         else:
             good, bad, round_stats = _llm_label(picked, cfg, llm_cache_dir(cfg, rd))
@@ -199,14 +279,29 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
 
     def on_round(r: int, picks, scores) -> None:
         usable = [s for s in scores if s is not None]
-        rounds.append({"round": r, "labelled": len(picks), "unparsed": len(scores) - len(usable),
-                       "positives": sum(s >= cfg.classify.positive_min_score for s in usable)})
+        rounds.append(
+            {
+                "round": r,
+                "labelled": len(picks),
+                "unparsed": len(scores) - len(usable),
+                "positives": sum(s >= cfg.classify.positive_min_score for s in usable),
+            }
+        )
         current["round"] = r + 1
 
     seed_size = ac.sample_size - ac.rounds * ac.per_round
-    active.run_rounds(x, label, seed_size=seed_size, rounds=ac.rounds, round_size=ac.per_round,
-                      cc=cfg.classify, seed=cfg.run.seed, random_share=ac.random_share,
-                      uncertain_share=ac.uncertain_share, on_round=on_round)
+    active.run_rounds(
+        x,
+        label,
+        seed_size=seed_size,
+        rounds=ac.rounds,
+        round_size=ac.per_round,
+        cc=cfg.classify,
+        seed=cfg.run.seed,
+        random_share=ac.random_share,
+        uncertain_share=ac.uncertain_share,
+        on_round=on_round,
+    )
     return labels, rejected, stats, [{**r, "pool": len(rows)} for r in rounds]
 
 
@@ -252,8 +347,14 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     return Manifest(
         stage="annotate",
         rows={"corpus": n_corpus, "sampled": n_sampled, "labelled": len(scores), "unparsed": n_rejected},
-        metrics={"annotator": ac.annotator, "strategy": ac.strategy, "rounds": rounds, "score_histogram": histogram,
-                 "mean_score": mean, "teacher": stats},
+        metrics={
+            "annotator": ac.annotator,
+            "strategy": ac.strategy,
+            "rounds": rounds,
+            "score_histogram": histogram,
+            "mean_score": mean,
+            "teacher": stats,
+        },
         headline={"labelled": len(scores), "mean_score": mean},
         outputs=["annotate/labels"] + (["annotate/cache"] if ac.annotator == "llm" and not ac.cache_dir else []),
     )

@@ -42,25 +42,33 @@ def fit_and_evaluate(texts: list[str], grades: list[int], cfg: RunConfig) -> tup
     y = (g >= cc.positive_min_score).astype(np.int64)
     counts = np.bincount(y, minlength=2)
     if counts.min() < 2:
-        raise ValueError(f"classify: the labels have {counts[0]} negatives and {counts[1]} positives; need >= 2 of each "
-                         f"(adjust classify.positive_min_score={cfg.classify.positive_min_score} or annotate.sample_size)")
+        raise ValueError(
+            f"classify: the labels have {counts[0]} negatives and {counts[1]} positives; need >= 2 of each "
+            f"(adjust classify.positive_min_score={cfg.classify.positive_min_score} or annotate.sample_size)"
+        )
     x = make_embedder(cfg.embed).embed(texts)
     x_train, x_test, y_train, y_test, g_train, _ = train_test_split(
-        x, y, g, test_size=cc.test_fraction, random_state=cfg.run.seed, stratify=y)
+        x, y, g, test_size=cc.test_fraction, random_state=cfg.run.seed, stratify=y
+    )
     forest = build_forest(cc, cfg.run.seed).fit(x_train, g_train if cc.target == "grade" else y_train)
     proba = quality_scores(forest, x_test)
     # a grade forest passes a document at a predicted grade half a point below positive_min_score
     pred = (proba >= (0.5 if cc.target == "label" else (cc.positive_min_score - 0.5) / 5)).astype(np.int64)
     precision, recall, f1, _ = precision_recall_fscore_support(y_test, pred, average="binary", zero_division=0)
     metrics = {
-        "precision": round(float(precision), 4), "recall": round(float(recall), 4), "f1": round(float(f1), 4),
+        "precision": round(float(precision), 4),
+        "recall": round(float(recall), 4),
+        "f1": round(float(f1), 4),
         "roc_auc": round(float(roc_auc_score(y_test, proba)), 4) if len(set(y_test)) == 2 else None,
         "accuracy": round(float(accuracy_score(y_test, pred)), 4),
-        "n_train": int(len(y_train)), "n_test": int(len(y_test)), "positive_rate": round(float(y.mean()), 4),
+        "n_train": int(len(y_train)),
+        "n_test": int(len(y_test)),
+        "positive_rate": round(float(y.mean()), 4),
         "embedding_dim": int(x.shape[1]),
         # the held-out split itself (n_test numbers): filter picks a cut by precision on it and reports the
         # precision/recall any cut implies
-        "heldout_scores": [round(float(p), 6) for p in proba], "heldout_labels": [int(v) for v in y_test],
+        "heldout_scores": [round(float(p), 6) for p in proba],
+        "heldout_labels": [int(v) for v in y_test],
     }
     buf = io.BytesIO()
     joblib.dump(forest, buf)
@@ -93,19 +101,30 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     with rd.local_dir("classify/model") as d:
         with open(os.path.join(d, MODEL_FILE), "wb") as fh:
             fh.write(model_bytes)
-        meta = {"embed": cfg.embed.model_dump(mode="json"), "positive_min_score": cfg.classify.positive_min_score,
-                "target": cfg.classify.target,
-                "metrics": metrics, "classes": [0, 1]}
+        meta = {
+            "embed": cfg.embed.model_dump(mode="json"),
+            "positive_min_score": cfg.classify.positive_min_score,
+            "target": cfg.classify.target,
+            "metrics": metrics,
+            "classes": [0, 1],
+        }
         with open(os.path.join(d, META_FILE), "w") as fh:
             json.dump(meta, fh, indent=2)
     metrics = {k: v for k, v in metrics.items() if not k.startswith("heldout_")}  # those live in meta.json
     log.info("classify: held-out %s", metrics)
     return Manifest(
         stage="classify",
-        rows={"labelled": len(labels), "train": metrics["n_train"], "test": metrics["n_test"],
-              "positives": int(sum(y))},
-        metrics={"heldout": metrics, "embed": cfg.embed.model_dump(mode="json"),
-                 "forest": cfg.classify.model_dump(mode="json")},
+        rows={
+            "labelled": len(labels),
+            "train": metrics["n_train"],
+            "test": metrics["n_test"],
+            "positives": int(sum(y)),
+        },
+        metrics={
+            "heldout": metrics,
+            "embed": cfg.embed.model_dump(mode="json"),
+            "forest": cfg.classify.model_dump(mode="json"),
+        },
         headline={k: metrics[k] for k in ("precision", "recall", "f1", "roc_auc")},
         outputs=["classify/model"],
     )

@@ -42,8 +42,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     tasks, per_benchmark = load_benchmarks(cfg)
     index = ngrams.build_index(tasks, n)
     docs = docio.read_docs(rd, "dedup", spread=True)
-    checked = docs.map_batches(_check, fn_kwargs={"index": index, "n": n}, batch_format="pyarrow",
-                               batch_size=64).materialize()
+    checked = docs.map_batches(
+        _check, fn_kwargs={"index": index, "n": n}, batch_format="pyarrow", batch_size=64
+    ).materialize()
     clean, dirty = docio.split_by(checked, "reason", "")
     docio.write_docs(docio.drop_columns(clean, ["reason", "contaminated_by"]), rd, "decontaminate", "documents")
     docio.write_docs(dirty, rd, "decontaminate", "rejected")

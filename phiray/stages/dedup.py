@@ -14,6 +14,7 @@ Rejected rows go to ``dedup/rejected`` with ``dup_of`` (the representative's id)
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +25,9 @@ from phiray.data import docio, minhash
 from phiray.data.components import by_bucket, connected_components
 from phiray.data.lsh import EDGE_SCHEMA, explode_bands, sign_table
 from phiray.rundir import Manifest, RunDir
+
+if TYPE_CHECKING:
+    import ray.data
 
 log = logging.getLogger("phiray")
 _SEP = "\0"  # node key = id \0 file \0 row: sorts like the id alone (ids do not contain \0)
@@ -49,8 +53,10 @@ def _pick_exact(bucket: pa.Table) -> pa.Table:
 
 
 def _node_keys(table: pa.Table) -> pa.Table:
-    keys = [f"{i}{_SEP}{f}{_SEP}{r}" for i, f, r in
-            zip(table["id"].to_pylist(), table["_file"].to_pylist(), table["_row"].to_pylist())]
+    keys = [
+        f"{i}{_SEP}{f}{_SEP}{r}"
+        for i, f, r in zip(table["id"].to_pylist(), table["_file"].to_pylist(), table["_row"].to_pylist())
+    ]
     return pa.table({"id": pa.array(keys, pa.string()), "minhash": table["minhash"]})
 
 
@@ -71,14 +77,28 @@ def _bucket_edges(bucket: pa.Table, threshold: float) -> pa.Table:
 def _near_marks(labels: pa.Table) -> pa.Table:
     nodes = [n.split(_SEP) for n in labels["node"].to_pylist()]
     reps = [r.split(_SEP, 1)[0] for r in labels["rep"].to_pylist()]
-    return pa.table({"_file": [n[1] for n in nodes], "_row": pa.array([int(n[2]) for n in nodes], pa.int64()),
-                     "dup_of": reps, "reason": ["near_duplicate"] * len(reps)}, schema=MARKS)
+    return pa.table(
+        {
+            "_file": [n[1] for n in nodes],
+            "_row": pa.array([int(n[2]) for n in nodes], pa.int64()),
+            "dup_of": reps,
+            "reason": ["near_duplicate"] * len(reps),
+        },
+        schema=MARKS,
+    )
 
 
 def _exact_marks(table: pa.Table) -> pa.Table:
     table = table.filter(pc.not_equal(table["dup_of"], ""))
-    return pa.table({"_file": table["_file"], "_row": table["_row"], "dup_of": table["dup_of"],
-                     "reason": pa.array(["exact_duplicate"] * table.num_rows, pa.string())}, schema=MARKS)
+    return pa.table(
+        {
+            "_file": table["_file"],
+            "_row": table["_row"],
+            "dup_of": table["dup_of"],
+            "reason": pa.array(["exact_duplicate"] * table.num_rows, pa.string()),
+        },
+        schema=MARKS,
+    )
 
 
 def _apply_marks(group: pa.Table, fs) -> pa.Table:
@@ -99,8 +119,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
 
     ctx = ray.data.DataContext.get_current()
     saved = ctx.shuffle_strategy
-    ctx.shuffle_strategy = (ShuffleStrategy.SORT_SHUFFLE_PULL_BASED if cfg.dedup.shuffle == "sort"
-                            else ShuffleStrategy.HASH_SHUFFLE)
+    ctx.shuffle_strategy = (
+        ShuffleStrategy.SORT_SHUFFLE_PULL_BASED if cfg.dedup.shuffle == "sort" else ShuffleStrategy.HASH_SHUFFLE
+    )
     try:
         return _dedup(cfg, rd)
     finally:
@@ -114,10 +135,16 @@ def _near(survivors, cfg: RunConfig, signed_bytes: int) -> tuple["ray.data.Datas
     metrics = {"lsh_bands": bands, "lsh_rows": rows, "verified_edges": 0, "clusters": 0, "cc_rounds": 0}
     if not dc.near or survivors.count() < 2:
         return _empty_marks(), metrics
-    exploded = (survivors.map_batches(_node_keys, batch_format="pyarrow")
-                .map_batches(explode_bands, fn_kwargs={"bands": bands, "rows": rows}, batch_format="pyarrow"))
-    edges = by_bucket(exploded, "band", _bucket_edges, _partitions(signed_bytes * bands, dc.shuffle_partitions),
-                      {"threshold": dc.threshold}).materialize()
+    exploded = survivors.map_batches(_node_keys, batch_format="pyarrow").map_batches(
+        explode_bands, fn_kwargs={"bands": bands, "rows": rows}, batch_format="pyarrow"
+    )
+    edges = by_bucket(
+        exploded,
+        "band",
+        _bucket_edges,
+        _partitions(signed_bytes * bands, dc.shuffle_partitions),
+        {"threshold": dc.threshold},
+    ).materialize()
     labels, stats = connected_components(edges, _partitions(edges.size_bytes() * 4, dc.shuffle_partitions))
     metrics.update(verified_edges=edges.count(), cc_rounds=stats["rounds"], clusters=stats["components"])
     return labels.map_batches(_near_marks, batch_format="pyarrow"), metrics
@@ -132,7 +159,9 @@ def _dedup(cfg: RunConfig, rd: RunDir) -> Manifest:
     n_in, signed_bytes = signed.count(), signed.size_bytes()
     survivors, exact = signed, _empty_marks()
     if dc.exact and n_in:
-        picked = by_bucket(signed, "norm_hash", _pick_exact, _partitions(signed_bytes, dc.shuffle_partitions)).materialize()
+        picked = by_bucket(
+            signed, "norm_hash", _pick_exact, _partitions(signed_bytes, dc.shuffle_partitions)
+        ).materialize()
         survivors = picked.filter(expr="dup_of == ''").drop_columns(["dup_of"])
         exact = picked.map_batches(_exact_marks, batch_format="pyarrow")
     near, metrics = _near(survivors, cfg, signed_bytes)
@@ -161,11 +190,22 @@ def _marked_documents(rd: RunDir, marks) -> "ray.data.Dataset":
     files = [rd.path("ingest", "documents", f) for f in rd.listdir("ingest", "documents") if f.endswith(".parquet")]
     if not files:
         return docio.read_docs(rd, "ingest")
-    placeholders = ray.data.from_arrow(pa.table({"_file": files, "_row": pa.array([-1] * len(files), pa.int64()),
-                                                 "dup_of": [""] * len(files), "reason": [""] * len(files)},
-                                                schema=MARKS))
-    return (placeholders.union(marks).groupby("_file", num_partitions=_partitions())
-            .map_groups(_apply_marks, fn_kwargs={"fs": rd.fs}, batch_format="pyarrow"))
+    placeholders = ray.data.from_arrow(
+        pa.table(
+            {
+                "_file": files,
+                "_row": pa.array([-1] * len(files), pa.int64()),
+                "dup_of": [""] * len(files),
+                "reason": [""] * len(files),
+            },
+            schema=MARKS,
+        )
+    )
+    return (
+        placeholders.union(marks)
+        .groupby("_file", num_partitions=_partitions())
+        .map_groups(_apply_marks, fn_kwargs={"fs": rd.fs}, batch_format="pyarrow")
+    )
 
 
 def _empty_marks() -> "ray.data.Dataset":
@@ -174,8 +214,9 @@ def _empty_marks() -> "ray.data.Dataset":
     return ray.data.from_arrow(MARKS.empty_table())
 
 
-def shuffle_partitions(configured: int | None, data_bytes: int, target_bytes: int = BUCKET_BYTES,
-                       cpus: int | None = None) -> int:
+def shuffle_partitions(
+    configured: int | None, data_bytes: int, target_bytes: int = BUCKET_BYTES, cpus: int | None = None
+) -> int:
     """Hash-shuffle partitions: as configured (``dedup.shuffle_partitions``), else enough that no bucket
     holds more than ``target_bytes`` of shuffled data (a task's memory), and at least one per CPU present
     (up to 64) so small data still spreads. The data term sizes large shuffles: an autoscaling cluster may

@@ -42,13 +42,27 @@ def load_benchmarks(cfg: RunConfig, rd: RunDir, names: list[str]) -> dict[str, l
 
 def generation_settings(cfg: RunConfig) -> GenerationSettings:
     ev = cfg.evaluate
-    return GenerationSettings(n=ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
-                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, seed=cfg.run.seed,
-                              vllm_gpus=ev.vllm_gpus)
+    return GenerationSettings(
+        n=ev.n_samples,
+        temperature=ev.temperature,
+        top_p=ev.top_p,
+        max_new_tokens=ev.max_new_tokens,
+        batch_size=ev.batch_size,
+        seed=cfg.run.seed,
+        vllm_gpus=ev.vllm_gpus,
+    )
 
 
-def score_model(cfg: RunConfig, rd: RunDir, model: str, benchmarks: dict[str, list[Task]], sandbox,
-                out_dir: str, name: str | None = None, update_card: bool = True) -> tuple[dict[str, Any], list[str]]:
+def score_model(
+    cfg: RunConfig,
+    rd: RunDir,
+    model: str,
+    benchmarks: dict[str, list[Task]],
+    sandbox,
+    out_dir: str,
+    name: str | None = None,
+    update_card: bool = True,
+) -> tuple[dict[str, Any], list[str]]:
     """pass@k of ``<model>/model`` on ``benchmarks``; per-sample and per-task files under
     ``<out_dir>/models/<name>/`` and (``update_card``) the numbers added to the model's card. Returns
     (results, files written)."""
@@ -89,15 +103,24 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
                     metrics[f"{model}/{bench}/{key}"] = value
                     if key == f"pass@{ev.k[0]}":
                         headline[f"{model}/{bench}"] = round(value, 4)
-    rd.write_json("evaluate/results.json", {"n_samples": ev.n_samples, "k": ev.k, "temperature": ev.temperature,
-                                            "isolation": sandbox.isolation,
-                                            "sandbox_resources": dict(cfg.sandbox.ray_resources),
-                                            "splits": {b: SPLITS[b] for b in ev.benchmarks if b in SPLITS},
-                                            "results": all_results})
+    rd.write_json(
+        "evaluate/results.json",
+        {
+            "n_samples": ev.n_samples,
+            "k": ev.k,
+            "temperature": ev.temperature,
+            "isolation": sandbox.isolation,
+            "sandbox_resources": dict(cfg.sandbox.ray_resources),
+            "splits": {b: SPLITS[b] for b in ev.benchmarks if b in SPLITS},
+            "results": all_results,
+        },
+    )
     if not all_results:
         raise FileNotFoundError(f"evaluate: none of the models {ev.models} exists in the run dir")
-    rows = {bench: len(tasks) for bench, tasks in benchmarks.items()} | {"models": len(all_results),
-                                                                      "models_skipped": skipped}
+    rows = {bench: len(tasks) for bench, tasks in benchmarks.items()} | {
+        "models": len(all_results),
+        "models_skipped": skipped,
+    }
     return Manifest(stage="evaluate", rows=rows, metrics=metrics, headline=headline, outputs=outputs)
 
 

@@ -37,9 +37,14 @@ def score_dataset(ds, cfg: RunConfig, model_bytes: bytes, scorer: type = Quality
     fc = cfg.filter
     # One batch per block: every actor of the pool gets work (a fused read would feed them per file).
     return ds.repartition(target_num_rows_per_block=fc.batch_size).map_batches(
-        scorer, fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings),
-        batch_size=fc.batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=fc.actors),
-        num_cpus=fc.num_cpus_per_actor, num_gpus=fc.num_gpus_per_actor or None)
+        scorer,
+        fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings),
+        batch_size=fc.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=fc.actors),
+        num_cpus=fc.num_cpus_per_actor,
+        num_gpus=fc.num_gpus_per_actor or None,
+    )
 
 
 def cutoff(scores: np.ndarray, threshold: float | None, keep_fraction: float | None) -> float:
@@ -71,9 +76,12 @@ def implied(proba: np.ndarray, labels: np.ndarray, cut: float) -> dict:
     """Precision and recall on classify's held-out split at ``score >= cut``."""
     kept = proba >= cut
     tp = int((kept & (labels == 1)).sum())
-    return {"precision": round(tp / int(kept.sum()), 4) if kept.any() else None,
-            "recall": round(tp / int(labels.sum()), 4) if labels.any() else None,
-            "kept_fraction": round(float(kept.mean()), 4) if len(kept) else None, "n": int(len(labels))}
+    return {
+        "precision": round(tp / int(kept.sum()), 4) if kept.any() else None,
+        "recall": round(tp / int(labels.sum()), 4) if labels.any() else None,
+        "kept_fraction": round(float(kept.mean()), 4) if len(kept) else None,
+        "n": int(len(labels)),
+    }
 
 
 def select(scored, cfg: RunConfig, heldout: tuple[np.ndarray, np.ndarray]) -> tuple[float, str, dict]:
@@ -115,8 +123,13 @@ def score_histogram(scored) -> np.ndarray:
         values, counts = np.unique(bins.astype(np.int64), return_counts=True)
         return pa.table({"bin": values, "n": counts.astype(np.int64)})
 
-    rows = (scored.select_columns(["score"]).map_batches(_block, batch_format="pyarrow", batch_size=None)
-            .groupby("bin").sum("n").take_all())
+    rows = (
+        scored.select_columns(["score"])
+        .map_batches(_block, batch_format="pyarrow", batch_size=None)
+        .groupby("bin")
+        .sum("n")
+        .take_all()
+    )
     hist = np.zeros(HISTOGRAM_BINS, np.int64)
     for r in rows:
         hist[int(r["bin"])] = int(r["sum(n)"])
@@ -142,8 +155,11 @@ def _validate(cfg: RunConfig, rd: RunDir, model_bytes: bytes, cut: float) -> dic
     from phiray.data import validation
     from phiray.data.scorers import load_forest_bytes
 
-    seen = set(docio.read_docs(rd, "annotate", "labels").select_columns(["id"]).to_pandas()["id"]) \
-        if rd.exists("annotate", "labels") else set()
+    seen = (
+        set(docio.read_docs(rd, "annotate", "labels").select_columns(["id"]).to_pandas()["id"])
+        if rd.exists("annotate", "labels")
+        else set()
+    )
 
     def score(seen_ids: set[str]) -> dict:
         return validation.validate(cfg.embed, load_forest_bytes(model_bytes), cut, seen_ids)
@@ -158,8 +174,10 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             model_bytes = fh.read()
         with open(f"{d}/meta.json") as fh:
             meta_metrics = json.load(fh).get("metrics", {})
-    heldout = (np.asarray(meta_metrics.get("heldout_scores", []), np.float64),
-               np.asarray(meta_metrics.get("heldout_labels", []), np.int64))
+    heldout = (
+        np.asarray(meta_metrics.get("heldout_scores", []), np.float64),
+        np.asarray(meta_metrics.get("heldout_labels", []), np.int64),
+    )
     docs = docio.read_docs(rd, "decontaminate", spread=True)
     # Scored once (the expensive pass) and kept in the object store (Ray spills to disk when it must):
     # a top-fraction cut needs every score before any document can be routed.
@@ -180,12 +198,27 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     return Manifest(
         stage="filter",
         rows={"in": n_in, "kept": n_kept, "rejected": n_in - n_kept},
-        metrics={"cutoff": cut, "selection": how, "heldout_at_cutoff": at_cut, "validation": checked,
-                 "score_quantiles": quantiles, "mean_score": mean,
-                 "actors": cfg.filter.actors, "num_cpus_per_actor": cfg.filter.num_cpus_per_actor,
-                 "num_gpus_per_actor": cfg.filter.num_gpus_per_actor, "embed": cfg.embed.model_dump(mode="json")},
-        headline={"kept": n_kept, "of": n_in, "cutoff": round(cut, 4),
-                  **({"validation_auc": checked["all"]["roc_auc"], "validation_low_kept": checked["all"]["low_kept"]}
-                     if "all" in checked else {})},
+        metrics={
+            "cutoff": cut,
+            "selection": how,
+            "heldout_at_cutoff": at_cut,
+            "validation": checked,
+            "score_quantiles": quantiles,
+            "mean_score": mean,
+            "actors": cfg.filter.actors,
+            "num_cpus_per_actor": cfg.filter.num_cpus_per_actor,
+            "num_gpus_per_actor": cfg.filter.num_gpus_per_actor,
+            "embed": cfg.embed.model_dump(mode="json"),
+        },
+        headline={
+            "kept": n_kept,
+            "of": n_in,
+            "cutoff": round(cut, 4),
+            **(
+                {"validation_auc": checked["all"]["roc_auc"], "validation_low_kept": checked["all"]["low_kept"]}
+                if "all" in checked
+                else {}
+            ),
+        },
         outputs=["filter/documents", "filter/rejected"],
     )

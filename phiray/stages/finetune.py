@@ -20,5 +20,6 @@ def base_model(rd: RunDir) -> str:
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     init_from = base_model(rd)
     rd.remove("finetune", "model")
-    return phase_manifest("finetune", fit_phase(cfg, rd, "finetune", init_from=init_from),
-                          extra_metrics={"init_from": init_from})
+    return phase_manifest(
+        "finetune", fit_phase(cfg, rd, "finetune", init_from=init_from), extra_metrics={"init_from": init_from}
+    )

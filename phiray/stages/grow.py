@@ -58,10 +58,16 @@ def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: boo
     phase = spec.phase
     n_rows = phase.eval_batches * phase.micro_batch_size * spec.train.num_workers
     device = assigned_device()
-    losses = {name: evaluate(_Evaluator(m, device), sources, n_rows, phase.micro_batch_size, 0, 1)
-              for name, m in (("small", small), ("grown", grown), ("fresh", fresh))}
-    return {"step0": losses, "device": str(device), "layer_map": layer_map(target_cfg.n_layer, small.config.num_hidden_layers),
-            "params": {"small": count_params(small), "grown": count_params(grown)}}
+    losses = {
+        name: evaluate(_Evaluator(m, device), sources, n_rows, phase.micro_batch_size, 0, 1)
+        for name, m in (("small", small), ("grown", grown), ("fresh", fresh))
+    }
+    return {
+        "step0": losses,
+        "device": str(device),
+        "layer_map": layer_map(target_cfg.n_layer, small.config.num_hidden_layers),
+        "params": {"small": count_params(small), "grown": count_params(grown)},
+    }
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
@@ -82,8 +88,10 @@ def grow_phase(cfg: RunConfig, rd: RunDir, stage: str = "grow", pretrained: str 
     resources = {"num_gpus": 1} if cfg.train.use_gpu else {}
     task = ray.remote(num_cpus=1, **resources)(grow_and_compare)
     growth = ray.get(task.remote(spec, cfg.grow.target, cfg.grow.scale_inputs))
-    info = fit_phase(cfg, rd, "grow", init_from=f"{stage}/init", stage=stage, model_cfg=cfg.grow.target,
-                     mixture=mixture)
+    info = fit_phase(
+        cfg, rd, "grow", init_from=f"{stage}/init", stage=stage, model_cfg=cfg.grow.target, mixture=mixture
+    )
     step0 = {k: v.get("val_loss") for k, v in growth["step0"].items()}
-    return phase_manifest(stage, info, extra_metrics={"growth": growth},
-                          extra_headline={f"step0_{k}": v for k, v in step0.items()})
+    return phase_manifest(
+        stage, info, extra_metrics={"growth": growth}, extra_headline={f"step0_{k}": v for k, v in step0.items()}
+    )

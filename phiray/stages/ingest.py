@@ -24,8 +24,16 @@ from phiray.rundir import Manifest, RunDir
 log = logging.getLogger("phiray")
 UNITS_PER_TASK = 64  # files per read task at most (more tasks than CPUs, bounded start-up cost)
 
-_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("source", pa.string()),
-                     ("path", pa.string()), ("n_bytes", pa.int64()), ("reason", pa.string())])
+_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.large_string()),
+        ("source", pa.string()),
+        ("path", pa.string()),
+        ("n_bytes", pa.int64()),
+        ("reason", pa.string()),
+    ]
+)
 
 
 def _spread(paths: list[str], root: str) -> list[str]:
@@ -91,9 +99,17 @@ def _units_dataset(units: list[dict], cfg: IngestConfig, counter=None):
     blocks = max(1, min(len(units), max(4 * _cpus(), -(-len(units) // UNITS_PER_TASK))))
     per_task = -(-len(units) // blocks)
     ds = ray.data.from_items(units, override_num_blocks=blocks)
-    return ds.map_batches(_read_units, fn_kwargs={"min_bytes": cfg.min_bytes, "max_bytes": cfg.max_bytes,
-                                                  "block_bytes": docio.BLOCK_BYTES, "counter": counter},
-                          batch_size=per_task, batch_format="numpy")
+    return ds.map_batches(
+        _read_units,
+        fn_kwargs={
+            "min_bytes": cfg.min_bytes,
+            "max_bytes": cfg.max_bytes,
+            "block_bytes": docio.BLOCK_BYTES,
+            "counter": counter,
+        },
+        batch_size=per_task,
+        batch_format="numpy",
+    )
 
 
 def open_hf_sources(ic: IngestConfig) -> list[tuple[SourceConfig, object]]:
@@ -111,17 +127,29 @@ def open_hf_sources(ic: IngestConfig) -> list[tuple[SourceConfig, object]]:
 
 def _hf_dataset(src: SourceConfig, split, ic: IngestConfig, counter=None):
     """A Hugging Face split as document rows, read by Ray tasks (``phiray.data.hf``)."""
-    spec = hf.RowSpec(label=src.name or hf.dataset_of(src), text_column=src.text_column,
-                      path_column=src.path_column, language_column=src.language_column,
-                      languages=frozenset(x.lower() for x in src.languages) if src.languages else None,
-                      min_bytes=ic.min_bytes, max_bytes=ic.max_bytes)
+    spec = hf.RowSpec(
+        label=src.name or hf.dataset_of(src),
+        text_column=src.text_column,
+        path_column=src.path_column,
+        language_column=src.language_column,
+        languages=frozenset(x.lower() for x in src.languages) if src.languages else None,
+        min_bytes=ic.min_bytes,
+        max_bytes=ic.max_bytes,
+    )
     return hf.read_split(split, spec, _SCHEMA, _cpus(), counter, one_shard=src.limit is not None)
 
 
 def _hf_metrics(opened: list[tuple[SourceConfig, object]]) -> list[dict]:
-    return [{"dataset": hf.dataset_of(src), "split": src.split, "streaming": src.streaming,
-             "rows": hf.known_rows(split, src), "fingerprint": getattr(split, "_fingerprint", None)}
-            for src, split in opened]
+    return [
+        {
+            "dataset": hf.dataset_of(src),
+            "split": src.split,
+            "streaming": src.streaming,
+            "rows": hf.known_rows(split, src),
+            "fingerprint": getattr(split, "_fingerprint", None),
+        }
+        for src, split in opened
+    ]
 
 
 def _expected_inputs(units: list[dict], opened: list[tuple[SourceConfig, object]]) -> int | None:
@@ -160,8 +188,12 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     return Manifest(
         stage="ingest",
         rows={"units": len(units), "read": n_read, "documents": n_docs, "skipped": sum(skipped_by_reason.values())},
-        metrics={"skipped_by_reason": skipped_by_reason, "document_bytes": n_bytes,
-                 "sources": [s.model_dump(mode="json") for s in ic.sources], "hf": _hf_metrics(opened)},
+        metrics={
+            "skipped_by_reason": skipped_by_reason,
+            "document_bytes": n_bytes,
+            "sources": [s.model_dump(mode="json") for s in ic.sources],
+            "hf": _hf_metrics(opened),
+        },
         headline={"documents": n_docs, "skipped": sum(skipped_by_reason.values()), "MB": round(n_bytes / 1e6, 2)},
         outputs=["ingest/documents", "ingest/skipped"],
     )

@@ -34,8 +34,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     rows = [r for t in tables for r in t.to_pylist()]
     exercises = [(r["id"], (r["prompt"] or "") + (r["solution"] or "")) for r in rows]
     problems = ngrams.humaneval_tasks()[: sim.limit]
-    pairs, counts = similarity.nearest_exercises(problems, exercises, make_embedder(cfg.embed), sim.top_k,
-                                                 sim.max_nodes)
+    pairs, counts = similarity.nearest_exercises(
+        problems, exercises, make_embedder(cfg.embed), sim.top_k, sim.max_nodes
+    )
     table = similarity.tau_table(pairs, sim.thresholds)
     rd.write_text("similarity/pairs.jsonl", "".join(json.dumps(p) + "\n" for p in pairs))
     outputs = ["similarity/pairs.jsonl"]
@@ -49,17 +50,25 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             rd.remove("similarity", name)
             rd.makedirs("similarity", name)
             schema = tables[0].schema if tables else None
-            pq.write_table(pa.Table.from_pylist(part, schema=schema), rd.path("similarity", name, "part-0.parquet"),
-                           filesystem=rd.fs)
+            pq.write_table(
+                pa.Table.from_pylist(part, schema=schema),
+                rd.path("similarity", name, "part-0.parquet"),
+                filesystem=rd.fs,
+            )
             outputs.append(f"similarity/{name}")
     distances = sorted(p["embedding_distance"] for p in pairs)
     log.info("similarity: %s", ", ".join(f"tau>={t['tau']}: {t['problems']}/{t['of']}" for t in table))
     return Manifest(
         stage="similarity",
         rows={"problems": len(pairs), "exercises": len(exercises), "pruned": len(pruned), **counts},
-        metrics={"tau_table": table, "embedder": cfg.embed.kind, "top_k": sim.top_k, "prune_tau": sim.prune_tau,
-                 "median_embedding_distance": distances[len(distances) // 2] if distances else None,
-                 "closest": sorted(pairs, key=lambda p: -(p["best_tau"] or 0))[:5]},
+        metrics={
+            "tau_table": table,
+            "embedder": cfg.embed.kind,
+            "top_k": sim.top_k,
+            "prune_tau": sim.prune_tau,
+            "median_embedding_distance": distances[len(distances) // 2] if distances else None,
+            "closest": sorted(pairs, key=lambda p: -(p["best_tau"] or 0))[:5],
+        },
         headline={f"tau>={t['tau']}": t["problems"] for t in table},
         outputs=outputs,
     )

@@ -61,16 +61,18 @@ def _present_sources(cfg: RunConfig, rd: RunDir) -> tuple[list[str], list[str], 
     present = [s for s in wanted if source_paths(rd, s) is not None]
     missing = [s for s in wanted if s not in present]
     if not present:
-        raise FileNotFoundError(f"sweep: none of the sources {wanted} is packed under {rd.path('tokenize')}: "
-                                "run the tokenize stage first")
+        raise FileNotFoundError(
+            f"sweep: none of the sources {wanted} is packed under {rd.path('tokenize')}: run the tokenize stage first"
+        )
     for name in missing:
         log.warning("sweep: token source %r not found under tokenize/ (left out of the sweep)", name)
     sequences = {s: len(TokenSource(rd.fs, rd.path(source_paths(rd, s)[0]))) for s in present}
     return present, missing, sequences
 
 
-def build_specs(cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequences: dict[str, int]
-                ) -> tuple[dict[str, TrainSpec], dict[str, int]]:
+def build_specs(
+    cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequences: dict[str, int]
+) -> tuple[dict[str, TrainSpec], dict[str, int]]:
     """point id -> the worker spec of its trial; point id -> its step budget."""
     from phiray.train.driver import build_spec
 
@@ -78,8 +80,13 @@ def build_specs(cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequen
     eval_sources = list(dict.fromkeys(list(sweep.sources) + list(sweep.eval_sources)))
     specs, budgets = {}, {}
     for point in points:
-        base = {**sweep.proxy, "pretrain.eval_every": sweep.eval_every, "pretrain.log_every": sweep.eval_every,
-                "pretrain.eval_batches": sweep.eval_batches, "pretrain.eval_sources": eval_sources}
+        base = {
+            **sweep.proxy,
+            "pretrain.eval_every": sweep.eval_every,
+            "pretrain.log_every": sweep.eval_every,
+            "pretrain.eval_batches": sweep.eval_batches,
+            "pretrain.eval_sources": eval_sources,
+        }
         trial_cfg = trial_config(cfg, base | point_overrides(point))
         steps = trial_steps(point, sweep, sequences, trial_cfg.pretrain.global_batch_size)
         trial_cfg = trial_config(trial_cfg, {"pretrain.max_steps": steps})
@@ -98,8 +105,11 @@ def validation_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    files = sorted(i.path for i in rd.fs.get_file_info(pafs.FileSelector(rd.path(VALIDATION), recursive=True))
-                   if i.path.endswith(".parquet"))
+    files = sorted(
+        i.path
+        for i in rd.fs.get_file_info(pafs.FileSelector(rd.path(VALIDATION), recursive=True))
+        if i.path.endswith(".parquet")
+    )
     rows: list[dict[str, Any]] = []
     for file in files:
         with rd.fs.open_input_file(file) as handle:
@@ -114,7 +124,9 @@ def _trainable(cfg: RunConfig, context: TrialContext):
 
     from phiray.tune.trainable import run_trial
 
-    resources = {"cpu": cfg.sweep.cpus_per_trial} | ({"gpu": cfg.sweep.gpus_per_trial} if cfg.sweep.gpus_per_trial else {})
+    resources = {"cpu": cfg.sweep.cpus_per_trial} | (
+        {"gpu": cfg.sweep.gpus_per_trial} if cfg.sweep.gpus_per_trial else {}
+    )
     return tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
 
 
@@ -125,20 +137,34 @@ def _tuner(cfg: RunConfig, rd: RunDir, trainable, points: list[dict[str, Any]], 
     path = rd.path("sweep", EXPERIMENT)
     if resume:
         log.info("sweep: resuming the experiment at %s", path)
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                                  storage_filesystem=rd.fs)
+        return tune.Tuner.restore(
+            path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=rd.fs
+        )
     sweep = cfg.sweep
-    scheduler = ASHAScheduler(time_attr="step", max_t=max_t, grace_period=min(sweep.grace_period, max_t),
-                              reduction_factor=sweep.reduction_factor)
+    scheduler = ASHAScheduler(
+        time_attr="step",
+        max_t=max_t,
+        grace_period=min(sweep.grace_period, max_t),
+        reduction_factor=sweep.reduction_factor,
+    )
     return tune.Tuner(
         trainable,
         param_space={"point": tune.grid_search(points)},
-        tune_config=tune.TuneConfig(metric=sweep.objective, mode=sweep.mode, scheduler=scheduler,
-                                    max_concurrent_trials=sweep.max_concurrent,
-                                    trial_dirname_creator=lambda trial: trial.trial_id),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=rd.path("sweep"), storage_filesystem=rd.fs,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1,
-                                  callbacks=tune_callbacks(cfg.train.tracking, rd)),
+        tune_config=tune.TuneConfig(
+            metric=sweep.objective,
+            mode=sweep.mode,
+            scheduler=scheduler,
+            max_concurrent_trials=sweep.max_concurrent,
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=EXPERIMENT,
+            storage_path=rd.path("sweep"),
+            storage_filesystem=rd.fs,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=1,
+            callbacks=tune_callbacks(cfg.train.tracking, rd),
+        ),
     )
 
 
@@ -152,16 +178,26 @@ def _can_resume(cfg: RunConfig, rd: RunDir, identity: str) -> bool:
         return False
     stored = rd.read_json(SPACE_FILE).get("identity") if rd.exists(SPACE_FILE) else None
     if stored != identity:
-        raise ValueError("sweep: the config changed since the interrupted sweep (search space, proxy or training "
-                         "settings): run `phiray sweep` without --resume to start over")
+        raise ValueError(
+            "sweep: the config changed since the interrupted sweep (search space, proxy or training "
+            "settings): run `phiray sweep` without --resume to start over"
+        )
     return True
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     sweep = cfg.sweep
     present, missing, sequences = _present_sources(cfg, rd)
-    sweep_eff = sweep.model_copy(update={"sources": present, "mixtures": [
-        {k: v for k, v in m.items() if k in present} for m in sweep.mixtures if any(m.get(s, 0) > 0 for s in present)]})
+    sweep_eff = sweep.model_copy(
+        update={
+            "sources": present,
+            "mixtures": [
+                {k: v for k, v in m.items() if k in present}
+                for m in sweep.mixtures
+                if any(m.get(s, 0) > 0 for s in present)
+            ],
+        }
+    )
     cfg = cfg.model_copy(update={"sweep": sweep_eff})
     points = build_points(sweep_eff, cfg.run.seed)
     specs, budgets = build_specs(cfg, rd, points, sequences)
@@ -169,14 +205,22 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     resume = _can_resume(cfg, rd, identity)
     if not resume:
         rd.remove("sweep")  # a fresh sweep: no stale trials, records or outputs
-        rd.write_json(SPACE_FILE, {"identity": identity, "points": points, "budgets": budgets,
-                                   "missing_sources": missing})
+        rd.write_json(
+            SPACE_FILE, {"identity": identity, "points": points, "budgets": budgets, "missing_sources": missing}
+        )
     for name in ("results.parquet", "results.csv", "plot.png", "best.yaml"):
         rd.remove("sweep", name)
     validation = validation_rows(cfg, rd)
-    context = TrialContext(specs=specs, threads=max(1, int(sweep.cpus_per_trial)), checkpoint=sweep.checkpoint,
-                           pass_every=sweep.pass_at_1_every, objective=sweep.objective, validation=validation,
-                           sandbox=cfg.sandbox, max_new_tokens=sweep.max_new_tokens)
+    context = TrialContext(
+        specs=specs,
+        threads=max(1, int(sweep.cpus_per_trial)),
+        checkpoint=sweep.checkpoint,
+        pass_every=sweep.pass_at_1_every,
+        objective=sweep.objective,
+        validation=validation,
+        sandbox=cfg.sandbox,
+        max_new_tokens=sweep.max_new_tokens,
+    )
     # Tune snapshots the experiment every ~10 s by default; a driver killed in between would forget trial
     # completions. Snapshots of a few dozen trials are tiny, so take them every second (env still wins).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -200,10 +244,16 @@ def _finish(cfg: RunConfig, rd: RunDir, grid, points, budgets, sequences, missin
     written = outputs.write_table(rd, rows)
     best = outputs.best_row(rows, sweep.mode)
     written.append(outputs.plot(rd, rows, list(sweep.sources), sweep.objective, best))
-    metrics: dict[str, Any] = {"objective": sweep.objective, "mode": sweep.mode, "resumed": resumed,
-                               "missing_sources": missing, "sequences": sequences,
-                               "selection_split": VALIDATION, "validation_tasks": n_validation,
-                               "trials": rows}
+    metrics: dict[str, Any] = {
+        "objective": sweep.objective,
+        "mode": sweep.mode,
+        "resumed": resumed,
+        "missing_sources": missing,
+        "sequences": sequences,
+        "selection_split": VALIDATION,
+        "validation_tasks": n_validation,
+        "trials": rows,
+    }
     if best is not None:
         point = by_id[best["point_id"]]
         steps = None
@@ -214,9 +264,18 @@ def _finish(cfg: RunConfig, rd: RunDir, grid, points, budgets, sequences, missin
         written.append("sweep/best.yaml")
         metrics["best"] = {"trial_id": best["trial_id"], "point": point, "objective": best["objective"]}
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("completed", "stopped_early", "error")}
-    headline = {"trials": len(rows), "stopped_early": counts["stopped_early"],
-                "best_objective": best["objective"] if best else None,
-                "best_mixture": " ".join(f"{k}={v:.2f}" for k, v in by_id[best["point_id"]]["mixture"].items())
-                if best else None}
-    return Manifest(stage="sweep", rows={"trials": len(rows), **counts}, metrics=metrics, headline=headline,
-                    outputs=written + [SPACE_FILE, f"sweep/{EXPERIMENT}", "sweep/trials"])
+    headline = {
+        "trials": len(rows),
+        "stopped_early": counts["stopped_early"],
+        "best_objective": best["objective"] if best else None,
+        "best_mixture": " ".join(f"{k}={v:.2f}" for k, v in by_id[best["point_id"]]["mixture"].items())
+        if best
+        else None,
+    }
+    return Manifest(
+        stage="sweep",
+        rows={"trials": len(rows), **counts},
+        metrics=metrics,
+        headline=headline,
+        outputs=written + [SPACE_FILE, f"sweep/{EXPERIMENT}", "sweep/trials"],
+    )

@@ -37,12 +37,44 @@ STAGE = "synthesize"
 OUTPUTS = ("textbooks", "exercises", "validation", "heldout", "rejected")
 GENERATED = "_generated"  # every answer, parsed and verified: the working set, removed once split
 TEXTBOOK_COLUMNS = ("id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text")
-EXERCISE_COLUMNS = ("id", "kind", "topic", "concept", "audience", "style", "seed", "difficulty", "prompt",
-                    "solution", "tests", "entry_point", "signature", "docstring", "text", "verified")
-REJECTED_COLUMNS = ("key", "kind", "topic", "concept", "audience", "style", "seed", "reason", "contaminated_by",
-                    "raw", "text")
-OUTPUT_COLUMNS = {"textbooks": TEXTBOOK_COLUMNS, "exercises": EXERCISE_COLUMNS, "validation": EXERCISE_COLUMNS,
-                  "heldout": EXERCISE_COLUMNS, "rejected": REJECTED_COLUMNS}
+EXERCISE_COLUMNS = (
+    "id",
+    "kind",
+    "topic",
+    "concept",
+    "audience",
+    "style",
+    "seed",
+    "difficulty",
+    "prompt",
+    "solution",
+    "tests",
+    "entry_point",
+    "signature",
+    "docstring",
+    "text",
+    "verified",
+)
+REJECTED_COLUMNS = (
+    "key",
+    "kind",
+    "topic",
+    "concept",
+    "audience",
+    "style",
+    "seed",
+    "reason",
+    "contaminated_by",
+    "raw",
+    "text",
+)
+OUTPUT_COLUMNS = {
+    "textbooks": TEXTBOOK_COLUMNS,
+    "exercises": EXERCISE_COLUMNS,
+    "validation": EXERCISE_COLUMNS,
+    "heldout": EXERCISE_COLUMNS,
+    "rejected": REJECTED_COLUMNS,
+}
 SPLIT_OUTPUT = {"train": "exercises", "validation": "validation", "heldout": "heldout"}
 
 
@@ -85,14 +117,22 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
         # client's concurrency bound, so the next batch fills the slots that the previous one's slowest
         # answers leave idle. The procedural teacher is CPU work: one batch at a time.
         calls = syn.calls_per_actor if remote else 1
-        pool = ray.data.ActorPoolStrategy(size=syn.actors, max_concurrent_calls_per_actor=calls,
-                                          enable_true_multi_threading=calls > 1)
+        pool = ray.data.ActorPoolStrategy(
+            size=syn.actors, max_concurrent_calls_per_actor=calls, enable_true_multi_threading=calls > 1
+        )
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch, 64)))
-        ds = ds.map_batches(tracker.wrap(GenerateBatch), batch_size=batch, batch_format="pandas",
-                            fn_constructor_kwargs={"teacher_cfg": cfg.teacher.model_dump(mode="json"),
-                                                   "cache_dir": cache_dir(cfg, rd),
-                                                   "textbook_min_chars": syn.textbook_min_chars},
-                            compute=pool, num_cpus=syn.num_cpus_per_actor)
+        ds = ds.map_batches(
+            tracker.wrap(GenerateBatch),
+            batch_size=batch,
+            batch_format="pandas",
+            fn_constructor_kwargs={
+                "teacher_cfg": cfg.teacher.model_dump(mode="json"),
+                "cache_dir": cache_dir(cfg, rd),
+                "textbook_min_chars": syn.textbook_min_chars,
+            },
+            compute=pool,
+            num_cpus=syn.num_cpus_per_actor,
+        )
     if syn.verify:
         # Generated code runs only where sandbox.ray_resources are offered (the hardened evaluator group on
         # KubeRay); fail clearly, before any request is sent, if no node ever offers them.
@@ -102,10 +142,14 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
 
             wait_placeable(cfg.sandbox)
             placement = remote_options(cfg.sandbox)
-        ds = ds.map_batches(VerifyBatch, batch_size=max(syn.batch_size, 32), batch_format="pandas",
-                            fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=verify_pool_size(cfg)),
-                            **placement)
+        ds = ds.map_batches(
+            VerifyBatch,
+            batch_size=max(syn.batch_size, 32),
+            batch_format="pandas",
+            fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=verify_pool_size(cfg)),
+            **placement,
+        )
     rd.remove(STAGE, GENERATED)
     rd.makedirs(STAGE, GENERATED)
     with tracker:
@@ -123,8 +167,12 @@ def _generate_on_vllm(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) ->
 
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // cfg.synthesize.batch_size, 64)))
     answered = vllm_generate(cfg.teacher, ds, cache_dir(cfg, rd), request_of=request_for)
-    return answered.map_batches(parse_answered, batch_format="pandas", num_cpus=0.25,
-                                fn_kwargs={"textbook_min_chars": cfg.synthesize.textbook_min_chars})
+    return answered.map_batches(
+        parse_answered,
+        batch_format="pandas",
+        num_cpus=0.25,
+        fn_kwargs={"textbook_min_chars": cfg.synthesize.textbook_min_chars},
+    )
 
 
 def verify_pool_size(cfg: RunConfig) -> int:
@@ -143,6 +191,7 @@ def verify_pool_size(cfg: RunConfig) -> int:
 
 def _eligible(verify: bool, keep_unverified: bool):
     """Rows that reach dedup: parsed ok and (textbooks, or verified exercises unless unverified are kept)."""
+
     def keep(table: pa.Table) -> pa.Table:
         ok = pc.equal(table["status"], "ok")
         if verify and not keep_unverified:
@@ -162,9 +211,16 @@ def duplicates(cfg: RunConfig, generated: "ray.data.Dataset") -> dict[str, str]:
     syn = cfg.synthesize
     eligible = generated.map_batches(_eligible(syn.verify, syn.keep_unverified), batch_format="pyarrow")
     partitions = max(1, min(64, int(ray.cluster_resources().get("CPU", 1))))
-    return duplicate_map(eligible.rename_columns({"key": "id"}), syn.dedup_threshold, syn.dedup_num_perm,
-                         syn.dedup_shingle_size, seed=cfg.run.seed, partitions=partitions, group="kind",
-                         local_max_rows=syn.dedup_local_max_rows)
+    return duplicate_map(
+        eligible.rename_columns({"key": "id"}),
+        syn.dedup_threshold,
+        syn.dedup_num_perm,
+        syn.dedup_shingle_size,
+        seed=cfg.run.seed,
+        partitions=partitions,
+        group="kind",
+        local_max_rows=syn.dedup_local_max_rows,
+    )
 
 
 def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unverified: bool) -> pd.DataFrame:
@@ -172,8 +228,14 @@ def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unver
     ``duplicate``, ``eligible`` (it took part in dedup) and ``words`` (for the manifest)."""
     outputs, reasons, dups, eligible = [], [], [], []
     for kind, status, reason, verified, verdict, split, key in zip(
-            batch["kind"], batch["status"], batch["reason"], batch["verified"], batch["verdict"], batch["split"],
-            batch["key"]):
+        batch["kind"],
+        batch["status"],
+        batch["reason"],
+        batch["verified"],
+        batch["verdict"],
+        batch["split"],
+        batch["key"],
+    ):
         out, dup = ("textbooks" if kind == "textbook" else SPLIT_OUTPUT[split]), False
         eligible.append(status == "ok" and (kind == "textbook" or not verify or keep_unverified or bool(verified)))
         if status != "ok":
@@ -201,8 +263,11 @@ def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple[
     tasks, per_benchmark = load_benchmarks(cfg)
     test = screen.test_index(assigned, n)
     corpus_hits, corpus = screen.corpus_overlaps(rd, test, n)
-    out = assigned.map_batches(screen.screen, batch_format="pandas", fn_kwargs={
-        "bench": ngrams.build_index(tasks, n), "test": test, "corpus_hits": corpus_hits, "n": n}).materialize()
+    out = assigned.map_batches(
+        screen.screen,
+        batch_format="pandas",
+        fn_kwargs={"bench": ngrams.build_index(tasks, n), "test": test, "corpus_hits": corpus_hits, "n": n},
+    ).materialize()
     return out, {"benchmark_tasks": per_benchmark, "corpus": corpus}
 
 
@@ -214,17 +279,38 @@ def write(rd: RunDir, name: str, ds: "ray.data.Dataset | None", columns: tuple[s
     if ds is not None:
         ds.select_columns(list(columns)).write_parquet(rd.path(STAGE, name), filesystem=rd.fs)
         return
-    schema = pa.schema([(c, pa.bool_() if c == "verified" else pa.int64() if c in ("seed", "difficulty")
-                         else pa.string()) for c in columns])
+    schema = pa.schema(
+        [
+            (c, pa.bool_() if c == "verified" else pa.int64() if c in ("seed", "difficulty") else pa.string())
+            for c in columns
+        ]
+    )
     pq.write_table(schema.empty_table(), rd.path(STAGE, name, "empty.parquet"), filesystem=rd.fs)
 
 
 class Tally:
     """The manifest's figures, accumulated batch by batch from the assigned rows (streamed, not collected)."""
 
-    SMALL = ["kind", "output", "reason", "status", "verdict", "verified", "cached", "tokens_in", "tokens_out",
-             "attempts", "topic", "audience", "style", "duplicate", "eligible", "words", "screened_as",
-             "contaminated_by"]
+    SMALL = [
+        "kind",
+        "output",
+        "reason",
+        "status",
+        "verdict",
+        "verified",
+        "cached",
+        "tokens_in",
+        "tokens_out",
+        "attempts",
+        "topic",
+        "audience",
+        "style",
+        "duplicate",
+        "eligible",
+        "words",
+        "screened_as",
+        "contaminated_by",
+    ]
 
     def __init__(self, cfg: RunConfig):
         from phiray.teacher.diversity import DiversityTally
@@ -267,11 +353,18 @@ class Tally:
         cfg = self.cfg
         price = cfg.teacher.prices.get(cfg.teacher.model) if cfg.teacher.kind == "openai" else None
         cost = (self.tin * price.input_per_million + self.tout * price.output_per_million) / 1e6 if price else 0.0
-        return {"requests": self.requests, "cache_hits": self.cache_hits,
-                "sent": self.requests - self.cache_hits,  # requests that reached the teacher (engine or API)
-                "tokens_in": self.tin,
-                "tokens_out": self.tout, "cached_tokens_in": self.cached_tin, "retries": self.retries,
-                "estimated_cost_usd": round(cost, 6), "teacher": cfg.teacher.kind, "model": cfg.teacher.model}
+        return {
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "sent": self.requests - self.cache_hits,  # requests that reached the teacher (engine or API)
+            "tokens_in": self.tin,
+            "tokens_out": self.tout,
+            "cached_tokens_in": self.cached_tin,
+            "retries": self.retries,
+            "estimated_cost_usd": round(cost, 6),
+            "teacher": cfg.teacher.kind,
+            "model": cfg.teacher.model,
+        }
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
@@ -283,8 +376,17 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     for name in (*OUTPUTS, GENERATED):
         rd.remove(STAGE, name)
     snippets, snippet_source = load_snippets(rd) if syn.seed_snippet_chars and syn.n_textbooks else ([], "none")
-    rows = plan_rows(syn.n_textbooks, syn.n_exercises, syn.audiences, syn.styles, cfg.run.seed,
-                     syn.heldout_fraction, snippets, syn.seed_snippet_chars, syn.validation_fraction)
+    rows = plan_rows(
+        syn.n_textbooks,
+        syn.n_exercises,
+        syn.audiences,
+        syn.styles,
+        cfg.run.seed,
+        syn.heldout_fraction,
+        snippets,
+        syn.seed_snippet_chars,
+        syn.validation_fraction,
+    )
     log.info("synthesize: %d prompts (%s teacher), seed snippets from %s", len(rows), cfg.teacher.kind, snippet_source)
     tally = Tally(cfg)
     screening: dict[str, Any] = {"corpus": {"source": "none", "documents": 0, "matched": 0}}
@@ -295,8 +397,15 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         t1 = time.perf_counter()
         dup_of = duplicates(cfg, generated)
         t2 = time.perf_counter()
-        assigned, screening = screened(cfg, rd, generated.map_batches(assign, batch_format="pandas", fn_kwargs={
-            "dup_of": dup_of, "verify": syn.verify, "keep_unverified": syn.keep_unverified}).materialize())
+        assigned, screening = screened(
+            cfg,
+            rd,
+            generated.map_batches(
+                assign,
+                batch_format="pandas",
+                fn_kwargs={"dup_of": dup_of, "verify": syn.verify, "keep_unverified": syn.keep_unverified},
+            ).materialize(),
+        )
         for batch in assigned.select_columns(Tally.SMALL).iter_batches(batch_format="numpy", batch_size=4096):
             tally.add(batch)
         t3 = time.perf_counter()
@@ -307,24 +416,50 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             sample = assigned.filter(expr=col("output").is_in(outs)).select_columns(["text"]).limit(5000)
             kept_texts[kind] = [r["text"] for r in sample.take_all()]
         rd.remove(STAGE, GENERATED)
-        log.info("synthesize: generate+verify %.1f s, dedup %.1f s (%d duplicates), split %.1f s, write %.1f s",
-                 t1 - t0, t2 - t1, len(dup_of), t3 - t2, time.perf_counter() - t3)
+        log.info(
+            "synthesize: generate+verify %.1f s, dedup %.1f s (%d duplicates), split %.1f s, write %.1f s",
+            t1 - t0,
+            t2 - t1,
+            len(dup_of),
+            t3 - t2,
+            time.perf_counter() - t3,
+        )
     else:
         for name in OUTPUTS:
             write(rd, name, None, OUTPUT_COLUMNS[name])
     report = {kind: tally.diversity[kind].report(kept_texts[kind]) for kind in ("textbook", "exercise")}
-    metrics = {**tally.accounting(), "failures_by_reason": dict(tally.failures), "diversity": report,
-               "seed_snippets": {"source": snippet_source, "available": len(snippets),
-                                 "prompts_with_snippet": sum(1 for r in rows if r["snippet"])},
-               "verification": {"checked": tally.checked, "passed": tally.passed, "by_status": dict(tally.verdicts)},
-               "heldout_families": sorted({r["concept"] for r in rows if r["split"] == "heldout"}),
-               "splits": {"train": "synthesize/exercises", "validation": "synthesize/validation",
-                          "test": "synthesize/heldout"},
-               "decontamination": {**screening, "ngram": cfg.decontaminate.ngram, "sources": tally.screen.report()},
-               "tokens_by_output": {k: tally.words[k] for k in OUTPUTS if k != "rejected"}}
+    metrics = {
+        **tally.accounting(),
+        "failures_by_reason": dict(tally.failures),
+        "diversity": report,
+        "seed_snippets": {
+            "source": snippet_source,
+            "available": len(snippets),
+            "prompts_with_snippet": sum(1 for r in rows if r["snippet"]),
+        },
+        "verification": {"checked": tally.checked, "passed": tally.passed, "by_status": dict(tally.verdicts)},
+        "heldout_families": sorted({r["concept"] for r in rows if r["split"] == "heldout"}),
+        "splits": {
+            "train": "synthesize/exercises",
+            "validation": "synthesize/validation",
+            "test": "synthesize/heldout",
+        },
+        "decontamination": {**screening, "ngram": cfg.decontaminate.ngram, "sources": tally.screen.report()},
+        "tokens_by_output": {k: tally.words[k] for k in OUTPUTS if k != "rejected"},
+    }
     counts = {k: tally.counts[k] for k in OUTPUTS}
-    return Manifest(stage=STAGE, rows={"planned": len(rows), **counts}, metrics=metrics,
-                    headline={"textbooks": counts["textbooks"], "exercises": counts["exercises"],
-                              "validation": counts["validation"], "heldout": counts["heldout"], "rejected": counts["rejected"],
-                              "cache_hits": metrics["cache_hits"], "cost_usd": metrics["estimated_cost_usd"]},
-                    outputs=[f"{STAGE}/{name}" for name in OUTPUTS])
+    return Manifest(
+        stage=STAGE,
+        rows={"planned": len(rows), **counts},
+        metrics=metrics,
+        headline={
+            "textbooks": counts["textbooks"],
+            "exercises": counts["exercises"],
+            "validation": counts["validation"],
+            "heldout": counts["heldout"],
+            "rejected": counts["rejected"],
+            "cache_hits": metrics["cache_hits"],
+            "cost_usd": metrics["estimated_cost_usd"],
+        },
+        outputs=[f"{STAGE}/{name}" for name in OUTPUTS],
+    )

@@ -63,9 +63,12 @@ def phase_facts(manifest: Manifest, cfg: RunConfig, phase: str) -> dict[str, Any
     vals = manifest.metrics.get("curve", {}).get("val", [])
     last = vals[-1] if vals else {}
     steps = int(manifest.rows.get("steps", 0))
-    return {"steps": steps, "tokens": steps * cfg.section(phase).global_batch_size * cfg.tokenize.seq_len,
-            "params_non_embedding": manifest.metrics.get("n_params_non_embedding"),
-            "val": {k: v for k, v in last.items() if k.startswith("val_loss/")}}
+    return {
+        "steps": steps,
+        "tokens": steps * cfg.section(phase).global_batch_size * cfg.tokenize.seq_len,
+        "params_non_embedding": manifest.metrics.get("n_params_non_embedding"),
+        "val": {k: v for k, v in last.items() if k.startswith("val_loss/")},
+    }
 
 
 def _phase_key(scfg: RunConfig, phase: str, tokenize_run: str, upstream: str | None) -> str:
@@ -105,8 +108,13 @@ def train_seed(cfg: RunConfig, rd: RunDir, seed: int) -> dict[str, dict[str, Any
         log.info("thesis: seed %d: training %s", seed, phase)
         t0 = time.perf_counter()
         manifest = _train(scfg, rd, phase, stage, f"{prefix}/{start}/model" if start else None)
-        facts = {"key": key, "seed": seed, "phase": phase, "wall_time_s": round(time.perf_counter() - t0, 1),
-                 **phase_facts(manifest, cfg, phase)}
+        facts = {
+            "key": key,
+            "seed": seed,
+            "phase": phase,
+            "wall_time_s": round(time.perf_counter() - t0, 1),
+            **phase_facts(manifest, cfg, phase),
+        }
         rd.write_json(marker, facts)
         out[phase] = facts | {"reused": False}
     return out
@@ -119,8 +127,13 @@ def main_seed_facts(cfg: RunConfig, rd: RunDir) -> dict[str, dict[str, Any]]:
         manifest = rd.read_manifest(phase)
         if manifest is None or not rd.exists(phase, "model", "config.json"):
             raise RuntimeError(f"thesis: run.seed's {phase} model is the pipeline's {phase}/model: run {phase} first")
-        out[phase] = {"seed": cfg.run.seed, "phase": phase, "wall_time_s": manifest.wall_time_s, "reused": True,
-                      **phase_facts(manifest, cfg, phase)}
+        out[phase] = {
+            "seed": cfg.run.seed,
+            "phase": phase,
+            "wall_time_s": manifest.wall_time_s,
+            "reused": True,
+            **phase_facts(manifest, cfg, phase),
+        }
     return out
 
 
@@ -144,8 +157,9 @@ def score_seed(cfg: RunConfig, rd: RunDir, seed: int, benchmarks: dict, sandbox)
         if todo:
             path = model if main else f"{prefix}/{model}"
             # run.seed's cards belong to the pipeline's stages: only evaluate writes into them
-            have |= score_model(scfg, rd, path, todo, sandbox, f"{prefix}/evaluate", name=model,
-                                update_card=not main)[0]
+            have |= score_model(scfg, rd, path, todo, sandbox, f"{prefix}/evaluate", name=model, update_card=not main)[
+                0
+            ]
         out[model] = {b: have[b] for b in benchmarks}
     return out
 
@@ -159,8 +173,9 @@ def spread(values: list[float]) -> dict[str, float | int | None]:
     return {"n": len(values), "mean": mean, "std": std, "min": min(values), "max": max(values)}
 
 
-def thesis_table(seeds: list[int], scores: dict[int, dict], facts: dict[int, dict], k: int,
-                 benchmarks: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def thesis_table(
+    seeds: list[int], scores: dict[int, dict], facts: dict[int, dict], k: int, benchmarks: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows, comparisons). A row is one (metric, model) with its value per seed and the spread; a
     comparison counts the seeds where phiray's pretrain beats the control on a metric."""
     rows = []
@@ -168,7 +183,9 @@ def thesis_table(seeds: list[int], scores: dict[int, dict], facts: dict[int, dic
     for bench in benchmarks:
         for model in models:
             rows.append(_row(f"{bench} pass@{k}", model, {s: scores[s][model][bench].get(f"pass@{k}") for s in seeds}))
-    sources = sorted({key for s in seeds for p in ("pretrain", "control") for key in facts[s].get(p, {}).get("val", {})})
+    sources = sorted(
+        {key for s in seeds for p in ("pretrain", "control") for key in facts[s].get(p, {}).get("val", {})}
+    )
     for key in sources:
         for model in ("pretrain", "control"):
             if model in facts[seeds[0]]:
@@ -191,9 +208,14 @@ def _compare(metric: str, rows: list[dict[str, Any]], higher_is_better: bool) ->
     control = next(r for r in rows if r["metric"] == metric and r["model"] == "control")["per_seed"]
     pairs = [(ours[s], control[s]) for s in ours if ours[s] is not None and control.get(s) is not None]
     gaps = [(a - b) if higher_is_better else (b - a) for a, b in pairs]  # > 0: phiray's data is better
-    return {"metric": metric, "better": "higher" if higher_is_better else "lower", "of": len(pairs),
-            "phiray_better": sum(g > 0 for g in gaps), "ties": sum(g == 0 for g in gaps),
-            "gap": spread(gaps)}
+    return {
+        "metric": metric,
+        "better": "higher" if higher_is_better else "lower",
+        "of": len(pairs),
+        "phiray_better": sum(g > 0 for g in gaps),
+        "ties": sum(g == 0 for g in gaps),
+        "gap": spread(gaps),
+    }
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
@@ -214,20 +236,43 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     k = cfg.evaluate.k[0]
     rows, comparisons = thesis_table(seeds, scores, facts, k, list(cfg.thesis.benchmarks))
     goal = _goal(rows, k, rd.read_manifest("evaluate"))
-    metrics = {"seeds": seeds, "k": k, "table": rows, "comparisons": comparisons, "goal": goal,
-               "tasks": {b: len(t) for b, t in benchmarks.items()},
-               "budget": {p: {x: facts[cfg.run.seed][p].get(x) for x in ("steps", "tokens", "params_non_embedding")}
-                          for p in facts[cfg.run.seed]},
-               "training": {str(s): {p: {x: f.get(x) for x in ("wall_time_s", "reused", "steps")} for p, f in facts[s].items()}
-                            for s in seeds}}
-    rd.write_json("thesis/results.json", metrics | {"scores": {str(s): v for s, v in scores.items()},
-                                                    "facts": {str(s): v for s, v in facts.items()}})
-    headline = {"seeds": len(seeds)} | {f"{r['model']}/{r['metric'].split()[0]}": round(r["mean"], 4)
-                                        for r in rows if "pass@" in r["metric"] and r["mean"] is not None}
+    metrics = {
+        "seeds": seeds,
+        "k": k,
+        "table": rows,
+        "comparisons": comparisons,
+        "goal": goal,
+        "tasks": {b: len(t) for b, t in benchmarks.items()},
+        "budget": {
+            p: {x: facts[cfg.run.seed][p].get(x) for x in ("steps", "tokens", "params_non_embedding")}
+            for p in facts[cfg.run.seed]
+        },
+        "training": {
+            str(s): {p: {x: f.get(x) for x in ("wall_time_s", "reused", "steps")} for p, f in facts[s].items()}
+            for s in seeds
+        },
+    }
+    rd.write_json(
+        "thesis/results.json",
+        metrics | {"scores": {str(s): v for s, v in scores.items()}, "facts": {str(s): v for s, v in facts.items()}},
+    )
+    headline = {"seeds": len(seeds)} | {
+        f"{r['model']}/{r['metric'].split()[0]}": round(r["mean"], 4)
+        for r in rows
+        if "pass@" in r["metric"] and r["mean"] is not None
+    }
     trained = sum(not f.get("reused") for s in seeds for f in facts[s].values())
-    return Manifest(stage="thesis", rows={"seeds": len(seeds), "phases_trained": trained,
-                                          "phases_reused": sum(len(facts[s]) for s in seeds) - trained},
-                    metrics=metrics, headline=headline, outputs=["thesis/results.json"])
+    return Manifest(
+        stage="thesis",
+        rows={
+            "seeds": len(seeds),
+            "phases_trained": trained,
+            "phases_reused": sum(len(facts[s]) for s in seeds) - trained,
+        },
+        metrics=metrics,
+        headline=headline,
+        outputs=["thesis/results.json"],
+    )
 
 
 def _goal(rows: list[dict[str, Any]], k: int, evaluate: Manifest | None) -> dict[str, Any]:
@@ -238,5 +283,10 @@ def _goal(rows: list[dict[str, Any]], k: int, evaluate: Manifest | None) -> dict
     if row is None:
         value = (evaluate.metrics if evaluate else {}).get(f"finetune/validation/pass@{k}")
         row = {"n": 0 if value is None else 1, "mean": value}
-    return {"metric": f"finetune {metric}", "target": GOAL_VALIDATION_PASS, "mean": row["mean"], "seeds": row["n"],
-            "met": None if row["mean"] is None else row["mean"] >= GOAL_VALIDATION_PASS}
+    return {
+        "metric": f"finetune {metric}",
+        "target": GOAL_VALIDATION_PASS,
+        "mean": row["mean"],
+        "seeds": row["n"],
+        "met": None if row["mean"] is None else row["mean"] >= GOAL_VALIDATION_PASS,
+    }

@@ -29,8 +29,12 @@ from phiray.train.data import TokenSource
 
 log = logging.getLogger("phiray")
 
-BUILTIN = {"code": "filter/documents", "textbooks": "synthesize/textbooks", "exercises": "synthesize/exercises",
-           "unfiltered": "decontaminate/documents"}
+BUILTIN = {
+    "code": "filter/documents",
+    "textbooks": "synthesize/textbooks",
+    "exercises": "synthesize/exercises",
+    "unfiltered": "decontaminate/documents",
+}
 # The tokenizer is trained on what the model is pretrained on (not on the unfiltered control corpus).
 BPE_SOURCES = ("code", "textbooks", "exercises")
 
@@ -168,13 +172,15 @@ class _SplitPack:
         return pa.concat_tables(parts)
 
 
-def pack_source(ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfig, mode: str,
-                n_docs: int | None = None) -> dict[str, int]:
+def pack_source(
+    ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfig, mode: str, n_docs: int | None = None
+) -> dict[str, int]:
     """One Ray Data pass: tokenize, split, pack, write ``out/train`` and ``out/val``; sequence counts."""
     fn = _SplitPack(files, cfg.tokenize.seq_len, mode, cfg.tokenize.val_fraction, cfg.run.seed)
     tracker = progress.track(f"tokenize {out.rsplit('/', 1)[-1]}", n_docs, "documents")
-    packed = tracker.count(ds).map_batches(fn, batch_format="pyarrow", batch_size=cfg.tokenize.batch_size,
-                                           zero_copy_batch=False)
+    packed = tracker.count(ds).map_batches(
+        fn, batch_format="pyarrow", batch_size=cfg.tokenize.batch_size, zero_copy_batch=False
+    )
     staging = f"{out}/_by_split"
     # Row groups of 256 sequences: the training loader reads one group at a time (phiray.train.data).
     with tracker:
@@ -191,14 +197,21 @@ def pack_source(ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfi
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     sources, skipped = resolve_sources(cfg, rd)
     if not sources:
-        raise RuntimeError("tokenize: no token source found (run filter/synthesize/decontaminate first, "
-                           "or name tokenize.extra_sources)")
+        raise RuntimeError(
+            "tokenize: no token source found (run filter/synthesize/decontaminate first, "
+            "or name tokenize.extra_sources)"
+        )
     for name in rd.listdir("tokenize"):
         if name != "_manifest.json":
             rd.remove("tokenize", name)
     texts = _texts(sources, cfg.tokenizer.train_max_chars) if cfg.tokenizer.kind == "bpe" else None
-    tokenizer = build_tokenizer(cfg.tokenizer.kind, cfg.tokenizer.vocab_size, texts, cfg.tokenizer.name_or_path,
-                                model_max_length=cfg.tokenize.seq_len)
+    tokenizer = build_tokenizer(
+        cfg.tokenizer.kind,
+        cfg.tokenizer.vocab_size,
+        texts,
+        cfg.tokenizer.name_or_path,
+        model_max_length=cfg.tokenize.seq_len,
+    )
     with rd.local_dir("tokenize/tokenizer") as local:
         tokenizer.save_pretrained(local)
     files = _tokenizer_files(tokenizer)
@@ -211,22 +224,35 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         if name == "exercises":
             has_pairs = {"prompt", "solution"} <= set(columns)
             if has_pairs:
-                stats["exercises_sft"] = {"documents": n_docs, **pack_source(
-                    ds, rd, "tokenize/exercises_sft", files, cfg, "examples", n_docs)}
+                stats["exercises_sft"] = {
+                    "documents": n_docs,
+                    **pack_source(ds, rd, "tokenize/exercises_sft", files, cfg, "examples", n_docs),
+                }
             else:
                 log.warning("tokenize: exercises have no prompt/solution columns; exercises_sft skipped")
                 skipped.append("exercises_sft")
     for entry in stats.values():
         entry["train_tokens"] = entry.get("train", 0) * seq_len
         entry["val_tokens"] = entry.get("val", 0) * seq_len
-    outputs = ["tokenize/tokenizer"] + [f"tokenize/{n}/{s}" for n in stats for s in ("train", "val")
-                                        if rd.exists("tokenize", n, s)]
+    outputs = ["tokenize/tokenizer"] + [
+        f"tokenize/{n}/{s}" for n in stats for s in ("train", "val") if rd.exists("tokenize", n, s)
+    ]
     return Manifest(
         stage="tokenize",
         rows={f"{n}_{s}_sequences": e.get(s, 0) for n, e in stats.items() for s in ("train", "val")},
-        metrics={"sources": stats, "skipped_sources": skipped, "seq_len": seq_len, "tokenizer_kind": cfg.tokenizer.kind,
-                 "tokenizer_size": len(tokenizer), "eos_token_id": tokenizer.eos_token_id},
-        headline={"train_tokens": sum(e["train_tokens"] for e in stats.values()), "sources": len(stats),
-                  "skipped": len(skipped), "vocab": len(tokenizer)},
+        metrics={
+            "sources": stats,
+            "skipped_sources": skipped,
+            "seq_len": seq_len,
+            "tokenizer_kind": cfg.tokenizer.kind,
+            "tokenizer_size": len(tokenizer),
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+        headline={
+            "train_tokens": sum(e["train_tokens"] for e in stats.values()),
+            "sources": len(stats),
+            "skipped": len(skipped),
+            "vocab": len(tokenizer),
+        },
         outputs=outputs,
     )

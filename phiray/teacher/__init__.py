@@ -1,8 +1,8 @@
 """Teachers: LLM clients (any OpenAI-compatible endpoint) and an offline procedural generator.
 
-    from phiray.teacher import make_teacher, Request
-    teacher = make_teacher(cfg.teacher, cache_dir="/tmp/cache")
-    [resp] = teacher.complete([Request(key="a", messages=[{"role": "user", "content": "hi"}])])
+from phiray.teacher import make_teacher, Request
+teacher = make_teacher(cfg.teacher, cache_dir="/tmp/cache")
+[resp] = teacher.complete([Request(key="a", messages=[{"role": "user", "content": "hi"}])])
 """
 
 from __future__ import annotations

@@ -58,16 +58,31 @@ class Teacher(Protocol):
 def request_hash(model: str, api: str, request: Request, defaults: dict[str, Any]) -> str:
     """Cache key: everything that changes the answer (model, api, messages/prompt, params, seed)."""
     params = {**defaults, **request.params}
-    payload = {"model": model, "api": api, "messages": request.messages, "prompt": request.prompt,
-               "params": params, "seed": request.seed}
+    payload = {
+        "model": model,
+        "api": api,
+        "messages": request.messages,
+        "prompt": request.prompt,
+        "params": params,
+        "seed": request.seed,
+    }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def new_stats() -> dict[str, Any]:
-    return {"requests": 0, "sent": 0, "cache_hits": 0, "retries": 0, "retries_by_reason": {},
-            "failures_by_reason": {}, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
-            "retry_after_honoured": 0}
+    return {
+        "requests": 0,
+        "sent": 0,
+        "cache_hits": 0,
+        "retries": 0,
+        "retries_by_reason": {},
+        "failures_by_reason": {},
+        "tokens_in": 0,
+        "tokens_out": 0,
+        "cost_usd": 0.0,
+        "retry_after_honoured": 0,
+    }
 
 
 def merge_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:

@@ -36,8 +36,9 @@ from phiray.rundir import FsPath, resolve_fs_path
 
 
 class RequestCache:
-    def __init__(self, directory: str | os.PathLike[str] | FsPath, flush_every: int = 256,
-                 flush_interval_s: float = 0.2):
+    def __init__(
+        self, directory: str | os.PathLike[str] | FsPath, flush_every: int = 256, flush_interval_s: float = 0.2
+    ):
         self.fs, self.dir = resolve_fs_path(directory)
         self.fs.create_dir(self.dir, recursive=True)
         # Appending is safe only where the file system appends for real (a local disk).
@@ -63,8 +64,9 @@ class RequestCache:
     # ----------------------------------------------------------------- reading
     def _shards(self) -> list[pafs.FileInfo]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.dir, allow_not_found=True))
-        return sorted((i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".jsonl")),
-                      key=lambda i: i.path)
+        return sorted(
+            (i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".jsonl")), key=lambda i: i.path
+        )
 
     def reload(self) -> None:
         """Index answers other writers stored since the last look (shards only grow or appear)."""
@@ -105,14 +107,14 @@ class RequestCache:
         seen: set[str] = set()
         for info in self._shards():
             for _, line in _lines(self.fs, info.path, 0, info.size or 0):
-                    try:
-                        record = json.loads(line)
-                        key = record["hash"]
-                    except (ValueError, KeyError, TypeError):
-                        continue
-                    if key not in seen:
-                        seen.add(key)
-                        yield record
+                try:
+                    record = json.loads(line)
+                    key = record["hash"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if key not in seen:
+                    seen.add(key)
+                    yield record
 
     # ----------------------------------------------------------------- writing
     def put(self, key: str, entry: dict[str, Any]) -> None:
@@ -128,8 +130,9 @@ class RequestCache:
                 self._pending_since = time.monotonic()
             self._pending[key] = line
             if self._flusher is None:
-                self._flusher = threading.Thread(target=_flush_loop, args=(weakref.ref(self),), daemon=True,
-                                                 name="phiray-cache-flush")
+                self._flusher = threading.Thread(
+                    target=_flush_loop, args=(weakref.ref(self),), daemon=True, name="phiray-cache-flush"
+                )
                 self._flusher.start()
             if len(self._pending) >= self.flush_every:
                 self._wake.notify()

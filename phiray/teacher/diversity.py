@@ -8,8 +8,9 @@ from typing import Any
 from phiray.data.minhash import cluster_indices, normalized_hash, signature, tokens
 
 
-def near_duplicates(texts: list[str], threshold: float, num_perm: int = 64, shingle_size: int = 5,
-                    seed: int = 1) -> list[int | None]:
+def near_duplicates(
+    texts: list[str], threshold: float, num_perm: int = 64, shingle_size: int = 5, seed: int = 1
+) -> list[int | None]:
     """For each text, the index of the earlier text it duplicates (exactly, or near: MinHash Jaccard >=
     threshold, verified), else None. The filtering helper's MinHash/LSH (phiray.data.minhash) does the work."""
     sigs = [signature(t, num_perm=num_perm, shingle_size=shingle_size, seed=seed) for t in texts]
@@ -28,7 +29,7 @@ def distinct_ngram_ratio(texts: list[str], n: int = 4, limit: int = 5000) -> flo
     seen, total = set(), 0
     for text in texts[:limit]:
         toks = tokens(text)
-        grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
         total += len(grams)
         seen.update(grams)
     return round(len(seen) / total, 4) if total else 0.0
@@ -51,10 +52,16 @@ class DiversityTally:
         worst = sorted(rates.items(), key=lambda kv: (-kv[1]["rate"], -kv[1]["n"], kv[0]))[:top_cells]
         n = sum(v["n"] for v in rates.values())
         n_dup = sum(v["duplicates"] for v in rates.values())
-        return {"samples": n, "duplicates": n_dup, "duplicate_rate": round(n_dup / n, 4) if n else 0.0,
-                "cells": len(rates), "cells_with_duplicates": sum(1 for v in rates.values() if v["duplicates"]),
-                "worst_cells": dict(worst), "distinct_4gram_ratio": distinct_ngram_ratio(kept_texts),
-                "distinct_2gram_ratio": distinct_ngram_ratio(kept_texts, n=2)}
+        return {
+            "samples": n,
+            "duplicates": n_dup,
+            "duplicate_rate": round(n_dup / n, 4) if n else 0.0,
+            "cells": len(rates),
+            "cells_with_duplicates": sum(1 for v in rates.values() if v["duplicates"]),
+            "worst_cells": dict(worst),
+            "distinct_4gram_ratio": distinct_ngram_ratio(kept_texts),
+            "distinct_2gram_ratio": distinct_ngram_ratio(kept_texts, n=2),
+        }
 
 
 def diversity_report(rows: list[dict[str, Any]], dup_of: list[int | None], top_cells: int = 20) -> dict[str, Any]:

@@ -97,9 +97,14 @@ class OpenAITeacher:
         for req, h in zip(requests, hashes):
             hit = self.cache.get(h) if self.cache is not None else None
             if hit is not None:
-                results[h] = Response(key="", text=hit["text"], tokens_in=hit.get("tokens_in", 0),
-                                      tokens_out=hit.get("tokens_out", 0), cached=True,
-                                      finish_reason=hit.get("finish_reason"))
+                results[h] = Response(
+                    key="",
+                    text=hit["text"],
+                    tokens_in=hit.get("tokens_in", 0),
+                    tokens_out=hit.get("tokens_out", 0),
+                    cached=True,
+                    finish_reason=hit.get("finish_reason"),
+                )
             elif h not in todo:  # identical requests in one batch are sent once
                 todo[h] = req
         self._count("cache_hits", sum(1 for h in hashes if h in results))
@@ -126,8 +131,16 @@ class OpenAITeacher:
             self._count("tokens_out", resp.tokens_out)
             self._count("cost_usd", self.cost(resp.tokens_in, resp.tokens_out))
             if self.cache is not None:
-                self.cache.put(h, {"text": resp.text, "tokens_in": resp.tokens_in, "tokens_out": resp.tokens_out,
-                                   "finish_reason": resp.finish_reason, "model": self.cfg.model})
+                self.cache.put(
+                    h,
+                    {
+                        "text": resp.text,
+                        "tokens_in": resp.tokens_in,
+                        "tokens_out": resp.tokens_out,
+                        "finish_reason": resp.finish_reason,
+                        "model": self.cfg.model,
+                    },
+                )
         return resp
 
     async def _with_retries(self, client: Any, req: Request) -> Response:
@@ -188,8 +201,13 @@ class OpenAITeacher:
         if not isinstance(text, str):
             raise ValueError("no text in the answer")
         usage = data.get("usage") or {}
-        return Response(key=req.key, text=text, tokens_in=int(usage.get("prompt_tokens") or 0),
-                        tokens_out=int(usage.get("completion_tokens") or 0), finish_reason=choice.get("finish_reason"))
+        return Response(
+            key=req.key,
+            text=text,
+            tokens_in=int(usage.get("prompt_tokens") or 0),
+            tokens_out=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason"),
+        )
 
 
 class _Session:
@@ -250,8 +268,9 @@ def _make_client(cfg: Any) -> Any:
     api_key = api_key or "unused"  # local OpenAI-compatible servers accept any key
     limits = _limits_type()(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
     http = openai.DefaultAsyncHttpxClient(limits=limits, timeout=cfg.timeout_s)
-    return openai.AsyncOpenAI(api_key=api_key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s,
-                              http_client=http)
+    return openai.AsyncOpenAI(
+        api_key=api_key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s, http_client=http
+    )
 
 
 def _response_type() -> Any:

@@ -18,10 +18,16 @@ from phiray.teacher.base import Request
 from phiray.teacher.concepts import all_concepts
 from phiray.teacher.prompts import Topic, exercise_request, load_topics, textbook_request
 
-
 # Topic-catalogue areas -> concept-catalogue areas, where the names differ.
-AREA_ALIASES = {"oop": "classes", "tuples": "lists", "functions": "recursion", "algorithms": "sorting",
-                "basics": "arithmetic", "data": "dicts", "applications": "lists"}
+AREA_ALIASES = {
+    "oop": "classes",
+    "tuples": "lists",
+    "functions": "recursion",
+    "algorithms": "sorting",
+    "basics": "arithmetic",
+    "data": "dicts",
+    "applications": "lists",
+}
 
 
 def stable_int(*parts: Any, bits: int = 31) -> int:
@@ -74,9 +80,17 @@ def _topic_for(area: str, topics: list[Topic], rng: random.Random) -> Topic:
     return rng.choice(matching or topics)
 
 
-def plan_rows(n_textbooks: int, n_exercises: int, audiences: list[str], styles: list[str], seed: int,
-              heldout_fraction: float, snippets: list[str], snippet_chars: int,
-              validation_fraction: float = 0.0) -> list[dict[str, Any]]:
+def plan_rows(
+    n_textbooks: int,
+    n_exercises: int,
+    audiences: list[str],
+    styles: list[str],
+    seed: int,
+    heldout_fraction: float,
+    snippets: list[str],
+    snippet_chars: int,
+    validation_fraction: float = 0.0,
+) -> list[dict[str, Any]]:
     """One row per sample: textbooks first (each on a train family), then exercises (each tagged train,
     validation or heldout)."""
     topics, concepts = load_topics(), all_concepts()
@@ -88,28 +102,68 @@ def plan_rows(n_textbooks: int, n_exercises: int, audiences: list[str], styles: 
         rng = random.Random(stable_int(seed, "textbook", i, bits=64))
         topic = rng.choice(topics)
         snippet = snippet_window(rng.choice(snippets), snippet_chars, rng) if snippets else ""
-        rows.append({"key": f"textbook-{i:07d}", "kind": "textbook", "topic": topic.topic,
-                     "subtopic": rng.choice(topic.subtopics), "audience": rng.choice(audiences),
-                     "style": rng.choice(styles), "seed": stable_int(seed, "textbook-seed", i),
-                     "concept": concept_for_topic(topic.area, topic.topic, train, rng), "difficulty": 0, "split": "train",
-                     "snippet": snippet})
+        rows.append(
+            {
+                "key": f"textbook-{i:07d}",
+                "kind": "textbook",
+                "topic": topic.topic,
+                "subtopic": rng.choice(topic.subtopics),
+                "audience": rng.choice(audiences),
+                "style": rng.choice(styles),
+                "seed": stable_int(seed, "textbook-seed", i),
+                "concept": concept_for_topic(topic.area, topic.topic, train, rng),
+                "difficulty": 0,
+                "split": "train",
+                "snippet": snippet,
+            }
+        )
     for i in range(n_exercises):
         rng = random.Random(stable_int(seed, "exercise", i, bits=64))
         family = rng.choice(families)
         topic = _topic_for(concepts[family].area, topics, rng)
-        rows.append({"key": f"exercise-{i:07d}", "kind": "exercise", "topic": topic.topic,
-                     "subtopic": rng.choice(topic.subtopics), "audience": rng.choice(audiences),
-                     "style": rng.choice(styles), "seed": stable_int(seed, "exercise-seed", i),
-                     "concept": family, "difficulty": rng.randint(1, 3),
-                     "split": "heldout" if family in heldout else
-                     "validation" if validation_row(seed, i, validation_fraction) else "train", "snippet": ""})
+        rows.append(
+            {
+                "key": f"exercise-{i:07d}",
+                "kind": "exercise",
+                "topic": topic.topic,
+                "subtopic": rng.choice(topic.subtopics),
+                "audience": rng.choice(audiences),
+                "style": rng.choice(styles),
+                "seed": stable_int(seed, "exercise-seed", i),
+                "concept": family,
+                "difficulty": rng.randint(1, 3),
+                "split": "heldout"
+                if family in heldout
+                else "validation"
+                if validation_row(seed, i, validation_fraction)
+                else "train",
+                "snippet": "",
+            }
+        )
     return rows
 
 
 def request_for(row: dict[str, Any]) -> Request:
     explain = all_concepts()[row["concept"]].explain if row["concept"] else ""
     if row["kind"] == "textbook":
-        return textbook_request(row["key"], row["topic"], row["subtopic"], row["audience"], row["style"],
-                                row["snippet"] or None, int(row["seed"]), row["concept"], explain)
-    return exercise_request(row["key"], row["concept"], explain, row["topic"], row["audience"], row["style"],
-                            int(row["difficulty"]), int(row["seed"]))
+        return textbook_request(
+            row["key"],
+            row["topic"],
+            row["subtopic"],
+            row["audience"],
+            row["style"],
+            row["snippet"] or None,
+            int(row["seed"]),
+            row["concept"],
+            explain,
+        )
+    return exercise_request(
+        row["key"],
+        row["concept"],
+        explain,
+        row["topic"],
+        row["audience"],
+        row["style"],
+        int(row["difficulty"]),
+        int(row["seed"]),
+    )

@@ -41,31 +41,60 @@ def load_topics() -> list[Topic]:
     return topics
 
 
-def textbook_request(key: str, topic: str, subtopic: str, audience: str, style: str, snippet: str | None,
-                     seed: int, concept: str = "", explain: str = "") -> Request:
+def textbook_request(
+    key: str,
+    topic: str,
+    subtopic: str,
+    audience: str,
+    style: str,
+    snippet: str | None,
+    seed: int,
+    concept: str = "",
+    explain: str = "",
+) -> Request:
     """A textbook prompt; ``concept`` (a train family, from the planner) is what its example teaches."""
-    lines = [TEXTBOOK_HEADER, f"Topic: {topic}", f"Subtopic: {subtopic}", f"Audience: {audience}",
-             f"Style: {style}", *([f"Concept: {concept} ({explain})"] if concept else []),
-             "Explain the idea for this audience in this style and interleave the prose with short, correct, "
-             "runnable Python examples in ```python fenced blocks."]
+    lines = [
+        TEXTBOOK_HEADER,
+        f"Topic: {topic}",
+        f"Subtopic: {subtopic}",
+        f"Audience: {audience}",
+        f"Style: {style}",
+        *([f"Concept: {concept} ({explain})"] if concept else []),
+        "Explain the idea for this audience in this style and interleave the prose with short, correct, "
+        "runnable Python examples in ```python fenced blocks.",
+    ]
     if snippet:
         lines.append(f"For inspiration, here is a piece of real code on a related theme:\n```python\n{snippet}\n```")
-    return Request(key=key, messages=[{"role": "system", "content": SYSTEM},
-                                      {"role": "user", "content": "\n".join(lines)}], seed=seed,
-                   meta={"task": "textbook"})
+    return Request(
+        key=key,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}],
+        seed=seed,
+        meta={"task": "textbook"},
+    )
 
 
-def exercise_request(key: str, concept: str, explain: str, topic: str, audience: str, style: str,
-                     difficulty: int, seed: int) -> Request:
-    text = "\n".join([
-        EXERCISE_HEADER, f"Concept: {concept} ({explain})", f"Topic: {topic}", f"Audience: {audience}", f"Style: {style}",
-        f"Difficulty: {difficulty}/3",
-        "Answer with exactly two ```python fenced blocks. The first holds any imports, then one function with "
-        "its signature, a docstring stating the task precisely, and a complete solution. The second holds unit "
-        "tests: plain assert statements that call the function.",
-    ])
-    return Request(key=key, messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
-                   seed=seed, meta={"task": "exercise", "concept": concept, "difficulty": difficulty})
+def exercise_request(
+    key: str, concept: str, explain: str, topic: str, audience: str, style: str, difficulty: int, seed: int
+) -> Request:
+    text = "\n".join(
+        [
+            EXERCISE_HEADER,
+            f"Concept: {concept} ({explain})",
+            f"Topic: {topic}",
+            f"Audience: {audience}",
+            f"Style: {style}",
+            f"Difficulty: {difficulty}/3",
+            "Answer with exactly two ```python fenced blocks. The first holds any imports, then one function with "
+            "its signature, a docstring stating the task precisely, and a complete solution. The second holds unit "
+            "tests: plain assert statements that call the function.",
+        ]
+    )
+    return Request(
+        key=key,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
+        seed=seed,
+        meta={"task": "exercise", "concept": concept, "difficulty": difficulty},
+    )
 
 
 def field_of(text: str, name: str) -> str | None:
@@ -96,7 +125,9 @@ def _blocks(text: str | None, finish_reason: str | None) -> tuple[list[str], str
     return blocks, None if blocks else "no_code"
 
 
-def parse_textbook(text: str | None, finish_reason: str | None = None, min_chars: int = 200) -> tuple[str | None, str | None]:
+def parse_textbook(
+    text: str | None, finish_reason: str | None = None, min_chars: int = 200
+) -> tuple[str | None, str | None]:
     """A passage with at least one parseable code block, else a reason."""
     blocks, reason = _blocks(text, finish_reason)
     if reason:
@@ -125,7 +156,7 @@ def _split_single_block(code: str) -> tuple[str, str]:
     if first_assert is None:
         return code, ""
     lines = code.splitlines()
-    return "\n".join(lines[: first_assert.lineno - 1]), "\n".join(lines[first_assert.lineno - 1:])
+    return "\n".join(lines[: first_assert.lineno - 1]), "\n".join(lines[first_assert.lineno - 1 :])
 
 
 def parse_exercise(text: str | None, finish_reason: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
@@ -133,7 +164,9 @@ def parse_exercise(text: str | None, finish_reason: str | None = None) -> tuple[
     blocks, reason = _blocks(text, finish_reason)
     if reason:
         return None, reason
-    code, tests = (blocks[0], "\n\n".join(b for b in blocks[1:] if "assert" in b)) if len(blocks) > 1 else (blocks[0], "")
+    code, tests = (
+        (blocks[0], "\n\n".join(b for b in blocks[1:] if "assert" in b)) if len(blocks) > 1 else (blocks[0], "")
+    )
     if not tests:
         code, tests = _split_single_block(code)
     tree = _parses(code)
@@ -150,10 +183,16 @@ def parse_exercise(text: str | None, finish_reason: str | None = None) -> tuple[
         return None, "tests_do_not_call"
     lines = code.splitlines()
     doc_end = fn.body[0].end_lineno or fn.body[0].lineno
-    body = lines[doc_end: fn.end_lineno]
+    body = lines[doc_end : fn.end_lineno]
     if not any(line.strip() for line in body):
         return None, "empty_body"
     prompt = "\n".join(lines[:doc_end]).strip("\n") + "\n"
-    signature = next(line.strip() for line in lines[fn.lineno - 1: doc_end] if line.strip().startswith("def "))
-    return {"prompt": prompt, "solution": "\n".join(body).rstrip() + "\n", "tests": tests.strip() + "\n",
-            "entry_point": fn.name, "signature": signature, "docstring": ast.get_docstring(fn) or ""}, None
+    signature = next(line.strip() for line in lines[fn.lineno - 1 : doc_end] if line.strip().startswith("def "))
+    return {
+        "prompt": prompt,
+        "solution": "\n".join(body).rstrip() + "\n",
+        "tests": tests.strip() + "\n",
+        "entry_point": fn.name,
+        "signature": signature,
+        "docstring": ast.get_docstring(fn) or "",
+    }, None

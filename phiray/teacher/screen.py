@@ -79,8 +79,9 @@ def corpus_overlaps(rd: "RunDir", index: dict[int, tuple[str, ...]], n: int) -> 
     return keys, {"source": "/".join(CORPUS), "documents": documents, "matched": hits}
 
 
-def screen(batch: pd.DataFrame, bench: dict[int, str], test: dict[int, tuple[str, ...]], corpus_hits: set[str],
-           n: int) -> pd.DataFrame:
+def screen(
+    batch: pd.DataFrame, bench: dict[int, str], test: dict[int, tuple[str, ...]], corpus_hits: set[str], n: int
+) -> pd.DataFrame:
     """Re-assign contaminated or leaking rows to ``rejected`` (``reason``, ``contaminated_by``); keep the
     output each row was screened as in ``screened_as`` (the manifest counts per source)."""
     batch = batch.copy()
@@ -120,9 +121,13 @@ class ScreenTally:
                 self.tasks.setdefault(screened_as, Counter()).update(contaminated_by.split(","))
 
     def report(self) -> dict[str, dict[str, Any]]:
-        return {source: {"checked": self.checked[source],
-                         "contaminated": self.rejected.get(source, Counter())["contaminated"],
-                         "test_overlap": self.rejected.get(source, Counter())["test_overlap"],
-                         "corpus_overlap": self.rejected.get(source, Counter())["corpus_overlap"],
-                         "matched_tasks": dict(self.tasks.get(source, Counter()))}
-                for source in (*TRAINING_OUTPUTS, TEST_OUTPUT)}
+        return {
+            source: {
+                "checked": self.checked[source],
+                "contaminated": self.rejected.get(source, Counter())["contaminated"],
+                "test_overlap": self.rejected.get(source, Counter())["test_overlap"],
+                "corpus_overlap": self.rejected.get(source, Counter())["corpus_overlap"],
+                "matched_tasks": dict(self.tasks.get(source, Counter())),
+            }
+            for source in (*TRAINING_OUTPUTS, TEST_OUTPUT)
+        }

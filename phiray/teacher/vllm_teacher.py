@@ -64,15 +64,21 @@ def engine_config(cfg: "TeacherConfig"):
     bundles = [{"GPU": 1, "CPU": 1}] * cfg.vllm_gpus_per_engine if on_gpu else [{"CPU": 1}]
     env = {} if on_gpu else {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm_cpu_kvcache_gib)}
     return vLLMEngineProcessorConfig(
-        model_source=cfg.model, engine_kwargs=kwargs | cfg.vllm_engine_kwargs, concurrency=cfg.vllm_engines,
-        batch_size=cfg.vllm_batch_size, chat_template_stage={"enabled": cfg.api == "chat", "num_cpus": 0.25, "concurrency": 1},
+        model_source=cfg.model,
+        engine_kwargs=kwargs | cfg.vllm_engine_kwargs,
+        concurrency=cfg.vllm_engines,
+        batch_size=cfg.vllm_batch_size,
+        chat_template_stage={"enabled": cfg.api == "chat", "num_cpus": 0.25, "concurrency": 1},
         # vLLM tokenizes text prompts and detokenizes answers itself; separate stages would only hold
         # more CPU actors (on 2 CPUs they starve the engine of a core).
-        tokenize_stage=False, detokenize_stage=False,
-        placement_group_config={"bundles": bundles}, runtime_env={"env_vars": env},
+        tokenize_stage=False,
+        detokenize_stage=False,
+        placement_group_config={"bundles": bundles},
+        runtime_env={"env_vars": env},
         # One bad request (a prompt longer than the context, ...) must not fail the stage: its row comes back
         # with the error, becomes a counted rejection and is not cached (a rerun tries it again).
-        should_continue_on_error=True)
+        should_continue_on_error=True,
+    )
 
 
 def _engine_input(row: dict[str, Any], req: Request, api: str, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +96,15 @@ def _engine_output(row: dict[str, Any], columns: list[str], max_tokens: int) -> 
     """Ray Data LLM postprocess: the row's columns + the answer and vLLM's token counts (truncation read off
     the length: Ray Data LLM does not carry vLLM's finish reason)."""
     n_out = int(row.get("num_generated_tokens") or 0)
-    return {**{c: row[c] for c in columns}, "text": row.get("generated_text") or "",
-            "tokens_in": int(row["num_input_tokens"]), "tokens_out": n_out,
-            "finish_reason": "length" if n_out >= max_tokens else "stop", "cached": False, "error": ""}
+    return {
+        **{c: row[c] for c in columns},
+        "text": row.get("generated_text") or "",
+        "tokens_in": int(row["num_input_tokens"]),
+        "tokens_out": n_out,
+        "finish_reason": "length" if n_out >= max_tokens else "stop",
+        "cached": False,
+        "error": "",
+    }
 
 
 def engine_error_reason(message: str) -> str:
@@ -109,8 +121,15 @@ def _answer_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     message = row.get(INFERENCE_ERROR) or ""
     if not message:
         return {c: row[c] for c in (*columns, *ANSWER_COLUMNS)}
-    return {**{c: row[c] for c in columns}, "text": "", "finish_reason": "", "tokens_in": 0, "tokens_out": 0,
-            "cached": False, "error": engine_error_reason(str(message))}
+    return {
+        **{c: row[c] for c in columns},
+        "text": "",
+        "finish_reason": "",
+        "tokens_in": 0,
+        "tokens_out": 0,
+        "cached": False,
+        "error": engine_error_reason(str(message)),
+    }
 
 
 class LookupBatch:
@@ -120,8 +139,13 @@ class LookupBatch:
     answered from the cache after its first copy's answer is stored, so the engine sees each request once
     (the pool has one actor, so it sees every row)."""
 
-    def __init__(self, teacher_cfg: dict[str, Any], cache_dir: str | None, request_of: Callable[[dict], Request],
-                 failed_repeats: bool = False):
+    def __init__(
+        self,
+        teacher_cfg: dict[str, Any],
+        cache_dir: str | None,
+        request_of: Callable[[dict], Request],
+        failed_repeats: bool = False,
+    ):
         from phiray.config import TeacherConfig
 
         self.cfg = TeacherConfig.model_validate(teacher_cfg)
@@ -138,12 +162,23 @@ class LookupBatch:
         out = []
         for row in _rows(batch):
             row.pop("repeat", None)
-            key = row["hash"] if self.failed_repeats else \
-                request_hash(self.cfg.model, self.cfg.api, self.request_of(row), self.defaults)
+            key = (
+                row["hash"]
+                if self.failed_repeats
+                else request_hash(self.cfg.model, self.cfg.api, self.request_of(row), self.defaults)
+            )
             hit = self.cache.get(key) if self.cache is not None else None
-            answer = ({"text": hit["text"], "finish_reason": hit.get("finish_reason") or "",
-                       "tokens_in": hit.get("tokens_in", 0), "tokens_out": hit.get("tokens_out", 0), "cached": True}
-                      if hit else {"text": "", "finish_reason": "", "tokens_in": 0, "tokens_out": 0, "cached": False})
+            answer = (
+                {
+                    "text": hit["text"],
+                    "finish_reason": hit.get("finish_reason") or "",
+                    "tokens_in": hit.get("tokens_in", 0),
+                    "tokens_out": hit.get("tokens_out", 0),
+                    "cached": True,
+                }
+                if hit
+                else {"text": "", "finish_reason": "", "tokens_in": 0, "tokens_out": 0, "cached": False}
+            )
             error = "" if hit or not self.failed_repeats else "identical_request_failed"
             repeat = hit is None and self.cache is not None and key in self.sent
             if hit is None and self.cache is not None:
@@ -165,13 +200,16 @@ class StoreBatch:
         if self.cache is not None:
             for row in _rows(batch):
                 if not row["error"]:  # failures are not answers: a rerun sends them again
-                    self.cache.put(row["hash"], {k: row[k] for k in ("text", "finish_reason", "tokens_in", "tokens_out")})
+                    self.cache.put(
+                        row["hash"], {k: row[k] for k in ("text", "finish_reason", "tokens_in", "tokens_out")}
+                    )
             self.cache.flush()
         return batch
 
 
-def generate(cfg: "TeacherConfig", rows: "ray.data.Dataset", cache_dir: str | None,
-             request_of: Callable[[dict], Request]) -> "ray.data.Dataset":
+def generate(
+    cfg: "TeacherConfig", rows: "ray.data.Dataset", cache_dir: str | None, request_of: Callable[[dict], Request]
+) -> "ray.data.Dataset":
     """``rows`` + ``hash`` + :data:`ANSWER_COLUMNS`: the teacher's answer to ``request_of(row)``.
 
     Only cache misses reach the engine, each request once; the engine is not started when every request is
@@ -180,16 +218,27 @@ def generate(cfg: "TeacherConfig", rows: "ray.data.Dataset", cache_dir: str | No
     from ray.data.llm import build_processor
 
     def lookup(ds: "ray.data.Dataset", failed_repeats: bool = False) -> "ray.data.Dataset":
-        return ds.map_batches(LookupBatch, batch_size=256, batch_format="pandas", num_cpus=0.25,
-                              fn_constructor_kwargs={"teacher_cfg": cfg.model_dump(mode="json"), "cache_dir": cache_dir,
-                                                     "request_of": request_of, "failed_repeats": failed_repeats},
-                              compute=ray.data.ActorPoolStrategy(size=1)).materialize()
+        return ds.map_batches(
+            LookupBatch,
+            batch_size=256,
+            batch_format="pandas",
+            num_cpus=0.25,
+            fn_constructor_kwargs={
+                "teacher_cfg": cfg.model_dump(mode="json"),
+                "cache_dir": cache_dir,
+                "request_of": request_of,
+                "failed_repeats": failed_repeats,
+            },
+            compute=ray.data.ActorPoolStrategy(size=1),
+        ).materialize()
 
     looked_up = lookup(rows)
     # Every side materialized (prompt rows are small) before the engine starts: a pending 1-CPU filter task
     # beside a 1-CPU engine would stall the pipeline on 2 CPUs.
     hits = looked_up.filter(lambda row: bool(row["cached"])).drop_columns(["repeat"]).materialize()
-    misses = looked_up.filter(lambda row: not row["cached"] and not row["repeat"]).drop_columns(["repeat"]).materialize()
+    misses = (
+        looked_up.filter(lambda row: not row["cached"] and not row["repeat"]).drop_columns(["repeat"]).materialize()
+    )
     repeats = looked_up.filter(lambda row: bool(row["repeat"])).drop_columns(["repeat"]).materialize()
     n_misses = misses.count()
     if n_misses == 0:
@@ -200,16 +249,24 @@ def generate(cfg: "TeacherConfig", rows: "ray.data.Dataset", cache_dir: str | No
     misses = misses.repartition(max(1, math.ceil(n_misses / max(1, cfg.vllm_batch_size)))).materialize()
     api, defaults, max_tokens = cfg.api, sampling_defaults(cfg), cfg.max_tokens
     columns = [c for c in looked_up.columns() if c not in (*ANSWER_COLUMNS, "repeat")]  # the rows' own + hash
-    processor = build_processor(engine_config(cfg),
-                                preprocess=lambda row: _engine_input(row, request_of(row), api, defaults),
-                                postprocess=lambda row: _engine_output(row, columns, max_tokens),
-                                # Row maps are light: fractional CPUs leave the engine its core on 2 CPUs (a
-                                # default 1-CPU task beside a 1-CPU engine stalls the pipeline there).
-                                preprocess_map_kwargs={"num_cpus": 0.25}, postprocess_map_kwargs={"num_cpus": 0.25})
+    processor = build_processor(
+        engine_config(cfg),
+        preprocess=lambda row: _engine_input(row, request_of(row), api, defaults),
+        postprocess=lambda row: _engine_output(row, columns, max_tokens),
+        # Row maps are light: fractional CPUs leave the engine its core on 2 CPUs (a
+        # default 1-CPU task beside a 1-CPU engine stalls the pipeline there).
+        preprocess_map_kwargs={"num_cpus": 0.25},
+        postprocess_map_kwargs={"num_cpus": 0.25},
+    )
     answered = processor(misses).map(_answer_row, fn_kwargs={"columns": columns}, num_cpus=0.25)
-    answered = answered.map_batches(StoreBatch, batch_size=8, batch_format="pandas", num_cpus=0.25,
-                                    fn_constructor_kwargs={"cache_dir": cache_dir},
-                                    compute=ray.data.ActorPoolStrategy(size=1))
+    answered = answered.map_batches(
+        StoreBatch,
+        batch_size=8,
+        batch_format="pandas",
+        num_cpus=0.25,
+        fn_constructor_kwargs={"cache_dir": cache_dir},
+        compute=ray.data.ActorPoolStrategy(size=1),
+    )
     if repeats.count() == 0:
         return hits.union(answered)
     # Repeats wait for their first copies' answers to be stored (only then is ``answered`` held whole).
@@ -227,17 +284,30 @@ class VLLMTeacher:
     def complete(self, requests: list[Request]) -> list[Response]:
         import ray
 
-        items = [{"i": i, "request": json.dumps({"messages": r.messages, "prompt": r.prompt, "params": r.params,
-                                                 "seed": r.seed})} for i, r in enumerate(requests)]
+        items = [
+            {
+                "i": i,
+                "request": json.dumps({"messages": r.messages, "prompt": r.prompt, "params": r.params, "seed": r.seed}),
+            }
+            for i, r in enumerate(requests)
+        ]
         ds = generate(self.cfg, ray.data.from_items(items), self.cache_dir, request_of=_request_of_item)
         by_index = {int(row["i"]): row for row in ds.take_all()}
         out = []
         for i, req in enumerate(requests):
             row = by_index[i]
-            out.append(Response(key=req.key, text=row["text"] if not row["error"] else None,
-                                tokens_in=int(row["tokens_in"]), tokens_out=int(row["tokens_out"]),
-                                cached=bool(row["cached"]), error=row["error"] or None,
-                                finish_reason=row["finish_reason"] or None, attempts=0 if row["cached"] else 1))
+            out.append(
+                Response(
+                    key=req.key,
+                    text=row["text"] if not row["error"] else None,
+                    tokens_in=int(row["tokens_in"]),
+                    tokens_out=int(row["tokens_out"]),
+                    cached=bool(row["cached"]),
+                    error=row["error"] or None,
+                    finish_reason=row["finish_reason"] or None,
+                    attempts=0 if row["cached"] else 1,
+                )
+            )
         sent = [r for r in out if not r.cached and r.error != "identical_request_failed"]
         self.stats["requests"] += len(out)
         self.stats["cache_hits"] += len(out) - len(sent)

@@ -29,11 +29,19 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: [r.get(k) for r in rows] for k in keys}
 
 
-def parse_response(row: dict[str, Any], text: str | None, finish_reason: str | None, error: str | None,
-                   textbook_min_chars: int = 200) -> dict[str, Any]:
+def parse_response(
+    row: dict[str, Any], text: str | None, finish_reason: str | None, error: str | None, textbook_min_chars: int = 200
+) -> dict[str, Any]:
     """Merge the parsed answer into the prompt row; ``status`` ok|rejected, ``reason`` why not."""
-    out = {**row, **{f: "" for f in SAMPLE_FIELDS}, "status": "rejected", "reason": error or "",
-           "raw": (text or "")[:4000], "verified": False, "verdict": ""}
+    out = {
+        **row,
+        **{f: "" for f in SAMPLE_FIELDS},
+        "status": "rejected",
+        "reason": error or "",
+        "raw": (text or "")[:4000],
+        "verified": False,
+        "verdict": "",
+    }
     if error:
         return out
     if row["kind"] == "textbook":
@@ -71,8 +79,13 @@ class GenerateBatch:
 def sample_row(row: dict[str, Any], resp: Response, textbook_min_chars: int) -> dict[str, Any]:
     """A prompt row + its teacher response -> the parsed sample row (with the response's accounting)."""
     parsed = parse_response(row, resp.text, resp.finish_reason, resp.error, textbook_min_chars)
-    parsed.update(tokens_in=resp.tokens_in, tokens_out=resp.tokens_out, cached=resp.cached,
-                  attempts=resp.attempts, id=text_id(parsed["text"]) if parsed["text"] else "")
+    parsed.update(
+        tokens_in=resp.tokens_in,
+        tokens_out=resp.tokens_out,
+        cached=resp.cached,
+        attempts=resp.attempts,
+        id=text_id(parsed["text"]) if parsed["text"] else "",
+    )
     return parsed
 
 
@@ -86,9 +99,16 @@ def parse_answered(batch: Any, textbook_min_chars: int = 200) -> dict[str, list[
         answer = {k: row.pop(k) for k in ANSWER_COLUMNS}
         row.pop("hash", None)
         cached = bool(answer["cached"])
-        resp = Response(key=row["key"], text=answer["text"], tokens_in=int(answer["tokens_in"]),
-                        tokens_out=int(answer["tokens_out"]), cached=cached, error=answer["error"] or None,
-                        finish_reason=answer["finish_reason"] or None, attempts=0 if cached else 1)
+        resp = Response(
+            key=row["key"],
+            text=answer["text"],
+            tokens_in=int(answer["tokens_in"]),
+            tokens_out=int(answer["tokens_out"]),
+            cached=cached,
+            error=answer["error"] or None,
+            finish_reason=answer["finish_reason"] or None,
+            attempts=0 if cached else 1,
+        )
         out.append(sample_row(row, resp, textbook_min_chars))
     return _columns(out)
 
@@ -97,8 +117,9 @@ def verify_rows(rows: list[dict[str, Any]], sandbox: Any) -> list[dict[str, Any]
     """Run each ok exercise's solution against its tests in the sandbox; record ``verified``/``verdict``."""
     todo = [r for r in rows if r["kind"] == "exercise" and r["status"] == "ok"]
     if todo:
-        verdicts = sandbox.check_many([{"code": r["prompt"] + r["solution"], "tests": r["tests"],
-                                        "entry_point": r["entry_point"]} for r in todo])
+        verdicts = sandbox.check_many(
+            [{"code": r["prompt"] + r["solution"], "tests": r["tests"], "entry_point": r["entry_point"]} for r in todo]
+        )
         for row, verdict in zip(todo, verdicts):
             row["verified"], row["verdict"] = bool(verdict.passed), str(verdict.status)
     return rows

@@ -131,7 +131,8 @@ class SourceStream:
     def _inner_order(self, e: int, g: int) -> np.ndarray:
         if (e, g) not in self._inner:
             self._inner[(e, g)] = np.random.default_rng([self.seed, self.key, e, g]).permutation(
-                int(self.source.group_rows[g]))
+                int(self.source.group_rows[g])
+            )
             while len(self._inner) > 64:
                 self._inner.popitem(last=False)
         return self._inner[(e, g)]
@@ -143,8 +144,11 @@ def mixture_weights(sources: dict[str, TokenSource], weights: dict[str, float], 
     share is its passes times its size."""
     if by not in ("share", "passes"):
         raise ValueError(f"mixture unit must be 'share' or 'passes', not {by!r}")
-    raw = {n: w * (len(sources[n]) if by == "passes" else 1) for n, w in weights.items()
-           if w > 0 and n in sources and len(sources[n])}
+    raw = {
+        n: w * (len(sources[n]) if by == "passes" else 1)
+        for n, w in weights.items()
+        if w > 0 and n in sources and len(sources[n])
+    }
     total = sum(raw.values())
     if not total:
         raise ValueError("no training data: every mixture source is empty or has weight 0")
@@ -168,8 +172,16 @@ class MixtureSampler:
     ``[t * size, (t + 1) * size)``; a position's source comes from the fixed interleaving and its row
     from that source's stream. Pure in (seed, step, micro, rank), so a resume is exact."""
 
-    def __init__(self, sources: dict[str, TokenSource], weights: dict[str, float], seed: int,
-                 micro_batches: int = 1, world: int = 1, by: str = "share", read_ahead: bool = True):
+    def __init__(
+        self,
+        sources: dict[str, TokenSource],
+        weights: dict[str, float],
+        seed: int,
+        micro_batches: int = 1,
+        world: int = 1,
+        by: str = "share",
+        read_ahead: bool = True,
+    ):
         shares = mixture_weights(sources, weights, by)
         self.names = list(shares)
         self.shares = shares
@@ -184,7 +196,9 @@ class MixtureSampler:
 
     def _index(self, step: int, micro: int, rank: int) -> int:
         if not (0 <= micro < self.micro_batches and 0 <= rank < self.world):
-            raise ValueError(f"micro {micro} / rank {rank} outside {self.micro_batches} micro-batches x {self.world} ranks")
+            raise ValueError(
+                f"micro {micro} / rank {rank} outside {self.micro_batches} micro-batches x {self.world} ranks"
+            )
         return (step * self.micro_batches + micro) * self.world + rank
 
     def plan(self, t: int, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

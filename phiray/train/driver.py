@@ -19,7 +19,7 @@ from typing import Any
 
 from phiray.config import ModelConfig, RunConfig
 from phiray.model.card import training_facts, write_card
-from phiray.rundir import RunDir
+from phiray.rundir import Manifest, RunDir
 from phiray.train.spec import TrainSpec
 
 log = logging.getLogger("phiray")
@@ -44,8 +44,10 @@ def resolve_mixture(rd: RunDir, mixture: dict[str, float]) -> tuple[dict[str, fl
     for name in missing:
         log.warning("training: token source %r not found under tokenize/ (skipped)", name)
     if not present:
-        raise ValueError(f"no token source of the mixture {sorted(mixture)} exists under {rd.path('tokenize')}: "
-                         "run the tokenize stage first")
+        raise ValueError(
+            f"no token source of the mixture {sorted(mixture)} exists under {rd.path('tokenize')}: "
+            "run the tokenize stage first"
+        )
     total = sum(present.values())
     return {n: w / total for n, w in present.items()}, missing
 
@@ -67,16 +69,27 @@ def _tokenizer_info(rd: RunDir) -> tuple[int, int]:
     return len(tok), tok.eos_token_id
 
 
-def build_spec(cfg: RunConfig, rd: RunDir, phase: str, *, stage: str | None = None, init_from: str | None = None,
-               model_cfg: ModelConfig | None = None, mixture: dict[str, float] | None = None,
-               output_dir: str | None = None) -> TrainSpec:
+def build_spec(
+    cfg: RunConfig,
+    rd: RunDir,
+    phase: str,
+    *,
+    stage: str | None = None,
+    init_from: str | None = None,
+    model_cfg: ModelConfig | None = None,
+    mixture: dict[str, float] | None = None,
+    output_dir: str | None = None,
+) -> TrainSpec:
     """The spec every worker receives (see :mod:`phiray.train.loop`)."""
     stage = stage or phase
     phase_cfg = cfg.section(phase)
     weights, missing = resolve_mixture(rd, mixture if mixture is not None else dict(phase_cfg.mixture))
     eval_names = list(dict.fromkeys(list(weights) + list(phase_cfg.eval_sources)))
-    val = {n: source_paths(rd, n)[1] for n in eval_names
-           if source_paths(rd, n) is not None and rd.exists(source_paths(rd, n)[1])}
+    val = {
+        n: source_paths(rd, n)[1]
+        for n in eval_names
+        if source_paths(rd, n) is not None and rd.exists(source_paths(rd, n)[1])
+    }
     seq_len = _seq_len(rd, source_paths(rd, next(iter(weights)))[0])
     vocab_len, eos = _tokenizer_info(rd)
     mc = model_cfg or cfg.model
@@ -87,12 +100,22 @@ def build_spec(cfg: RunConfig, rd: RunDir, phase: str, *, stage: str | None = No
             raise ValueError(f"tokenizer has {vocab_len} tokens but model.vocab_size is {mc.vocab_size}")
     # Deep copies: the spec must not share (mutable) sections with the run's config.
     return TrainSpec(
-        stage=stage, run_root=rd.root, fs=rd.fs, seed=cfg.run.seed,
-        model=mc.model_copy(deep=True), init_from=init_from, eos_token_id=eos,
-        phase=phase_cfg.model_copy(deep=True), train=cfg.train.model_copy(deep=True),
-        train_sources={n: source_paths(rd, n)[0] for n in weights}, val_sources=val,
-        mixture=weights, missing_sources=missing, seq_len=seq_len,
-        tokenizer_dir=TOKENIZER_DIR, output_dir=output_dir or f"{stage}/model",
+        stage=stage,
+        run_root=rd.root,
+        fs=rd.fs,
+        seed=cfg.run.seed,
+        model=mc.model_copy(deep=True),
+        init_from=init_from,
+        eos_token_id=eos,
+        phase=phase_cfg.model_copy(deep=True),
+        train=cfg.train.model_copy(deep=True),
+        train_sources={n: source_paths(rd, n)[0] for n in weights},
+        val_sources=val,
+        mixture=weights,
+        missing_sources=missing,
+        seq_len=seq_len,
+        tokenizer_dir=TOKENIZER_DIR,
+        output_dir=output_dir or f"{stage}/model",
         workers_dir=f"{stage}/checkpoints/workers",
     )
 
@@ -107,7 +130,8 @@ def spec_hash(spec: TrainSpec) -> str:
 
 def make_trainer(spec: TrainSpec, rd: RunDir):
     """A ``TorchTrainer`` for ``spec`` (gloo on CPU, nccl on GPU; checkpoints in the run dir)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
+    from ray.train import RunConfig as TrainRunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from phiray.train.loop import train_loop_per_worker
@@ -118,15 +142,18 @@ def make_trainer(spec: TrainSpec, rd: RunDir):
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": spec},
-        scaling_config=ScalingConfig(num_workers=train.num_workers, use_gpu=train.use_gpu,
-                                     resources_per_worker=resources),
+        scaling_config=ScalingConfig(
+            num_workers=train.num_workers, use_gpu=train.use_gpu, resources_per_worker=resources
+        ),
         torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         run_config=TrainRunConfig(
             name=f"{posixpath.basename(spec.stage)}-{spec_hash(spec)}",  # thesis/seed-N/pretrain: one level
-            storage_path=rd.path(spec.stage, "checkpoints"), storage_filesystem=rd.fs,
+            storage_path=rd.path(spec.stage, "checkpoints"),
+            storage_filesystem=rd.fs,
             failure_config=FailureConfig(max_failures=train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=train_callbacks(spec)),
+            callbacks=train_callbacks(spec),
+        ),
     )
 
 
@@ -145,14 +172,29 @@ def summarize(history: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def fit_phase(cfg: RunConfig, rd: RunDir, phase: str, init_from: str | None = None, *, stage: str | None = None,
-              model_cfg: ModelConfig | None = None, mixture: dict[str, float] | None = None,
-              output_dir: str | None = None) -> dict[str, Any]:
+def fit_phase(
+    cfg: RunConfig,
+    rd: RunDir,
+    phase: str,
+    init_from: str | None = None,
+    *,
+    stage: str | None = None,
+    model_cfg: ModelConfig | None = None,
+    mixture: dict[str, float] | None = None,
+    output_dir: str | None = None,
+) -> dict[str, Any]:
     """Train one phase on Ray Train; returns the training info the final model was saved with."""
-    spec = build_spec(cfg, rd, phase, stage=stage, init_from=init_from, model_cfg=model_cfg, mixture=mixture,
-                      output_dir=output_dir)
-    log.info("%s: training on %s for %d steps (%s, %d workers)", spec.stage, spec.mixture,
-             spec.phase.max_steps, spec.train.strategy, spec.train.num_workers)
+    spec = build_spec(
+        cfg, rd, phase, stage=stage, init_from=init_from, model_cfg=model_cfg, mixture=mixture, output_dir=output_dir
+    )
+    log.info(
+        "%s: training on %s for %d steps (%s, %d workers)",
+        spec.stage,
+        spec.mixture,
+        spec.phase.max_steps,
+        spec.train.strategy,
+        spec.train.num_workers,
+    )
     result = make_trainer(spec, rd).fit()
     if getattr(result, "error", None):
         raise RuntimeError(f"{spec.stage}: training failed: {result.error}")
@@ -161,8 +203,11 @@ def fit_phase(cfg: RunConfig, rd: RunDir, phase: str, init_from: str | None = No
     info["checkpoint"] = result.checkpoint.path if result.checkpoint else None
     info["summary"] = summarize(info["history"])
     info["tensorboard"] = spec.tensorboard_dir if spec.train.tracking.tensorboard else None
-    write_card(rd, spec.output_dir, training_facts(info, spec.plain(), config_hash=run_config_hash(cfg),
-                                                   decontamination=decontamination_facts(rd)))
+    write_card(
+        rd,
+        spec.output_dir,
+        training_facts(info, spec.plain(), config_hash=run_config_hash(cfg), decontamination=decontamination_facts(rd)),
+    )
     return info
 
 
@@ -177,23 +222,42 @@ def decontamination_facts(rd: RunDir) -> dict[str, Any] | None:
     return None if manifest is None else {"rows": manifest.rows, "headline": manifest.headline}
 
 
-def phase_manifest(stage: str, info: dict[str, Any], extra_metrics: dict[str, Any] | None = None,
-                   extra_headline: dict[str, Any] | None = None) -> "Manifest":
+def phase_manifest(
+    stage: str,
+    info: dict[str, Any],
+    extra_metrics: dict[str, Any] | None = None,
+    extra_headline: dict[str, Any] | None = None,
+) -> "Manifest":
     """The manifest of a training stage: curves, throughput, mixture, resumes; headline = losses."""
     from phiray.rundir import Manifest
 
     history, summary = info["history"], info["summary"]
     metrics = {
         "curve": {"train": history["train"], "val": history["val"]},
-        "summary": summary, "mixture": info["mixture"], "sequences_seen": history.get("sources", {}),
-        "resumes": history.get("resumes", []), "missing_sources": info.get("missing_sources", []),
-        "engine_global_steps": info.get("engine_global_steps"), "strategy": info.get("strategy"),
-        "precision": info.get("precision"), "attn_implementation": info.get("attn_implementation"),
-        "world_size": info.get("world_size"), "n_params_non_embedding": info.get("n_params_non_embedding"),
-        "checkpoint": info.get("checkpoint"), "tensorboard": info.get("tensorboard"),
+        "summary": summary,
+        "mixture": info["mixture"],
+        "sequences_seen": history.get("sources", {}),
+        "resumes": history.get("resumes", []),
+        "missing_sources": info.get("missing_sources", []),
+        "engine_global_steps": info.get("engine_global_steps"),
+        "strategy": info.get("strategy"),
+        "precision": info.get("precision"),
+        "attn_implementation": info.get("attn_implementation"),
+        "world_size": info.get("world_size"),
+        "n_params_non_embedding": info.get("n_params_non_embedding"),
+        "checkpoint": info.get("checkpoint"),
+        "tensorboard": info.get("tensorboard"),
     } | (extra_metrics or {})
-    headline = {"steps": info["steps"], "val_loss_start": summary.get("val_loss_start"),
-                "val_loss_final": summary.get("val_loss_final"), "tokens_per_s": summary.get("tokens_per_s")}
-    return Manifest(stage=stage, rows={"steps": info["steps"], "restarts": len(history.get("resumes", []))},
-                    metrics=metrics, headline=headline | (extra_headline or {}),
-                    outputs=[f"{stage}/model", f"{stage}/checkpoints"] + [p for p in [info.get("tensorboard")] if p])
+    headline = {
+        "steps": info["steps"],
+        "val_loss_start": summary.get("val_loss_start"),
+        "val_loss_final": summary.get("val_loss_final"),
+        "tokens_per_s": summary.get("tokens_per_s"),
+    }
+    return Manifest(
+        stage=stage,
+        rows={"steps": info["steps"], "restarts": len(history.get("resumes", []))},
+        metrics=metrics,
+        headline=headline | (extra_headline or {}),
+        outputs=[f"{stage}/model", f"{stage}/checkpoints"] + [p for p in [info.get("tensorboard")] if p],
+    )

@@ -38,7 +38,8 @@ def make_optimizer(model: torch.nn.Module, phase: PhaseConfig) -> torch.optim.Op
 
 def make_scheduler(optimizer: torch.optim.Optimizer, phase: PhaseConfig):
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_linear_decay(phase.warmup_steps, phase.max_steps, phase.min_lr_ratio))
+        optimizer, warmup_linear_decay(phase.warmup_steps, phase.max_steps, phase.min_lr_ratio)
+    )
 
 
 def _mean_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -48,16 +49,32 @@ def _mean_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Te
 
 
 class DeepSpeedEngine:
-    def __init__(self, model, phase: PhaseConfig, *, grad_accum: int, world_size: int, zero_stage: int,
-                 precision: str, offload_optimizer: bool = False):
+    def __init__(
+        self,
+        model,
+        phase: PhaseConfig,
+        *,
+        grad_accum: int,
+        world_size: int,
+        zero_stage: int,
+        precision: str,
+        offload_optimizer: bool = False,
+    ):
         import deepspeed
 
         optimizer = make_optimizer(model, phase)
-        config = deepspeed_config(micro_batch=phase.micro_batch_size, grad_accum=grad_accum,
-                                  world_size=world_size, zero_stage=zero_stage, grad_clip=phase.grad_clip,
-                                  precision=precision, offload_optimizer=offload_optimizer)
+        config = deepspeed_config(
+            micro_batch=phase.micro_batch_size,
+            grad_accum=grad_accum,
+            world_size=world_size,
+            zero_stage=zero_stage,
+            grad_clip=phase.grad_clip,
+            precision=precision,
+            offload_optimizer=offload_optimizer,
+        )
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=make_scheduler(optimizer, phase), config=config)
+            model=model, optimizer=optimizer, lr_scheduler=make_scheduler(optimizer, phase), config=config
+        )
         self.device = self.engine.device
         self.zero_stage = zero_stage
 
@@ -108,8 +125,9 @@ class DeepSpeedEngine:
 
 
 class TorchEngine:
-    def __init__(self, model, phase: PhaseConfig, *, grad_accum: int, distributed: bool, device: torch.device,
-                 precision: str):
+    def __init__(
+        self, model, phase: PhaseConfig, *, grad_accum: int, distributed: bool, device: torch.device, precision: str
+    ):
         self.device, self.grad_accum, self.grad_clip = device, grad_accum, phase.grad_clip
         model = model.to(device)
         if distributed:
@@ -164,9 +182,15 @@ class TorchEngine:
             return self._bare()(input_ids=input_ids).logits
 
     def save(self, directory: str) -> None:
-        torch.save({"model": self._bare().state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "global_steps": self.global_steps},
-                   os.path.join(directory, "torch_state.pt"))
+        torch.save(
+            {
+                "model": self._bare().state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "global_steps": self.global_steps,
+            },
+            os.path.join(directory, "torch_state.pt"),
+        )
 
     def load(self, directory: str) -> None:
         state = torch.load(os.path.join(directory, "torch_state.pt"), map_location=self.device, weights_only=False)

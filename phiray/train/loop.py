@@ -76,14 +76,16 @@ def _all_reduce(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
-def evaluate(engine, sources: dict[str, TokenSource], n_rows: int, micro: int, rank: int, world: int) -> dict[str, float]:
+def evaluate(
+    engine, sources: dict[str, TokenSource], n_rows: int, micro: int, rank: int, world: int
+) -> dict[str, float]:
     """Validation loss per source (token-weighted over the first ``n_rows`` rows, all ranks together)."""
     out = {}
     for name, source in sources.items():
         total, count = 0.0, 0.0
         rows = validation_rows(source, n_rows, rank, world)
         for start in range(0, len(rows), micro):
-            ids, labels = source.take(rows[start:start + micro])
+            ids, labels = source.take(rows[start : start + micro])
             logits = engine.eval_forward(torch.as_tensor(ids, device=engine.device))
             loss, n = lm_loss_sum(logits, torch.as_tensor(labels, device=engine.device))
             total, count = total + float(loss), count + float(n)
@@ -112,17 +114,35 @@ class Trainer:
         self.n_params = count_params(model, non_embedding=True)
         self.n_layer, self.d_model = model.config.num_hidden_layers, model.config.hidden_size  # attention FLOPs
         if train.strategy == "deepspeed" and distributed:
-            self.engine = DeepSpeedEngine(model, self.phase, grad_accum=self.grad_accum, world_size=world,
-                                          zero_stage=train.zero_stage, precision=self.precision,
-                                          offload_optimizer=train.offload_optimizer)
+            self.engine = DeepSpeedEngine(
+                model,
+                self.phase,
+                grad_accum=self.grad_accum,
+                world_size=world,
+                zero_stage=train.zero_stage,
+                precision=self.precision,
+                offload_optimizer=train.offload_optimizer,
+            )
         else:
-            self.engine = TorchEngine(model, self.phase, grad_accum=self.grad_accum, distributed=distributed,
-                                      device=self.device, precision=self.precision)
+            self.engine = TorchEngine(
+                model,
+                self.phase,
+                grad_accum=self.grad_accum,
+                distributed=distributed,
+                device=self.device,
+                precision=self.precision,
+            )
         rd = spec.rundir()
         self.train_sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec.train_sources.items()}
         self.val_sources = {n: TokenSource(rd.fs, rd.path(p)) for n, p in spec.val_sources.items()}
-        self.sampler = MixtureSampler(self.train_sources, spec.mixture, spec.seed, micro_batches=self.grad_accum,
-                                      world=world, by=self.phase.mixture_unit)
+        self.sampler = MixtureSampler(
+            self.train_sources,
+            spec.mixture,
+            spec.seed,
+            micro_batches=self.grad_accum,
+            world=world,
+            by=self.phase.mixture_unit,
+        )
         device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
         self.peak = peak_flops(train.peak_flops_per_device, device_name)
         self.step = 0
@@ -164,8 +184,11 @@ class Trainer:
             ids, labels, used = self.sampler.batch(self.step, m, self.rank, micro)
             for k, v in used.items():
                 counts[k] = counts.get(k, 0) + v
-            losses.append(self.engine.micro_step(torch.as_tensor(ids, device=self.device),
-                                                 torch.as_tensor(labels, device=self.device)))
+            losses.append(
+                self.engine.micro_step(
+                    torch.as_tensor(ids, device=self.device), torch.as_tensor(labels, device=self.device)
+                )
+            )
         grad_norm = self.engine.optimizer_step()
         self.step += 1
         return float(np.mean(losses)), grad_norm, counts
@@ -189,10 +212,23 @@ class Trainer:
             if logged:
                 mean_loss = _all_reduce([window_loss / window_steps], self.device)[0] / self.world
                 tps = tokens_per_step * window_steps / window_time
-                utilisation = mfu(self.n_params, tps, self.peak, self.world, n_layer=self.n_layer,
-                                  d_model=self.d_model, seq_len=seq_len)
-                record = {"step": self.step, "loss": mean_loss, "lr": self.engine.lr, "grad_norm": grad_norm,
-                          "tokens_per_s": tps, "mfu": utilisation}
+                utilisation = mfu(
+                    self.n_params,
+                    tps,
+                    self.peak,
+                    self.world,
+                    n_layer=self.n_layer,
+                    d_model=self.d_model,
+                    seq_len=seq_len,
+                )
+                record = {
+                    "step": self.step,
+                    "loss": mean_loss,
+                    "lr": self.engine.lr,
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": tps,
+                    "mfu": utilisation,
+                }
                 self.history["train"].append(record)
                 metrics |= record
                 window_loss, window_steps, window_time = 0.0, 0, 0.0
@@ -217,10 +253,18 @@ class Trainer:
                 save_model(self.engine.module, directory, tokenizer_dir=tok_dir, state_dict=state)
 
     def info(self) -> dict[str, Any]:
-        return {"stage": self.spec.stage, "steps": self.step, "engine_global_steps": self.engine.global_steps,
-                "precision": self.precision, "attn_implementation": self.attn, "world_size": self.world,
-                "strategy": self.spec.train.strategy, "n_params_non_embedding": self.n_params,
-                "mixture": self.spec.mixture, "history": self.history}
+        return {
+            "stage": self.spec.stage,
+            "steps": self.step,
+            "engine_global_steps": self.engine.global_steps,
+            "precision": self.precision,
+            "attn_implementation": self.attn,
+            "world_size": self.world,
+            "strategy": self.spec.train.strategy,
+            "n_params_non_embedding": self.n_params,
+            "mixture": self.spec.mixture,
+            "history": self.history,
+        }
 
     def save_final(self) -> None:
         """The final model (HF format + tokenizer + history) at ``spec.output_dir``, by rank 0."""
@@ -229,16 +273,19 @@ class Trainer:
             return
         rd = self.spec.rundir()
         rd.remove(self.spec.output_dir)
-        with rd.local_dir(self.spec.tokenizer_dir, upload=False) as tok_dir, \
-                rd.local_dir(self.spec.output_dir, download=False) as out:
+        with (
+            rd.local_dir(self.spec.tokenizer_dir, upload=False) as tok_dir,
+            rd.local_dir(self.spec.output_dir, download=False) as out,
+        ):
             save_model(self.engine.module, out, tokenizer_dir=tok_dir, info=self.info(), state_dict=state)
 
 
 def _write_worker_info(spec: TrainSpec, rank: int) -> None:
     """pid per rank (operators and the fault-tolerance test kill a worker by it)."""
     if spec.workers_dir:
-        spec.rundir().write_json(f"{spec.workers_dir}/rank-{rank}.json",
-                                 {"pid": os.getpid(), "rank": rank, "started": time.time()})
+        spec.rundir().write_json(
+            f"{spec.workers_dir}/rank-{rank}.json", {"pid": os.getpid(), "rank": rank, "started": time.time()}
+        )
 
 
 def train_loop_per_worker(config: dict[str, TrainSpec]) -> None:

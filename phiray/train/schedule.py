@@ -33,13 +33,23 @@ def grad_accumulation(global_batch: int, micro_batch: int, world_size: int) -> i
     """Micro-batches per optimizer step; the global batch must split evenly."""
     per_step = micro_batch * world_size
     if global_batch % per_step:
-        raise ValueError(f"global_batch_size ({global_batch}) must be a multiple of micro_batch_size x workers "
-                         f"({micro_batch} x {world_size})")
+        raise ValueError(
+            f"global_batch_size ({global_batch}) must be a multiple of micro_batch_size x workers "
+            f"({micro_batch} x {world_size})"
+        )
     return global_batch // per_step
 
 
-def deepspeed_config(*, micro_batch: int, grad_accum: int, world_size: int, zero_stage: int, grad_clip: float,
-                     precision: str, offload_optimizer: bool = False) -> dict[str, Any]:
+def deepspeed_config(
+    *,
+    micro_batch: int,
+    grad_accum: int,
+    world_size: int,
+    zero_stage: int,
+    grad_clip: float,
+    precision: str,
+    offload_optimizer: bool = False,
+) -> dict[str, Any]:
     """DeepSpeed config for phiray's loop (optimizer and scheduler are passed as objects)."""
     zero: dict[str, Any] = {"stage": zero_stage}
     if zero_stage >= 1:
@@ -79,8 +89,16 @@ def attention_flops_per_token(n_layer: int, d_model: int, seq_len: int) -> float
     return 12.0 * n_layer * d_model * seq_len
 
 
-def mfu(n_params: int, tokens_per_s: float, peak: float | None, world_size: int, *, n_layer: int = 0,
-        d_model: int = 0, seq_len: int = 0) -> float | None:
+def mfu(
+    n_params: int,
+    tokens_per_s: float,
+    peak: float | None,
+    world_size: int,
+    *,
+    n_layer: int = 0,
+    d_model: int = 0,
+    seq_len: int = 0,
+) -> float | None:
     """Model FLOPs utilisation: (6 * N + attention FLOPs) per token x tokens/s over the peak of all devices
     (None when the peak is unknown). ``n_params`` excludes the input embedding (a lookup, no matmul);
     ``n_layer``/``d_model``/``seq_len`` add :func:`attention_flops_per_token` (0: weights only)."""

@@ -101,8 +101,12 @@ class EventLog:
         self.writer.flush()
         if self.upload is not None and (force or time.monotonic() - self._uploaded_at >= self.flush_secs):
             self.upload.fs.create_dir(self.upload.path, recursive=True)
-            pafs.copy_files(self.logdir, self.upload.path, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.upload.fs)
+            pafs.copy_files(
+                self.logdir,
+                self.upload.path,
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=self.upload.fs,
+            )
             self._uploaded_at = time.monotonic()
 
     def close(self) -> None:
@@ -153,8 +157,11 @@ def mlflow_uri(tracking: TrackingConfig, rd: RunDir) -> str | None:
     if tracking.mlflow_tracking_uri:
         return tracking.mlflow_tracking_uri
     if not rd.is_local:
-        log.warning("train.tracking.mlflow: the run dir %s is not a local disk; set train.tracking."
-                    "mlflow_tracking_uri (an MLflow server or store) to log there: MLflow is skipped", rd.location)
+        log.warning(
+            "train.tracking.mlflow: the run dir %s is not a local disk; set train.tracking."
+            "mlflow_tracking_uri (an MLflow server or store) to log there: MLflow is skipped",
+            rd.location,
+        )
         return None
     return "file://" + rd.path("mlflow")
 
@@ -166,16 +173,25 @@ def mlflow_experiment(rd: RunDir, suffix: str = "") -> str:
 
 def spec_summary(spec: TrainSpec) -> str:
     """The phase's settings as a Markdown code block (TensorBoard's Text tab)."""
-    facts = {k: v for k, v in spec.plain().items() if k in ("stage", "seed", "init_from", "mixture", "seq_len",
-                                                            "model", "phase", "train")}
+    facts = {
+        k: v
+        for k, v in spec.plain().items()
+        if k in ("stage", "seed", "init_from", "mixture", "seq_len", "model", "phase", "train")
+    }
     return "```\n" + json.dumps(facts, indent=2, sort_keys=True) + "\n```"
 
 
 class TrainTensorBoard(UserCallback):
     """Ray Train callback (runs in the Train controller): every report of a phase into its event files."""
 
-    def __init__(self, location: FsPath | None, flush_secs: float, max_steps: int, summary: str,
-                 mlflow: tuple[str, str, str, dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        location: FsPath | None,
+        flush_secs: float,
+        max_steps: int,
+        summary: str,
+        mlflow: tuple[str, str, str, dict[str, Any]] | None = None,
+    ):
         self.location, self.flush_secs, self.max_steps, self.summary = location, flush_secs, max_steps, summary
         self.mlflow = mlflow  # (tracking URI, experiment, run name, params)
         self._sinks: list[Any] | None = None
@@ -209,8 +225,12 @@ class TrainTensorBoard(UserCallback):
                 self._close(failed=False)
         except Exception as err:  # noqa: BLE001 - tracking must never fail a training run
             self._broken = True
-            log.warning("tracking: writing %s's metrics failed (%s: %s); training continues without tracking",
-                        self.location.path if self.location else "the phase", type(err).__name__, err)
+            log.warning(
+                "tracking: writing %s's metrics failed (%s: %s); training continues without tracking",
+                self.location.path if self.location else "the phase",
+                type(err).__name__,
+                err,
+            )
 
     def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
         # The worker group restarts from the last checkpoint (or the phase fails): save what is logged now.
@@ -237,8 +257,12 @@ def train_callbacks(spec: TrainSpec) -> list[UserCallback]:
     if not tracking.tensorboard and uri is None:
         return []
     location = rd.fs_path(spec.tensorboard_dir) if tracking.tensorboard else None
-    params = {"stage": spec.stage, "seed": spec.seed, "init_from": spec.init_from,
-              **{f"mixture/{k}": v for k, v in spec.mixture.items()},
-              **{f"phase/{k}": v for k, v in spec.phase.model_dump(mode="json").items() if not isinstance(v, dict)}}
+    params = {
+        "stage": spec.stage,
+        "seed": spec.seed,
+        "init_from": spec.init_from,
+        **{f"mixture/{k}": v for k, v in spec.mixture.items()},
+        **{f"phase/{k}": v for k, v in spec.phase.model_dump(mode="json").items() if not isinstance(v, dict)},
+    }
     mlflow = (uri, mlflow_experiment(rd), spec.stage, params) if uri else None
     return [TrainTensorBoard(location, tracking.flush_secs, spec.phase.max_steps, spec_summary(spec), mlflow)]

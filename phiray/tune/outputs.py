@@ -20,9 +20,11 @@ from phiray.tune.space import nested, point_overrides
 from phiray.tune.trainable import read_attempts
 
 SCALARS = (bool, int, float, str, type(None))
-STYLES = {"completed": dict(marker="o", color="C0"),
-          "stopped_early": dict(marker="o", facecolors="none", edgecolors="C0"),
-          "error": dict(marker="x", color="C3")}
+STYLES = {
+    "completed": dict(marker="o", color="C0"),
+    "stopped_early": dict(marker="o", facecolors="none", edgecolors="C0"),
+    "error": dict(marker="x", color="C3"),
+}
 
 
 def _cell(value: Any) -> Any:
@@ -40,18 +42,27 @@ def trial_row(result, point: dict[str, Any], budget: int, objective: str, rd: Ru
         status = "completed" if steps >= budget else "stopped_early"
     attempts = read_attempts(rd, trial_id) if trial_id else []
     row: dict[str, Any] = {
-        "trial_id": trial_id, "point_id": point["id"], "status": status, "stopped_early": status == "stopped_early",
-        "steps": steps, "max_steps": budget, "objective": metrics.get(objective),
+        "trial_id": trial_id,
+        "point_id": point["id"],
+        "status": status,
+        "stopped_early": status == "stopped_early",
+        "steps": steps,
+        "max_steps": budget,
+        "objective": metrics.get(objective),
         **{f"w/{name}": weight for name, weight in point["mixture"].items()},
-        "lr": point.get("lr"), "passes": point.get("passes"),
+        "lr": point.get("lr"),
+        "passes": point.get("passes"),
         **{f"x/{path}": _cell(value) for path, value in (point.get("extra") or {}).items()},
     }
     for key in sorted(metrics):
         if key.startswith(("val_loss", "pass@", "sequences/")) or key in ("loss", "time_total_s"):
             row[key] = metrics[key]
-    row.update(attempts=len(attempts), steps_trained=sum(a.get("steps_trained", 0) for a in attempts),
-               replays=sum(1 for a in attempts if a.get("replayed")),
-               error=str(result.error).splitlines()[0][:300] if result.error is not None else None)
+    row.update(
+        attempts=len(attempts),
+        steps_trained=sum(a.get("steps_trained", 0) for a in attempts),
+        replays=sum(1 for a in attempts if a.get("replayed")),
+        error=str(result.error).splitlines()[0][:300] if result.error is not None else None,
+    )
     return row
 
 
@@ -90,8 +101,14 @@ def _ternary_xy(w: list[float]) -> tuple[float, float]:
     return w[1] + 0.5 * w[2], w[2] * math.sqrt(3) / 2
 
 
-def plot(rd: RunDir, rows: list[dict[str, Any]], sources: list[str], objective: str, best: dict[str, Any] | None,
-         path: str = "sweep/plot.png") -> str:
+def plot(
+    rd: RunDir,
+    rows: list[dict[str, Any]],
+    sources: list[str],
+    objective: str,
+    best: dict[str, Any] | None,
+    path: str = "sweep/plot.png",
+) -> str:
     """Objective vs each source's weight (completed: filled, stopped early: hollow), + a ternary panel."""
     import matplotlib
 
@@ -119,8 +136,13 @@ def plot(rd: RunDir, rows: list[dict[str, Any]], sources: list[str], objective: 
             ax.annotate(name, (x, y), ha="center", va="top" if y == 0 else "bottom", fontsize=8)
         if scored:
             xy = [_ternary_xy([r[f"w/{s}"] for s in sources]) for r in scored]
-            points = ax.scatter([p[0] for p in xy], [p[1] for p in xy], c=[r["objective"] for r in scored],
-                                cmap="viridis", edgecolors="black")
+            points = ax.scatter(
+                [p[0] for p in xy],
+                [p[1] for p in xy],
+                c=[r["objective"] for r in scored],
+                cmap="viridis",
+                edgecolors="black",
+            )
             fig.colorbar(points, ax=ax, label=objective)
         ax.set_aspect("equal")
         ax.axis("off")
@@ -133,13 +155,16 @@ def plot(rd: RunDir, rows: list[dict[str, Any]], sources: list[str], objective: 
     return path
 
 
-def best_overlay(best: dict[str, Any], point: dict[str, Any], objective: str, mode: str,
-                 pretrain_steps: int | None) -> str:
+def best_overlay(
+    best: dict[str, Any], point: dict[str, Any], objective: str, mode: str, pretrain_steps: int | None
+) -> str:
     """``best.yaml``: the winning point's settings as a --config overlay for `phiray pretrain`."""
     dotted = point_overrides(point)
     if pretrain_steps is not None:
         dotted["pretrain.max_steps"] = pretrain_steps
-    header = (f"# phiray sweep winner: trial {best['trial_id']} ({point['id']}), {objective} = {best['objective']} "
-              f"({mode}) after {best['steps']} proxy steps.\n"
-              f"# Use: phiray pretrain --run-dir RUN --config best.yaml  (the proxy model overrides are not included)\n")
+    header = (
+        f"# phiray sweep winner: trial {best['trial_id']} ({point['id']}), {objective} = {best['objective']} "
+        f"({mode}) after {best['steps']} proxy steps.\n"
+        f"# Use: phiray pretrain --run-dir RUN --config best.yaml  (the proxy model overrides are not included)\n"
+    )
     return header + yaml.safe_dump(nested(dotted), sort_keys=True)

@@ -64,8 +64,13 @@ def _dimensions(sweep: SweepConfig) -> dict[str, list[Any]]:
 
 
 def _point(index: int, mixture: dict[str, float], choice: dict[str, Any]) -> dict[str, Any]:
-    return {"id": f"p{index:03d}", "mixture": mixture, "passes": choice.get("passes"), "lr": choice.get("lr"),
-            "extra": {k[len("extra:"):]: v for k, v in choice.items() if k.startswith("extra:")}}
+    return {
+        "id": f"p{index:03d}",
+        "mixture": mixture,
+        "passes": choice.get("passes"),
+        "lr": choice.get("lr"),
+        "extra": {k[len("extra:") :]: v for k, v in choice.items() if k.startswith("extra:")},
+    }
 
 
 def build_points(sweep: SweepConfig, seed: int) -> list[dict[str, Any]]:
@@ -81,8 +86,9 @@ def build_points(sweep: SweepConfig, seed: int) -> list[dict[str, Any]]:
         pairs = [(m, c) for m in mixtures for c in combos]
     else:
         mixtures = dirichlet_mixtures(sweep.sources, sweep.num_trials, sweep.dirichlet_alpha, rng) + explicit
-        pairs = [(m, {name: choices[int(rng.integers(len(choices)))] for name, choices in dims.items()})
-                 for m in mixtures]
+        pairs = [
+            (m, {name: choices[int(rng.integers(len(choices)))] for name, choices in dims.items()}) for m in mixtures
+        ]
     return [_point(i, m, c) for i, (m, c) in enumerate(pairs)]
 
 

@@ -61,8 +61,12 @@ class TrialTensorBoard(TBXLoggerCallback):
             self._last[trial] = values
         except Exception as err:  # noqa: BLE001 - tracking must never fail a sweep
             self.enabled = False
-            log.warning("tracking: writing trial %s's events failed (%s: %s); the sweep continues without them",
-                        trial, type(err).__name__, err)
+            log.warning(
+                "tracking: writing trial %s's events failed (%s: %s); the sweep continues without them",
+                trial,
+                type(err).__name__,
+                err,
+            )
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         if trial not in self._logs:
@@ -81,6 +85,7 @@ def tune_callbacks(tracking: TrackingConfig, rd: RunDir) -> list[Any]:
     if uri is not None:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=mlflow_experiment(rd, "-sweep"),
-                                              save_artifact=False))
+        callbacks.append(
+            MLflowLoggerCallback(tracking_uri=uri, experiment_name=mlflow_experiment(rd, "-sweep"), save_artifact=False)
+        )
     return callbacks

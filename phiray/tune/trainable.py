@@ -60,8 +60,16 @@ class TrialRecord:
 
     def start(self, step: int, replayed: bool = False) -> None:
         index = sum(1 for name in self.rd.listdir(self.dir) if name.startswith("attempt-"))
-        self.attempt = {"attempt": index, "pid": os.getpid(), "start_step": step, "last_step": step,
-                        "steps_trained": 0, "finished": False, "replayed": replayed, "started_at": time.time()}
+        self.attempt = {
+            "attempt": index,
+            "pid": os.getpid(),
+            "start_step": step,
+            "last_step": step,
+            "steps_trained": 0,
+            "finished": False,
+            "replayed": replayed,
+            "started_at": time.time(),
+        }
         self._write()
 
     def progress(self, step: int) -> None:
@@ -87,8 +95,9 @@ class ValidationPassAt1:
     """pass@1 of the model on a few validation exercises (never the test split): greedy completions scored
     in the sandbox."""
 
-    def __init__(self, rows: list[dict[str, Any]], rd: RunDir, tokenizer_dir: str, sandbox: SandboxConfig,
-                 max_new_tokens: int):
+    def __init__(
+        self, rows: list[dict[str, Any]], rd: RunDir, tokenizer_dir: str, sandbox: SandboxConfig, max_new_tokens: int
+    ):
         from phiray.evals.benchmarks import load_exercises
         from phiray.model.tokenizer import load_tokenizer
         from phiray.sandbox.placement import sandbox_for
@@ -141,8 +150,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trainer.resume_from(tune.get_checkpoint())
     record.start(trainer.step)
     max_steps = spec.phase.max_steps
-    scorer = ValidationPassAt1(context.validation, rd, spec.tokenizer_dir, context.sandbox,
-                               context.max_new_tokens) if context.validation else None
+    scorer = (
+        ValidationPassAt1(context.validation, rd, spec.tokenizer_dir, context.sandbox, context.max_new_tokens)
+        if context.validation
+        else None
+    )
 
     def report(metrics: dict[str, Any], directory: str | None) -> None:
         step = int(metrics["step"])

@@ -124,19 +124,39 @@ def start_cluster(s3: S3Server, log_dir: Path, timeout_s: float = 240.0) -> Rehe
     os.chmod(head_tmp, 0o755)
     env = cluster_env(token_path, s3)
     gcs_port, dash_port = free_port(), free_port()
-    head_cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                f"--temp-dir={head_tmp}", "--num-cpus=0", "--num-gpus=0", "--disable-usage-stats",
-                f"--port={gcs_port}", f"--dashboard-port={dash_port}"]
-    head_cmd += _ports("ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-                       "metrics-export-port", "runtime-env-agent-port", "node-manager-port", "object-manager-port")
-    proc = subprocess.Popen(head_cmd, env=env, stdout=open(log_dir / "head.log", "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    head_cmd = [
+        RAY,
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        f"--temp-dir={head_tmp}",
+        "--num-cpus=0",
+        "--num-gpus=0",
+        "--disable-usage-stats",
+        f"--port={gcs_port}",
+        f"--dashboard-port={dash_port}",
+    ]
+    head_cmd += _ports(
+        "ray-client-server-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+        "node-manager-port",
+        "object-manager-port",
+    )
+    proc = subprocess.Popen(
+        head_cmd, env=env, stdout=open(log_dir / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     head = RayHead(f"http://127.0.0.1:{dash_port}", env, head_tmp, proc)
     rehearsal = Rehearsal(head, f"127.0.0.1:{gcs_port}", [], s3, s3.new_bucket("rehearsal"), user, log_dir=log_dir)
     try:
         if os.geteuid() == 0:
-            rehearsal.granted = grant_traverse(user, [sys.executable, os.path.realpath(sys.executable), __file__,
-                                                      env["PHIRAY_MBPP_PATH"]])
+            rehearsal.granted = grant_traverse(
+                user, [sys.executable, os.path.realpath(sys.executable), __file__, env["PHIRAY_MBPP_PATH"]]
+            )
         _wait(lambda: _jobs_api_up(head), proc, timeout_s, log_dir / "head.log")
         for group, flags in GROUPS.items():
             rehearsal.nodes.append(_join(rehearsal, group, flags, uid, gid, log_dir, timeout_s))
@@ -147,8 +167,9 @@ def start_cluster(s3: S3Server, log_dir: Path, timeout_s: float = 240.0) -> Rehe
     return rehearsal
 
 
-def _join(r: Rehearsal, group: str, flags: list[str], uid: int, gid: int, log_dir: Path, timeout_s: float,
-          attempts: int = 3) -> Node:
+def _join(
+    r: Rehearsal, group: str, flags: list[str], uid: int, gid: int, log_dir: Path, timeout_s: float, attempts: int = 3
+) -> Node:
     """Start one worker node and wait until the GCS lists it. One at a time, and retried: a raylet
     gives up registering after a fixed 30 s, which a loaded 2-core machine can exceed."""
     log = log_dir / f"{group}.log"
@@ -167,16 +188,37 @@ def _start_worker(r: Rehearsal, group: str, flags: list[str], uid: int, gid: int
     os.chown(temp_dir, uid, gid)
     # Worker ports from a block outside the kernel's ephemeral range, where free_port() draws the rest.
     min_port = WORKER_PORT_BASE + 250 * list(GROUPS).index(group)
-    cmd = [RAY, "start", "--block", f"--address={r.gcs_address}", "--node-ip-address=127.0.0.1",
-           f"--temp-dir={temp_dir}", "--disable-usage-stats", *flags,
-           f"--min-worker-port={min_port}", f"--max-worker-port={min_port + 200}"]
-    cmd += _ports("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-                  "runtime-env-agent-port", "node-manager-port", "object-manager-port")
+    cmd = [
+        RAY,
+        "start",
+        "--block",
+        f"--address={r.gcs_address}",
+        "--node-ip-address=127.0.0.1",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+        *flags,
+        f"--min-worker-port={min_port}",
+        f"--max-worker-port={min_port + 200}",
+    ]
+    cmd += _ports(
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+        "node-manager-port",
+        "object-manager-port",
+    )
     env = {**r.head.env, "HOME": pwd.getpwuid(uid).pw_dir, "USER": pwd.getpwuid(uid).pw_name}
     if os.geteuid() == 0:  # the raylet and every worker it forks run as the ordinary user
         cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", *cmd]
-    proc = subprocess.Popen(cmd, env=env, stdout=open(log_dir / f"{group}.log", "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=temp_dir)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=open(log_dir / f"{group}.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=temp_dir,
+    )
     return Node(group, temp_dir, proc, pwd.getpwuid(uid).pw_name)
 
 
@@ -191,8 +233,15 @@ def _wait(ready, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
 def _cluster_query(r: Rehearsal, code: str) -> object:
     """Run ``code`` (which prints one JSON line) in a fresh process connected to the cluster."""
     prog = f"import json, ray\nray.init(address={r.gcs_address!r}, log_to_driver=False)\n{code}"
-    out = subprocess.run([sys.executable, "-c", prog], env=r.head.env, capture_output=True, text=True,
-                         timeout=180, check=True, cwd="/tmp")
+    out = subprocess.run(
+        [sys.executable, "-c", prog],
+        env=r.head.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+        cwd="/tmp",
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith(("[", "{"))]
     if not lines:
         raise ValueError(f"no JSON from the cluster query: {out.stdout[-500:]} {out.stderr[-1500:]}")

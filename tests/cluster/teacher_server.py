@@ -52,8 +52,13 @@ class TeacherServer:
     def overrides(self) -> tuple[str, ...]:
         """What every stage of the rehearsal passes: the LLM annotator and the OpenAI teacher on this server
         (speed-only fields aside, these are the hashed config a kill test must resume under)."""
-        return ("annotate.annotator=llm", "teacher.kind=openai", f"teacher.base_url={self.server.base_url}",
-                f"teacher.model={MODEL}", "teacher.backoff_base_s=0.05")
+        return (
+            "annotate.annotator=llm",
+            "teacher.kind=openai",
+            f"teacher.base_url={self.server.base_url}",
+            f"teacher.model={MODEL}",
+            "teacher.backoff_base_s=0.05",
+        )
 
     def mark(self) -> int:
         """A position in the log: :meth:`answered_since` counts from it."""

@@ -10,27 +10,50 @@ import subprocess
 import time
 
 import pytest
-
 from harness import VENV_BIN, Rehearsal
+
 from phiray.rundir import RunDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAGES = ["ingest", "dedup", "decontaminate", "annotate", "classify", "filter", "synthesize"]
 # On top of the specs' jobs/configs/smoke.yaml, the same for every stage (so the config hashes agree):
 # smaller still for 2 cores shared by four Ray nodes.
-OVERRIDES = ("ingest.sources=[{kind: stdlib, limit: 160}]", "annotate.sample_size=60", "embed.torch_threads=1",
-             "filter.actors=1", "synthesize.n_textbooks=8", "synthesize.n_exercises=16")
+OVERRIDES = (
+    "ingest.sources=[{kind: stdlib, limit: 160}]",
+    "annotate.sample_size=60",
+    "embed.torch_threads=1",
+    "filter.actors=1",
+    "synthesize.n_textbooks=8",
+    "synthesize.n_exercises=16",
+)
 MAX_DRIVER_RSS_MB = 1500  # a driver that only plans and counts; a 1.3B model alone would be ~5 GB
 
 
 def submit_command(r: Rehearsal, stage: str, run_dir: str, *overrides: str) -> list[str]:
-    return [os.path.join(VENV_BIN, "phiray"), "submit", stage, "--variant", "smoke", "--run-dir", run_dir,
-            "--ray-address", r.head.address, *OVERRIDES, *overrides]
+    return [
+        os.path.join(VENV_BIN, "phiray"),
+        "submit",
+        stage,
+        "--variant",
+        "smoke",
+        "--run-dir",
+        run_dir,
+        "--ray-address",
+        r.head.address,
+        *OVERRIDES,
+        *overrides,
+    ]
 
 
 def submit(r: Rehearsal, stage: str, run_dir: str, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(submit_command(r, stage, run_dir, *overrides), env=r.head.env, capture_output=True,
-                          text=True, timeout=900, cwd=REPO)
+    return subprocess.run(
+        submit_command(r, stage, run_dir, *overrides),
+        env=r.head.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
 
 
 def main_run(r: Rehearsal) -> str:
@@ -72,12 +95,20 @@ def test_recipe_stage_by_stage_on_the_rehearsal_cluster(rehearsal, teacher):
         manifest = rd.read_manifest(stage)
         assert manifest is not None, stage
         check_placement(rehearsal, stage, manifest.placement)
-        report.append((stage, time.monotonic() - t0, manifest.placement["driver"]["peak_rss_mb"],
-                       where(rehearsal, manifest.placement)))
+        report.append(
+            (
+                stage,
+                time.monotonic() - t0,
+                manifest.placement["driver"]["peak_rss_mb"],
+                where(rehearsal, manifest.placement),
+            )
+        )
     print("\nrehearsal: where each stage ran (run dir %s, nodes as %s)" % (run_dir, rehearsal.user))
     for stage, secs, rss, groups in report:
-        print(f"  {stage:<14} {secs:6.1f} s  driver peak {rss:7.1f} MB  " +
-              "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in sorted(groups.items())))
+        print(
+            f"  {stage:<14} {secs:6.1f} s  driver peak {rss:7.1f} MB  "
+            + "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in sorted(groups.items()))
+        )
     groups_used = {g for *_, groups in report for g in groups}
     assert {"cpu", "evaluator"} <= groups_used
     synth = rd.read_manifest("synthesize").placement

@@ -30,12 +30,12 @@ from typing import Callable
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-
 from harness import Rehearsal, kill_node, rejoin
-from phiray.rundir import CONFIG_FILE, RunDir
-from phiray.teacher.cache import RequestCache
 from teacher_server import TeacherServer
 from test_rehearsal import REPO, STAGES, main_run, submit, submit_command
+
+from phiray.rundir import CONFIG_FILE, RunDir
+from phiray.teacher.cache import RequestCache
 
 PIPELINE = [*STAGES, "tokenize", "pretrain"]
 SLOW = ("teacher.concurrency=1", "annotate.batch_size=4", "synthesize.calls_per_actor=1")
@@ -47,9 +47,9 @@ ACCOUNTING = {"cached", "attempts"}
 class Attempts:
     """One kill-and-resume of a stage, as the server and the cache saw it."""
 
-    answered: list[str]     # cache keys the server answered, in order, over every attempt
+    answered: list[str]  # cache keys the server answered, in order, over every attempt
     stored_at_kill: set[str]  # the cache right after the kill
-    repeated: list[str]     # answered after a point at which the cache already held them: must be empty
+    repeated: list[str]  # answered after a point at which the cache already held them: must be empty
     resubmitted: bool
     seconds: float
 
@@ -63,7 +63,7 @@ def prepare(r: Rehearsal, teacher: TeacherServer, stage: str, case: str, *refere
     (the stage-by-stage run, test_rehearsal.py) gets whatever it lacks of ``stage`` and its upstream first,
     when this module runs without it."""
     reference = RunDir(main_run(r))
-    upstream = PIPELINE[:PIPELINE.index(stage)]
+    upstream = PIPELINE[: PIPELINE.index(stage)]
     for name in [*upstream, stage]:
         if reference.read_manifest(name) is None:
             extra = reference_overrides if name == stage else ()
@@ -89,21 +89,32 @@ def driver_pids(run_dir: str, stage: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if (entry.name.isdigit() and "python" in os.path.basename(argv[0]) and stage in argv
-                and run_dir in argv and "submit" not in argv):
+        if (
+            entry.name.isdigit()
+            and "python" in os.path.basename(argv[0])
+            and stage in argv
+            and run_dir in argv
+            and "submit" not in argv
+        ):
             pids.append(int(entry.name))
     return pids
 
 
-def kill_and_resume(r: Rehearsal, teacher: TeacherServer, stage: str, rd: RunDir,
-                    kills: list[tuple[int, Callable[[], None]]], log: Path) -> Attempts:
+def kill_and_resume(
+    r: Rehearsal, teacher: TeacherServer, stage: str, rd: RunDir, kills: list[tuple[int, Callable[[], None]]], log: Path
+) -> Attempts:
     """Submit ``stage``; for each ``(n, kill)`` call ``kill()`` once the server has answered ``n`` of its
     requests; resubmit if the job did not survive; account for every request the server answered."""
     t0, mark = time.monotonic(), teacher.mark()
     checkpoints: list[tuple[int, set[str]]] = []  # (log position, the cache then): nothing held may be asked again
     with open(log, "w") as out:
-        proc = subprocess.Popen(submit_command(r, stage, rd.location, *teacher.overrides, *SLOW), env=r.head.env,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            submit_command(r, stage, rd.location, *teacher.overrides, *SLOW),
+            env=r.head.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     try:
         for kill_after, kill in kills:
             deadline = time.monotonic() + 600
@@ -188,14 +199,18 @@ def kill_driver(rd: RunDir, stage: str) -> Callable[[], None]:
         pids = driver_pids(rd.location, stage)
         assert len(pids) == 1, f"expected one {stage} driver for {rd.location}, found {pids}"
         os.kill(pids[0], signal.SIGKILL)
+
     return kill
 
 
-def check(r: Rehearsal, attempts: Attempts, rd: RunDir, stage: str, names: tuple[str, ...], cache_hits: int,
-          case: str) -> None:
-    REPORT.append(f"  {stage:<11} {case:<7} {attempts.seconds:6.1f} s  answered {len(attempts.answered):3d}  "
-                  f"stored at the kill {len(attempts.stored_at_kill):3d}  re-sent (in flight, unstored) "
-                  f"{attempts.resent():2d}  repeated {len(attempts.repeated)}  resubmitted {attempts.resubmitted}")
+def check(
+    r: Rehearsal, attempts: Attempts, rd: RunDir, stage: str, names: tuple[str, ...], cache_hits: int, case: str
+) -> None:
+    REPORT.append(
+        f"  {stage:<11} {case:<7} {attempts.seconds:6.1f} s  answered {len(attempts.answered):3d}  "
+        f"stored at the kill {len(attempts.stored_at_kill):3d}  re-sent (in flight, unstored) "
+        f"{attempts.resent():2d}  repeated {len(attempts.repeated)}  resubmitted {attempts.resubmitted}"
+    )
     print("\n" + REPORT[-1])
     assert attempts.stored_at_kill, "the kill landed before any answer was stored: it proves nothing"
     assert len(set(attempts.answered)) > len(attempts.stored_at_kill), "the kill landed after the last answer"
@@ -258,11 +273,19 @@ class NodeKill:
 @pytest.mark.timeout(1200)
 def test_annotate_resumes_after_its_driver_is_killed(rehearsal, slow_teacher, tmp_path):
     rd = prepare(rehearsal, slow_teacher, "annotate", "driver")
-    attempts = kill_and_resume(rehearsal, slow_teacher, "annotate", rd, [(12, kill_driver(rd, "annotate"))],
-                               tmp_path / "submit.log")
+    attempts = kill_and_resume(
+        rehearsal, slow_teacher, "annotate", rd, [(12, kill_driver(rd, "annotate"))], tmp_path / "submit.log"
+    )
     assert attempts.resubmitted, "a job whose driver was SIGKILLed reported success"
-    check(rehearsal, attempts, rd, "annotate", ANNOTATE_OUTPUTS, rd.read_manifest("annotate").metrics["teacher"]
-          ["cache_hits"], "driver")
+    check(
+        rehearsal,
+        attempts,
+        rd,
+        "annotate",
+        ANNOTATE_OUTPUTS,
+        rd.read_manifest("annotate").metrics["teacher"]["cache_hits"],
+        "driver",
+    )
 
 
 @pytest.mark.timeout(1200)
@@ -273,8 +296,15 @@ def test_annotate_survives_losing_the_node_of_its_labelling_actor(rehearsal, slo
         attempts = kill_and_resume(rehearsal, slow_teacher, "annotate", rd, [(3, kill)], tmp_path / "submit.log")
     finally:
         kill.wait()
-    check(rehearsal, attempts, rd, "annotate", ANNOTATE_OUTPUTS, rd.read_manifest("annotate").metrics["teacher"]
-          ["cache_hits"], f"node:{kill.group}")
+    check(
+        rehearsal,
+        attempts,
+        rd,
+        "annotate",
+        ANNOTATE_OUTPUTS,
+        rd.read_manifest("annotate").metrics["teacher"]["cache_hits"],
+        f"node:{kill.group}",
+    )
 
 
 @pytest.mark.cluster_long
@@ -286,13 +316,26 @@ def test_synthesize_survives_a_node_loss_then_resumes_after_its_driver_is_killed
     rd = prepare(rehearsal, slow_teacher, "synthesize", "kills")
     node_kill = NodeKill(rehearsal, "GenerateBatch")
     try:
-        attempts = kill_and_resume(rehearsal, slow_teacher, "synthesize", rd,
-                                   [(2, node_kill), (10, kill_driver(rd, "synthesize"))], tmp_path / "submit.log")
+        attempts = kill_and_resume(
+            rehearsal,
+            slow_teacher,
+            "synthesize",
+            rd,
+            [(2, node_kill), (10, kill_driver(rd, "synthesize"))],
+            tmp_path / "submit.log",
+        )
     finally:
         node_kill.wait()
     assert attempts.resubmitted, "a job whose driver was SIGKILLed reported success"
-    check(rehearsal, attempts, rd, "synthesize", SYNTHESIZE_OUTPUTS, rd.read_manifest("synthesize").metrics["cache_hits"],
-          f"node:{node_kill.group}+driver")
+    check(
+        rehearsal,
+        attempts,
+        rd,
+        "synthesize",
+        SYNTHESIZE_OUTPUTS,
+        rd.read_manifest("synthesize").metrics["cache_hits"],
+        f"node:{node_kill.group}+driver",
+    )
 
 
 # Speed-only: a loss per step (so the resumed sequence is compared step by step) and a checkpoint every 3.
@@ -308,8 +351,10 @@ def checkpoints(rd: RunDir) -> list[str]:
 
 def curve(rd: RunDir) -> tuple[list[dict], list[dict]]:
     metrics = rd.read_manifest("pretrain").metrics
-    return ([{k: r[k] for k in CURVE_FIELDS} for r in metrics["curve"]["train"]],
-            [dict(r) for r in metrics["curve"]["val"]])
+    return (
+        [{k: r[k] for k in CURVE_FIELDS} for r in metrics["curve"]["train"]],
+        [dict(r) for r in metrics["curve"]["val"]],
+    )
 
 
 @pytest.mark.cluster_long
@@ -323,8 +368,13 @@ def test_pretrain_resumes_from_its_last_checkpoint_on_s3_after_its_driver_is_kil
     log = tmp_path / "submit.log"
     t0 = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen(submit_command(rehearsal, "pretrain", rd.location, *teacher.overrides, *TRAIN),
-                                env=rehearsal.head.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            submit_command(rehearsal, "pretrain", rd.location, *teacher.overrides, *TRAIN),
+            env=rehearsal.head.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     try:
         deadline = time.monotonic() + 900
         while len(checkpoints(rd)) < 3:
@@ -341,8 +391,10 @@ def test_pretrain_resumes_from_its_last_checkpoint_on_s3_after_its_driver_is_kil
     assert result.returncode == 0, f"pretrain resubmitted: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     resumes = rd.read_manifest("pretrain").metrics["resumes"]
     steps = rd.read_manifest("pretrain").rows["steps"]
-    REPORT.append(f"  pretrain    driver  {time.monotonic() - t0:6.1f} s  checkpoints at the kill {at_kill}  "
-                  f"resumed at step {resumes} of {steps}")
+    REPORT.append(
+        f"  pretrain    driver  {time.monotonic() - t0:6.1f} s  checkpoints at the kill {at_kill}  "
+        f"resumed at step {resumes} of {steps}"
+    )
     print("\n" + REPORT[-1])
     assert len(resumes) == 1 and 3 <= resumes[0] < steps, resumes
     train, val = curve(rd)

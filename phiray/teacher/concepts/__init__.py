@@ -97,7 +97,13 @@ def _docstring(doc: str, indent: str = "    ") -> str:
     lines = textwrap.fill(head, 88, break_long_words=False).splitlines() + (["", *rest.splitlines()] if rest else [])
     if len(lines) == 1:
         return f'{indent}"""{lines[0]}"""\n'
-    return f'{indent}"""' + lines[0] + "\n" + "".join(f"{indent}{ln}\n" if ln else "\n" for ln in lines[1:]) + f'{indent}"""\n'
+    return (
+        f'{indent}"""'
+        + lines[0]
+        + "\n"
+        + "".join(f"{indent}{ln}\n" if ln else "\n" for ln in lines[1:])
+        + f'{indent}"""\n'
+    )
 
 
 def _call(spec: Spec, args: tuple[Any, ...]) -> str:
@@ -124,15 +130,22 @@ def build(spec: Spec, rng: Rng) -> dict[str, Any]:
         lines.append(f"assert {_call(spec, args)} == {result!r}")
     doc = spec.doc
     if lines and rng.random() < 0.5:  # a worked example in the docstring, as HumanEval prompts often have
-        first = lines[0][len("assert "):]
+        first = lines[0][len("assert ") :]
         call, expected = first.rsplit(" == ", 1)
         doc = f"{doc}\n\n>>> {call}\n{expected}"
     docstring = _docstring(doc)
     preamble = spec.preamble.strip("\n")
     prompt = (preamble + "\n\n\n" if preamble else "") + signature + "\n" + docstring
     tests = "\n".join(lines + spec.extra_tests) + "\n"
-    return {"prompt": prompt, "solution": body, "tests": tests, "entry_point": spec.name,
-            "signature": signature, "docstring": doc, "difficulty": spec.difficulty}
+    return {
+        "prompt": prompt,
+        "solution": body,
+        "tests": tests,
+        "entry_point": spec.name,
+        "signature": signature,
+        "docstring": doc,
+        "difficulty": spec.difficulty,
+    }
 
 
 def generate(concept_name: str, seed: int) -> dict[str, Any]:
@@ -160,4 +173,5 @@ def _load_all() -> None:
         return
     with _LOAD_LOCK:
         from phiray.teacher.concepts import collections_, numbers, strings  # noqa: F401  (registration)
+
         _LOADED.set()

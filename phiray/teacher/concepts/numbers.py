@@ -11,16 +11,23 @@ def factorial(r: Rng) -> Spec:
     rec = r.random() < 0.5
     name = r.name("factorial", "fact", "product_up_to")
     doc = f"Return {n}! (the product 1 * 2 * ... * {n}) for a non-negative integer {n}; 0! is 1."
-    body = (f"if {n} <= 1:\n    return 1\nreturn {n} * {name}({n} - 1)" if rec
-            else f"result = 1\nfor i in range(2, {n} + 1):\n    result *= i\nreturn result")
+    body = (
+        f"if {n} <= 1:\n    return 1\nreturn {n} * {name}({n} - 1)"
+        if rec
+        else f"result = 1\nfor i in range(2, {n} + 1):\n    result *= i\nreturn result"
+    )
     return Spec(name, [n], doc, body, [(r.randint(0, 12),) for _ in range(4)] + [(0,)], 1 + rec)
 
 
 @concept("arithmetic", "Euclid's algorithm: gcd(a, b) = gcd(b, a % b) until the remainder is zero.")
 def gcd(r: Rng) -> Spec:
     a, b = r.choice([("a", "b"), ("x", "y"), ("m", "n")])
-    doc = r.choice([f"Return the greatest common divisor of the positive integers {a} and {b}.",
-                    f"Compute the largest integer that divides both {a} and {b}."])
+    doc = r.choice(
+        [
+            f"Return the greatest common divisor of the positive integers {a} and {b}.",
+            f"Compute the largest integer that divides both {a} and {b}.",
+        ]
+    )
     body = f"while {b}:\n    {a}, {b} = {b}, {a} % {b}\nreturn {a}"
     inputs = [(r.randint(1, 200), r.randint(1, 200)) for _ in range(4)] + [(r.randint(2, 9) * 6, 18)]
     return Spec(r.name("gcd", "greatest_common_divisor", "hcf"), [a, b], doc, body, inputs)
@@ -40,8 +47,13 @@ def digit_sum(r: Rng) -> Spec:
     n = r.param("n")
     doc = f"Return the sum of the decimal digits of the integer {n} (the sign is ignored)."
     body = f"{n} = abs({n})\ntotal = 0\nwhile {n}:\n    total += {n} % 10\n    {n} //= 10\nreturn total"
-    return Spec(r.name("digit_sum", "sum_of_digits", "add_digits"), [n], doc, body,
-                [(r.randint(-9999, 99999),) for _ in range(4)] + [(0,)])
+    return Spec(
+        r.name("digit_sum", "sum_of_digits", "add_digits"),
+        [n],
+        doc,
+        body,
+        [(r.randint(-9999, 99999),) for _ in range(4)] + [(0,)],
+    )
 
 
 @concept("arithmetic", "The modulo operator tells whether one number divides another.")
@@ -49,21 +61,37 @@ def fizzbuzz(r: Rng) -> Spec:
     n = r.param("n")
     a, b = r.choice([(3, 5), (2, 7), (3, 4), (4, 6)])
     wa, wb = r.choice([("Fizz", "Buzz"), ("Foo", "Bar"), ("Ping", "Pong")])
-    doc = (f"Return a list of strings for the numbers 1..{n}: '{wa}' for multiples of {a}, '{wb}' for multiples "
-           f"of {b}, '{wa}{wb}' for multiples of both, otherwise the number itself as a string.")
-    body = (f"out = []\nfor i in range(1, {n} + 1):\n    word = ''\n    if i % {a} == 0:\n        word += '{wa}'\n"
-            f"    if i % {b} == 0:\n        word += '{wb}'\n    out.append(word or str(i))\nreturn out")
-    return Spec(r.name("fizzbuzz", "fizz_buzz_list", "word_numbers"), [n], doc, body, [(r.randint(0, 25),) for _ in range(3)], 2)
+    doc = (
+        f"Return a list of strings for the numbers 1..{n}: '{wa}' for multiples of {a}, '{wb}' for multiples "
+        f"of {b}, '{wa}{wb}' for multiples of both, otherwise the number itself as a string."
+    )
+    body = (
+        f"out = []\nfor i in range(1, {n} + 1):\n    word = ''\n    if i % {a} == 0:\n        word += '{wa}'\n"
+        f"    if i % {b} == 0:\n        word += '{wb}'\n    out.append(word or str(i))\nreturn out"
+    )
+    return Spec(
+        r.name("fizzbuzz", "fizz_buzz_list", "word_numbers"), [n], doc, body, [(r.randint(0, 25),) for _ in range(3)], 2
+    )
 
 
 @concept("arithmetic", "A while loop runs until a condition fails, e.g. the Collatz sequence reaching 1.")
 def collatz_steps(r: Rng) -> Spec:
     n = r.param("n")
-    doc = (f"Return how many steps the Collatz process takes to turn {n} into 1: an even number is halved, "
-           "an odd number becomes 3 * n + 1.")
-    body = f"steps = 0\nwhile {n} != 1:\n    {n} = {n} // 2 if {n} % 2 == 0 else 3 * {n} + 1\n    steps += 1\nreturn steps"
-    return Spec(r.name("collatz_steps", "collatz_length", "steps_to_one"), [n], doc, body,
-                [(r.randint(1, 60),) for _ in range(4)] + [(1,)], 2)
+    doc = (
+        f"Return how many steps the Collatz process takes to turn {n} into 1: an even number is halved, "
+        "an odd number becomes 3 * n + 1."
+    )
+    body = (
+        f"steps = 0\nwhile {n} != 1:\n    {n} = {n} // 2 if {n} % 2 == 0 else 3 * {n} + 1\n    steps += 1\nreturn steps"
+    )
+    return Spec(
+        r.name("collatz_steps", "collatz_length", "steps_to_one"),
+        [n],
+        doc,
+        body,
+        [(r.randint(1, 60),) for _ in range(4)] + [(1,)],
+        2,
+    )
 
 
 @concept("arithmetic", "sum() over a generator expression adds up computed values in one line.")
@@ -73,7 +101,13 @@ def sum_of_powers(r: Rng) -> Spec:
     what = {1: "integers", 2: "squares", 3: "cubes"}[p]
     doc = f"Return the sum of the {what} of the integers from 1 to {n} inclusive."
     body = f"return sum(i ** {p} for i in range(1, {n} + 1))"
-    return Spec(r.name(f"sum_of_{what}", f"total_{what}", f"add_{what}"), [n], doc, body, [(r.randint(0, 30),) for _ in range(4)])
+    return Spec(
+        r.name(f"sum_of_{what}", f"total_{what}", f"add_{what}"),
+        [n],
+        doc,
+        body,
+        [(r.randint(0, 30),) for _ in range(4)],
+    )
 
 
 @concept("recursion", "A recursive function calls itself on a smaller input and stops at a base case.")
@@ -82,8 +116,11 @@ def fibonacci(r: Rng) -> Spec:
     memo = r.random() < 0.5
     name = r.name("fibonacci", "fib", "nth_fibonacci")
     doc = f"Return the {n}-th Fibonacci number, where fib(0) = 0 and fib(1) = 1."
-    body = (f"a, b = 0, 1\nfor _ in range({n}):\n    a, b = b, a + b\nreturn a" if memo
-            else f"if {n} < 2:\n    return {n}\nreturn {name}({n} - 1) + {name}({n} - 2)")
+    body = (
+        f"a, b = 0, 1\nfor _ in range({n}):\n    a, b = b, a + b\nreturn a"
+        if memo
+        else f"if {n} < 2:\n    return {n}\nreturn {name}({n} - 1) + {name}({n} - 2)"
+    )
     return Spec(name, [n], doc, body, [(r.randint(0, 18),) for _ in range(4)], 2)
 
 
@@ -113,8 +150,10 @@ def fast_power(r: Rng) -> Spec:
 def binary_search(r: Rng) -> Spec:
     xs, t = r.param("items"), r.choice(["target", "value", "key"])
     doc = f"Return the index of {t} in the sorted list {xs}, or -1 if it is not present."
-    body = (f"lo, hi = 0, len({xs}) - 1\nwhile lo <= hi:\n    mid = (lo + hi) // 2\n    if {xs}[mid] == {t}:\n"
-            f"        return mid\n    if {xs}[mid] < {t}:\n        lo = mid + 1\n    else:\n        hi = mid - 1\nreturn -1")
+    body = (
+        f"lo, hi = 0, len({xs}) - 1\nwhile lo <= hi:\n    mid = (lo + hi) // 2\n    if {xs}[mid] == {t}:\n"
+        f"        return mid\n    if {xs}[mid] < {t}:\n        lo = mid + 1\n    else:\n        hi = mid - 1\nreturn -1"
+    )
     inputs = []
     for _ in range(4):
         data = sorted(set(r.ints(1, 10)))
@@ -145,9 +184,13 @@ def sort_by_second(r: Rng) -> Spec:
 def insertion_sort(r: Rng) -> Spec:
     xs = r.param("items")
     doc = f"Return a new list with the elements of {xs} in ascending order, using insertion sort."
-    body = (f"out = list({xs})\nfor i in range(1, len(out)):\n    item = out[i]\n    j = i - 1\n"
-            f"    while j >= 0 and out[j] > item:\n        out[j + 1] = out[j]\n        j -= 1\n    out[j + 1] = item\nreturn out")
-    return Spec(r.name("insertion_sort", "sort_numbers", "isort"), [xs], doc, body, [(r.ints(0, 9),) for _ in range(4)], 2)
+    body = (
+        f"out = list({xs})\nfor i in range(1, len(out)):\n    item = out[i]\n    j = i - 1\n"
+        f"    while j >= 0 and out[j] > item:\n        out[j + 1] = out[j]\n        j -= 1\n    out[j + 1] = item\nreturn out"
+    )
+    return Spec(
+        r.name("insertion_sort", "sort_numbers", "isort"), [xs], doc, body, [(r.ints(0, 9),) for _ in range(4)], 2
+    )
 
 
 @concept("sorting", "Sorting by a tuple key sorts by the first part, breaking ties with the next.")
@@ -155,4 +198,10 @@ def sort_by_length(r: Rng) -> Spec:
     ws = r.param("words")
     doc = f"Return the strings in {ws} sorted by length, shortest first, and alphabetically among equal lengths."
     body = f"return sorted({ws}, key=lambda w: (len(w), w))"
-    return Spec(r.name("sort_by_length", "order_by_length", "length_sort"), [ws], doc, body, [(r.words(0, 6),) for _ in range(4)])
+    return Spec(
+        r.name("sort_by_length", "order_by_length", "length_sort"),
+        [ws],
+        doc,
+        body,
+        [(r.words(0, 6),) for _ in range(4)],
+    )
