@@ -91,7 +91,7 @@ def _by_id(rows: list[dict]) -> dict[str, str]:
     return {r["id"]: r["text"] for r in rows}
 
 
-@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("streaming", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_json_builder_reads_what_the_jsonl_source_reads(ray_session, corpus, tmp_path, streaming):
     local, local_rd = _ingest(
         tmp_path, [{"kind": "jsonl", "path": str(corpus["jsonl"]), "text_column": "content"}], "local"
@@ -121,7 +121,7 @@ def test_json_builder_reads_what_the_jsonl_source_reads(ray_session, corpus, tmp
     assert meta["rows"] == (None if streaming else len(_stack_rows()))
 
 
-@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("streaming", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_parquet_builder_reads_what_the_parquet_source_reads(ray_session, corpus, tmp_path, streaming):
     _, local_rd = _ingest(tmp_path, [{"kind": "parquet", "path": str(corpus["pq"]), "text_column": "content"}], "local")
     manifest, rd = _ingest(
@@ -147,7 +147,9 @@ def test_parquet_builder_reads_what_the_parquet_source_reads(ray_session, corpus
     assert manifest.metrics["skipped_by_reason"] == EXPECTED_SKIPS
 
 
-@pytest.mark.parametrize("which,streaming", [("saved", False), ("saved", True), ("saved_dict", False)])
+@pytest.mark.parametrize(
+    "which,streaming", [("saved", False), pytest.param("saved", True, marks=pytest.mark.slow), ("saved_dict", False)]
+)
 def test_save_to_disk_directory_with_the_stacks_columns(ray_session, corpus, tmp_path, which, streaming):
     manifest, rd = _ingest(
         tmp_path,
@@ -175,7 +177,7 @@ def test_save_to_disk_directory_with_the_stacks_columns(ray_session, corpus, tmp
     }
 
 
-@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("streaming", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_limit_and_a_file_source_beside_an_hf_source(ray_session, corpus, tmp_path, streaming):
     (tmp_path / "src").mkdir()
     for i in range(3):
