@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 from phiray.evals.benchmarks import STOP_SEQUENCES, Task
 from phiray.evals.scoring import truncate
+from phiray.teacher.vllm_teacher import CPU_ENGINE_KWARGS
 
 log = logging.getLogger("phiray.evals")
 Engine = Literal["auto", "vllm", "transformers"]
@@ -188,12 +189,8 @@ def generate_vllm(
             model_source=model_source or model_path,
             concurrency=1,
             batch_size=max(gen.batch_size, 16),
-            engine_kwargs={
-                "dtype": "auto" if gpus else "float32",
-                "max_model_len": context,
-                "enforce_eager": not gpus,
-                "tensor_parallel_size": max(gpus, 1),
-            },
+            engine_kwargs={"max_model_len": context, "tensor_parallel_size": max(gpus, 1)}
+            | ({"dtype": "auto"} if gpus else CPU_ENGINE_KWARGS),
             # Without explicit bundles Ray Data LLM asks for a GPU and waits forever on a CPU cluster.
             placement_group_config={"bundles": bundles},
             runtime_env=None if gpus else {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}},

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 ANSWER_COLUMNS = ("text", "finish_reason", "tokens_in", "tokens_out", "cached", "error")  # error: "" = ok
 INFERENCE_ERROR = "__inference_error__"  # Ray Data LLM's column on a failed row (should_continue_on_error)
+# Every phiray CPU engine: fp32, eager (no CUDA graphs to capture), and no chunked prefill: on CPU, vLLM 0.32
+# kills the engine ("CPU Generator does not use offset") when it discards the sampled token of a *seeded*
+# request whose prompt was prefilled in chunks, and phiray seeds every teacher and evaluation request.
+CPU_ENGINE_KWARGS: dict[str, Any] = {"dtype": "float32", "enforce_eager": True, "enable_chunked_prefill": False}
 
 
 def sampling_defaults(cfg: "TeacherConfig") -> dict[str, Any]:
@@ -60,7 +64,7 @@ def engine_config(cfg: "TeacherConfig"):
     if on_gpu:
         kwargs["tensor_parallel_size"] = cfg.vllm_gpus_per_engine
     else:
-        kwargs |= {"dtype": "float32", "enforce_eager": True}
+        kwargs |= CPU_ENGINE_KWARGS
     bundles = [{"GPU": 1, "CPU": 1}] * cfg.vllm_gpus_per_engine if on_gpu else [{"CPU": 1}]
     env = {} if on_gpu else {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm_cpu_kvcache_gib)}
     return vLLMEngineProcessorConfig(
