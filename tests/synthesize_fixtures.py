@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +45,18 @@ def spawn_synthesize(run_dir: Path, *overrides: str, log_path: Path) -> subproce
         "run.num_cpus=2",
         *overrides,
     ]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True
     )
+    # An interrupted or failed test must not leave the stage (and its Ray cluster, its engines) running.
+    atexit.register(_kill_group, proc)
+    return proc
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
