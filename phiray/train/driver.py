@@ -227,10 +227,8 @@ def phase_manifest(
     info: dict[str, Any],
     extra_metrics: dict[str, Any] | None = None,
     extra_headline: dict[str, Any] | None = None,
-) -> "Manifest":
+) -> Manifest:
     """The manifest of a training stage: curves, throughput, mixture, resumes; headline = losses."""
-    from phiray.rundir import Manifest
-
     history, summary = info["history"], info["summary"]
     metrics = {
         "curve": {"train": history["train"], "val": history["val"]},
