@@ -95,33 +95,38 @@ def build_corpus(root: Path, n: int, seed: int = 0) -> dict:
 
 
 class PeakMemory:
-    """Peak RSS of this process and of all Ray worker processes together, sampled on a thread."""
+    """Peak RSS of this process and peak RSS and PSS of all Ray worker processes together, sampled on a
+    thread. PSS (proportional set size) splits pages shared between processes (the object store's mapped
+    memory, imported libraries) among them, so summed over workers it does not count a page twice."""
 
     def __init__(self, interval: float = 0.2, children: bool = False):
         import psutil
 
         self.psutil, self.interval, self.me, self.children = psutil, interval, psutil.Process(), children
-        self.driver = self.workers = 0
+        self.driver = self.workers = self.workers_pss = 0
+        self.driver_start = self.me.memory_info().rss  # the driver's RSS never shrinks much: growth is the news
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _workers_rss(self) -> int:
-        """Descendants of this process: Ray started here runs its workers under this driver (other Ray
-        instances on the machine are not counted); ``children``: every descendant (a subprocess)."""
-        total = 0
+    def _workers_memory(self) -> tuple[int, int]:
+        """(RSS, PSS) summed over descendants of this process: Ray started here runs its workers under
+        this driver (other Ray instances on the machine are not counted); ``children``: every descendant."""
+        rss = pss = 0
         for p in self.me.children(recursive=True):
             try:
                 cmd = " ".join(p.cmdline())
             except Exception:  # ended meanwhile
                 continue
             if self.children or "ray::" in cmd or "default_worker.py" in cmd:
-                total += _rss(p)
-        return total
+                r, s = _rss_pss(p)
+                rss, pss = rss + r, pss + s
+        return rss, pss
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.driver = max(self.driver, self.me.memory_info().rss)
-            self.workers = max(self.workers, self._workers_rss())
+            rss, pss = self._workers_memory()
+            self.workers, self.workers_pss = max(self.workers, rss), max(self.workers_pss, pss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakMemory":
@@ -133,11 +138,12 @@ class PeakMemory:
         self._thread.join()
 
 
-def _rss(process) -> int:
+def _rss_pss(process) -> tuple[int, int]:
     try:
-        return process.memory_info().rss
+        info = process.memory_full_info()
+        return info.rss, getattr(info, "pss", info.rss)
     except Exception:  # the process ended between listing and reading
-        return 0
+        return 0, 0
 
 
 def _spilled_mib() -> float:
@@ -150,7 +156,17 @@ def _spilled_mib() -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
+def filter_embedder(choice: str, n: int) -> str:
+    """The embedder of classify and filter (they must share one): ``auto`` is MiniLM below 100k documents
+    and feature hashing from 100k (MiniLM embeds ~10 documents/s per core: hours at 100k on 2 cores)."""
+    if choice != "auto":
+        return choice
+    return "hashing" if n >= 100_000 else "sentence-transformers"
+
+
+def run_phiray(
+    root: Path, n: int, cpus: int, embedder: str = "sentence-transformers", stages: list[str] = STAGE_NAMES
+) -> tuple[list[dict], object]:
     import ray
 
     from phiray.cli import STAGES
@@ -166,7 +182,8 @@ def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
             "ingest.max_documents=null",
             "ingest.max_bytes=1000000",
             "annotate.sample_size=400",
-            f"run.stages=[{','.join(STAGE_NAMES)}]",
+            f"embed.kind={embedder}",
+            f"run.stages=[{','.join(stages)}]",
         ],
     )
     rd = RunDir(root / "run")
@@ -180,7 +197,7 @@ def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
             ray.shutdown()
     rows = []
     try:
-        for name in STAGE_NAMES:
+        for name in stages:
             t0 = time.perf_counter()
             with PeakMemory() as mem:
                 state = run_pipeline(STAGES, cfg, rd, only=[name])[0]
@@ -198,8 +215,10 @@ def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
                     "stage": name,
                     "seconds": round(seconds, 1),
                     "docs_per_s": round(n_in / seconds, 1),
+                    "driver_start_mb": round(mem.driver_start / 2**20),
                     "driver_peak_mb": round(mem.driver / 2**20),
-                    "workers_peak_mb": round(mem.workers / 2**20),
+                    "workers_peak_rss_mb": round(mem.workers / 2**20),
+                    "workers_peak_pss_mb": round(mem.workers_pss / 2**20),
                     "spilled_mib": _spilled_mib(),
                     "rows": manifest.rows,
                 }
@@ -208,6 +227,17 @@ def run_phiray(root: Path, n: int, cpus: int) -> tuple[list[dict], object]:
     finally:
         ray.shutdown()
     return rows, rd
+
+
+def print_table(rows: list[dict]) -> None:
+    """The per-stage figures as a Markdown table (for benchmarks/RESULTS.md)."""
+    print("| stage | s | docs/s | driver MB (start -> peak) | Ray workers peak MB (RSS / PSS) | spilled MiB (total) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['stage']} | {r['seconds']} | {r['docs_per_s']} | {r['driver_start_mb']} -> {r['driver_peak_mb']} | "
+            f"{r['workers_peak_rss_mb']} / {r['workers_peak_pss_mb']} | {r['spilled_mib']:.0f} |"
+        )
 
 
 def phiray_removed(rd) -> set[str]:
@@ -290,6 +320,7 @@ def run_datatrove(python: str, root: Path, cfg_dedup, workers: int) -> dict:
         "bands": bands,
         "rows": rows,
         "children_peak_mb": round(mem.workers / 2**20),
+        "children_peak_pss_mb": round(mem.workers_pss / 2**20),
     }
 
 
@@ -302,12 +333,43 @@ def agreement(removed: set[str], truth: dict) -> dict:
     }
 
 
+def compare_dedup(rows: list[dict], rd, truth: dict, base: Path, n: int, args, dedup_cfg) -> None:
+    """Planted-duplicate recall of phiray's dedup and, with ``--datatrove-python``, of datatrove's."""
+    ours = agreement(phiray_removed(rd), truth)
+    dedup = next(r for r in rows if r["stage"] == "dedup")
+    print(f"phiray dedup: {dedup['seconds']} s, {dedup['docs_per_s']} docs/s, {ours}", flush=True)
+    if args.datatrove_python and Path(args.datatrove_python).exists():
+        dt = run_datatrove(args.datatrove_python, base, dedup_cfg, args.cpus)
+        theirs = agreement(dt["removed"], truth)
+        print(
+            f"datatrove minhash ({dt['bands']} buckets x {dt['rows']} hashes, {dedup_cfg.shingle_size}-grams): "
+            f"{dt['seconds']} s, {round(n / dt['seconds'], 1)} docs/s, {theirs}; "
+            f"its processes' peak {dt['children_peak_mb']} MB RSS, {dt['children_peak_pss_mb']} MB PSS",
+            flush=True,
+        )
+        print(f"dedup speed phiray / datatrove: {dt['seconds'] / dedup['seconds']:.2f}x", flush=True)
+    else:
+        print("datatrove comparison skipped: pass --datatrove-python (a venv with `pip install datatrove`)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, action="append", help="corpus sizes (repeatable; default 10000)")
     ap.add_argument("--million", action="store_true", help="also run 1,000,000 documents")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--datatrove-python", default=None, help="python of a virtualenv with datatrove installed")
+    ap.add_argument(
+        "--filter-embed",
+        choices=["auto", "sentence-transformers", "hashing"],
+        default="auto",
+        help="embedder of classify + filter (auto: MiniLM below 100k documents, feature hashing from 100k)",
+    )
+    ap.add_argument(
+        "--until",
+        choices=STAGE_NAMES,
+        default=STAGE_NAMES[-1],
+        help="last stage to run (the stages before it run too; default: all through filter)",
+    )
     ap.add_argument("--keep", default=None, help="directory to keep the corpora and runs in (default: a temp dir)")
     args = ap.parse_args()
     sizes = (args.docs or [10_000]) + ([1_000_000] if args.million else [])
@@ -324,22 +386,13 @@ def main() -> None:
             f"{len(truth['exact'])} exact, {len(truth['planted'])} benchmark solutions",
             flush=True,
         )
-        rows, rd = run_phiray(base, n, args.cpus)
-        ours = agreement(phiray_removed(rd), truth)
-        dedup = next(r for r in rows if r["stage"] == "dedup")
-        print(f"phiray dedup: {dedup['seconds']} s, {dedup['docs_per_s']} docs/s, {ours}", flush=True)
-        if args.datatrove_python and Path(args.datatrove_python).exists():
-            dt = run_datatrove(args.datatrove_python, base, dedup_cfg, args.cpus)
-            theirs = agreement(dt["removed"], truth)
-            print(
-                f"datatrove minhash ({dt['bands']} buckets x {dt['rows']} hashes, {dedup_cfg.shingle_size}-grams): "
-                f"{dt['seconds']} s, {round(n / dt['seconds'], 1)} docs/s, {theirs}; "
-                f"its processes' peak {dt['children_peak_mb']} MB",
-                flush=True,
-            )
-            print(f"dedup speed phiray / datatrove: {dt['seconds'] / dedup['seconds']:.2f}x", flush=True)
-        else:
-            print("datatrove comparison skipped: pass --datatrove-python (a venv with `pip install datatrove`)")
+        embedder = filter_embedder(args.filter_embed, n)
+        print(f"classify/filter embedder: embed.kind={embedder}", flush=True)
+        stages = STAGE_NAMES[: STAGE_NAMES.index(args.until) + 1]
+        rows, rd = run_phiray(base, n, args.cpus, embedder, stages)
+        print_table(rows)
+        if "dedup" in stages:
+            compare_dedup(rows, rd, truth, base, n, args, dedup_cfg)
         print(f"load average {os.getloadavg()}", flush=True)
 
 

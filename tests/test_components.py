@@ -59,6 +59,8 @@ def test_aggregate_helpers_and_hash_sample(ray_session):
     ds = ray_session.data.from_items(rows, override_num_blocks=6)
     assert docio.value_counts(ds, "reason") == {"": 200, "empty": 100}
     assert docio.count_where(ds, "reason", "") == 100 and docio.column_sum(ds, "n") == sum(range(300))
+    assert docio.block_sums(ds, ["n"]) == {"rows": 300, "n": sum(range(300))}  # one row per block, summed here
+    assert docio.block_sums(ray_session.data.from_items([]), ["n"]) == {"rows": 0, "n": 0}
     assert docio.value_counts(ray_session.data.from_items([]), "reason") == {}
     chosen = sorted(r["path"] for r in docio.smallest_by_hash(ds, ["path", "id"], 40).take_all())
     expected = sorted(

@@ -113,7 +113,7 @@ def connected_components(
     """(labels, stats): ``labels`` has one row (node, rep) per node of an edge that is not its
     component's smallest node, ``rep`` being that smallest node (string order); ``stats`` has
     ``components`` and ``rounds`` (shuffles of the edge list)."""
-    from ray.data.aggregate import Sum
+    from phiray.data.docio import block_sums
 
     def _contract(table: pa.Table) -> pa.Table:
         # Each block's own components become stars first (a union-find over that block's edges only):
@@ -132,8 +132,8 @@ def connected_components(
     while True:  # small-star, check, then large-star + small-star until every node is settled
         current = _step(current, small_star, partitions)
         rounds += 1
-        totals = current.aggregate(Sum("unsettled"), Sum("center"))
-        if not totals["sum(unsettled)"]:
+        totals = block_sums(current, ["unsettled", "center"])  # no aggregator actors per round
+        if not totals["unsettled"]:
             break
         if rounds >= MAX_ROUNDS:
             raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
@@ -146,7 +146,7 @@ def connected_components(
         return pa.table({"node": kept["u"], "rep": kept["v"]}, schema=LABELS)
 
     labels = current.map_batches(_leaves, batch_format="pyarrow").materialize()
-    return labels, {"components": int(totals["sum(center)"] or 0), "rounds": rounds}
+    return labels, {"components": int(totals["center"]), "rounds": rounds}
 
 
 def _empty_labels() -> "ray.data.Dataset":

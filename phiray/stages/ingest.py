@@ -181,7 +181,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     accepted = docio.drop_columns(accepted, ["reason"])
     docio.write_docs(accepted, rd, "ingest", "documents")
     docio.write_docs(docio.drop_columns(skipped, ["id", "text"]), rd, "ingest", "skipped")
-    n_docs, n_bytes = _count_bytes(docio.read_docs(rd, "ingest").select_columns(["n_bytes"]))
+    # Counted from the blocks in memory when nothing was sampled away (no second read of the output).
+    written = accepted if ic.max_documents is None else docio.read_docs(rd, "ingest")
+    n_docs, n_bytes = _count_bytes(written)
     skipped_by_reason = {r: n for r, n in sorted(reasons.items()) if r}
     n_read = sum(reasons.values())
     log.info("ingest: %d documents (%d bytes), skipped %s", n_docs, n_bytes, skipped_by_reason)
@@ -200,10 +202,6 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
 
 
 def _count_bytes(ds) -> tuple[int, int]:
-    """(rows, sum of n_bytes) of a dataset, as one Ray aggregate."""
-    from ray.data.aggregate import Count, Sum
-
-    if ds.schema() is None:
-        return 0, 0
-    out = ds.aggregate(Count(), Sum("n_bytes"))
-    return int(out["count()"] or 0), int(out["sum(n_bytes)"] or 0)
+    """(rows, sum of n_bytes) of a dataset, from per-block sums."""
+    sums = docio.block_sums(ds, ["n_bytes"])
+    return int(sums["rows"]), int(sums["n_bytes"])
