@@ -116,23 +116,16 @@ def dataset_cutoff(scored, threshold: float | None, keep_fraction: float | None)
 
 def score_histogram(scored) -> np.ndarray:
     """Counts of scores in ``HISTOGRAM_BINS`` equal bins of [0, 1]: per-block counts of the occupied bins,
-    summed by a distributed groupby (at most ``HISTOGRAM_BINS`` rows reach the driver)."""
+    summed here (at most ``HISTOGRAM_BINS`` rows per block reach the driver; no aggregator actors)."""
 
     def _block(table: pa.Table) -> pa.Table:
         bins = np.clip(np.floor(table["score"].to_numpy(zero_copy_only=False) * HISTOGRAM_BINS), 0, HISTOGRAM_BINS - 1)
         values, counts = np.unique(bins.astype(np.int64), return_counts=True)
         return pa.table({"bin": values, "n": counts.astype(np.int64)})
 
-    rows = (
-        scored.select_columns(["score"])
-        .map_batches(_block, batch_format="pyarrow", batch_size=None)
-        .groupby("bin")
-        .sum("n")
-        .take_all()
-    )
     hist = np.zeros(HISTOGRAM_BINS, np.int64)
-    for r in rows:
-        hist[int(r["bin"])] = int(r["sum(n)"])
+    for r in scored.select_columns(["score"]).map_batches(_block, batch_format="pyarrow", batch_size=None).take_all():
+        hist[int(r["bin"])] += int(r["n"])
     return hist
 
 
@@ -192,7 +185,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     histogram = score_histogram(scored) if n_in else np.zeros(HISTOGRAM_BINS, np.int64)
     n_kept = docio.count_where(marked, "reason", "", equal=True) if n_in else 0
     quantiles = {f"p{q}": round(_quantile(histogram, q / 100), 4) for q in (10, 50, 90)} if n_in else {}
-    mean = round(float(scored.mean("score")), 4) if n_in else None
+    mean = round(docio.block_sums(scored, ["score"])["score"] / n_in, 4) if n_in else None
     checked = _validate(cfg, rd, model_bytes, cut) if cfg.filter.validation else {}
     log.info("filter: kept %d of %d documents (cut %.3f by %s; held-out %s)", n_kept, n_in, cut, how, at_cut)
     return Manifest(
