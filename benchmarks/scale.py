@@ -251,24 +251,42 @@ def phiray_removed(rd) -> set[str]:
 
 
 DATATROVE_SCRIPT = r"""
-import json, sys, time
+import json, re, sys, time
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.utils.hashing import HashConfig
+from datatrove.utils.text import TextNormConfig
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+
+# phiray's shingle tokens (words and single punctuation marks, lower-cased by the norm config): the same
+# shingles on both sides (datatrove's own whitespace tokenizer needs spaCy, and strips punctuation).
+class CodeTokenizer(WordTokenizer):
+
+    def word_tokenize(self, text):
+        return re.findall(r"\w+|[^\w\s]", text)
+
+    def sent_tokenize(self, text):
+        return [text]
+
+    def span_tokenize(self, text):
+        return [(0, len(text))]
+
 
 
 def main():
     src, work, n_grams, buckets, rows, workers = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
-    config = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=buckets, hashes_per_bucket=rows,
-                           n_grams=n_grams)
+    norm = TextNormConfig(remove_punctuation=False, norm_unicode_diacritics=False, norm_numbers=False)
+    # sha1, not datatrove's default xxhash: its xxhash64 passes str to an xxhash that takes only bytes (3.x).
+    config = MinhashConfig(hash_config=HashConfig(precision=64, hash_fc="sha1"), num_buckets=buckets, hashes_per_bucket=rows,
+                           n_grams=n_grams, norm_config=norm)
     tasks = max(workers, 4)
     t0 = time.time()
-    # Code is not English: datatrove's WhitespaceTokenizer (the one it assigns to "ace_Arab"), not spaCy's.
     LocalPipelineExecutor(pipeline=[JsonlReader(src), MinhashDedupSignature(output_folder=f"{work}/sigs", config=config,
-                                                                             language="ace_Arab")],
+                                                                             language=CodeTokenizer())],
                           tasks=tasks, workers=workers, logging_dir=f"{work}/logs/1").run()
     LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(input_folder=f"{work}/sigs", output_folder=f"{work}/buckets",
                                                         config=config)],
