@@ -5,12 +5,14 @@ through datatrove's MinHash pipeline (its own virtualenv; same shingles, permuta
 The corpus: windows of standard-library modules with every identifier renamed per document (so two
 documents are as different as two projects), plus planted near-duplicates (a fork's edits: a comment,
 spacing, an appended helper), whitespace-only exact copies and a few planted HumanEval solutions.
-Per stage it prints documents/s, the driver's peak RSS and the peak RSS of all Ray workers together
-(sampled every 0.2 s), and the object-store spill; for dedup, the recall of the planted duplicates
-(phiray and datatrove) and what each removed that was not planted.
+Per stage it prints documents/s, the driver's RSS (at the start and its peak) and the peak RSS and PSS
+of all Ray workers together (sampled every 0.2 s), and the object-store spill; for dedup, the recall of
+the planted duplicates (phiray and datatrove) and what each removed that was not planted. Classify and
+filter embed with MiniLM below 100k documents and with feature hashing from 100k (``--filter-embed``:
+MiniLM embeds ~10 documents/s per core, hours at 100k on 2 cores); ``--until dedup`` stops early.
 
-    python benchmarks/scale.py --docs 10000 [--docs 100000] [--million] \
-        [--datatrove-python /tmp/dt-venv/bin/python]
+    python benchmarks/scale.py --docs 10000 [--docs 100000] [--million] [--filter-embed hashing] \
+        [--until decontaminate] [--keep DIR] [--datatrove-python /tmp/dt-venv/bin/python]
     # datatrove: python3 -m venv /tmp/dt-venv && /tmp/dt-venv/bin/pip install datatrove regex tokenizers xxhash orjson
     # (datatrove 0.10.1 imports regex, tokenizers, xxhash and orjson in these stages without depending on them)
 """
@@ -23,6 +25,7 @@ import keyword
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -309,7 +312,6 @@ if __name__ == "__main__":
 def run_datatrove(python: str, root: Path, cfg_dedup, workers: int) -> dict:
     """datatrove's four MinHash stages on the same files (as JSONL shards), in its own interpreter."""
     import gzip
-    import shutil
 
     from phiray.data import minhash
 
@@ -417,7 +419,11 @@ def main() -> None:
         default=STAGE_NAMES[-1],
         help="last stage to run (the stages before it run too; default: all through filter)",
     )
-    ap.add_argument("--keep", default=None, help="directory to keep the corpora and runs in (default: a temp dir)")
+    ap.add_argument(
+        "--keep",
+        default=None,
+        help="directory to keep the corpora and runs in (default: a temp dir); a corpus found there is reused",
+    )
     args = ap.parse_args()
     sizes = (args.docs or [10_000]) + ([1_000_000] if args.million else [])
     from phiray.config import load_config
@@ -427,8 +433,12 @@ def main() -> None:
         base = Path(args.keep or tempfile.mkdtemp(prefix="phiray-scale-")) / f"n{n}"
         print(f"== {n} documents; load average {os.getloadavg()}", flush=True)
         t0 = time.perf_counter()
-        truth = build_corpus(base, n)
-        (base / "truth.json").write_text(json.dumps(truth))  # for a later look at what was removed
+        if (base / "truth.json").exists():  # a corpus kept by an earlier --keep run: reused, its run redone
+            truth = json.loads((base / "truth.json").read_text())
+            shutil.rmtree(base / "run", ignore_errors=True)
+        else:
+            truth = build_corpus(base, n)
+            (base / "truth.json").write_text(json.dumps(truth))  # written last: the corpus is complete
         print(
             f"corpus written in {time.perf_counter() - t0:.0f} s: planted {len(truth['near'])} near, "
             f"{len(truth['exact'])} exact, {len(truth['planted'])} benchmark solutions",
