@@ -46,8 +46,14 @@ def _spread(paths: list[str], root: str) -> list[str]:
     return sorted(paths, key=lambda p: hashlib.sha1(os.path.relpath(p, root).encode()).hexdigest())
 
 
-def source_units(src: SourceConfig) -> list[dict]:
-    """The work units of one source."""
+_UNITS = pa.schema(
+    [("kind", pa.string()), ("path", pa.string()), ("source", pa.string()), ("text_column", pa.string())]
+)
+
+
+def source_units(src: SourceConfig) -> pa.Table:
+    """The work units of one source, one row each (columns of ``_UNITS``: a million file paths are ~0.1 GB
+    of Arrow strings on the driver, a list of dicts is several times that)."""
     if src.kind == "stdlib":
         root = str(readers.stdlib_root())
         paths, name = _spread(readers.list_stdlib(), root), src.name or "stdlib"
@@ -64,7 +70,9 @@ def source_units(src: SourceConfig) -> list[dict]:
         raise ValueError(f"source kind {src.kind!r} has no file units")
     if src.limit is not None:
         paths = paths[: src.limit]
-    return [{"kind": src.kind, "path": p, "source": name, "text_column": src.text_column} for p in paths]
+    n = len(paths)
+    columns = {"kind": [src.kind] * n, "path": paths, "source": [name] * n, "text_column": [src.text_column] * n}
+    return pa.table(columns, schema=_UNITS)
 
 
 def _read_units(batch: dict, min_bytes: int, max_bytes: int, block_bytes: int, counter=None):
@@ -96,13 +104,15 @@ def _cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def _units_dataset(units: list[dict], cfg: IngestConfig, counter=None):
+def _units_dataset(units: pa.Table, cfg: IngestConfig, counter=None):
     """Units fanned out over tasks: at least ~4 per CPU, at most ``UNITS_PER_TASK`` units each."""
     import ray.data
 
-    blocks = max(1, min(len(units), max(4 * _cpus(), -(-len(units) // UNITS_PER_TASK))))
-    per_task = -(-len(units) // blocks)
-    ds = ray.data.from_items(units, override_num_blocks=blocks)
+    n = units.num_rows
+    blocks = max(1, min(n, max(4 * _cpus(), -(-n // UNITS_PER_TASK))))
+    per_task = -(-n // blocks)
+    # One table per task, copied out (``take``) so that each object holds its own rows, not the whole buffer.
+    ds = ray.data.from_arrow([units.take(pa.array(range(i, min(n, i + per_task)))) for i in range(0, n, per_task)])
     return ds.map_batches(
         _read_units,
         fn_kwargs={
@@ -156,12 +166,12 @@ def _hf_metrics(opened: list[tuple[SourceConfig, object]]) -> list[dict]:
     ]
 
 
-def _expected_inputs(units: list[dict], opened: list[tuple[SourceConfig, object]]) -> int | None:
+def _expected_inputs(units: pa.Table, opened: list[tuple[SourceConfig, object]]) -> int | None:
     """Rows the read will produce, when known up front (a file is one row; a JSONL/Parquet file is not)."""
-    if any(u["kind"] in ("jsonl", "parquet") for u in units):
+    if {"jsonl", "parquet"} & set(pa.compute.unique(units["kind"]).to_pylist()):
         return None
     rows = [hf.known_rows(split, src) for src, split in opened]
-    return None if None in rows else len(units) + sum(rows)
+    return None if None in rows else units.num_rows + sum(rows)
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
@@ -170,10 +180,10 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     if not ic.sources:
         raise ValueError("ingest: no sources configured")
     opened = open_hf_sources(ic)
-    units = [u for src in ic.sources if src.kind != "hf" for u in source_units(src)]
+    units = pa.concat_tables([source_units(src) for src in ic.sources if src.kind != "hf"] or [_UNITS.empty_table()])
     with progress.track("ingest", total=_expected_inputs(units, opened), unit="inputs") as tracker:
         counter = tracker.counter
-        parts = [_units_dataset(units, ic, counter)] if units else []
+        parts = [_units_dataset(units, ic, counter)] if units.num_rows else []
         parts += [_hf_dataset(src, split, ic, counter) for src, split in opened]
         read = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
         read = read.materialize()  # counted and written twice below: read every file once (spills when big)
@@ -193,7 +203,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     log.info("ingest: %d documents (%d bytes), skipped %s", n_docs, n_bytes, skipped_by_reason)
     return Manifest(
         stage="ingest",
-        rows={"units": len(units), "read": n_read, "documents": n_docs, "skipped": sum(skipped_by_reason.values())},
+        rows={"units": units.num_rows, "read": n_read, "documents": n_docs, "skipped": sum(skipped_by_reason.values())},
         metrics={
             "skipped_by_reason": skipped_by_reason,
             "document_bytes": n_bytes,
