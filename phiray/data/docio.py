@@ -50,14 +50,26 @@ def read_docs(
     ``block_bytes``; ``spread`` for per-document CPU work). ``with_position`` adds ``_file`` and
     ``_row`` (where each row lives), so a later pass can re-read a file instead of shuffling its text.
     """
-    import ray.data
-
     if not rd.exists(stage, name):
         raise RuntimeError(f"{stage}/{name} not found in {rd.location}: run stage {stage!r} first")
     files = [rd.path(stage, name, f) for f in rd.listdir(stage, name) if f.endswith(".parquet")]
+    return read_parquet_files(rd.fs, files, spread=spread, with_position=with_position, target_bytes=target_bytes)
+
+
+def read_parquet_files(
+    fs,
+    files: list[str],
+    spread: bool = False,
+    with_position: bool = False,
+    target_bytes: int | None = None,
+) -> "ray.data.Dataset":
+    """Parquet ``files`` on ``fs`` as a Ray Dataset, read by Ray tasks (one per file) with pyarrow: what
+    :func:`read_docs` does for a stage's output, for any list of files (``ray.data.read_parquet`` is not
+    used, for the reasons given there)."""
+    import ray.data
+
     if not files:
         return ray.data.from_items([])
-    fs = rd.fs
     # On-disk (compressed) sizes understate memory 2-4x, which only makes spread blocks more numerous.
     disk_bytes = sum(i.size or 0 for i in fs.get_file_info(files))
     target = target_bytes or block_bytes(disk_bytes, spread)
@@ -153,8 +165,17 @@ def count_where(ds: "ray.data.Dataset", column: str, value: Any = "", equal: boo
 
 
 def column_sum(ds: "ray.data.Dataset", column: str) -> int:
-    """Sum of a numeric column (0 for an empty dataset), computed by Ray tasks."""
-    return 0 if _schemaless(ds) else int(ds.sum(column) or 0)
+    """Sum of an integer column (0 for an empty dataset): per-block sums made by Ray tasks, added up here
+    as they stream in (one number per block reaches the driver; ``Dataset.sum`` would start a shuffle's
+    aggregator actors, which cost seconds to tens of seconds on a small machine)."""
+    if _schemaless(ds):
+        return 0
+
+    def _sum(table: pa.Table) -> pa.Table:
+        return pa.table({"s": pa.array([int(pc.sum(table[column]).as_py() or 0)], pa.int64())})
+
+    partial = ds.select_columns([column]).map_batches(_sum, batch_format="pyarrow", batch_size=None)
+    return sum(int(r["s"]) for r in partial.iter_rows())
 
 
 def smallest_by_hash(ds: "ray.data.Dataset", columns: list[str], limit: int, salt: str = "") -> "ray.data.Dataset":

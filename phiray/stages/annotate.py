@@ -226,9 +226,8 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
     """Rows (id, text) of the seeded candidate pool, sorted by id, and their embeddings (one row each).
     The pool (not the corpus) is gathered on the driver: the forest is refitted there every round."""
     import numpy as np
-    import ray.data
 
-    from phiray.data.scorers import DocumentEmbedder
+    from phiray.data.scorers import embed_on_pool
 
     ac = cfg.annotate
     pool = (
@@ -236,17 +235,7 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
         .select_columns(["id", "text"])
         .materialize()
     )
-    fc = cfg.filter
-    vectors = pool.map_batches(
-        DocumentEmbedder,
-        fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
-        batch_size=fc.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=fc.actors),
-        num_cpus=fc.num_cpus_per_actor,
-        num_gpus=fc.num_gpus_per_actor or None,
-    )
-    by_id = {r["id"]: r["embedding"] for r in vectors.take_all()}
+    by_id = embed_on_pool(pool, cfg)
     rows = sorted(({"id": r["id"], "text": r["text"]} for r in pool.take_all()), key=lambda r: r["id"])
     return rows, np.asarray([by_id[r["id"]] for r in rows], np.float32)
 

@@ -12,6 +12,8 @@ import json
 import logging
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from phiray.config import RunConfig
 from phiray.evals.benchmarks import SPLITS, Task, load_benchmark
 from phiray.evals.generation import GenerationSettings, choose_engine, generate_in_task, generate_vllm
@@ -27,11 +29,14 @@ def _split_rows(rd: RunDir, benchmark: str) -> list[dict[str, Any]]:
     split = SPLITS[benchmark]
     if not rd.exists(split):
         raise FileNotFoundError(f"evaluate: the {benchmark} benchmark needs {split}/ (run synthesize)")
-    import ray
-
+    # A held-out split is small and its tasks are held here anyway: read on the driver with pyarrow (a Ray
+    # Data read costs more than 10 s per call on a small machine, see docio.read_docs).
     columns = ["id", "prompt", "solution", "tests", "entry_point"]
-    ds = ray.data.read_parquet(rd.path(split), filesystem=rd.fs).select_columns(columns)
-    return list(ds.iter_rows())
+    files = sorted(f for f in rd.listdir(split) if f.endswith(".parquet"))
+    rows: list[dict[str, Any]] = []
+    for name in files:
+        rows += pq.read_table(rd.path(split, name), filesystem=rd.fs, columns=columns).to_pylist()
+    return rows
 
 
 def load_benchmarks(cfg: RunConfig, rd: RunDir, names: list[str]) -> dict[str, list[Task]]:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from phiray import progress
 from phiray.config import RunConfig
-from phiray.data import ngrams
+from phiray.data import docio, ngrams
 from phiray.rundir import FsPath, Manifest, RunDir
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
     rd.makedirs(STAGE, GENERATED)
     with tracker:
         ds.write_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
-    return ray.data.read_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
+    return docio.read_docs(rd, STAGE, GENERATED)
 
 
 def _generate_on_vllm(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.data.Dataset":

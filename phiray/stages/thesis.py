@@ -44,8 +44,14 @@ def models_of(cfg: RunConfig) -> list[str]:
 
 
 def seed_config(cfg: RunConfig, seed: int) -> RunConfig:
+    """The run's config at ``seed``. Its phases validate only at their last step: the table reads the final
+    validation losses, and validation changes no weight (no gradient, no sampler state), so the models are
+    the ones the pipeline's own settings train at that seed, minus the intermediate evaluation passes."""
     out = cfg.model_copy(deep=True)
     out.run.seed = seed
+    for phase in phases_of(out):
+        section = out.section(phase)
+        section.eval_every = section.max_steps
     return out
 
 

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from phiray import progress
 from phiray.config import RunConfig
+from phiray.data import docio
 from phiray.data.packing import PackBatch, in_validation
 from phiray.model.tokenizer import build_tokenizer
 from phiray.rundir import Manifest, RunDir
@@ -101,12 +102,10 @@ def _usable(table):
 
 def _read(name: str, fs: pafs.FileSystem, path: str):
     """The source as a Ray Data dataset (``text`` is required)."""
-    import ray.data
-
     columns, _ = _columns(fs, path)
     if "text" not in columns:
         raise ValueError(f"tokenize: source {name!r} at {path} has no `text` column (columns: {sorted(columns)})")
-    return ray.data.read_parquet(path, filesystem=fs)
+    return docio.read_parquet_files(fs, _parquet_files(fs, path))
 
 
 def _texts(sources: dict[str, tuple[pafs.FileSystem, str]], max_chars: int) -> Iterator[str]:
