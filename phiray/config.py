@@ -5,7 +5,7 @@ composed into :class:`RunConfig`. Precedence: preset < ``--config FILE`` < ``a.b
 Every field carries a one-line description: it is the documentation and the ``--help`` text.
 
 Stages own their sections: a stage's manifest hashes exactly the sections it lists in
-``phiray.cli.STAGES``, so editing one section re-runs only the stages that read it. A field that
+``phiray.stages.STAGES``, so editing one section re-runs only the stages that read it. A field that
 changes only speed or placement, never a stage's outputs (concurrency, worker and actor counts,
 timeouts, prices), says so where it is defined with ``json_schema_extra=SPEED_ONLY``: the hash
 leaves it out, so turning it never re-runs a stage.

@@ -33,6 +33,7 @@ from phiray.cluster.spec import (
     option_value,
     split_entrypoint,
 )
+from phiray.stages import STAGES
 
 log = logging.getLogger("phiray")
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -42,8 +43,6 @@ K8S_POLL_S = 5.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from phiray.cli import STAGES
-
     p.add_argument("stage", choices=[s.name for s in STAGES] + list(EXTRA_COMMANDS), help="Stage to run.")
     p.add_argument("--variant", default="smoke", help="Job spec jobs/<stage>.<variant>.yaml (default smoke).")
     p.add_argument("--spec", default=None, help="Job spec file (instead of --variant).")

@@ -26,6 +26,7 @@ from typing import Any
 
 from phiray.config import THESIS_PHASES, RunConfig
 from phiray.rundir import Manifest, RunDir
+from phiray.stages import STAGE_BY_NAME
 
 log = logging.getLogger("phiray")
 
@@ -72,8 +73,6 @@ def phase_facts(manifest: Manifest, cfg: RunConfig, phase: str) -> dict[str, Any
 
 
 def _phase_key(scfg: RunConfig, phase: str, tokenize_run: str, upstream: str | None) -> str:
-    from phiray.cli import STAGE_BY_NAME
-
     blob = json.dumps([STAGE_BY_NAME[phase].config_hash(scfg), tokenize_run, upstream])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
