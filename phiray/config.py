@@ -1096,7 +1096,10 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(tree: dict[str, Any], path: str | list[str], value: Any) -> None:
+    """Set (a copy of) ``value`` at a dotted path (``"a.b.c"`` or its parts) of a nested dict: a value there
+    is replaced whole (a mixture is never merged), missing or non-dict parents become dicts."""
+    path = path.split(".") if isinstance(path, str) else path
     node = tree
     for part in path[:-1]:
         child = node.get(part)
@@ -1104,7 +1107,7 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
             child = {}
             node[part] = child
         node = child
-    node[path[-1]] = value
+    node[path[-1]] = copy.deepcopy(value)
 
 
 def _one_line(err: ValidationError) -> str:
@@ -1148,5 +1151,5 @@ def load_config(
         data = deep_merge(data, loaded)
     for item in overrides:
         key, value = parse_override(item)
-        _set_path(data, key, value)
+        set_path(data, key, value)
     return validate(data)

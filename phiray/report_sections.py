@@ -45,13 +45,7 @@ def collect(rd: RunDir) -> tuple[str, list[Section]]:
 
 def _read(rd: RunDir, rel: str, columns: list[str]) -> list[dict[str, Any]]:
     """Rows of a Parquet dataset in the run dir (only the columns asked for; [] when absent)."""
-    import pyarrow.dataset as pads
-
-    if not rd.exists(rel):
-        return []
-    ds = pads.dataset(rd.path(rel), filesystem=rd.fs, format="parquet")
-    present = [c for c in columns if c in ds.schema.names]
-    return ds.to_table(columns=present).to_pylist()
+    return rd.read_table(rel, columns=columns).to_pylist()
 
 
 def _excerpt(text: str, lines: int = 18) -> str:

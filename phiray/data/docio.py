@@ -54,7 +54,7 @@ def read_docs(
 
     if not rd.exists(stage, name):
         raise RuntimeError(f"{stage}/{name} not found in {rd.location}: run stage {stage!r} first")
-    files = [rd.path(stage, name, f) for f in rd.listdir(stage, name) if f.endswith(".parquet")]
+    files = rd.parquet_files(stage, name)
     if not files:
         return ray.data.from_items([])
     fs = rd.fs

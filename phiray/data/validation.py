@@ -112,13 +112,7 @@ def validate_run(location: str) -> dict[str, Any]:
     cutoff = manifest.metrics.get("cutoff") if manifest else None
     seen: set[str] = set()
     if rd.exists("annotate", "labels"):
-        import pyarrow.dataset as pads
-
-        seen = set(
-            pads.dataset(rd.path("annotate", "labels"), filesystem=rd.fs, format="parquet")
-            .to_table(columns=["id"])["id"]
-            .to_pylist()
-        )
+        seen = set(rd.read_table("annotate", "labels", columns=["id"])["id"].to_pylist())
     return validate(EmbedConfig.model_validate(meta["embed"]), forest, cutoff, seen)
 
 

@@ -187,7 +187,7 @@ def _marked_documents(rd: RunDir, marks) -> "ray.data.Dataset":
     """Every ingest document with ``dup_of`` and ``reason``: marks grouped by file, each file read once."""
     import ray.data
 
-    files = [rd.path("ingest", "documents", f) for f in rd.listdir("ingest", "documents") if f.endswith(".parquet")]
+    files = rd.parquet_files("ingest", "documents")
     if not files:
         return docio.read_docs(rd, "ingest")
     placeholders = ray.data.from_arrow(

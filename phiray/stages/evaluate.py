@@ -27,11 +27,7 @@ def _split_rows(rd: RunDir, benchmark: str) -> list[dict[str, Any]]:
     split = SPLITS[benchmark]
     if not rd.exists(split):
         raise FileNotFoundError(f"evaluate: the {benchmark} benchmark needs {split}/ (run synthesize)")
-    import ray
-
-    columns = ["id", "prompt", "solution", "tests", "entry_point"]
-    ds = ray.data.read_parquet(rd.path(split), filesystem=rd.fs).select_columns(columns)
-    return list(ds.iter_rows())
+    return rd.read_table(split, columns=["id", "prompt", "solution", "tests", "entry_point"]).to_pylist()
 
 
 def load_benchmarks(cfg: RunConfig, rd: RunDir, names: list[str]) -> dict[str, list[Task]]:

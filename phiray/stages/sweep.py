@@ -11,13 +11,12 @@ finished, unfinished ones continue from their last checkpoint. Outputs: ``sweep/
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
 from typing import Any
 
-from phiray.config import RunConfig, validate
+from phiray.config import RunConfig, set_path, validate
 from phiray.rundir import Manifest, RunDir
 from phiray.train.spec import TrainSpec
 from phiray.tune import outputs
@@ -34,22 +33,11 @@ SPACE_FILE = "sweep/space.json"
 VALIDATION = "synthesize/validation"
 
 
-def _set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
-    """Replace the value at a dotted path (a mixture is replaced whole, never merged)."""
-    node = tree
-    *parents, leaf = path.split(".")
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[leaf] = copy.deepcopy(value)
-
-
 def trial_config(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """The run's config + dotted overrides, validated (a bad path fails naming the key)."""
     data = cfg.model_dump(mode="json")
     for path, value in overrides.items():
-        _set_dotted(data, path, value)
+        set_path(data, path, value)
     return validate(data)
 
 
@@ -102,16 +90,10 @@ def validation_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
     """A few validation exercises for the proxy pass@1 (none, counted, when synthesize made none)."""
     if cfg.sweep.validation_limit == 0 or not rd.exists(VALIDATION):
         return []
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    files = sorted(
-        i.path
-        for i in rd.fs.get_file_info(pafs.FileSelector(rd.path(VALIDATION), recursive=True))
-        if i.path.endswith(".parquet")
-    )
     rows: list[dict[str, Any]] = []
-    for file in files:
+    for file in rd.parquet_files(VALIDATION):
         with rd.fs.open_input_file(file) as handle:
             rows += pq.read_table(handle, columns=["id", "prompt", "solution", "tests", "entry_point"]).to_pylist()
         if len(rows) >= cfg.sweep.validation_limit:

@@ -30,7 +30,7 @@ TOKENIZER_DIR = "tokenize/tokenizer"
 def source_paths(rd: RunDir, name: str) -> tuple[str, str] | None:
     """(train, val) relative paths of a packed source, or None when tokenize did not produce it."""
     train, val = f"tokenize/{name}/train", f"tokenize/{name}/val"
-    if not rd.exists(train) or not any(f.endswith(".parquet") for f in rd.listdir(train)):
+    if not rd.parquet_files(train):
         return None
     return train, val
 
@@ -55,8 +55,8 @@ def resolve_mixture(rd: RunDir, mixture: dict[str, float]) -> tuple[dict[str, fl
 def _seq_len(rd: RunDir, train_path: str) -> int:
     import pyarrow.parquet as pq
 
-    first = sorted(f for f in rd.listdir(train_path) if f.endswith(".parquet"))[0]
-    with rd.fs.open_input_file(rd.path(train_path, first)) as handle:
+    first = rd.parquet_files(train_path)[0]
+    with rd.fs.open_input_file(first) as handle:
         table = pq.read_table(handle, columns=["input_ids"])
     return len(table.column("input_ids")[0]) if table.num_rows else 0
 
