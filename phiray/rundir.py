@@ -21,7 +21,6 @@ import uuid
 from typing import Any, Iterator
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,6 +128,8 @@ class RunDir:
     def read_table(self, *parts: str, columns: list[str] | None = None) -> pa.Table:
         """A stage's Parquet output (``<stage>/<name>``) read whole on the driver, for outputs small enough to
         hold (labels, splits, report samples): only the ``columns`` it has; an empty table when it has no files."""
+        import pyarrow.dataset as pads  # imports pandas (~1 s): every phiray command imports this module
+
         files = self.parquet_files(*parts)
         if not files:
             return pa.table({})

@@ -47,10 +47,10 @@ def quality_scores(forest, x: np.ndarray) -> np.ndarray:
 class QualityScorer:
     """``table -> table + score`` (the saved forest's :func:`quality_scores`)."""
 
-    def __init__(self, embed_cfg: dict, model_bytes: bytes, keep_embeddings: bool = False):
+    def __init__(self, embed_cfg: EmbedConfig, model_bytes: bytes, keep_embeddings: bool = False):
         from phiray.data.embed import make_embedder
 
-        self.embedder = make_embedder(EmbedConfig.model_validate(embed_cfg))
+        self.embedder = make_embedder(embed_cfg)
         self.forest = load_forest_bytes(model_bytes)
         self.forest.n_jobs = 1  # one actor = one core's worth of work; parallelism comes from the pool
         self.keep_embeddings = keep_embeddings
@@ -70,10 +70,10 @@ class QualityScorer:
 class DocumentEmbedder:
     """``table -> (id, embedding)``: the pool embeddings active annotation chooses from (one embedder per actor)."""
 
-    def __init__(self, embed_cfg: dict):
+    def __init__(self, embed_cfg: EmbedConfig):
         from phiray.data.embed import make_embedder
 
-        self.embedder = make_embedder(EmbedConfig.model_validate(embed_cfg))
+        self.embedder = make_embedder(embed_cfg)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         x = self.embedder.embed(table["text"].to_pylist())

@@ -28,22 +28,13 @@ import pyarrow as pa
 from phiray.config import RunConfig
 from phiray.data import annotators, docio
 from phiray.rundir import FsPath, Manifest, RunDir
+from phiray.schemas import ANNOTATE_ACCOUNTING as _ACCOUNTING
+from phiray.schemas import ANNOTATE_LABELS as _LABELS
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger("phiray")
-_LABELS = pa.schema(
-    [
-        ("id", pa.string()),
-        ("text", pa.large_string()),
-        ("score", pa.int64()),
-        ("reason", pa.string()),
-        ("annotator", pa.string()),
-        ("model", pa.string()),
-        ("round", pa.int64()),
-    ]
-)
 
 
 def _heuristic(table: pa.Table) -> pa.Table:
@@ -121,17 +112,6 @@ def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> t
         out = _label_row(row, resp, cfg)
         (labels if out["score"] is not None else rejected).append(out)
     return labels, rejected, stats
-
-
-_ACCOUNTING = pa.schema(
-    [
-        ("cached", pa.bool_()),
-        ("attempts", pa.int64()),
-        ("tokens_in", pa.int64()),
-        ("tokens_out", pa.int64()),
-        ("error", pa.string()),
-    ]
-)
 
 
 class LabelBatch:
@@ -239,7 +219,7 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
     fc = cfg.filter
     vectors = pool.map_batches(
         DocumentEmbedder,
-        fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
+        fn_constructor_args=(cfg.embed,),
         batch_size=fc.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=fc.actors),
@@ -306,6 +286,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Label a seeded sample of decontaminate/documents (or active-learning rounds of one): annotate/labels."""
     import ray.data
 
     ac = cfg.annotate

@@ -87,6 +87,7 @@ def load_forest(rd: RunDir):
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Embed annotate/labels, fit the forest on a train split, measure it on the held-out one: classify/model."""
     import ray
 
     labels = docio.read_docs(rd, "annotate", "labels").select_columns(["id", "text", "score"]).take_all()

@@ -114,6 +114,7 @@ def _apply_marks(group: pa.Table, fs) -> pa.Table:
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Exact, then MinHash-LSH near-duplicate removal of ingest/documents: dedup/documents and /rejected."""
     import ray.data
     from ray.data.context import ShuffleStrategy
 

@@ -38,7 +38,7 @@ def score_dataset(ds, cfg: RunConfig, model_bytes: bytes, scorer: type = Quality
     # One batch per block: every actor of the pool gets work (a fused read would feed them per file).
     return ds.repartition(target_num_rows_per_block=fc.batch_size).map_batches(
         scorer,
-        fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings),
+        fn_constructor_args=(cfg.embed, model_bytes, fc.keep_embeddings),
         batch_size=fc.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=fc.actors),
@@ -169,6 +169,7 @@ def _validate(cfg: RunConfig, rd: RunDir, model_bytes: bytes, cut: float) -> dic
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Score every decontaminated document with classify's forest; keep those at the cutoff and above."""
     with rd.local_dir("classify/model", upload=False) as d:
         with open(f"{d}/forest.joblib", "rb") as fh:
             model_bytes = fh.read()

@@ -71,6 +71,7 @@ def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: boo
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Grow pretrain/model into ``grow.target`` by weight reuse, compare step-0 losses, continue pretraining."""
     return grow_phase(cfg, rd)
 
 

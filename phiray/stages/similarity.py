@@ -21,15 +21,18 @@ from phiray.data import ngrams
 from phiray.data.embed import make_embedder
 from phiray.evals import similarity
 from phiray.rundir import Manifest, RunDir
+from phiray.schemas import require
 
 log = logging.getLogger("phiray")
 EXERCISES = ("synthesize", "exercises")
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Each HumanEval problem's nearest training exercise (embedding, AST match); prunes with prune_tau."""
     sim = cfg.similarity
     if not rd.exists(*EXERCISES):
         raise FileNotFoundError("similarity: needs synthesize/exercises/ (run synthesize)")
+    require(rd, *EXERCISES, columns=["id", "prompt", "solution"])
     source = rd.read_table(*EXERCISES)
     rows = source.to_pylist()
     exercises = [(r["id"], (r["prompt"] or "") + (r["solution"] or "")) for r in rows]

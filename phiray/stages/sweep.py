@@ -168,6 +168,7 @@ def _can_resume(cfg: RunConfig, rd: RunDir, identity: str) -> bool:
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Ray Tune search of the sweep space on proxy pretrain runs: results table, plot and best.yaml."""
     sweep = cfg.sweep
     present, missing, sequences = _present_sources(cfg, rd)
     sweep_eff = sweep.model_copy(

@@ -28,6 +28,7 @@ from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import ngrams
 from phiray.rundir import FsPath, Manifest, RunDir
+from phiray.schemas import SCHEMAS, write_empty
 
 if TYPE_CHECKING:
     import ray.data
@@ -36,45 +37,7 @@ log = logging.getLogger("phiray")
 STAGE = "synthesize"
 OUTPUTS = ("textbooks", "exercises", "validation", "heldout", "rejected")
 GENERATED = "_generated"  # every answer, parsed and verified: the working set, removed once split
-TEXTBOOK_COLUMNS = ("id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text")
-EXERCISE_COLUMNS = (
-    "id",
-    "kind",
-    "topic",
-    "concept",
-    "audience",
-    "style",
-    "seed",
-    "difficulty",
-    "prompt",
-    "solution",
-    "tests",
-    "entry_point",
-    "signature",
-    "docstring",
-    "text",
-    "verified",
-)
-REJECTED_COLUMNS = (
-    "key",
-    "kind",
-    "topic",
-    "concept",
-    "audience",
-    "style",
-    "seed",
-    "reason",
-    "contaminated_by",
-    "raw",
-    "text",
-)
-OUTPUT_COLUMNS = {
-    "textbooks": TEXTBOOK_COLUMNS,
-    "exercises": EXERCISE_COLUMNS,
-    "validation": EXERCISE_COLUMNS,
-    "heldout": EXERCISE_COLUMNS,
-    "rejected": REJECTED_COLUMNS,
-}
+OUTPUT_COLUMNS = {name: tuple(SCHEMAS[(STAGE, name)].names) for name in OUTPUTS}
 SPLIT_OUTPUT = {"train": "exercises", "validation": "validation", "heldout": "heldout"}
 
 
@@ -126,7 +89,7 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
             batch_size=batch,
             batch_format="pandas",
             fn_constructor_kwargs={
-                "teacher_cfg": cfg.teacher.model_dump(mode="json"),
+                "teacher_cfg": cfg.teacher,
                 "cache_dir": cache_dir(cfg, rd),
                 "textbook_min_chars": syn.textbook_min_chars,
             },
@@ -146,7 +109,7 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
             VerifyBatch,
             batch_size=max(syn.batch_size, 32),
             batch_format="pandas",
-            fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},
+            fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox},
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=verify_pool_size(cfg)),
             **placement,
         )
@@ -273,19 +236,11 @@ def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple[
 
 def write(rd: RunDir, name: str, ds: "ray.data.Dataset | None", columns: tuple[str, ...]) -> None:
     """Parquet via Ray Data; an empty table (with the schema) via pyarrow, which Ray cannot write."""
-    import pyarrow.parquet as pq
-
     rd.makedirs(STAGE, name)
     if ds is not None:
         ds.select_columns(list(columns)).write_parquet(rd.path(STAGE, name), filesystem=rd.fs)
         return
-    schema = pa.schema(
-        [
-            (c, pa.bool_() if c == "verified" else pa.int64() if c in ("seed", "difficulty") else pa.string())
-            for c in columns
-        ]
-    )
-    pq.write_table(schema.empty_table(), rd.path(STAGE, name, "empty.parquet"), filesystem=rd.fs)
+    write_empty(rd, STAGE, name)
 
 
 class Tally:
@@ -368,6 +323,7 @@ class Tally:
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Generate, verify, dedup and screen textbooks and exercises; write them split into their outputs."""
     from ray.data.expressions import col
 
     from phiray.teacher.plan import plan_rows

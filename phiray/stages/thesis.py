@@ -218,6 +218,7 @@ def _compare(metric: str, rows: list[dict[str, Any]], higher_is_better: bool) ->
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Score ``thesis.phases``' models of every seed on ``thesis.benchmarks``, training the seeds not yet trained."""
     from phiray.sandbox.placement import sandbox_for
     from phiray.stages.evaluate import load_benchmarks
 

@@ -179,6 +179,7 @@ def pack_source(
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Build the tokenizer, then pack each source present into train/val sequences under tokenize/<source>/."""
     sources, skipped = resolve_sources(cfg, rd)
     if not sources:
         raise RuntimeError(
