@@ -17,7 +17,9 @@ import yaml
 
 from phiray.config import ConfigError, RunConfig, is_speed_only, load_config, preset_names
 from phiray.pipeline import STATUS_HEADER, Stage, run_config, run_pipeline, run_stage, status_rows
+from phiray.report import build
 from phiray.rundir import CONFIG_FILE, RunDir
+from phiray.runtime import prepare_environment
 from phiray.stages import STAGE_BY_NAME, STAGES
 
 # Tools that are not pipeline stages: module providing add_arguments(parser) and main(args) -> int.
@@ -142,8 +144,6 @@ def cmd_status(run_dir: str, out=sys.stdout) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from phiray.runtime import prepare_environment
-
     prepare_environment()  # before any module imports ray (it reads the loopback switch at import)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -174,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             only = [s.strip() for s in args.only.split(",")] if args.only else None
             run_pipeline(STAGES, cfg, rd, force=set(args.force), only=only)
             cmd_status(rd.location)
-            from phiray.report import build
 
             paths = build(rd)
             print(f"report: {paths['html']}")

@@ -17,9 +17,11 @@ from typing import Callable
 
 import yaml
 
+from phiray.cluster.placement import stage_placement
 from phiray.config import RunConfig, load_config
 from phiray.formatting import format_pairs
 from phiray.rundir import CONFIG_FILE, Manifest, RunDir
+from phiray.runtime import init_ray
 
 log = logging.getLogger("phiray")
 
@@ -129,8 +131,6 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     """Run one stage now and write its manifest (last)."""
     inputs = upstream_inputs(stage, cfg, rd, table)
     if stage.needs_ray:
-        from phiray.runtime import init_ray
-
         init_ray(num_cpus=cfg.run.num_cpus, num_gpus=cfg.run.num_gpus)
     # The old manifest goes first: a crash mid-stage must leave the stage incomplete, never "done".
     if rd.exists(rd.manifest_path(stage.name)):
@@ -142,7 +142,6 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     if manifest.stage != stage.name:
         raise RuntimeError(f"stage {stage.name} returned a manifest for {manifest.stage!r}")
     wall = time.perf_counter() - t0
-    from phiray.cluster.placement import stage_placement
 
     manifest = rd.finish(
         manifest,

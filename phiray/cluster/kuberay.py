@@ -17,7 +17,17 @@ from typing import Any
 
 import yaml
 
-from phiray.cluster.spec import REPO, JobSpec, SpecError, customise, dns_name, find_spec, load_spec
+from phiray.cluster.spec import (
+    REPO,
+    JobSpec,
+    SpecError,
+    customise,
+    dns_name,
+    find_spec,
+    load_spec,
+    option_value,
+    split_entrypoint,
+)
 from phiray.stages import STAGES
 
 API_VERSION = "ray.io/v1"
@@ -134,8 +144,6 @@ def build_rayjob(
 
 def serve_config(spec: JobSpec) -> dict[str, Any]:
     """serveConfigV2 for a `phiray serve` spec: the app builder with the spec's model and preset."""
-    from phiray.cluster.spec import option_value, split_entrypoint
-
     tokens = split_entrypoint(customise(spec, config_root=IMAGE_ROOT).entrypoint)
     args: dict[str, Any] = {}
     for option in ("--model", "--preset", "--config"):

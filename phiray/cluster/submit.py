@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from phiray.cluster.kuberay import build_rayjob, to_yaml
 from phiray.cluster.spec import (
     EXTRA_COMMANDS,
     JobSpec,
@@ -33,6 +34,7 @@ from phiray.cluster.spec import (
     option_value,
     split_entrypoint,
 )
+from phiray.cluster.validate import crd_dir, validate_object
 from phiray.stages import STAGES
 
 log = logging.getLogger("phiray")
@@ -237,9 +239,6 @@ def submit_ray(spec: JobSpec, base: Path, args: argparse.Namespace) -> int:
 
 
 def rayjob_body(spec: JobSpec, args: argparse.Namespace) -> dict[str, Any]:
-    from phiray.cluster.kuberay import build_rayjob
-    from phiray.cluster.validate import crd_dir, validate_object
-
     name = args.submission_id or f"{dns_name('phiray', spec.stage, spec.variant, limit=40)}-{secrets.token_hex(3)}"
     body = build_rayjob(spec, name=name, namespace=args.namespace, cluster_name=args.cluster, image=args.image)
     if crd_dir().is_dir():  # the CRDs are not shipped with phiray; check when they are at hand
@@ -270,8 +269,6 @@ def k8s_status(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def submit_k8s(spec: JobSpec, args: argparse.Namespace) -> int:
-    from phiray.cluster.kuberay import to_yaml
-
     body = rayjob_body(spec, args)
     if args.dry_run:
         print(to_yaml(body), end="")

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from phiray.config import ClassifyConfig, EmbedConfig
+from phiray.data.embed import make_embedder
 
 
 def load_forest_bytes(model_bytes: bytes):
@@ -48,8 +49,6 @@ class QualityScorer:
     """``table -> table + score`` (the saved forest's :func:`quality_scores`)."""
 
     def __init__(self, embed_cfg: EmbedConfig, model_bytes: bytes, keep_embeddings: bool = False):
-        from phiray.data.embed import make_embedder
-
         self.embedder = make_embedder(embed_cfg)
         self.forest = load_forest_bytes(model_bytes)
         self.forest.n_jobs = 1  # one actor = one core's worth of work; parallelism comes from the pool
@@ -71,8 +70,6 @@ class DocumentEmbedder:
     """``table -> (id, embedding)``: the pool embeddings active annotation chooses from (one embedder per actor)."""
 
     def __init__(self, embed_cfg: EmbedConfig):
-        from phiray.data.embed import make_embedder
-
         self.embedder = make_embedder(embed_cfg)
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -26,10 +26,13 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from phiray.config import RunConfig
-from phiray.data import annotators, docio
+from phiray.data import active, annotators, docio
+from phiray.data.scorers import DocumentEmbedder
 from phiray.rundir import FsPath, Manifest, RunDir
 from phiray.schemas import ANNOTATE_ACCOUNTING as _ACCOUNTING
 from phiray.schemas import ANNOTATE_LABELS as _LABELS
+from phiray.teacher import Request, make_teacher
+from phiray.teacher.cache import RequestCache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,8 +65,6 @@ def _check_llm_teacher(cfg: RunConfig) -> None:
 
 
 def _requests(rows: list[dict], cfg: RunConfig) -> list:
-    from phiray.teacher import Request
-
     return [
         Request(
             key=r["id"],
@@ -91,16 +92,12 @@ def _label_row(row: dict, resp, cfg: RunConfig) -> dict:
 
 def _compact(cfg: RunConfig, cache_dir: "str | FsPath") -> None:
     if cfg.teacher.cache:  # no writer is left: merge the shards (a re-run reads one object)
-        from phiray.teacher.cache import RequestCache
-
         RequestCache(cache_dir).compact()
 
 
 def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> tuple[list[dict], list[dict], dict]:
     """Label ``rows`` from this process (the active strategy's rounds, and the vLLM teacher, which runs its
     engines on Ray Data itself): (labels, rejected, teacher stats)."""
-    from phiray.teacher import make_teacher
-
     _check_llm_teacher(cfg)
     teacher = make_teacher(cfg.teacher, cache_dir=cache_dir)
     responses = teacher.complete(_requests(rows, cfg))
@@ -119,8 +116,6 @@ class LabelBatch:
     (``_ACCOUNTING``). One teacher, so one HTTP client and one cache writer, per actor."""
 
     def __init__(self, cfg: RunConfig, cache_dir: "str | FsPath | None"):
-        from phiray.teacher import make_teacher
-
         self.cfg, self.teacher = cfg, make_teacher(cfg.teacher, cache_dir=cache_dir)
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -208,8 +203,6 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
     import numpy as np
     import ray.data
 
-    from phiray.data.scorers import DocumentEmbedder
-
     ac = cfg.annotate
     pool = (
         docio.smallest_by_hash(docs, ["id"], ac.pool_size or 10 * ac.sample_size, salt=f"pool\0{cfg.run.seed}\0")
@@ -233,8 +226,6 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
 
 def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], dict, list[dict]]:
     """Active labelling in rounds: (labels, rejected, teacher stats, per-round log)."""
-    from phiray.data import active
-
     ac = cfg.annotate
     rows, x = _embed_pool(docs, cfg)
     labels, rejected, stats, rounds = [], [], {}, []

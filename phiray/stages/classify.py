@@ -21,6 +21,8 @@ import numpy as np
 
 from phiray.config import RunConfig
 from phiray.data import docio
+from phiray.data.embed import make_embedder
+from phiray.data.scorers import build_forest, quality_scores
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
@@ -33,9 +35,6 @@ def fit_and_evaluate(texts: list[str], grades: list[int], cfg: RunConfig) -> tup
     import joblib
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
     from sklearn.model_selection import train_test_split
-
-    from phiray.data.embed import make_embedder
-    from phiray.data.scorers import build_forest, quality_scores
 
     cc = cfg.classify
     g = np.asarray(grades, dtype=np.int64)

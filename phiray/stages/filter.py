@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from phiray import progress
 from phiray.config import RunConfig
-from phiray.data import docio
-from phiray.data.scorers import QualityScorer
+from phiray.data import docio, validation
+from phiray.data.scorers import QualityScorer, load_forest_bytes
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
@@ -151,9 +151,6 @@ def _mark(table: pa.Table, cut: float) -> pa.Table:
 def _validate(cfg: RunConfig, rd: RunDir, model_bytes: bytes, cut: float) -> dict:
     """phiray's labelled validation set, scored in one Ray task (on a GPU when the embedder uses one)."""
     import ray
-
-    from phiray.data import validation
-    from phiray.data.scorers import load_forest_bytes
 
     seen = (
         set(docio.read_docs(rd, "annotate", "labels").select_columns(["id"]).to_pandas()["id"])

@@ -18,11 +18,13 @@ from typing import Any
 
 from phiray.config import RunConfig, set_path, validate
 from phiray.rundir import Manifest, RunDir
+from phiray.train.data import TokenSource
+from phiray.train.driver import build_spec, source_paths
 from phiray.train.spec import TrainSpec
 from phiray.tune import outputs
 from phiray.tune.space import build_points, point_overrides, space_hash, trial_steps
 from phiray.tune.tracking import tune_callbacks
-from phiray.tune.trainable import TrialContext
+from phiray.tune.trainable import TrialContext, run_trial
 
 log = logging.getLogger("phiray")
 
@@ -42,9 +44,6 @@ def trial_config(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 
 
 def _present_sources(cfg: RunConfig, rd: RunDir) -> tuple[list[str], list[str], dict[str, int]]:
-    from phiray.train.data import TokenSource
-    from phiray.train.driver import source_paths
-
     wanted = list(dict.fromkeys(cfg.sweep.sources))
     present = [s for s in wanted if source_paths(rd, s) is not None]
     missing = [s for s in wanted if s not in present]
@@ -62,8 +61,6 @@ def build_specs(
     cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequences: dict[str, int]
 ) -> tuple[dict[str, TrainSpec], dict[str, int]]:
     """point id -> the worker spec of its trial; point id -> its step budget."""
-    from phiray.train.driver import build_spec
-
     sweep = cfg.sweep
     eval_sources = list(dict.fromkeys(list(sweep.sources) + list(sweep.eval_sources)))
     specs, budgets = {}, {}
@@ -103,8 +100,6 @@ def validation_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
 
 def _trainable(cfg: RunConfig, context: TrialContext):
     from ray import tune
-
-    from phiray.tune.trainable import run_trial
 
     resources = {"cpu": cfg.sweep.cpus_per_trial} | (
         {"gpu": cfg.sweep.gpus_per_trial} if cfg.sweep.gpus_per_trial else {}

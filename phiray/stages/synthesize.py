@@ -27,8 +27,17 @@ import pyarrow.compute as pc
 from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import ngrams
+from phiray.data.lsh import duplicate_map
 from phiray.rundir import FsPath, Manifest, RunDir
+from phiray.sandbox.placement import remote_options, wait_placeable
 from phiray.schemas import SCHEMAS, write_empty
+from phiray.stages.decontaminate import load_benchmarks
+from phiray.teacher import screen
+from phiray.teacher.diversity import DiversityTally
+from phiray.teacher.plan import plan_rows, request_for
+from phiray.teacher.screen import ScreenTally
+from phiray.teacher.vllm_teacher import generate as vllm_generate
+from phiray.teacher.worker import GenerateBatch, VerifyBatch, parse_answered
 
 if TYPE_CHECKING:
     import ray.data
@@ -67,8 +76,6 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
     (Parquet: nothing is collected on the driver); returns that dataset."""
     import ray
 
-    from phiray.teacher.worker import GenerateBatch, VerifyBatch
-
     syn = cfg.synthesize
     tracker = progress.track("synthesize generation", len(rows), "prompts")
     if cfg.teacher.kind == "vllm":
@@ -101,8 +108,6 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
         # KubeRay); fail clearly, before any request is sent, if no node ever offers them.
         placement: dict[str, Any] = {"num_cpus": syn.num_cpus_per_actor}
         if cfg.sandbox.ray_resources:
-            from phiray.sandbox.placement import remote_options, wait_placeable
-
             wait_placeable(cfg.sandbox)
             placement = remote_options(cfg.sandbox)
         ds = ds.map_batches(
@@ -123,10 +128,6 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
 def _generate_on_vllm(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.data.Dataset":
     """Answers from an open-weights model on Ray Data LLM (only cache misses reach the engine), parsed."""
     import ray
-
-    from phiray.teacher.plan import request_for
-    from phiray.teacher.vllm_teacher import generate as vllm_generate
-    from phiray.teacher.worker import parse_answered
 
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // cfg.synthesize.batch_size, 64)))
     answered = vllm_generate(cfg.teacher, ds, cache_dir(cfg, rd), request_of=request_for)
@@ -168,8 +169,6 @@ def duplicates(cfg: RunConfig, generated: "ray.data.Dataset") -> dict[str, str]:
     """{key: key it duplicates} over the eligible samples, textbooks and exercises apart (MinHash + LSH
     on Ray Data, as the dedup stage; the earliest planned key of a cluster is kept)."""
     import ray
-
-    from phiray.data.lsh import duplicate_map
 
     syn = cfg.synthesize
     eligible = generated.map_batches(_eligible(syn.verify, syn.keep_unverified), batch_format="pyarrow")
@@ -219,9 +218,6 @@ def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unver
 
 def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple["ray.data.Dataset", dict[str, Any]]:
     """The assigned rows screened against HumanEval/MBPP and for test-split leaks (phiray.teacher.screen)."""
-    from phiray.stages.decontaminate import load_benchmarks
-    from phiray.teacher import screen
-
     n = cfg.decontaminate.ngram
     tasks, per_benchmark = load_benchmarks(cfg)
     test = screen.test_index(assigned, n)
@@ -268,9 +264,6 @@ class Tally:
     ]
 
     def __init__(self, cfg: RunConfig):
-        from phiray.teacher.diversity import DiversityTally
-        from phiray.teacher.screen import ScreenTally
-
         self.cfg = cfg
         self.screen = ScreenTally()
         self.counts: Counter[str] = Counter()
@@ -325,8 +318,6 @@ class Tally:
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     """Generate, verify, dedup and screen textbooks and exercises; write them split into their outputs."""
     from ray.data.expressions import col
-
-    from phiray.teacher.plan import plan_rows
 
     syn = cfg.synthesize
     for name in (*OUTPUTS, GENERATED):

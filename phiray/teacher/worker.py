@@ -10,9 +10,11 @@ import hashlib
 from typing import Any
 
 from phiray.config import SandboxConfig, TeacherConfig
+from phiray.sandbox import Sandbox
 from phiray.teacher.base import Response
 from phiray.teacher.plan import request_for
 from phiray.teacher.prompts import parse_exercise, parse_textbook
+from phiray.teacher.vllm_teacher import ANSWER_COLUMNS
 
 SAMPLE_FIELDS = ("text", "prompt", "solution", "tests", "entry_point", "signature", "docstring")
 
@@ -92,8 +94,6 @@ def sample_row(row: dict[str, Any], resp: Response, textbook_min_chars: int) -> 
 def parse_answered(batch: Any, textbook_min_chars: int = 200) -> dict[str, list[Any]]:
     """Ray Data batch function for rows that already carry their answer (the vLLM teacher's
     :data:`~phiray.teacher.vllm_teacher.ANSWER_COLUMNS`) -> parsed sample rows, like :class:`GenerateBatch`."""
-    from phiray.teacher.vllm_teacher import ANSWER_COLUMNS
-
     out = []
     for row in _rows(batch):
         answer = {k: row.pop(k) for k in ANSWER_COLUMNS}
@@ -129,8 +129,6 @@ class VerifyBatch:
     """Ray Data callable around :func:`verify_rows` (one sandbox pool per actor)."""
 
     def __init__(self, sandbox_cfg: SandboxConfig):
-        from phiray.sandbox import Sandbox
-
         self.sandbox = Sandbox(sandbox_cfg)
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from phiray.config import ModelConfig, RunConfig
 from phiray.model.card import training_facts, write_card
+from phiray.model.tokenizer import load_tokenizer
 from phiray.rundir import Manifest, RunDir
 from phiray.train.spec import TrainSpec
 
@@ -62,8 +63,6 @@ def _seq_len(rd: RunDir, train_path: str) -> int:
 
 
 def _tokenizer_info(rd: RunDir) -> tuple[int, int]:
-    from phiray.model.tokenizer import load_tokenizer
-
     with rd.local_dir(TOKENIZER_DIR, upload=False) as local:
         tok = load_tokenizer(local)
     return len(tok), tok.eos_token_id
