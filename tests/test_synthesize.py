@@ -12,26 +12,10 @@ import pytest
 from synthesize_fixtures import REPO, run_synthesize, tiny_cfg
 
 from phiray.config import SandboxConfig
+from phiray.schemas import SYNTHESIZE_EXERCISES, SYNTHESIZE_TEXTBOOKS
 
-EXERCISE_COLUMNS = {
-    "id",
-    "kind",
-    "topic",
-    "concept",
-    "audience",
-    "style",
-    "seed",
-    "difficulty",
-    "prompt",
-    "solution",
-    "tests",
-    "entry_point",
-    "signature",
-    "docstring",
-    "text",
-    "verified",
-}
-TEXTBOOK_COLUMNS = {"id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text"}
+EXERCISE_COLUMNS = set(SYNTHESIZE_EXERCISES.names)
+TEXTBOOK_COLUMNS = set(SYNTHESIZE_TEXTBOOKS.names)
 
 
 def _read(run_dir: Path, name: str) -> list[dict]:

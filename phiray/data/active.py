@@ -23,13 +23,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from phiray.config import ClassifyConfig
+from phiray.data.scorers import build_forest
 
 
 def fit_forest(x: np.ndarray, y: np.ndarray, cc: ClassifyConfig, seed: int):
     """The classify stage's forest (same settings) as a classifier of the 0/1 labels ``y``, fitted on ``x``:
     uncertainty is about which side of the cut a document falls, whatever ``classify.target`` is."""
-    from phiray.data.scorers import build_forest
-
     return build_forest(cc.model_copy(update={"target": "label"}), seed).fit(x, y)
 
 

@@ -52,7 +52,7 @@ def read_docs(
     """
     if not rd.exists(stage, name):
         raise RuntimeError(f"{stage}/{name} not found in {rd.location}: run stage {stage!r} first")
-    files = [rd.path(stage, name, f) for f in rd.listdir(stage, name) if f.endswith(".parquet")]
+    files = rd.parquet_files(stage, name)
     return read_parquet_files(rd.fs, files, spread=spread, with_position=with_position, target_bytes=target_bytes)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from phiray.config import ClassifyConfig, EmbedConfig
+from phiray.data.embed import make_embedder
 
 
 def load_forest_bytes(model_bytes: bytes):
@@ -52,14 +53,12 @@ class QualityScorer:
 
     def __init__(
         self,
-        embed_cfg: dict,
+        embed_cfg: EmbedConfig,
         model_bytes: bytes,
         keep_embeddings: bool = False,
         known: tuple[list[str], np.ndarray] | None = None,
     ):
-        from phiray.data.embed import make_embedder
-
-        self.embedder = make_embedder(EmbedConfig.model_validate(embed_cfg))
+        self.embedder = make_embedder(embed_cfg)
         self.forest = load_forest_bytes(model_bytes)
         self.forest.n_jobs = 1  # one actor = one core's worth of work; parallelism comes from the pool
         self.keep_embeddings = keep_embeddings
@@ -99,10 +98,8 @@ class QualityScorer:
 class DocumentEmbedder:
     """``table -> (id, embedding)``: the pool embeddings active annotation chooses from (one embedder per actor)."""
 
-    def __init__(self, embed_cfg: dict):
-        from phiray.data.embed import make_embedder
-
-        self.embedder = make_embedder(EmbedConfig.model_validate(embed_cfg))
+    def __init__(self, embed_cfg: EmbedConfig):
+        self.embedder = make_embedder(embed_cfg)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         x = self.embedder.embed(table["text"].to_pylist())
@@ -118,7 +115,7 @@ def embed_on_pool(ds, cfg) -> dict[str, np.ndarray]:
     fc = cfg.filter
     vectors = ds.select_columns(["id", "text"]).map_batches(
         DocumentEmbedder,
-        fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
+        fn_constructor_args=(cfg.embed,),
         batch_size=fc.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=fc.actors),

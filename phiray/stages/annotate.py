@@ -26,24 +26,18 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from phiray.config import RunConfig
-from phiray.data import annotators, docio
+from phiray.data import active, annotators, docio
+from phiray.data.scorers import embed_on_pool
 from phiray.rundir import FsPath, Manifest, RunDir
+from phiray.schemas import ANNOTATE_ACCOUNTING as _ACCOUNTING
+from phiray.schemas import ANNOTATE_LABELS as _LABELS
+from phiray.teacher import Request, make_teacher
+from phiray.teacher.cache import RequestCache
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger("phiray")
-_LABELS = pa.schema(
-    [
-        ("id", pa.string()),
-        ("text", pa.large_string()),
-        ("score", pa.int64()),
-        ("reason", pa.string()),
-        ("annotator", pa.string()),
-        ("model", pa.string()),
-        ("round", pa.int64()),
-    ]
-)
 
 
 def _heuristic(table: pa.Table) -> pa.Table:
@@ -71,8 +65,6 @@ def _check_llm_teacher(cfg: RunConfig) -> None:
 
 
 def _requests(rows: list[dict], cfg: RunConfig) -> list:
-    from phiray.teacher import Request
-
     return [
         Request(
             key=r["id"],
@@ -100,16 +92,12 @@ def _label_row(row: dict, resp, cfg: RunConfig) -> dict:
 
 def _compact(cfg: RunConfig, cache_dir: "str | FsPath") -> None:
     if cfg.teacher.cache:  # no writer is left: merge the shards (a re-run reads one object)
-        from phiray.teacher.cache import RequestCache
-
         RequestCache(cache_dir).compact()
 
 
 def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> tuple[list[dict], list[dict], dict]:
     """Label ``rows`` from this process (the active strategy's rounds, and the vLLM teacher, which runs its
     engines on Ray Data itself): (labels, rejected, teacher stats)."""
-    from phiray.teacher import make_teacher
-
     _check_llm_teacher(cfg)
     teacher = make_teacher(cfg.teacher, cache_dir=cache_dir)
     responses = teacher.complete(_requests(rows, cfg))
@@ -123,24 +111,11 @@ def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> t
     return labels, rejected, stats
 
 
-_ACCOUNTING = pa.schema(
-    [
-        ("cached", pa.bool_()),
-        ("attempts", pa.int64()),
-        ("tokens_in", pa.int64()),
-        ("tokens_out", pa.int64()),
-        ("error", pa.string()),
-    ]
-)
-
-
 class LabelBatch:
     """Ray Data callable: a batch of sample rows (id, text) -> label rows plus each request's accounting
     (``_ACCOUNTING``). One teacher, so one HTTP client and one cache writer, per actor."""
 
     def __init__(self, cfg: RunConfig, cache_dir: "str | FsPath | None"):
-        from phiray.teacher import make_teacher
-
         self.cfg, self.teacher = cfg, make_teacher(cfg.teacher, cache_dir=cache_dir)
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -227,8 +202,6 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
     The pool (not the corpus) is gathered on the driver: the forest is refitted there every round."""
     import numpy as np
 
-    from phiray.data.scorers import embed_on_pool
-
     ac = cfg.annotate
     pool = (
         docio.smallest_by_hash(docs, ["id"], ac.pool_size or 10 * ac.sample_size, salt=f"pool\0{cfg.run.seed}\0")
@@ -242,8 +215,6 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
 
 def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], dict, list[dict]]:
     """Active labelling in rounds: (labels, rejected, teacher stats, per-round log)."""
-    from phiray.data import active
-
     ac = cfg.annotate
     rows, x = _embed_pool(docs, cfg)
     labels, rejected, stats, rounds = [], [], {}, []
@@ -295,6 +266,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Label a seeded sample of decontaminate/documents (or active-learning rounds of one): annotate/labels."""
     import ray.data
 
     ac = cfg.annotate

@@ -23,7 +23,8 @@ import numpy as np
 
 from phiray.config import RunConfig
 from phiray.data import docio
-from phiray.data.scorers import embed_on_pool
+from phiray.data.embed import make_embedder
+from phiray.data.scorers import build_forest, embed_on_pool, quality_scores
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
@@ -39,9 +40,6 @@ def fit_and_evaluate(
     import joblib
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
     from sklearn.model_selection import train_test_split
-
-    from phiray.data.embed import make_embedder
-    from phiray.data.scorers import build_forest, quality_scores
 
     cc = cfg.classify
     g = np.asarray(grades, dtype=np.int64)
@@ -107,6 +105,7 @@ def load_forest(rd: RunDir):
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Embed annotate/labels, fit the forest on a train split, measure it on the held-out one: classify/model."""
     import ray
 
     sample = docio.read_docs(rd, "annotate", "labels").select_columns(["id", "text", "score"]).materialize()

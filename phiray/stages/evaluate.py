@@ -12,8 +12,6 @@ import json
 import logging
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from phiray.config import RunConfig
 from phiray.evals.benchmarks import SPLITS, Task, load_benchmark
 from phiray.evals.generation import GenerationSettings, choose_engine, generate_in_task, generate_vllm
@@ -21,6 +19,7 @@ from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.model.card import add_evaluation
 from phiray.rundir import Manifest, RunDir
 from phiray.sandbox.placement import sandbox_for
+from phiray.schemas import require
 
 log = logging.getLogger("phiray")
 
@@ -29,14 +28,9 @@ def _split_rows(rd: RunDir, benchmark: str) -> list[dict[str, Any]]:
     split = SPLITS[benchmark]
     if not rd.exists(split):
         raise FileNotFoundError(f"evaluate: the {benchmark} benchmark needs {split}/ (run synthesize)")
-    # A held-out split is small and its tasks are held here anyway: read on the driver with pyarrow (a Ray
-    # Data read costs more than 10 s per call on a small machine, see docio.read_docs).
     columns = ["id", "prompt", "solution", "tests", "entry_point"]
-    files = sorted(f for f in rd.listdir(split) if f.endswith(".parquet"))
-    rows: list[dict[str, Any]] = []
-    for name in files:
-        rows += pq.read_table(rd.path(split, name), filesystem=rd.fs, columns=columns).to_pylist()
-    return rows
+    require(rd, *split.split("/"), columns=columns)
+    return rd.read_table(split, columns=columns).to_pylist()
 
 
 def load_benchmarks(cfg: RunConfig, rd: RunDir, names: list[str]) -> dict[str, list[Task]]:
@@ -87,6 +81,7 @@ def score_model(
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """pass@k of each model of ``evaluate.models`` on each benchmark, in the sandbox (per-task files too)."""
     ev = cfg.evaluate
     rd.remove("evaluate", "models")
     benchmarks = load_benchmarks(cfg, rd, list(ev.benchmarks))

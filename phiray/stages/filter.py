@@ -40,7 +40,7 @@ def score_dataset(ds, cfg: RunConfig, model_bytes: bytes, scorer: type = Quality
     # One batch per block: every actor of the pool gets work (a fused read would feed them per file).
     return ds.repartition(target_num_rows_per_block=fc.batch_size).map_batches(
         scorer,
-        fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings, known),
+        fn_constructor_args=(cfg.embed, model_bytes, fc.keep_embeddings, known),
         batch_size=fc.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=fc.actors),
@@ -170,10 +170,10 @@ def _with_validation(docs, rd: RunDir) -> tuple[object, list[dict], int]:
     import ray.data
 
     rows, missing = validation.labelled_documents()
-    files = sorted(f for f in rd.listdir("decontaminate", "documents") if f.endswith(".parquet"))
+    files = rd.parquet_files("decontaminate", "documents")
     if not rows or not files:
         return docs, [], len(missing)
-    with rd.fs.open_input_file(rd.path("decontaminate", "documents", files[0])) as handle:
+    with rd.fs.open_input_file(files[0]) as handle:
         schema = pq.read_schema(handle)
     table = pa.Table.from_pylist(
         [
@@ -204,6 +204,7 @@ def _validation_report(val_scored, rows: list[dict], missing: int, rd: RunDir, c
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Score every decontaminated document with classify's forest; keep those at the cutoff and above."""
     with rd.local_dir("classify/model", upload=False) as d:
         with open(f"{d}/forest.joblib", "rb") as fh:
             model_bytes = fh.read()

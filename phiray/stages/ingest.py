@@ -20,20 +20,10 @@ from phiray import progress
 from phiray.config import IngestConfig, RunConfig, SourceConfig
 from phiray.data import docio, hf, readers
 from phiray.rundir import Manifest, RunDir
+from phiray.schemas import INGEST_DOCUMENTS as _SCHEMA
 
 log = logging.getLogger("phiray")
 UNITS_PER_TASK = 64  # files per read task at most (more tasks than CPUs, bounded start-up cost)
-
-_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("text", pa.large_string()),
-        ("source", pa.string()),
-        ("path", pa.string()),
-        ("n_bytes", pa.int64()),
-        ("reason", pa.string()),
-    ]
-)
 
 
 def _spread(paths: list[str], root: str) -> list[str]:
