@@ -79,16 +79,37 @@ SPLIT_OUTPUT = {"train": "exercises", "validation": "validation", "heldout": "he
 
 
 def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
-    """Seed snippets: filter/documents, else decontaminate/documents, else none (the source is reported)."""
+    """Seed snippets: filter/documents, else decontaminate/documents, else none (the source is reported).
+
+    The ``limit`` non-empty texts with the smallest content hash, in that order: the same snippets, in
+    the same order, whatever the file layout, block order or node a run reads them on (a ``limit()`` of
+    the dataset takes whichever blocks come first, so a rerun would plan different prompts and miss the
+    request cache). Each block keeps only its own ``limit`` smallest before a distributed sort of the
+    survivors: the corpus never gathers on the driver, only the ``limit`` snippets do."""
     import ray
 
     for source in ("filter", "decontaminate"):
         if rd.exists(source, "documents") and rd.listdir(source, "documents"):
             ds = ray.data.read_parquet(rd.path(source, "documents"), filesystem=rd.fs).select_columns(["text"])
-            texts = [r["text"] for r in ds.limit(limit).take_all() if r["text"]]
+            smallest = ds.map_batches(_smallest_by_hash, batch_size=None, batch_format="pyarrow", fn_args=(limit,))
+            texts = [r["text"] for r in smallest.sort(["snippet_key", "text"]).limit(limit).take_all()]
             if texts:
                 return texts, f"{source}/documents"
     return [], "none"
+
+
+def _smallest_by_hash(block: pa.Table, limit: int) -> pa.Table:
+    """The block's ``limit`` non-empty texts with the smallest blake2b digests (``snippet_key``)."""
+    import hashlib
+
+    texts = [t for t in block.column("text").to_pylist() if t]
+    keyed = sorted((hashlib.blake2b(t.encode(), digest_size=16).hexdigest(), t) for t in texts)[:limit]
+    return pa.table(
+        {
+            "snippet_key": pa.array([k for k, _ in keyed], pa.string()),
+            "text": pa.array([t for _, t in keyed], pa.string()),
+        }
+    )
 
 
 def cache_dir(cfg: RunConfig, rd: RunDir) -> str | FsPath | None:
