@@ -227,7 +227,12 @@ def _wait(ready, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"rehearsal cluster did not come up: {log.read_text()[-3000:]}")
+            why = (
+                f"`{' '.join(map(str, proc.args[:3]))}` exited ({proc.returncode})"
+                if proc.poll() is not None
+                else "timed out"
+            )
+            raise RuntimeError(f"rehearsal cluster did not come up ({why}): {log.read_text()[-3000:]}")
         time.sleep(1.0)
 
 
