@@ -84,32 +84,38 @@ def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
     The ``limit`` non-empty texts with the smallest content hash, in that order: the same snippets, in
     the same order, whatever the file layout, block order or node a run reads them on (a ``limit()`` of
     the dataset takes whichever blocks come first, so a rerun would plan different prompts and miss the
-    request cache). Each block keeps only its own ``limit`` smallest before a distributed sort of the
-    survivors: the corpus never gathers on the driver, only the ``limit`` snippets do."""
+    request cache). Two passes, no shuffle: each block sends the driver only its ``limit`` smallest
+    hashes, which give the cut; then only the texts at or below the cut come back (the corpus never
+    gathers on the driver: at most ``limit`` hashes per block, then ``limit`` snippets)."""
     import ray
 
     for source in ("filter", "decontaminate"):
         if rd.exists(source, "documents") and rd.listdir(source, "documents"):
             ds = ray.data.read_parquet(rd.path(source, "documents"), filesystem=rd.fs).select_columns(["text"])
-            smallest = ds.map_batches(_smallest_by_hash, batch_size=None, batch_format="pyarrow", fn_args=(limit,))
-            texts = [r["text"] for r in smallest.sort(["snippet_key", "text"]).limit(limit).take_all()]
-            if texts:
-                return texts, f"{source}/documents"
+            by_hash = {"batch_size": None, "batch_format": "pyarrow"}
+            keys = ds.map_batches(_smallest_by_hash, fn_args=(limit, False), **by_hash).take_all()
+            smallest = sorted(r["snippet_key"] for r in keys)[:limit]
+            if smallest:
+                rows = ds.map_batches(_smallest_by_hash, fn_args=(limit, True, smallest[-1]), **by_hash).take_all()
+                ordered = sorted((r["snippet_key"], r["text"]) for r in rows)[:limit]
+                return [text for _, text in ordered], f"{source}/documents"
     return [], "none"
 
 
-def _smallest_by_hash(block: pa.Table, limit: int) -> pa.Table:
-    """The block's ``limit`` non-empty texts with the smallest blake2b digests (``snippet_key``)."""
+def _smallest_by_hash(block: pa.Table, limit: int, with_text: bool, cut: str | None = None) -> pa.Table:
+    """The block's ``limit`` non-empty texts with the smallest blake2b digests (``snippet_key``), those
+    at or below ``cut`` when given; the texts too when ``with_text``."""
     import hashlib
+    import heapq
 
-    texts = [t for t in block.column("text").to_pylist() if t]
-    keyed = sorted((hashlib.blake2b(t.encode(), digest_size=16).hexdigest(), t) for t in texts)[:limit]
-    return pa.table(
-        {
-            "snippet_key": pa.array([k for k, _ in keyed], pa.string()),
-            "text": pa.array([t for _, t in keyed], pa.string()),
-        }
+    keyed = (
+        (hashlib.blake2b(t.encode(), digest_size=16).hexdigest(), t) for t in block.column("text").to_pylist() if t
     )
+    kept = heapq.nsmallest(limit, (kt for kt in keyed if cut is None or kt[0] <= cut))
+    columns = {"snippet_key": pa.array([k for k, _ in kept], pa.string())}
+    if with_text:
+        columns["text"] = pa.array([t for _, t in kept], pa.string())
+    return pa.table(columns)
 
 
 def cache_dir(cfg: RunConfig, rd: RunDir) -> str | FsPath | None:
