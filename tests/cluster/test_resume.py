@@ -75,7 +75,8 @@ def prepare(r: Rehearsal, stage: str, case: str) -> RunDir:
     """A fresh run dir holding the reference run's outputs of every stage before ``stage``."""
     reference = RunDir(main_run(r))
     upstream = PIPELINE[: PIPELINE.index(stage)]
-    assert all(reference.read_manifest(name) for name in [*upstream, stage]), "no reference run to compare with"
+    missing = [name for name in [*upstream, stage] if reference.read_manifest(name) is None]
+    assert not missing, f"the reference run lacks {missing}: nothing to compare with"
     rd = RunDir(f"{r.bucket}/runs/{stage}-{case}")
     fs = reference.fs
     for path in [CONFIG_FILE, *upstream]:
