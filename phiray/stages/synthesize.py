@@ -51,16 +51,43 @@ SPLIT_OUTPUT = {"train": "exercises", "validation": "validation", "heldout": "he
 
 
 def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
-    """Seed snippets: filter/documents, else decontaminate/documents, else none (the source is reported)."""
+    """Seed snippets: filter/documents, else decontaminate/documents, else none (the source is reported).
+
+    The ``limit`` non-empty texts with the smallest content hash, in that order: the same snippets, in
+    the same order, whatever the file layout, block order or node a run reads them on (a ``limit()`` of
+    the dataset takes whichever blocks come first, so a rerun would plan different prompts and miss the
+    request cache). Two passes, no shuffle: each block sends the driver only its ``limit`` smallest
+    hashes, which give the cut; then only the texts at or below the cut come back (the corpus never
+    gathers on the driver: at most ``limit`` hashes per block, then ``limit`` snippets)."""
     import ray
 
     for source in ("filter", "decontaminate"):
         if rd.exists(source, "documents") and rd.listdir(source, "documents"):
             ds = ray.data.read_parquet(rd.path(source, "documents"), filesystem=rd.fs).select_columns(["text"])
-            texts = [r["text"] for r in ds.limit(limit).take_all() if r["text"]]
-            if texts:
-                return texts, f"{source}/documents"
+            by_hash = {"batch_size": None, "batch_format": "pyarrow"}
+            keys = ds.map_batches(_smallest_by_hash, fn_args=(limit, False), **by_hash).take_all()
+            smallest = sorted(r["snippet_key"] for r in keys)[:limit]
+            if smallest:
+                rows = ds.map_batches(_smallest_by_hash, fn_args=(limit, True, smallest[-1]), **by_hash).take_all()
+                ordered = sorted((r["snippet_key"], r["text"]) for r in rows)[:limit]
+                return [text for _, text in ordered], f"{source}/documents"
     return [], "none"
+
+
+def _smallest_by_hash(block: pa.Table, limit: int, with_text: bool, cut: str | None = None) -> pa.Table:
+    """The block's ``limit`` non-empty texts with the smallest blake2b digests (``snippet_key``), those
+    at or below ``cut`` when given; the texts too when ``with_text``."""
+    import hashlib
+    import heapq
+
+    keyed = (
+        (hashlib.blake2b(t.encode(), digest_size=16).hexdigest(), t) for t in block.column("text").to_pylist() if t
+    )
+    kept = heapq.nsmallest(limit, (kt for kt in keyed if cut is None or kt[0] <= cut))
+    columns = {"snippet_key": pa.array([k for k, _ in kept], pa.string())}
+    if with_text:
+        columns["text"] = pa.array([t for _, t in kept], pa.string())
+    return pa.table(columns)
 
 
 def cache_dir(cfg: RunConfig, rd: RunDir) -> str | FsPath | None:

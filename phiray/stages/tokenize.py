@@ -155,6 +155,15 @@ class _SplitPack:
         return pa.concat_tables(parts)
 
 
+def move_dir(rd: RunDir, source: str, target: str) -> None:
+    """Move a folder of the run dir: a rename on a local disk; a copy on an object store, which renames
+    no folders (S3: CopyObject of the prefix fails with NO_SUCH_KEY); the caller removes the source."""
+    if rd.is_local:
+        rd.fs.move(rd.path(source), rd.path(target))
+    else:
+        pafs.copy_files(rd.path(source), rd.path(target), source_filesystem=rd.fs, destination_filesystem=rd.fs)
+
+
 def pack_source(
     ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfig, mode: str, n_docs: int | None = None
 ) -> dict[str, int]:
@@ -171,7 +180,7 @@ def pack_source(
     counts = {}
     for split in ("train", "val"):
         if rd.exists(staging, f"split={split}"):
-            rd.fs.move(rd.path(staging, f"split={split}"), rd.path(out, split))
+            move_dir(rd, f"{staging}/split={split}", f"{out}/{split}")
         counts[split] = len(TokenSource(rd.fs, rd.path(out, split))) if rd.exists(out, split) else 0
     rd.remove(staging)
     return counts
