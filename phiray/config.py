@@ -216,6 +216,11 @@ class AnnotateConfig(Section):
         "picked by the forest's uncertainty; the remainder covers the pool (the document "
         "nearest each k-means centre of the unlabelled pool, regions without labels first).",
     )
+    cold_start: Literal["random", "coverage"] = Field(
+        "random",
+        description="strategy=active: the seed set before the first forest: a seeded random sample, or "
+        "coverage (the document nearest each k-means centre of the pool: every kind of file is seen once).",
+    )
     pool_size: int | None = Field(
         None,
         ge=10,

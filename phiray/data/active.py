@@ -106,6 +106,7 @@ def run_rounds(
     seed: int,
     random_share: float = 0.0,
     uncertain_share: float = 0.5,
+    cold_start: str = "random",
     on_round: Callable[[int, np.ndarray, list], None] | None = None,
 ) -> tuple[np.ndarray, list, list[int]]:
     """Label ``seed_size`` random pool documents, then ``rounds`` rounds of ``round_size`` chosen ones.
@@ -118,6 +119,8 @@ def run_rounds(
     is left unlabelled, that rest is labelled and the rounds stop (nothing is left to choose between)."""
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(x_pool), size=min(seed_size, len(x_pool)), replace=False)
+    if cold_start == "coverage":
+        chosen = pick_representative(x_pool, x_pool[:0], seed_size, seed)
     labelled, scores, round_of = list(chosen), list(label(chosen)), [0] * len(chosen)
     if on_round:
         on_round(0, chosen, scores)

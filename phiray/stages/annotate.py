@@ -300,6 +300,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
         seed=cfg.run.seed,
         random_share=ac.random_share,
         uncertain_share=ac.uncertain_share,
+        cold_start=ac.cold_start,
         on_round=on_round,
     )
     return labels, rejected, stats, [{**r, "pool": len(rows)} for r in rounds]
