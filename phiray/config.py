@@ -217,7 +217,7 @@ class AnnotateConfig(Section):
         "nearest each k-means centre of the unlabelled pool, regions without labels first).",
     )
     cold_start: Literal["random", "coverage"] = Field(
-        "random",
+        "coverage",
         description="strategy=active: the seed set before the first forest: a seeded random sample, or "
         "coverage (the document nearest each k-means centre of the pool: every kind of file is seen once).",
     )

@@ -264,3 +264,7 @@ def test_coverage_cold_start_labels_every_region_before_the_first_forest():
         on_round=lambda r, picks, s: first.extend(picks.tolist()) if r == 0 else None,
     )
     assert len(first) == len(set(first)) == 8 and set(region[first].tolist()) == {0, 1, 2, 3}
+    twins = np.repeat(x[:3], 4, axis=0)  # 3 distinct points: k-means cannot fill 5 groups, random tops it up
+    assert len(set(active.seed_set(twins, 5, 0, np.random.default_rng(0), "coverage").tolist())) == 5
+    with pytest.raises(ValueError, match="cold_start"):
+        active.seed_set(x, 5, 0, np.random.default_rng(0), "nearest")

@@ -1,7 +1,8 @@
 """annotate: draw a seeded sample of the clean corpus and label its educational value (0-5).
 
 ``annotate.strategy=random`` (default) labels one seeded sample. ``active`` first embeds a seeded candidate
-pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a random seed set, then in
+pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a seed set that covers it
+(``annotate.cold_start``), then in
 ``annotate.rounds`` rounds fits classify's forest on the labels so far and labels ``round_size`` pool
 documents: those it is least sure of and those that cover the pool's unlabelled regions
 (``annotate.uncertain_share``), spread over k-means clusters (``phiray.data.active``): the same budget
