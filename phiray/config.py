@@ -192,7 +192,7 @@ class AnnotateConfig(Section):
     )
     strategy: Literal["random", "active"] = Field(
         "random",
-        description="random: one seeded sample; active: a random seed set, then rounds picking the documents "
+        description="random: one seeded sample; active: a seed set (annotate.cold_start), then rounds picking the documents "
         "the forest is least sure of, spread over k-means clusters of their embeddings (phiray.data.active).",
     )
     rounds: int = Field(4, ge=1, description="strategy=active: labelling rounds after the random seed set.")
