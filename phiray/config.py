@@ -192,7 +192,7 @@ class AnnotateConfig(Section):
     )
     strategy: Literal["random", "active"] = Field(
         "random",
-        description="random: one seeded sample; active: a random seed set, then rounds picking the documents "
+        description="random: one seeded sample; active: a seed set (annotate.cold_start), then rounds picking the documents "
         "the forest is least sure of, spread over k-means clusters of their embeddings (phiray.data.active).",
     )
     rounds: int = Field(4, ge=1, description="strategy=active: labelling rounds after the random seed set.")
@@ -215,6 +215,11 @@ class AnnotateConfig(Section):
         description="strategy=active: share of the rest of each round "
         "picked by the forest's uncertainty; the remainder covers the pool (the document "
         "nearest each k-means centre of the unlabelled pool, regions without labels first).",
+    )
+    cold_start: Literal["random", "coverage"] = Field(
+        "coverage",
+        description="strategy=active: the seed set before the first forest: a seeded random sample, or "
+        "coverage (the document nearest each k-means centre of the pool: every kind of file is seen once).",
     )
     pool_size: int | None = Field(
         None,

@@ -1,7 +1,8 @@
 """annotate: draw a seeded sample of the clean corpus and label its educational value (0-5).
 
 ``annotate.strategy=random`` (default) labels one seeded sample. ``active`` first embeds a seeded candidate
-pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a random seed set, then in
+pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a seed set that covers it
+(``annotate.cold_start``), then in
 ``annotate.rounds`` rounds fits classify's forest on the labels so far and labels ``round_size`` pool
 documents: those it is least sure of and those that cover the pool's unlabelled regions
 (``annotate.uncertain_share``), spread over k-means clusters (``phiray.data.active``): the same budget
@@ -260,6 +261,7 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
         seed=cfg.run.seed,
         random_share=ac.random_share,
         uncertain_share=ac.uncertain_share,
+        cold_start=ac.cold_start,
         on_round=on_round,
     )
     return labels, rejected, stats, [{**r, "pool": len(rows)} for r in rounds]
