@@ -59,11 +59,9 @@ def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
     request cache). Two passes, no shuffle: each block sends the driver only its ``limit`` smallest
     hashes, which give the cut; then only the texts at or below the cut come back (the corpus never
     gathers on the driver: at most ``limit`` hashes per block, then ``limit`` snippets)."""
-    import ray
-
     for source in ("filter", "decontaminate"):
         if rd.exists(source, "documents") and rd.listdir(source, "documents"):
-            ds = ray.data.read_parquet(rd.path(source, "documents"), filesystem=rd.fs).select_columns(["text"])
+            ds = docio.read_docs(rd, source, "documents").select_columns(["text"])
             by_hash = {"batch_size": None, "batch_format": "pyarrow"}
             keys = ds.map_batches(_smallest_by_hash, fn_args=(limit, False), **by_hash).take_all()
             smallest = sorted(r["snippet_key"] for r in keys)[:limit]
