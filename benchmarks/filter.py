@@ -66,7 +66,7 @@ def plain_loop(rows, embed_cfg, model_bytes, batch_size: int) -> dict:
 
     t0 = time.perf_counter()
     scorer = QualityScorer(
-        embed_cfg.model_copy(update={"torch_threads": None, "batch_size": batch_size}).model_dump(mode="json"),
+        embed_cfg.model_copy(update={"torch_threads": None, "batch_size": batch_size}),
         model_bytes,
     )
     texts = [r["text"] for r in rows]

@@ -176,10 +176,10 @@ def run_phiray(
 ) -> tuple[list[dict], object]:
     import ray
 
-    from phiray.cli import STAGES
     from phiray.config import load_config
     from phiray.pipeline import run_pipeline
     from phiray.rundir import RunDir
+    from phiray.stages import STAGES
 
     source = [{"kind": "files", "path": str(root / "code"), "name": "code"}]
     cfg = load_config(

@@ -34,7 +34,7 @@ def measure(base_url: str, rows: list[dict], concurrency: int, seed_offset: int)
     cfg = TeacherConfig(
         kind="openai", base_url=base_url, model="fake", concurrency=concurrency, cache=False, max_retries=2
     )
-    worker = GenerateBatch(cfg.model_dump(mode="json"), cache_dir=None)
+    worker = GenerateBatch(cfg, cache_dir=None)
     rows = [{**r, "seed": r["seed"] + seed_offset} for r in rows]  # distinct requests per pass
     batch = {k: [r[k] for r in rows] for k in rows[0]}
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`phiray` command line: one STAGES table, one sub-command per stage, plus run/status and tools.
+"""`phiray` command line: one sub-command per stage of ``phiray.stages.STAGES``, plus run/status and tools.
 
 phiray <stage> --run-dir DIR [--preset P] [--config F] [a.b.c=value ...]
 phiray run     --run-dir DIR [--preset P] [--config F] [--force STAGE] [a.b.c=value ...]
@@ -12,110 +12,15 @@ import importlib
 import importlib.util
 import logging
 import sys
-from typing import Any
 
 import yaml
 
 from phiray.config import ConfigError, RunConfig, is_speed_only, load_config, preset_names
-from phiray.pipeline import Stage, assess, run_pipeline, run_stage
+from phiray.pipeline import STATUS_HEADER, Stage, run_config, run_pipeline, run_stage, status_rows
+from phiray.report import build
 from phiray.rundir import CONFIG_FILE, RunDir
-
-
-def _llm_annotator(cfg: RunConfig) -> bool:
-    return cfg.annotate.annotator == "llm"
-
-
-def _verifies(cfg: RunConfig) -> bool:
-    return cfg.synthesize.verify
-
-
-STAGES: list[Stage] = [
-    Stage("ingest", "Read the raw corpus (files, JSONL, Parquet, HF); skip bad files by reason.", ("ingest",)),
-    Stage("dedup", "Remove exact and MinHash-LSH near duplicates.", ("dedup",), ("ingest",)),
-    Stage("decontaminate", "Drop documents sharing long n-grams with HumanEval/MBPP.", ("decontaminate",), ("dedup",)),
-    Stage(
-        "annotate",
-        "Label a seeded sample for educational value (LLM or heuristic).",
-        ("annotate", "teacher", "embed", "classify", "run.seed"),
-        ("decontaminate",),  # active: pool + forest
-        hashed_if=(("teacher", _llm_annotator),),
-    ),
-    Stage(
-        "classify",
-        "Embed the labelled sample and fit a random forest; held-out metrics.",
-        ("classify", "embed", "run.seed"),
-        ("annotate",),
-    ),
-    Stage(
-        "filter",
-        "Score every document on a Ray Data actor pool and keep the best.",
-        ("filter", "embed"),
-        ("classify", "decontaminate"),
-    ),
-    Stage(
-        "synthesize",
-        "Generate textbooks and verified exercises through a teacher.",
-        ("synthesize", "teacher", "sandbox", "run.seed"),
-        ("filter",),
-        hashed_if=(("sandbox", _verifies),),
-    ),
-    Stage(
-        "similarity",
-        "phi-1 §5: each HumanEval problem's nearest training exercise (embedding, AST match rate).",
-        ("similarity", "embed"),
-        ("synthesize",),
-        needs_ray=False,
-    ),
-    Stage(
-        "tokenize",
-        "Build the tokenizer; pack each source into fixed-length sequences.",
-        ("tokenizer", "tokenize", "run.seed"),
-        ("decontaminate", "filter", "synthesize"),
-    ),
-    Stage(
-        "pretrain",
-        "Pretrain the phi model with DeepSpeed on Ray Train.",
-        ("model", "train", "pretrain", "run.seed"),
-        ("tokenize",),
-    ),
-    Stage(
-        "grow",
-        "Grow the pretrained model into the larger shape by weight reuse; continue pretraining.",
-        ("model", "train", "grow", "run.seed"),
-        ("pretrain",),
-    ),
-    Stage(
-        "finetune",
-        "Finetune on exercises (loss on the completion only).",
-        ("train", "finetune", "run.seed"),
-        ("pretrain", "grow", "tokenize"),
-    ),
-    Stage(
-        "control",
-        "Control model: same size and budget, unfiltered corpus only.",
-        ("model", "train", "control", "run.seed"),
-        ("tokenize",),
-    ),
-    Stage(
-        "evaluate",
-        "pass@k on held-out exercises, HumanEval and MBPP in the sandbox.",
-        ("evaluate", "sandbox"),
-        ("finetune", "control"),
-    ),
-    Stage(
-        "thesis",
-        "phiray's data vs the unfiltered control over seeds: pass@1 on validation and test exercises.",
-        ("thesis", "model", "train", "pretrain", "grow", "finetune", "control", "evaluate", "sandbox", "run.seed"),
-        ("tokenize", "pretrain", "grow", "finetune", "control", "evaluate"),
-    ),
-    Stage(
-        "sweep",
-        "Ray Tune sweep of data-mixture weights on proxy models.",
-        ("sweep", "model", "train", "pretrain", "run.seed"),
-        ("tokenize",),
-    ),
-]
-STAGE_BY_NAME = {s.name: s for s in STAGES}
+from phiray.runtime import prepare_environment
+from phiray.stages import STAGE_BY_NAME, STAGES
 
 # Tools that are not pipeline stages: module providing add_arguments(parser) and main(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -124,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("phiray.serve.cli", "Serve a model and the evaluator (OpenAI-compatible) with Ray Serve."),
     "submit": ("phiray.cluster.submit", "Submit a stage to a Ray cluster or as a KubeRay RayJob."),
 }
+
+# Sub-commands about the pipeline as a whole (next to one per stage and the COMMANDS tools).
+PIPELINE_COMMANDS = ("run", "status", "config")
 
 log = logging.getLogger("phiray")
 
@@ -228,30 +136,14 @@ def cmd_status(run_dir: str, out=sys.stdout) -> int:
     if not rd.exists(CONFIG_FILE):
         print(f"phiray: {run_dir} is not a run directory (no {CONFIG_FILE})", file=sys.stderr)
         return 2
-    cfg = load_config(preset=None, base=yaml.safe_load(rd.read_text(CONFIG_FILE)))
-    wanted = set(cfg.run.stages)
-    rows = [("stage", "state", "rows", "key metrics", "time")]
-    for st in assess(STAGES, cfg, rd):
-        if st.stage.name not in wanted and st.manifest is None:
-            continue
-        m = st.manifest
-        state = st.state if st.state == "done" else f"{st.state} ({st.reason})"
-        rows_txt = " ".join(f"{k}={v}" for k, v in m.rows.items()) if m else ""
-        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in m.headline.items()) if m else ""
-        rows.append((st.stage.name, state, rows_txt, metrics, f"{m.wall_time_s:.1f}s" if m else ""))
+    rows = [STATUS_HEADER] + status_rows(STAGES, run_config(rd), rd)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
     return 0
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from phiray.runtime import prepare_environment
-
     prepare_environment()  # before any module imports ray (it reads the loopback switch at import)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -282,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             only = [s.strip() for s in args.only.split(",")] if args.only else None
             run_pipeline(STAGES, cfg, rd, force=set(args.force), only=only)
             cmd_status(rd.location)
-            from phiray.report import build
 
             paths = build(rd)
             print(f"report: {paths['html']}")

@@ -5,7 +5,7 @@ composed into :class:`RunConfig`. Precedence: preset < ``--config FILE`` < ``a.b
 Every field carries a one-line description: it is the documentation and the ``--help`` text.
 
 Stages own their sections: a stage's manifest hashes exactly the sections it lists in
-``phiray.cli.STAGES``, so editing one section re-runs only the stages that read it. A field that
+``phiray.stages.STAGES``, so editing one section re-runs only the stages that read it. A field that
 changes only speed or placement, never a stage's outputs (concurrency, worker and actor counts,
 timeouts, prices), says so where it is defined with ``json_schema_extra=SPEED_ONLY``: the hash
 leaves it out, so turning it never re-runs a stage.
@@ -192,7 +192,7 @@ class AnnotateConfig(Section):
     )
     strategy: Literal["random", "active"] = Field(
         "random",
-        description="random: one seeded sample; active: a random seed set, then rounds picking the documents "
+        description="random: one seeded sample; active: a seed set (annotate.cold_start), then rounds picking the documents "
         "the forest is least sure of, spread over k-means clusters of their embeddings (phiray.data.active).",
     )
     rounds: int = Field(4, ge=1, description="strategy=active: labelling rounds after the random seed set.")
@@ -215,6 +215,11 @@ class AnnotateConfig(Section):
         description="strategy=active: share of the rest of each round "
         "picked by the forest's uncertainty; the remainder covers the pool (the document "
         "nearest each k-means centre of the unlabelled pool, regions without labels first).",
+    )
+    cold_start: Literal["random", "coverage"] = Field(
+        "coverage",
+        description="strategy=active: the seed set before the first forest: a seeded random sample, or "
+        "coverage (the document nearest each k-means centre of the pool: every kind of file is seen once).",
     )
     pool_size: int | None = Field(
         None,
@@ -1096,7 +1101,10 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(tree: dict[str, Any], path: str | list[str], value: Any) -> None:
+    """Set (a copy of) ``value`` at a dotted path (``"a.b.c"`` or its parts) of a nested dict: a value there
+    is replaced whole (a mixture is never merged), missing or non-dict parents become dicts."""
+    path = path.split(".") if isinstance(path, str) else path
     node = tree
     for part in path[:-1]:
         child = node.get(part)
@@ -1104,7 +1112,7 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
             child = {}
             node[part] = child
         node = child
-    node[path[-1]] = value
+    node[path[-1]] = copy.deepcopy(value)
 
 
 def _one_line(err: ValidationError) -> str:
@@ -1148,5 +1156,5 @@ def load_config(
         data = deep_merge(data, loaded)
     for item in overrides:
         key, value = parse_override(item)
-        _set_path(data, key, value)
+        set_path(data, key, value)
     return validate(data)

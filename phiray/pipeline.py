@@ -15,8 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from phiray.config import RunConfig
+import yaml
+
+from phiray.cluster.placement import stage_placement
+from phiray.config import RunConfig, load_config
+from phiray.formatting import format_pairs
 from phiray.rundir import CONFIG_FILE, Manifest, RunDir
+from phiray.runtime import init_ray
 
 log = logging.getLogger("phiray")
 
@@ -126,8 +131,6 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     """Run one stage now and write its manifest (last)."""
     inputs = upstream_inputs(stage, cfg, rd, table)
     if stage.needs_ray:
-        from phiray.runtime import init_ray
-
         init_ray(num_cpus=cfg.run.num_cpus, num_gpus=cfg.run.num_gpus)
     # The old manifest goes first: a crash mid-stage must leave the stage incomplete, never "done".
     if rd.exists(rd.manifest_path(stage.name)):
@@ -139,7 +142,6 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     if manifest.stage != stage.name:
         raise RuntimeError(f"stage {stage.name} returned a manifest for {manifest.stage!r}")
     wall = time.perf_counter() - t0
-    from phiray.cluster.placement import stage_placement
 
     manifest = rd.finish(
         manifest,
@@ -149,7 +151,7 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
         wall_time_s=wall,
         placement=stage_placement(since_ms, stage.needs_ray),
     )
-    log.info("stage %s: done in %.1fs %s", stage.name, manifest.wall_time_s, _fmt(manifest.headline))
+    log.info("stage %s: done in %.1fs %s", stage.name, manifest.wall_time_s, format_pairs(manifest.headline))
     return manifest
 
 
@@ -184,11 +186,25 @@ def run_pipeline(
     return results
 
 
-def _fmt(headline: dict) -> str:
-    return " ".join(f"{k}={_short(v)}" for k, v in headline.items())
+def run_config(rd: RunDir) -> RunConfig:
+    """The config a run directory was last run with (its ``config.yaml``, validated)."""
+    return load_config(preset=None, base=yaml.safe_load(rd.read_text(CONFIG_FILE)))
 
 
-def _short(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+STATUS_HEADER = ["stage", "state", "rows", "key metrics", "time"]
+
+
+def status_rows(stages: list[Stage], cfg: RunConfig, rd: RunDir, reasons: bool = True) -> list[list[str]]:
+    """One row per stage that is configured or has run (STATUS_HEADER's columns): what `phiray status` and
+    the report's stage table show. ``reasons`` adds why a stage is not done to its state."""
+    rows = []
+    for st in assess(stages, cfg, rd):
+        m = st.manifest
+        if m is None and st.stage.name not in cfg.run.stages:
+            continue
+        state = f"{st.state} ({st.reason})" if reasons and st.state != "done" else st.state
+        timing = f"{m.wall_time_s:.1f}s" if m else ""
+        rows.append(
+            [st.stage.name, state, format_pairs(m.rows) if m else "", format_pairs(m.headline) if m else "", timing]
+        )
+    return rows

@@ -15,7 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from phiray.rundir import Manifest, RunDir
+from phiray.formatting import format_value as fmt
+from phiray.rundir import CONFIG_FILE, Manifest, RunDir
 
 log = logging.getLogger("phiray")
 
@@ -45,14 +46,6 @@ class Section:
         """A list of (label, href) links; hrefs relative to the report directory."""
         self.blocks.append(("links", items))
         return self
-
-
-def fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if value is None:
-        return "–"
-    return str(value)
 
 
 # ----------------------------------------------------------------------------- plotting
@@ -230,8 +223,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     rd = RunDir(args.run_dir)
-    if not rd.exists("config.yaml"):
-        print(f"phiray: {args.run_dir} is not a run directory (no config.yaml)")
+    if not rd.exists(CONFIG_FILE):
+        print(f"phiray: {args.run_dir} is not a run directory (no {CONFIG_FILE})")
         return 2
     paths = build(rd)
     print(paths["html"])

@@ -4,43 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
+from phiray.formatting import format_pairs
+from phiray.pipeline import STATUS_HEADER, run_config, status_rows
 from phiray.report import Section, bars_png, curves_png, fmt, histogram_png, manifests
 from phiray.report_thesis import thesis
 from phiray.report_tracking import tracking
 from phiray.rundir import Manifest, RunDir
+from phiray.stages import STAGES
 
 TRAINING = ("pretrain", "grow", "finetune", "control")
 
 
 def collect(rd: RunDir) -> tuple[str, list[Section]]:
-    from phiray.cli import STAGES
-    from phiray.config import load_config
-    from phiray.pipeline import assess
-
-    cfg = load_config(preset=None, base=yaml.safe_load(rd.read_text("config.yaml")))
+    cfg = run_config(rd)
     ms = manifests(rd, [s.name for s in STAGES])
     title = f"phiray run '{cfg.run.name}' (preset {cfg.run.preset or 'custom'})"
     overview = Section("Stages").p(
         "Each stage read its inputs from the run directory and recorded a manifest. 'done' means the manifest "
         "matches the current config; a re-run of `phiray run` skips those stages."
     )
-    rows = []
-    for st in assess(STAGES, cfg, rd):
-        m = st.manifest
-        if m is None and st.stage.name not in cfg.run.stages:
-            continue
-        rows.append(
-            [
-                st.stage.name,
-                st.state,
-                " ".join(f"{k}={v}" for k, v in m.rows.items()) if m else "",
-                " ".join(f"{k}={fmt(v)}" for k, v in m.headline.items()) if m else "",
-                f"{m.wall_time_s:.1f}s" if m else "",
-            ]
-        )
-    overview.table(["stage", "state", "rows", "key metrics", "time"], rows)
+    overview.table(STATUS_HEADER, status_rows(STAGES, cfg, rd, reasons=False))
     total = sum(m.wall_time_s for m in ms.values())
     overview.p(f"Total stage time: {total / 60:.1f} min.")
     sections = [
@@ -62,13 +45,7 @@ def collect(rd: RunDir) -> tuple[str, list[Section]]:
 
 def _read(rd: RunDir, rel: str, columns: list[str]) -> list[dict[str, Any]]:
     """Rows of a Parquet dataset in the run dir (only the columns asked for; [] when absent)."""
-    import pyarrow.dataset as pads
-
-    if not rd.exists(rel):
-        return []
-    ds = pads.dataset(rd.path(rel), filesystem=rd.fs, format="parquet")
-    present = [c for c in columns if c in ds.schema.names]
-    return ds.to_table(columns=present).to_pylist()
+    return rd.read_table(rel, columns=columns).to_pylist()
 
 
 def _excerpt(text: str, lines: int = 18) -> str:
@@ -90,7 +67,7 @@ def filtering(rd: RunDir, ms: dict[str, Manifest], cfg) -> Section:
     counts = []
     for name in ("ingest", "dedup", "decontaminate", "filter"):
         if name in ms:
-            counts.append([name] + [" ".join(f"{k}={v}" for k, v in ms[name].rows.items())])
+            counts.append([name, format_pairs(ms[name].rows)])
     sec.table(["stage", "rows"], counts)
     if "classify" in ms:
         held = ms["classify"].metrics.get("heldout", {})

@@ -20,6 +20,7 @@ import tempfile
 import uuid
 from typing import Any, Iterator
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,6 +120,21 @@ class RunDir:
             return []
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(*parts)))
         return sorted(posixpath.basename(i.path) for i in infos)
+
+    def parquet_files(self, *parts: str) -> list[str]:
+        """Filesystem paths of the Parquet files of ``<parts>`` (a stage's output dataset), sorted."""
+        return parquet_files(self.fs, self.path(*parts))
+
+    def read_table(self, *parts: str, columns: list[str] | None = None) -> pa.Table:
+        """A stage's Parquet output (``<stage>/<name>``) read whole on the driver, for outputs small enough to
+        hold (labels, splits, report samples): only the ``columns`` it has; an empty table when it has no files."""
+        import pyarrow.dataset as pads  # imports pandas (~1 s): every phiray command imports this module
+
+        files = self.parquet_files(*parts)
+        if not files:
+            return pa.table({})
+        ds = pads.dataset(files, filesystem=self.fs, format="parquet")
+        return ds.to_table(columns=None if columns is None else [c for c in columns if c in ds.schema.names])
 
     def remove(self, *parts: str) -> None:
         path = self.path(*parts)
@@ -230,6 +246,18 @@ class FsPath:
 
     fs: pafs.FileSystem
     path: str
+
+
+def parquet_files(fs: pafs.FileSystem, path: str) -> list[str]:
+    """``path`` itself when it is a Parquet file, every ``*.parquet`` below it (sorted) when it is a directory,
+    nothing when it does not exist: how every reader finds a dataset's files (``ray.data`` writes part files)."""
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        return [path] if path.endswith(".parquet") else []
+    if info.type != pafs.FileType.Directory:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
 
 def resolve_fs_path(location: str | os.PathLike[str] | FsPath) -> tuple[pafs.FileSystem, str]:

@@ -21,8 +21,8 @@ def tiny_cfg(*overrides: str) -> RunConfig:
 
 
 def run_synthesize(run_dir: Path, cfg: RunConfig) -> Manifest:
-    from phiray.cli import STAGE_BY_NAME, STAGES
     from phiray.pipeline import run_stage
+    from phiray.stages import STAGE_BY_NAME, STAGES
 
     return run_stage(STAGE_BY_NAME["synthesize"], cfg, RunDir(run_dir), {s.name: s for s in STAGES})
 

@@ -242,3 +242,29 @@ def test_active_rounds_with_the_llm_annotator_over_http(ray_session, clean_corpu
     assert unparsed > 0 and len(labels) + unparsed == 20
     assert {r["score"] for r in labels} <= {1, 4} and all(r["annotator"] == "llm" for r in labels)
     assert sum(r["unparsed"] for r in manifest.metrics["rounds"]) == unparsed
+
+
+def test_coverage_cold_start_labels_every_region_before_the_first_forest():
+    """A random seed set of 8 over 4 regions of unequal size usually misses the small ones; coverage does not."""
+    rng = np.random.default_rng(5)
+    sizes = [170, 10, 10, 10]
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    x = np.concatenate([c + rng.normal(0, 0.3, (n, 2)) for c, n in zip(centres, sizes)])
+    region = np.repeat(np.arange(4), sizes)
+    first = []
+    active.run_rounds(
+        x,
+        lambda idx: [5 * int(region[i] > 0) for i in idx],
+        seed_size=8,
+        rounds=1,
+        round_size=4,
+        cc=ClassifyConfig(n_estimators=10),
+        seed=0,
+        cold_start="coverage",
+        on_round=lambda r, picks, s: first.extend(picks.tolist()) if r == 0 else None,
+    )
+    assert len(first) == len(set(first)) == 8 and set(region[first].tolist()) == {0, 1, 2, 3}
+    twins = np.repeat(x[:3], 4, axis=0)  # 3 distinct points: k-means cannot fill 5 groups, random tops it up
+    assert len(set(active.seed_set(twins, 5, 0, np.random.default_rng(0), "coverage").tolist())) == 5
+    with pytest.raises(ValueError, match="cold_start"):
+        active.seed_set(x, 5, 0, np.random.default_rng(0), "nearest")

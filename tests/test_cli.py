@@ -1,9 +1,11 @@
+import argparse
 import subprocess
 import sys
 
 import pytest
 
-from phiray.cli import COMMANDS, STAGES, build_parser, main
+from phiray.cli import COMMANDS, PIPELINE_COMMANDS, build_parser, main
+from phiray.stages import STAGES
 
 
 def test_help_lists_every_stage_and_command(capsys):
@@ -33,6 +35,31 @@ def test_stage_table_is_consistent():
     from phiray.config import RunConfig
 
     assert all(s in names for s in RunConfig().run.stages)
+
+
+def _subcommands(parser) -> dict:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_stage_table_matches_the_cli_parser():
+    """Every stage of phiray.stages.STAGES has its sub-command, and every sub-command is a stage, a tool of
+    COMMANDS or one of the pipeline commands: the parser is built from the table, never beside it."""
+    commands = _subcommands(build_parser())
+    stages = {s.name for s in STAGES}
+    assert stages <= set(commands), f"stages without a sub-command: {stages - set(commands)}"
+    orphans = set(commands) - stages - set(COMMANDS) - set(PIPELINE_COMMANDS)
+    assert not orphans, f"sub-commands that are neither a stage nor a tool: {orphans}"
+    for stage in STAGES:
+        assert commands[stage.name].description == stage.help
+        assert stage.available, f"stage {stage.name}: no module {stage.module_name}"
+
+
+def test_the_stage_table_does_not_import_the_cli():
+    """The report and the stages read the table from phiray.stages: no import circle through phiray.cli."""
+    code = "import sys, phiray.report_sections, phiray.stages.thesis; print('phiray.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_run_twice_then_status(tmp_path):

@@ -11,10 +11,11 @@ import pytest
 import yaml
 from cluster_fixtures import REPO, by_kind, k8s_docs
 
-from phiray.cli import STAGES, _module_exists
+from phiray.cli import _module_exists
 from phiray.cluster import kuberay, validate
 from phiray.cluster import spec as specs
 from phiray.config import load_config
+from phiray.stages import STAGES
 
 JOB_FILES = sorted((REPO / "jobs").glob("*.yaml"))
 COMMANDS = [s.name for s in STAGES] + ["serve", "run"]

@@ -109,3 +109,24 @@ def test_cli_one_line_error_for_wrong_type(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "model.n_layer" in lines[0]
     assert not (tmp_path / "r").exists()  # failed before any work
+
+
+def test_set_path_replaces_whole_values_and_makes_parents():
+    from phiray.config import set_path
+
+    tree = {"pretrain": {"mixture": {"code": 0.5, "textbooks": 0.5}}, "run": 3}
+    mixture = {"code": 1.0}
+    set_path(tree, "pretrain.mixture", mixture)
+    set_path(tree, "run.seed", 7)  # a non-dict parent becomes a dict
+    set_path(tree, ["a", "b", "c"], [1])
+    assert tree == {"pretrain": {"mixture": {"code": 1.0}}, "run": {"seed": 7}, "a": {"b": {"c": [1]}}}
+    mixture["code"] = 0.0
+    assert tree["pretrain"]["mixture"] == {"code": 1.0}  # a copy, not the caller's object
+
+
+def test_one_value_format():
+    from phiray.formatting import format_pairs, format_value
+
+    assert [format_value(v) for v in (0.123456, 3, None, "x")] == ["0.1235", "3", "–", "x"]
+    assert format_value(None, none="-") == "-"
+    assert format_pairs({"in": 900, "loss": 1.23456}) == "in=900 loss=1.235"

@@ -11,10 +11,10 @@ import typing
 import fake_stages
 import pytest
 
-from phiray.cli import STAGES
 from phiray.config import RunConfig, load_config, speed_only_paths
 from phiray.pipeline import Stage, run_pipeline
 from phiray.rundir import RunDir
+from phiray.stages import STAGES
 
 ALL = [s.name for s in STAGES]
 TABLE = [

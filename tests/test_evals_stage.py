@@ -26,8 +26,8 @@ EXERCISES = [
 
 @pytest.mark.parametrize("placement", ["in-process", "evaluator"])
 def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path, placement):
-    from phiray.cli import STAGE_BY_NAME
     from phiray.pipeline import run_stage
+    from phiray.stages import STAGE_BY_NAME
 
     rd = RunDir(tmp_path / "run")
     build_tiny_checkpoint(tmp_path / "run" / "finetune" / "model")

@@ -16,11 +16,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from filter_fixtures import PLANTED_TASK, build_corpus, chain_overrides  # noqa: E402
 
-from phiray.cli import STAGES, cmd_status  # noqa: E402
+from phiray.cli import cmd_status  # noqa: E402
 from phiray.config import load_config  # noqa: E402
 from phiray.data.readers import doc_id  # noqa: E402
 from phiray.pipeline import run_pipeline  # noqa: E402
 from phiray.rundir import RunDir  # noqa: E402
+from phiray.stages import STAGES  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -171,7 +171,7 @@ def test_grade_forest_ranks_by_predicted_grade():
         cfg = load_config(
             "tiny", overrides=["embed.kind=hashing", "classify.n_estimators=30", f"classify.target={target}"]
         )
-        model_bytes, metrics = fit_and_evaluate(texts, grades, cfg)
+        model_bytes, metrics, _ = fit_and_evaluate(texts, grades, cfg)
         forest = joblib.load(__import__("io").BytesIO(model_bytes))
         assert hasattr(forest, "predict_proba") == (target == "label")
         assert set(metrics["heldout_labels"]) == {0, 1} and metrics["roc_auc"] > 0.9

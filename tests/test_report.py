@@ -37,7 +37,7 @@ def make_run(path):
         rd.finish(
             Manifest(stage=stage, **kw),
             config_hash=cfg.section_hash(
-                next(s for s in __import__("phiray.cli").cli.STAGES if s.name == stage).sections
+                next(s for s in __import__("phiray.stages").stages.STAGES if s.name == stage).sections
             ),
             inputs={},
             started_at="t",

@@ -94,3 +94,25 @@ def test_missing_upstream_is_a_clear_error(tmp_path):
     rd = RunDir(tmp_path / "r")
     with pytest.raises(RuntimeError, match="needs stage a first"):
         run_stage(TABLE[1], cfg_with(), rd, {s.name: s for s in TABLE})
+
+
+def test_parquet_files_and_read_table_of_a_stage_output(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from phiray.rundir import parquet_files
+
+    rd = RunDir(tmp_path / "run")
+    rd.makedirs("s", "out", "nested")
+    pq.write_table(pa.table({"id": ["b"], "text": ["y"]}), rd.path("s", "out", "nested", "part-1.parquet"))
+    pq.write_table(pa.table({"id": ["a"], "text": ["x"]}), rd.path("s", "out", "part-0.parquet"))
+    rd.write_text("s/out/_SUCCESS", "")
+    files = rd.parquet_files("s", "out")
+    assert files == [rd.path("s", "out", "nested", "part-1.parquet"), rd.path("s", "out", "part-0.parquet")]
+    assert parquet_files(rd.fs, files[1]) == [files[1]]  # a single file is its own dataset
+    assert parquet_files(rd.fs, rd.path("s", "out", "_SUCCESS")) == []
+    assert rd.parquet_files("s", "absent") == []
+    table = rd.read_table("s", "out", columns=["id", "no_such_column"])
+    assert table.column_names == ["id"] and sorted(table["id"].to_pylist()) == ["a", "b"]
+    assert rd.read_table("s", "out").num_columns == 2
+    assert rd.read_table("s", "absent").num_rows == 0

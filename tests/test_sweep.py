@@ -12,10 +12,10 @@ import pytest
 from sweep_fixtures import SOURCES, make_packed_run, source_of, sweep_config
 from tracking_checks import plugin_tags, read_scalars
 
-from phiray.cli import STAGE_BY_NAME
 from phiray.config import load_config
 from phiray.pipeline import run_stage
 from phiray.rundir import RunDir
+from phiray.stages import STAGE_BY_NAME
 from phiray.stages.sweep import build_specs
 from phiray.tune.space import build_points
 

@@ -12,26 +12,10 @@ import pytest
 from synthesize_fixtures import REPO, run_synthesize, tiny_cfg
 
 from phiray.config import SandboxConfig
+from phiray.schemas import SYNTHESIZE_EXERCISES, SYNTHESIZE_TEXTBOOKS
 
-EXERCISE_COLUMNS = {
-    "id",
-    "kind",
-    "topic",
-    "concept",
-    "audience",
-    "style",
-    "seed",
-    "difficulty",
-    "prompt",
-    "solution",
-    "tests",
-    "entry_point",
-    "signature",
-    "docstring",
-    "text",
-    "verified",
-}
-TEXTBOOK_COLUMNS = {"id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text"}
+EXERCISE_COLUMNS = set(SYNTHESIZE_EXERCISES.names)
+TEXTBOOK_COLUMNS = set(SYNTHESIZE_TEXTBOOKS.names)
 
 
 def _read(run_dir: Path, name: str) -> list[dict]:
@@ -220,6 +204,39 @@ def test_snippets_prefer_the_filtered_corpus(tmp_path: Path, ray_session):
     manifest = run_synthesize(none_dir, cfg)
     assert manifest.metrics["seed_snippets"] == {"source": "none", "available": 0, "prompts_with_snippet": 0}
     assert manifest.rows["exercises"] == 0 and (none_dir / "synthesize" / "exercises").exists()
+
+
+def _write_files(run_dir: Path, stage: str, files: list[list[str]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = run_dir / stage / "documents"
+    out.mkdir(parents=True)
+    for i, texts in enumerate(files):
+        pq.write_table(pa.table({"text": texts}), out / f"part-{i}.parquet")
+
+
+def test_seed_snippets_are_the_same_whatever_the_file_layout(tmp_path: Path, ray_session):
+    """A rerun (another node, other block order) must plan the same prompts: the snippets are the
+    ``limit`` smallest by content hash, in that order, not whichever blocks a ``limit()`` reads first."""
+    import hashlib
+
+    from phiray.rundir import RunDir
+    from phiray.stages.synthesize import load_snippets
+
+    texts = [f"def f{i}(x):\n    return x + {i}\n" for i in range(40)]
+    expected = sorted(texts, key=lambda t: hashlib.blake2b(t.encode(), digest_size=16).hexdigest())[:7]
+    layouts = {
+        "a": [texts[:13], texts[13:29], ["", *texts[29:]]],
+        "b": [list(reversed(texts[20:])), [""], texts[:20][::3], [t for i, t in enumerate(texts[:20]) if i % 3]],
+    }
+    got = {}
+    for name, files in layouts.items():
+        _write_files(tmp_path / name, "filter", files)
+        got[name] = load_snippets(RunDir(str(tmp_path / name)), limit=7)
+    assert got["a"] == got["b"] == (expected, "filter/documents")
+    everything, _ = load_snippets(RunDir(str(tmp_path / "a")), limit=100)
+    assert sorted(everything) == sorted(texts)  # every non-empty text once, none when fewer than the limit
 
 
 @pytest.mark.slow

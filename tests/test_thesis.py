@@ -108,8 +108,8 @@ def _already_trained(rd: RunDir, cfg, seed: int, tmp) -> None:
 
 
 def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_path):
-    from phiray.cli import STAGE_BY_NAME
     from phiray.pipeline import run_stage
+    from phiray.stages import STAGE_BY_NAME
 
     cfg = load_config(
         "tiny",
@@ -202,8 +202,8 @@ def test_thesis_trains_each_seed_and_a_forced_rerun_trains_nothing(ray_session, 
     """Real Ray Train fits: run.seed through the pipeline, two more seeds under thesis/seed-<N>/."""
     from train_fixtures import small_config, tokenized_run
 
-    from phiray.cli import STAGES
     from phiray.pipeline import run_pipeline
+    from phiray.stages import STAGES
 
     rd = tokenized_run(tmp_path_factory.getbasetemp(), "run.name=thesis")  # its own run dir
     for split, rows in (("heldout", EXERCISES), ("validation", EXERCISES[:2])):

@@ -70,3 +70,22 @@ def test_tokenize_skips_missing_sources_with_a_warning(ray_session, tmp_path, ca
     assert sorted(manifest.metrics["skipped_sources"]) == ["nowhere", "unfiltered"]
     assert set(manifest.metrics["sources"]) == {"code", "books"} and manifest.metrics["tokenizer_size"] == 50295
     assert "unfiltered" in caplog.text
+
+
+def test_packed_splits_move_into_place_on_s3(s3_server):
+    """tokenize writes each split under a staging folder, then moves it into place: on an object store
+    that is a copy (pyarrow's move of an S3 folder fails), and every file arrives whole."""
+    import pyarrow as pa
+
+    from phiray.rundir import RunDir
+    from phiray.stages.tokenize import move_dir
+
+    rd = RunDir(f"{s3_server.new_bucket()}/run")
+    table = sequences_table(np.arange(12, dtype=np.int32).reshape(3, 4))
+    for part in range(2):
+        rd.fs.create_dir(rd.path("tokenize/code/_by_split/split=train"), recursive=True)
+        pq.write_table(table, rd.path(f"tokenize/code/_by_split/split=train/part-{part}.parquet"), filesystem=rd.fs)
+    move_dir(rd, "tokenize/code/_by_split/split=train", "tokenize/code/train")
+    assert sorted(rd.listdir("tokenize/code/train")) == ["part-0.parquet", "part-1.parquet"]
+    assert len(TokenSource(rd.fs, rd.path("tokenize/code/train"))) == 6
+    assert pa.concat_tables([table, table]).equals(pq.read_table(rd.path("tokenize/code/train"), filesystem=rd.fs))

@@ -13,9 +13,9 @@ from tracking_checks import read_scalars
 from train_fixtures import make_fake_run, small_config, tokenized_run
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from phiray.cli import STAGES
 from phiray.model.tokenizer import load_tokenizer
 from phiray.pipeline import run_pipeline
+from phiray.stages import STAGES
 from phiray.train.driver import fit_phase
 
 # Generous limits: the machine is shared, and under load each Ray Train fit takes minutes.

@@ -24,8 +24,8 @@ def test_vllm_greedy_equals_transformers_on_a_saved_tiny_model(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_vllm_greedy_equals_transformers_on_every_model_dir_of_a_tiny_run(ray_session, tmp_path):
-    from phiray.cli import STAGES
     from phiray.pipeline import run_pipeline
+    from phiray.stages import STAGES
 
     rd = make_fake_run(tmp_path / "run")
     cfg = small_config(

@@ -17,7 +17,18 @@ from typing import Any
 
 import yaml
 
-from phiray.cluster.spec import REPO, JobSpec, SpecError, customise, dns_name, find_spec, load_spec
+from phiray.cluster.spec import (
+    REPO,
+    JobSpec,
+    SpecError,
+    customise,
+    dns_name,
+    find_spec,
+    load_spec,
+    option_value,
+    split_entrypoint,
+)
+from phiray.stages import STAGES
 
 API_VERSION = "ray.io/v1"
 CLUSTER_FILE = "ray-cluster.phiray.yaml"
@@ -133,8 +144,6 @@ def build_rayjob(
 
 def serve_config(spec: JobSpec) -> dict[str, Any]:
     """serveConfigV2 for a `phiray serve` spec: the app builder with the spec's model and preset."""
-    from phiray.cluster.spec import option_value, split_entrypoint
-
     tokens = split_entrypoint(customise(spec, config_root=IMAGE_ROOT).entrypoint)
     args: dict[str, Any] = {}
     for option in ("--model", "--preset", "--config"):
@@ -178,8 +187,6 @@ def build_rayservice(spec: JobSpec, cluster: dict[str, Any] | None = None, name:
 
 def rendered_files(jobs_dir: Path | None = None, k8s_dir: Path | None = None) -> dict[str, str]:
     """file name under k8s/ -> text, for every stage's RayJob and the RayService."""
-    from phiray.cli import STAGES
-
     jobs_dir, k8s_dir = jobs_dir or REPO / "jobs", k8s_dir or REPO / "k8s"
     cluster = load_cluster(k8s_dir)
     out: dict[str, str] = {}

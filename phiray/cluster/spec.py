@@ -2,7 +2,7 @@
 
 A spec holds exactly what both submission paths need, named as the Ray Jobs SDK names it::
 
-    stage: pretrain                     # a stage of phiray.cli.STAGES, or serve / run
+    stage: pretrain                     # a stage of phiray.stages.STAGES, or serve / run
     variant: phi-1
     description: Pretrain phi-1-small (350M) on CodeTextbook, 8 x A100.
     entrypoint: phiray pretrain --preset phi-1 --run-dir /runs/phi-1
@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from phiray.config import ConfigError, RunConfig, load_config
+from phiray.stages import STAGE_BY_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 # Commands besides the stages that a spec may run (they take the same config arguments).
@@ -67,7 +68,7 @@ class K8sOptions(BaseModel):
 
 class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stage: str = Field(description="Stage (phiray.cli.STAGES) or command (serve, run) the job runs.")
+    stage: str = Field(description="Stage (phiray.stages.STAGES) or command (serve, run) the job runs.")
     variant: str = Field(description="Variant name: smoke (tiny, CPU) or a preset scale, e.g. phi-1.")
     description: str = Field("", description="One line for humans.")
     entrypoint: str = Field(description="Shell command: `phiray <stage> --preset P --run-dir D [k=v ...]`.")
@@ -216,7 +217,7 @@ def customise(
 def entrypoint_config(entrypoint: str, working_dir: Path | None = None) -> tuple[str, RunConfig]:
     """(command, resolved config) of a `phiray <command> ...` entrypoint, exactly as the CLI resolves
     it: fails (SpecError) on an unknown command, option or config key, before anything is submitted."""
-    from phiray.cli import STAGE_BY_NAME, build_parser
+    from phiray.cli import build_parser  # cli builds its parser from cluster.submit, which imports this module
 
     tokens = split_entrypoint(entrypoint)
     command = tokens[1]

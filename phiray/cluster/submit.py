@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from phiray.cluster.kuberay import build_rayjob, to_yaml
 from phiray.cluster.spec import (
     EXTRA_COMMANDS,
     JobSpec,
@@ -33,6 +34,8 @@ from phiray.cluster.spec import (
     option_value,
     split_entrypoint,
 )
+from phiray.cluster.validate import crd_dir, validate_object
+from phiray.stages import STAGES
 
 log = logging.getLogger("phiray")
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
@@ -42,8 +45,6 @@ K8S_POLL_S = 5.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from phiray.cli import STAGES
-
     p.add_argument("stage", choices=[s.name for s in STAGES] + list(EXTRA_COMMANDS), help="Stage to run.")
     p.add_argument("--variant", default="smoke", help="Job spec jobs/<stage>.<variant>.yaml (default smoke).")
     p.add_argument("--spec", default=None, help="Job spec file (instead of --variant).")
@@ -238,9 +239,6 @@ def submit_ray(spec: JobSpec, base: Path, args: argparse.Namespace) -> int:
 
 
 def rayjob_body(spec: JobSpec, args: argparse.Namespace) -> dict[str, Any]:
-    from phiray.cluster.kuberay import build_rayjob
-    from phiray.cluster.validate import crd_dir, validate_object
-
     name = args.submission_id or f"{dns_name('phiray', spec.stage, spec.variant, limit=40)}-{secrets.token_hex(3)}"
     body = build_rayjob(spec, name=name, namespace=args.namespace, cluster_name=args.cluster, image=args.image)
     if crd_dir().is_dir():  # the CRDs are not shipped with phiray; check when they are at hand
@@ -271,8 +269,6 @@ def k8s_status(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def submit_k8s(spec: JobSpec, args: argparse.Namespace) -> int:
-    from phiray.cluster.kuberay import to_yaml
-
     body = rayjob_body(spec, args)
     if args.dry_run:
         print(to_yaml(body), end="")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Callable
 
 import pyarrow as pa
 
+from phiray.data.minhash import UnionFind
+
 if TYPE_CHECKING:
     import ray.data
 
@@ -118,7 +120,6 @@ def connected_components(
     def _contract(table: pa.Table) -> pa.Table:
         # Each block's own components become stars first (a union-find over that block's edges only):
         # the distributed rounds then start from a graph of small diameter, often already a star forest.
-        from phiray.data.minhash import UnionFind
 
         uf = UnionFind()
         for x, y in zip(table[a].to_pylist(), table[b].to_pylist()):

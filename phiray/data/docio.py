@@ -50,14 +50,26 @@ def read_docs(
     ``block_bytes``; ``spread`` for per-document CPU work). ``with_position`` adds ``_file`` and
     ``_row`` (where each row lives), so a later pass can re-read a file instead of shuffling its text.
     """
-    import ray.data
-
     if not rd.exists(stage, name):
         raise RuntimeError(f"{stage}/{name} not found in {rd.location}: run stage {stage!r} first")
-    files = [rd.path(stage, name, f) for f in rd.listdir(stage, name) if f.endswith(".parquet")]
+    files = rd.parquet_files(stage, name)
+    return read_parquet_files(rd.fs, files, spread=spread, with_position=with_position, target_bytes=target_bytes)
+
+
+def read_parquet_files(
+    fs,
+    files: list[str],
+    spread: bool = False,
+    with_position: bool = False,
+    target_bytes: int | None = None,
+) -> "ray.data.Dataset":
+    """Parquet ``files`` on ``fs`` as a Ray Dataset, read by Ray tasks (one per file) with pyarrow: what
+    :func:`read_docs` does for a stage's output, for any list of files (``ray.data.read_parquet`` is not
+    used, for the reasons given there)."""
+    import ray.data
+
     if not files:
         return ray.data.from_items([])
-    fs = rd.fs
     # On-disk (compressed) sizes understate memory 2-4x, which only makes spread blocks more numerous.
     disk_bytes = sum(i.size or 0 for i in fs.get_file_info(files))
     target = target_bytes or block_bytes(disk_bytes, spread)
@@ -159,7 +171,7 @@ def column_sum(ds: "ray.data.Dataset", column: str) -> int:
 
 def block_sums(ds: "ray.data.Dataset", columns: list[str]) -> dict[str, float]:
     """{"rows": rows, column: sum} over the dataset: one row of sums per block made by Ray tasks, added
-    up here (the driver sees one small row per block). Ray's own ``sum``/``aggregate`` runs a hash
+    up here as they stream in (the driver sees one small row per block). Ray's own ``sum``/``aggregate`` runs a hash
     shuffle whose aggregator actors cost 30+ s per call on a loaded 2-core machine."""
     out: dict[str, float] = {"rows": 0, **{c: 0 for c in columns}}
     if _schemaless(ds):
@@ -169,7 +181,7 @@ def block_sums(ds: "ray.data.Dataset", columns: list[str]) -> dict[str, float]:
         sums = {c: [pc.sum(table[c]).as_py() or 0] for c in columns}
         return pa.table({"rows": pa.array([table.num_rows], pa.int64()), **sums})
 
-    for r in ds.select_columns(columns).map_batches(_sums, batch_format="pyarrow", batch_size=None).take_all():
+    for r in ds.select_columns(columns).map_batches(_sums, batch_format="pyarrow", batch_size=None).iter_rows():
         for key in out:
             out[key] += r[key]
     return out

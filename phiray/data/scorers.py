@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from phiray.config import ClassifyConfig, EmbedConfig
+from phiray.data.embed import make_embedder
 
 
 def load_forest_bytes(model_bytes: bytes):
@@ -45,22 +46,49 @@ def quality_scores(forest, x: np.ndarray) -> np.ndarray:
 
 
 class QualityScorer:
-    """``table -> table + score`` (the saved forest's :func:`quality_scores`)."""
+    """``table -> table + score`` (the saved forest's :func:`quality_scores`).
 
-    def __init__(self, embed_cfg: dict, model_bytes: bytes, keep_embeddings: bool = False):
-        from phiray.data.embed import make_embedder
+    ``known`` = (ids, embeddings) already computed with the same embedder (classify's labelled sample):
+    those documents are not embedded again."""
 
-        self.embedder = make_embedder(EmbedConfig.model_validate(embed_cfg))
+    def __init__(
+        self,
+        embed_cfg: EmbedConfig,
+        model_bytes: bytes,
+        keep_embeddings: bool = False,
+        known: tuple[list[str], np.ndarray] | None = None,
+    ):
+        self.embedder = make_embedder(embed_cfg)
         self.forest = load_forest_bytes(model_bytes)
         self.forest.n_jobs = 1  # one actor = one core's worth of work; parallelism comes from the pool
         self.keep_embeddings = keep_embeddings
+        ids, vectors = known if known is not None else ([], np.zeros((0, 0), np.float32))
+        self.known = dict(zip(ids, range(len(ids))))
+        self.known_vectors = vectors
+        self.reused = 0
 
-    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        x = self.embedder.embed(texts)
+    def embed(self, texts: list[str], ids: list[str] | None = None) -> np.ndarray:
+        """Embeddings of ``texts``: looked up for the ids in ``known``, computed for the others."""
+        rows = [self.known.get(i, -1) for i in ids] if ids is not None and self.known else [-1] * len(texts)
+        todo = [k for k, r in enumerate(rows) if r < 0]
+        if len(todo) == len(texts):
+            return self.embedder.embed(texts)
+        x = np.empty((len(texts), self.known_vectors.shape[1]), np.float32)
+        for k, r in enumerate(rows):
+            if r >= 0:
+                x[k] = self.known_vectors[r]
+        if todo:
+            x[todo] = self.embedder.embed([texts[k] for k in todo])
+        self.reused += len(texts) - len(todo)
+        return x
+
+    def scores(self, texts: list[str], ids: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        x = self.embed(texts, ids)
         return quality_scores(self.forest, x), x
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        proba, x = self.scores(table["text"].to_pylist())
+        ids = table["id"].to_pylist() if "id" in table.column_names else None
+        proba, x = self.scores(table["text"].to_pylist(), ids)
         table = table.append_column("score", pa.array(proba, pa.float64()))
         if self.keep_embeddings:
             table = table.append_column("embedding", pa.array(x.tolist(), pa.list_(pa.float32())))
@@ -70,11 +98,28 @@ class QualityScorer:
 class DocumentEmbedder:
     """``table -> (id, embedding)``: the pool embeddings active annotation chooses from (one embedder per actor)."""
 
-    def __init__(self, embed_cfg: dict):
-        from phiray.data.embed import make_embedder
-
-        self.embedder = make_embedder(EmbedConfig.model_validate(embed_cfg))
+    def __init__(self, embed_cfg: EmbedConfig):
+        self.embedder = make_embedder(embed_cfg)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         x = self.embedder.embed(table["text"].to_pylist())
         return pa.table({"id": table["id"], "embedding": pa.array(x.tolist(), pa.list_(pa.float32()))})
+
+
+def embed_on_pool(ds, cfg) -> dict[str, np.ndarray]:
+    """{id: embedding} of a dataset of (id, text), embedded by the filter's actor pool (``filter.actors``
+    embedders; GPUs with ``filter.num_gpus_per_actor``): every core embeds, not one task. For samples the
+    driver may hold (a labelled sample, an annotation pool), never the corpus."""
+    import ray.data
+
+    fc = cfg.filter
+    vectors = ds.select_columns(["id", "text"]).map_batches(
+        DocumentEmbedder,
+        fn_constructor_args=(cfg.embed,),
+        batch_size=fc.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=fc.actors),
+        num_cpus=fc.num_cpus_per_actor,
+        num_gpus=fc.num_gpus_per_actor or None,
+    )
+    return {r["id"]: np.asarray(r["embedding"], np.float32) for r in vectors.take_all()}

@@ -23,7 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from phiray.config import EmbedConfig
+from phiray.data.embed import make_embedder
 from phiray.data.readers import doc_id, stdlib_root
+from phiray.data.scorers import quality_scores
+from phiray.rundir import RunDir
+from phiray.stages.classify import load_forest
 
 LABELS_FILE = "validation_labels.json"
 
@@ -88,13 +93,10 @@ def validate(
     embed_cfg, forest, cutoff: float | None, seen_ids: set[str] = frozenset(), root: str | None = None
 ) -> dict[str, Any]:
     """Score the validation files with ``embed_cfg``'s embedder and ``forest``; see :func:`report`."""
-    from phiray.data.embed import make_embedder
-
     rows, missing = labelled_documents(root)
     if not rows:
         return {"skipped": "no validation file found under the stdlib", "missing": len(missing)}
     x = make_embedder(embed_cfg).embed([r["text"] for r in rows])
-    from phiray.data.scorers import quality_scores
 
     scores = quality_scores(forest, x)
     return {**report(rows, scores, cutoff, seen_ids), "missing": len(missing)}
@@ -102,23 +104,13 @@ def validate(
 
 def validate_run(location: str) -> dict[str, Any]:
     """Validation figures for a run directory with classify (and, for the cutoff, filter) done."""
-    from phiray.config import EmbedConfig
-    from phiray.rundir import RunDir
-    from phiray.stages.classify import load_forest
-
     rd = RunDir(location)
     forest, meta = load_forest(rd)
     manifest = rd.read_manifest("filter")
     cutoff = manifest.metrics.get("cutoff") if manifest else None
     seen: set[str] = set()
     if rd.exists("annotate", "labels"):
-        import pyarrow.dataset as pads
-
-        seen = set(
-            pads.dataset(rd.path("annotate", "labels"), filesystem=rd.fs, format="parquet")
-            .to_table(columns=["id"])["id"]
-            .to_pylist()
-        )
+        seen = set(rd.read_table("annotate", "labels", columns=["id"])["id"].to_pylist())
     return validate(EmbedConfig.model_validate(meta["embed"]), forest, cutoff, seen)
 
 

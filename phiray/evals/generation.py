@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 from phiray.evals.benchmarks import STOP_SEQUENCES, Task
 from phiray.evals.scoring import truncate
+from phiray.model.generate import Completion, Generator, PromptTooLong, SamplingParams
+from phiray.rundir import RunDir
 from phiray.teacher.vllm_teacher import CPU_ENGINE_KWARGS
 
 log = logging.getLogger("phiray.evals")
@@ -66,8 +68,6 @@ def generate(model_path: str, tasks: list[Task], gen: GenerationSettings, engine
 
 def generate_local(model_path: str, tasks: list[Task], gen: GenerationSettings) -> list[dict]:
     """Samples {"task_id", "completion"} from a HF checkpoint, batched."""
-    from phiray.model.generate import Generator, PromptTooLong, SamplingParams
-
     engine = Generator.load(model_path)
     params = SamplingParams(
         max_tokens=gen.max_new_tokens,
@@ -111,8 +111,6 @@ def generate_in_task(
 def _generate_from_run_dir(
     run_dir: "FsPath", model_relpath: str, tasks: list[Task], gen: GenerationSettings, generate: Callable
 ) -> list[dict]:
-    from phiray.rundir import RunDir
-
     rd = RunDir(run_dir.path, filesystem=run_dir.fs)
     with rd.local_dir(model_relpath, upload=False) as path:
         return generate(path, tasks, gen)
@@ -120,8 +118,6 @@ def _generate_from_run_dir(
 
 def _one(engine, prompt: str, params) -> list:
     """A prompt longer than the model's context still gets n (empty, failing) samples: pass@k counts it."""
-    from phiray.model.generate import Completion, PromptTooLong
-
     try:
         return engine.generate([prompt], params)[0]
     except PromptTooLong:

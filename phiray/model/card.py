@@ -13,6 +13,8 @@ import json
 import posixpath
 from typing import Any
 
+from phiray.formatting import format_value
+
 CARD_FILE, CARD_DATA = "README.md", "model_card.json"
 
 
@@ -120,13 +122,10 @@ def render(facts: dict[str, Any]) -> str:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    """Counts with thousands separators (token totals run to billions), the rest as everywhere else."""
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return format_value(value, none="-")
 
 
 def write_card(rd, model_dir: str, facts: dict[str, Any]) -> None:

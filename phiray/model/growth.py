@@ -22,6 +22,7 @@ from fractions import Fraction
 import torch
 
 from phiray.config import ModelConfig
+from phiray.model.presets import build_model, model_config_of
 
 
 def layer_map(n_new: int, n_old: int) -> list[int]:
@@ -87,8 +88,6 @@ def check_growable(old: ModelConfig, new: ModelConfig) -> None:
 
 def grow_model(small_model, target: ModelConfig, attn_implementation: str = "sdpa", scale_inputs: bool = True):
     """A new PhiForCausalLM of shape ``target`` initialised from ``small_model`` by weight reuse."""
-    from phiray.model.presets import build_model, model_config_of
-
     old = model_config_of(small_model.config)
     check_growable(old, target)
     big = build_model(target, attn_implementation, eos_token_id=small_model.config.eos_token_id)

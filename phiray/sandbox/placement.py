@@ -42,8 +42,8 @@ def remote_options(cfg: SandboxConfig) -> dict[str, Any]:
 class _Host:
     """The actor's side: an ordinary Sandbox."""
 
-    def __init__(self, cfg: dict[str, Any]):
-        self.sandbox = Sandbox(SandboxConfig.model_validate(cfg))
+    def __init__(self, cfg: SandboxConfig):
+        self.sandbox = Sandbox(cfg)
 
     def node(self) -> dict[str, Any]:
         import ray
@@ -76,7 +76,7 @@ class RemoteSandbox:
         import ray
 
         self.cfg = cfg
-        self._actor = ray.remote(_Host).options(**remote_options(cfg)).remote(cfg.model_dump(mode="json"))
+        self._actor = ray.remote(_Host).options(**remote_options(cfg)).remote(cfg)
         ready, _ = ray.wait([ref := self._actor.node.remote()], timeout=cfg.placement_timeout_s)
         if not ready:
             ray.kill(self._actor)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from phiray.config import load_config
+from phiray.runtime import init_ray
 
 log = logging.getLogger("phiray")
 
@@ -102,7 +103,6 @@ def run_foreground(build_args: dict[str, Any], name: str = "phiray") -> int:
         os.environ.setdefault(key, value)
     from ray import serve
 
-    from phiray.runtime import init_ray
     from phiray.serve.app import build_app, resolve_args
 
     cfg, _ = resolve_args(build_args)  # fail on a bad argument before Ray starts

@@ -14,6 +14,7 @@ from typing import Any
 from ray import serve
 
 from phiray.config import SandboxConfig
+from phiray.evals.benchmarks import load_benchmark
 from phiray.serve.protocol import OpenAIError
 
 log = logging.getLogger("phiray")
@@ -84,6 +85,4 @@ def benchmark_task(task_id: str):
 
 @lru_cache(maxsize=4)
 def _tasks(name: str) -> dict[str, Any]:
-    from phiray.evals.benchmarks import load_benchmark
-
     return {t.task_id.lower(): t for t in load_benchmark(name, mbpp_split="all")}

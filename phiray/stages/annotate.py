@@ -1,7 +1,8 @@
 """annotate: draw a seeded sample of the clean corpus and label its educational value (0-5).
 
 ``annotate.strategy=random`` (default) labels one seeded sample. ``active`` first embeds a seeded candidate
-pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a random seed set, then in
+pool (``embed`` settings, on a Ray Data actor pool sized like filter's), labels a seed set that covers it
+(``annotate.cold_start``), then in
 ``annotate.rounds`` rounds fits classify's forest on the labels so far and labels ``round_size`` pool
 documents: those it is least sure of and those that cover the pool's unlabelled regions
 (``annotate.uncertain_share``), spread over k-means clusters (``phiray.data.active``): the same budget
@@ -26,24 +27,18 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from phiray.config import RunConfig
-from phiray.data import annotators, docio
+from phiray.data import active, annotators, docio
+from phiray.data.scorers import embed_on_pool
 from phiray.rundir import FsPath, Manifest, RunDir
+from phiray.schemas import ANNOTATE_ACCOUNTING as _ACCOUNTING
+from phiray.schemas import ANNOTATE_LABELS as _LABELS
+from phiray.teacher import Request, make_teacher
+from phiray.teacher.cache import RequestCache
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger("phiray")
-_LABELS = pa.schema(
-    [
-        ("id", pa.string()),
-        ("text", pa.large_string()),
-        ("score", pa.int64()),
-        ("reason", pa.string()),
-        ("annotator", pa.string()),
-        ("model", pa.string()),
-        ("round", pa.int64()),
-    ]
-)
 
 
 def _heuristic(table: pa.Table) -> pa.Table:
@@ -71,8 +66,6 @@ def _check_llm_teacher(cfg: RunConfig) -> None:
 
 
 def _requests(rows: list[dict], cfg: RunConfig) -> list:
-    from phiray.teacher import Request
-
     return [
         Request(
             key=r["id"],
@@ -100,16 +93,12 @@ def _label_row(row: dict, resp, cfg: RunConfig) -> dict:
 
 def _compact(cfg: RunConfig, cache_dir: "str | FsPath") -> None:
     if cfg.teacher.cache:  # no writer is left: merge the shards (a re-run reads one object)
-        from phiray.teacher.cache import RequestCache
-
         RequestCache(cache_dir).compact()
 
 
 def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> tuple[list[dict], list[dict], dict]:
     """Label ``rows`` from this process (the active strategy's rounds, and the vLLM teacher, which runs its
     engines on Ray Data itself): (labels, rejected, teacher stats)."""
-    from phiray.teacher import make_teacher
-
     _check_llm_teacher(cfg)
     teacher = make_teacher(cfg.teacher, cache_dir=cache_dir)
     responses = teacher.complete(_requests(rows, cfg))
@@ -123,24 +112,11 @@ def _llm_label(rows: list[dict], cfg: RunConfig, cache_dir: "str | FsPath") -> t
     return labels, rejected, stats
 
 
-_ACCOUNTING = pa.schema(
-    [
-        ("cached", pa.bool_()),
-        ("attempts", pa.int64()),
-        ("tokens_in", pa.int64()),
-        ("tokens_out", pa.int64()),
-        ("error", pa.string()),
-    ]
-)
-
-
 class LabelBatch:
     """Ray Data callable: a batch of sample rows (id, text) -> label rows plus each request's accounting
     (``_ACCOUNTING``). One teacher, so one HTTP client and one cache writer, per actor."""
 
     def __init__(self, cfg: RunConfig, cache_dir: "str | FsPath | None"):
-        from phiray.teacher import make_teacher
-
         self.cfg, self.teacher = cfg, make_teacher(cfg.teacher, cache_dir=cache_dir)
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -226,9 +202,6 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
     """Rows (id, text) of the seeded candidate pool, sorted by id, and their embeddings (one row each).
     The pool (not the corpus) is gathered on the driver: the forest is refitted there every round."""
     import numpy as np
-    import ray.data
-
-    from phiray.data.scorers import DocumentEmbedder
 
     ac = cfg.annotate
     pool = (
@@ -236,25 +209,13 @@ def _embed_pool(docs, cfg: RunConfig) -> tuple[list[dict], "np.ndarray"]:
         .select_columns(["id", "text"])
         .materialize()
     )
-    fc = cfg.filter
-    vectors = pool.map_batches(
-        DocumentEmbedder,
-        fn_constructor_args=(cfg.embed.model_dump(mode="json"),),
-        batch_size=fc.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=fc.actors),
-        num_cpus=fc.num_cpus_per_actor,
-        num_gpus=fc.num_gpus_per_actor or None,
-    )
-    by_id = {r["id"]: r["embedding"] for r in vectors.take_all()}
+    by_id = embed_on_pool(pool, cfg)
     rows = sorted(({"id": r["id"], "text": r["text"]} for r in pool.take_all()), key=lambda r: r["id"])
     return rows, np.asarray([by_id[r["id"]] for r in rows], np.float32)
 
 
 def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], dict, list[dict]]:
     """Active labelling in rounds: (labels, rejected, teacher stats, per-round log)."""
-    from phiray.data import active
-
     ac = cfg.annotate
     rows, x = _embed_pool(docs, cfg)
     labels, rejected, stats, rounds = [], [], {}, []
@@ -300,12 +261,14 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
         seed=cfg.run.seed,
         random_share=ac.random_share,
         uncertain_share=ac.uncertain_share,
+        cold_start=ac.cold_start,
         on_round=on_round,
     )
     return labels, rejected, stats, [{**r, "pool": len(rows)} for r in rounds]
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Label a seeded sample of decontaminate/documents (or active-learning rounds of one): annotate/labels."""
     import ray.data
 
     ac = cfg.annotate

@@ -6,8 +6,10 @@ are rather than by how sure a classifier is that they pass (its probabilities sa
 clear pass, plumbing and textbook alike).
 
 Precision, recall, F1 and ROC-AUC on the held-out split go to the manifest (and ``phiray status``). The
-embedding + fit runs as one Ray task, so on a cluster it lands where the resources (a GPU) are. The
-model is saved with joblib in ``classify/model/`` beside ``meta.json`` (embedder config, label rule).
+sample is embedded by the filter's actor pool (``filter.actors``, GPUs by ``filter.num_gpus_per_actor``)
+and the forest fitted in a Ray task. The model is saved with joblib in ``classify/model/`` beside
+``meta.json`` (embedder config, label rule) and the sample's embeddings (``embeddings.npz``), which filter
+reuses instead of embedding those documents again.
 """
 
 from __future__ import annotations
@@ -21,21 +23,23 @@ import numpy as np
 
 from phiray.config import RunConfig
 from phiray.data import docio
+from phiray.data.embed import make_embedder
+from phiray.data.scorers import build_forest, embed_on_pool, quality_scores
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
-MODEL_FILE, META_FILE = "forest.joblib", "meta.json"
+MODEL_FILE, META_FILE, EMBEDDINGS_FILE = "forest.joblib", "meta.json", "embeddings.npz"
 
 
-def fit_and_evaluate(texts: list[str], grades: list[int], cfg: RunConfig) -> tuple[bytes, dict]:
-    """Embed, split (stratified by label, seeded), fit on the label or the grade (``classify.target``),
-    evaluate against the label. Returns (joblib bytes of the forest, metrics)."""
+def fit_and_evaluate(
+    texts: list[str] | None, grades: list[int], cfg: RunConfig, x: np.ndarray | None = None
+) -> tuple[bytes, dict, np.ndarray]:
+    """Embed (unless the embeddings ``x`` are given), split (stratified by label, seeded), fit on the label
+    or the grade (``classify.target``), evaluate against the label. Returns (joblib bytes of the forest,
+    metrics, the embeddings)."""
     import joblib
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
     from sklearn.model_selection import train_test_split
-
-    from phiray.data.embed import make_embedder
-    from phiray.data.scorers import build_forest, quality_scores
 
     cc = cfg.classify
     g = np.asarray(grades, dtype=np.int64)
@@ -46,7 +50,8 @@ def fit_and_evaluate(texts: list[str], grades: list[int], cfg: RunConfig) -> tup
             f"classify: the labels have {counts[0]} negatives and {counts[1]} positives; need >= 2 of each "
             f"(adjust classify.positive_min_score={cfg.classify.positive_min_score} or annotate.sample_size)"
         )
-    x = make_embedder(cfg.embed).embed(texts)
+    if x is None:
+        x = make_embedder(cfg.embed).embed(texts)
     x_train, x_test, y_train, y_test, g_train, _ = train_test_split(
         x, y, g, test_size=cc.test_fraction, random_state=cfg.run.seed, stratify=y
     )
@@ -72,7 +77,20 @@ def fit_and_evaluate(texts: list[str], grades: list[int], cfg: RunConfig) -> tup
     }
     buf = io.BytesIO()
     joblib.dump(forest, buf)
-    return buf.getvalue(), metrics
+    return buf.getvalue(), metrics, x
+
+
+def load_embeddings(rd: RunDir, embed: dict) -> tuple[list[str], np.ndarray] | None:
+    """(ids, embeddings) of the labelled sample when classify embedded it with ``embed`` (a dumped
+    EmbedConfig), else None (an older classify output, or another embedder)."""
+    with rd.local_dir("classify/model", upload=False) as d:
+        path = os.path.join(d, EMBEDDINGS_FILE)
+        with open(os.path.join(d, META_FILE)) as fh:
+            same = json.load(fh).get("embed") == embed
+        if not same or not os.path.exists(path):
+            return None
+        with np.load(path) as saved:
+            return [str(i) for i in saved["ids"]], saved["x"].astype(np.float32)
 
 
 def load_forest(rd: RunDir):
@@ -87,20 +105,24 @@ def load_forest(rd: RunDir):
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Embed annotate/labels, fit the forest on a train split, measure it on the held-out one: classify/model."""
     import ray
 
-    labels = docio.read_docs(rd, "annotate", "labels").select_columns(["id", "text", "score"]).take_all()
-    labels.sort(key=lambda r: r["id"])  # the split depends on the seed only, not on block order
-    texts = [r["text"] for r in labels]
+    sample = docio.read_docs(rd, "annotate", "labels").select_columns(["id", "text", "score"]).materialize()
+    labels = sorted(sample.select_columns(["id", "score"]).take_all(), key=lambda r: r["id"])
+    # the split depends on the seed only, not on block order
     grades = [int(r["score"]) for r in labels]
     y = [int(s >= cfg.classify.positive_min_score) for s in grades]
-    num_gpus = 1 if cfg.embed.device == "cuda" else 0
-    task = ray.remote(num_cpus=1, num_gpus=num_gpus)(fit_and_evaluate)
-    model_bytes, metrics = ray.get(task.remote(texts, grades, cfg))
+    by_id = embed_on_pool(sample, cfg)  # the filter's actor pool: every core embeds
+    embeddings = np.asarray([by_id[r["id"]] for r in labels], np.float32)
+    task = ray.remote(num_cpus=1)(fit_and_evaluate)
+    model_bytes, metrics, _ = ray.get(task.remote(None, grades, cfg, embeddings))
     rd.remove("classify", "model")
     with rd.local_dir("classify/model") as d:
         with open(os.path.join(d, MODEL_FILE), "wb") as fh:
             fh.write(model_bytes)
+        # the labelled sample's embeddings: filter scores these documents without embedding them again
+        np.savez(os.path.join(d, EMBEDDINGS_FILE), ids=np.asarray([r["id"] for r in labels]), x=embeddings)
         meta = {
             "embed": cfg.embed.model_dump(mode="json"),
             "positive_min_score": cfg.classify.positive_min_score,

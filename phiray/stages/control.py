@@ -10,6 +10,7 @@ from phiray.train.driver import fit_phase, phase_manifest
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Train the control model (``control`` phase) on the unfiltered corpus only: control/model."""
     if not cfg.control.enabled:
         return Manifest(stage="control", headline={"skipped": "control.enabled=false"})
     rd.remove("control", "model")

@@ -37,6 +37,7 @@ def load_benchmarks(cfg: RunConfig) -> tuple[list[tuple[str, str]], dict[str, in
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Split dedup/documents into decontaminate/documents and /rejected by benchmark n-gram overlap."""
 
     n = cfg.decontaminate.ngram
     tasks, per_benchmark = load_benchmarks(cfg)

@@ -114,6 +114,7 @@ def _apply_marks(group: pa.Table, fs) -> pa.Table:
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Exact, then MinHash-LSH near-duplicate removal of ingest/documents: dedup/documents and /rejected."""
     import ray.data
     from ray.data.context import ShuffleStrategy
 
@@ -187,7 +188,7 @@ def _marked_documents(rd: RunDir, marks) -> "ray.data.Dataset":
     """Every ingest document with ``dup_of`` and ``reason``: marks grouped by file, each file read once."""
     import ray.data
 
-    files = [rd.path("ingest", "documents", f) for f in rd.listdir("ingest", "documents") if f.endswith(".parquet")]
+    files = rd.parquet_files("ingest", "documents")
     if not files:
         return docio.read_docs(rd, "ingest")
     placeholders = ray.data.from_arrow(

@@ -19,6 +19,7 @@ from phiray.evals.runner import evaluate, per_task_files, table
 from phiray.model.card import add_evaluation
 from phiray.rundir import Manifest, RunDir
 from phiray.sandbox.placement import sandbox_for
+from phiray.schemas import require
 
 log = logging.getLogger("phiray")
 
@@ -27,11 +28,9 @@ def _split_rows(rd: RunDir, benchmark: str) -> list[dict[str, Any]]:
     split = SPLITS[benchmark]
     if not rd.exists(split):
         raise FileNotFoundError(f"evaluate: the {benchmark} benchmark needs {split}/ (run synthesize)")
-    import ray
-
     columns = ["id", "prompt", "solution", "tests", "entry_point"]
-    ds = ray.data.read_parquet(rd.path(split), filesystem=rd.fs).select_columns(columns)
-    return list(ds.iter_rows())
+    require(rd, *split.split("/"), columns=columns)
+    return rd.read_table(split, columns=columns).to_pylist()
 
 
 def load_benchmarks(cfg: RunConfig, rd: RunDir, names: list[str]) -> dict[str, list[Task]]:
@@ -82,6 +81,7 @@ def score_model(
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """pass@k of each model of ``evaluate.models`` on each benchmark, in the sandbox (per-task files too)."""
     ev = cfg.evaluate
     rd.remove("evaluate", "models")
     benchmarks = load_benchmarks(cfg, rd, list(ev.benchmarks))

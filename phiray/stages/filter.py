@@ -22,23 +22,25 @@ import pyarrow.compute as pc
 
 from phiray import progress
 from phiray.config import RunConfig
-from phiray.data import docio
+from phiray.data import docio, validation
 from phiray.data.scorers import QualityScorer
 from phiray.rundir import Manifest, RunDir
+from phiray.stages.classify import load_embeddings
 
 log = logging.getLogger("phiray")
 
 
-def score_dataset(ds, cfg: RunConfig, model_bytes: bytes, scorer: type = QualityScorer):
+def score_dataset(ds, cfg: RunConfig, model_bytes: bytes, scorer: type = QualityScorer, known=None):
     """The scoring pipeline (lazy): documents -> documents + score, on the configured actor pool
-    (``scorer``: a QualityScorer-compatible class, e.g. an instrumented one in benchmarks)."""
+    (``scorer``: a QualityScorer-compatible class, e.g. an instrumented one in benchmarks; ``known``:
+    (ids, embeddings) the scorer need not compute again, see :class:`QualityScorer`)."""
     import ray.data
 
     fc = cfg.filter
     # One batch per block: every actor of the pool gets work (a fused read would feed them per file).
     return ds.repartition(target_num_rows_per_block=fc.batch_size).map_batches(
         scorer,
-        fn_constructor_args=(cfg.embed.model_dump(mode="json"), model_bytes, fc.keep_embeddings),
+        fn_constructor_args=(cfg.embed, model_bytes, fc.keep_embeddings, known),
         batch_size=fc.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=fc.actors),
@@ -114,19 +116,34 @@ def dataset_cutoff(scored, threshold: float | None, keep_fraction: float | None)
     return float(scored.select_columns(["score"]).sort("score", descending=True).limit(k).min("score"))
 
 
-def score_histogram(scored) -> np.ndarray:
-    """Counts of scores in ``HISTOGRAM_BINS`` equal bins of [0, 1]: per-block counts of the occupied bins,
-    summed here (at most ``HISTOGRAM_BINS`` rows per block reach the driver; no aggregator actors)."""
+def score_stats(scored, cut: float) -> tuple[np.ndarray, int, float]:
+    """(histogram, documents kept at ``cut``, mean score) of a scored dataset in one pass: per block, the
+    counts of its occupied bins of ``HISTOGRAM_BINS`` equal bins of [0, 1], its kept count and its score
+    sum, added up here as blocks stream in (the driver holds one fixed-size table, never the rows)."""
 
     def _block(table: pa.Table) -> pa.Table:
-        bins = np.clip(np.floor(table["score"].to_numpy(zero_copy_only=False) * HISTOGRAM_BINS), 0, HISTOGRAM_BINS - 1)
-        values, counts = np.unique(bins.astype(np.int64), return_counts=True)
-        return pa.table({"bin": values, "n": counts.astype(np.int64)})
+        scores = table["score"].to_numpy(zero_copy_only=False)
+        bins = np.clip(np.floor(scores * HISTOGRAM_BINS), 0, HISTOGRAM_BINS - 1).astype(np.int64)
+        values, counts = np.unique(bins, return_counts=True)
+        return pa.table(
+            {
+                "bins": pa.array([values], pa.list_(pa.int64())),
+                "counts": pa.array([counts.astype(np.int64)], pa.list_(pa.int64())),
+                "kept": pa.array([int((scores >= cut).sum())], pa.int64()),
+                "total": pa.array([float(scores.sum())], pa.float64()),
+            }
+        )
 
-    hist = np.zeros(HISTOGRAM_BINS, np.int64)
-    for r in scored.select_columns(["score"]).map_batches(_block, batch_format="pyarrow", batch_size=None).take_all():
-        hist[int(r["bin"])] += int(r["n"])
-    return hist
+    hist, kept, total = np.zeros(HISTOGRAM_BINS, np.int64), 0, 0.0
+    for batch in (
+        scored.select_columns(["score"]).map_batches(_block, batch_format="pyarrow", batch_size=None).iter_batches()
+    ):
+        for bins, counts in zip(batch["bins"], batch["counts"]):
+            np.add.at(hist, np.asarray(bins, np.int64), np.asarray(counts, np.int64))
+        kept += int(np.sum(batch["kept"]))
+        total += float(np.sum(batch["total"]))
+    n = int(hist.sum())
+    return hist, kept, (total / n if n else float("nan"))
 
 
 def _quantile(histogram: np.ndarray, q: float) -> float:
@@ -141,27 +158,53 @@ def _mark(table: pa.Table, cut: float) -> pa.Table:
     return table.append_column("reason", pc.if_else(kept, "", "low_score"))
 
 
-def _validate(cfg: RunConfig, rd: RunDir, model_bytes: bytes, cut: float) -> dict:
-    """phiray's labelled validation set, scored in one Ray task (on a GPU when the embedder uses one)."""
-    import ray
+VALIDATION_SOURCE = "_validation"  # the rows of phiray's labelled validation set among the scored documents
 
-    from phiray.data import validation
-    from phiray.data.scorers import load_forest_bytes
 
+def _with_validation(docs, rd: RunDir) -> tuple[object, list[dict], int]:
+    """(the documents plus phiray's labelled validation files, those files' rows, how many are missing).
+    The validation files are scored by the same actor pool as the corpus (both cores busy, one model load
+    per actor) and told apart by ``source``; they get the corpus's columns so that every block shares one
+    schema."""
+    import pyarrow.parquet as pq
+    import ray.data
+
+    rows, missing = validation.labelled_documents()
+    files = rd.parquet_files("decontaminate", "documents")
+    if not rows or not files:
+        return docs, [], len(missing)
+    with rd.fs.open_input_file(files[0]) as handle:
+        schema = pq.read_schema(handle)
+    table = pa.Table.from_pylist(
+        [
+            {
+                "id": r["id"],
+                "text": r["text"],
+                "source": VALIDATION_SOURCE,
+                "path": r["path"],
+                "n_bytes": len(r["text"]),
+            }
+            for r in rows
+        ],
+        schema=schema,
+    )
+    return docs.union(ray.data.from_arrow(table)), rows, len(missing)
+
+
+def _validation_report(val_scored, rows: list[dict], missing: int, rd: RunDir, cut: float) -> dict:
+    """phiray's validation figures (see :mod:`phiray.data.validation`) from the validation rows' scores."""
+    by_path = {r["path"]: r["score"] for r in val_scored.select_columns(["path", "score"]).take_all()}
     seen = (
         set(docio.read_docs(rd, "annotate", "labels").select_columns(["id"]).to_pandas()["id"])
         if rd.exists("annotate", "labels")
         else set()
     )
-
-    def score(seen_ids: set[str]) -> dict:
-        return validation.validate(cfg.embed, load_forest_bytes(model_bytes), cut, seen_ids)
-
-    task = ray.remote(num_cpus=1, num_gpus=1 if cfg.embed.device == "cuda" else 0)(score)
-    return ray.get(task.remote(seen))
+    scores = np.asarray([by_path[r["path"]] for r in rows], np.float64)
+    return {**validation.report(rows, scores, cut, seen), "missing": missing}
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Score every decontaminated document with classify's forest; keep those at the cutoff and above."""
     with rd.local_dir("classify/model", upload=False) as d:
         with open(f"{d}/forest.joblib", "rb") as fh:
             model_bytes = fh.read()
@@ -172,21 +215,33 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         np.asarray(meta_metrics.get("heldout_labels", []), np.int64),
     )
     docs = docio.read_docs(rd, "decontaminate", spread=True)
+    val_rows, val_missing = [], 0
+    if cfg.filter.validation:
+        docs, val_rows, val_missing = _with_validation(docs, rd)
+    total = progress.upstream_rows(rd, "decontaminate", "kept")
     # Scored once (the expensive pass) and kept in the object store (Ray spills to disk when it must):
     # a top-fraction cut needs every score before any document can be routed.
-    with progress.track("filter scoring", progress.upstream_rows(rd, "decontaminate", "kept"), "documents") as p:
-        scored = score_dataset(docs, cfg, model_bytes, scorer=p.wrap(QualityScorer)).materialize()
+    with progress.track("filter scoring", total and total + len(val_rows), "documents") as p:
+        known = load_embeddings(rd, cfg.embed.model_dump(mode="json"))  # classify's sample: embedded once
+        scored_all = score_dataset(docs, cfg, model_bytes, scorer=p.wrap(QualityScorer), known=known).materialize()
+    val_scored, scored = docio.split_by(scored_all, "source", VALIDATION_SOURCE)
     n_in = scored.count()
     cut, how, at_cut = select(scored, cfg, heldout)
     marked = scored.map_batches(_mark, fn_kwargs={"cut": cut}, batch_format="pyarrow")
     kept, rejected = docio.split_by(marked, "reason", "")
     docio.write_docs(docio.drop_columns(kept, ["reason"]), rd, "filter", "documents")
     docio.write_docs(rejected, rd, "filter", "rejected")
-    histogram = score_histogram(scored) if n_in else np.zeros(HISTOGRAM_BINS, np.int64)
-    n_kept = docio.count_where(marked, "reason", "", equal=True) if n_in else 0
+    histogram, n_kept, mean_score = score_stats(scored, cut) if n_in else (np.zeros(HISTOGRAM_BINS, np.int64), 0, 0.0)
     quantiles = {f"p{q}": round(_quantile(histogram, q / 100), 4) for q in (10, 50, 90)} if n_in else {}
-    mean = round(docio.block_sums(scored, ["score"])["score"] / n_in, 4) if n_in else None
-    checked = _validate(cfg, rd, model_bytes, cut) if cfg.filter.validation else {}
+    mean = round(mean_score, 4) if n_in else None
+    if cfg.filter.validation:
+        checked = (
+            _validation_report(val_scored, val_rows, val_missing, rd, cut)
+            if val_rows
+            else {"skipped": "no validation file found under the stdlib", "missing": val_missing}
+        )
+    else:
+        checked = {}
     log.info("filter: kept %d of %d documents (cut %.3f by %s; held-out %s)", n_kept, n_in, cut, how, at_cut)
     return Manifest(
         stage="filter",

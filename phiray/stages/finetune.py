@@ -18,6 +18,7 @@ def base_model(rd: RunDir) -> str:
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Finetune the grown (or pretrained) model on the exercises, the loss on the completion only."""
     init_from = base_model(rd)
     rd.remove("finetune", "model")
     return phase_manifest(

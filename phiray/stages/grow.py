@@ -11,7 +11,10 @@ from typing import Any
 import torch
 
 from phiray.config import ModelConfig, RunConfig
+from phiray.model.io import load_model, save_model
+from phiray.model.presets import build_model, count_params
 from phiray.rundir import Manifest, RunDir
+from phiray.train.data import TokenSource
 from phiray.train.driver import build_spec, fit_phase, phase_manifest
 from phiray.train.spec import TrainSpec
 
@@ -40,9 +43,6 @@ def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: boo
     """Grow ``spec.init_from`` (the small model), save ``<stage>/init`` (+ tokenizer) and return step-0
     validation losses (small/grown/fresh)."""
     from phiray.model.growth import grow_model, layer_map
-    from phiray.model.io import load_model, save_model
-    from phiray.model.presets import build_model, count_params
-    from phiray.train.data import TokenSource
     from phiray.train.loop import evaluate
 
     rd = spec.rundir()
@@ -71,6 +71,7 @@ def grow_and_compare(spec: TrainSpec, target_cfg: ModelConfig, scale_inputs: boo
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Grow pretrain/model into ``grow.target`` by weight reuse, compare step-0 losses, continue pretraining."""
     return grow_phase(cfg, rd)
 
 

@@ -20,6 +20,7 @@ from phiray import progress
 from phiray.config import IngestConfig, RunConfig, SourceConfig
 from phiray.data import docio, hf, readers
 from phiray.rundir import Manifest, RunDir
+from phiray.schemas import INGEST_DOCUMENTS as _SCHEMA
 
 log = logging.getLogger("phiray")
 # Files per read task at most. A task yields at least one block, and every later pass over the read runs
@@ -27,17 +28,6 @@ log = logging.getLogger("phiray")
 # 1,563 blocks of ~0.5 MB and each pass took minutes. A task still yields a block every
 # ``docio.BLOCK_BYTES``, so its memory does not grow with this; at least 4 tasks per CPU remain.
 UNITS_PER_TASK = 512
-
-_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("text", pa.large_string()),
-        ("source", pa.string()),
-        ("path", pa.string()),
-        ("n_bytes", pa.int64()),
-        ("reason", pa.string()),
-    ]
-)
 
 
 def _spread(paths: list[str], root: str) -> list[str]:

@@ -9,5 +9,6 @@ from phiray.train.driver import fit_phase, phase_manifest
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Pretrain ``model`` on the ``pretrain.mixture`` of token sources with DeepSpeed on Ray Train."""
     rd.remove("pretrain", "model")
     return phase_manifest("pretrain", fit_phase(cfg, rd, "pretrain"))

@@ -13,25 +13,28 @@ from __future__ import annotations
 import json
 import logging
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from phiray.config import RunConfig
 from phiray.data import ngrams
 from phiray.data.embed import make_embedder
 from phiray.evals import similarity
 from phiray.rundir import Manifest, RunDir
+from phiray.schemas import require
 
 log = logging.getLogger("phiray")
 EXERCISES = ("synthesize", "exercises")
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
-    import pyarrow.parquet as pq
-
+    """Each HumanEval problem's nearest training exercise (embedding, AST match); prunes with prune_tau."""
     sim = cfg.similarity
     if not rd.exists(*EXERCISES):
         raise FileNotFoundError("similarity: needs synthesize/exercises/ (run synthesize)")
-    files = sorted(f for f in rd.listdir(*EXERCISES) if f.endswith(".parquet"))
-    tables = [pq.read_table(rd.path(*EXERCISES, f), filesystem=rd.fs) for f in files]
-    rows = [r for t in tables for r in t.to_pylist()]
+    require(rd, *EXERCISES, columns=["id", "prompt", "solution"])
+    source = rd.read_table(*EXERCISES)
+    rows = source.to_pylist()
     exercises = [(r["id"], (r["prompt"] or "") + (r["solution"] or "")) for r in rows]
     problems = ngrams.humaneval_tasks()[: sim.limit]
     pairs, counts = similarity.nearest_exercises(
@@ -42,14 +45,12 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     outputs = ["similarity/pairs.jsonl"]
     pruned: set[str] = set()
     if sim.prune_tau is not None:
-        import pyarrow as pa
-
         pruned = similarity.to_prune(pairs, sim.prune_tau)
         for name, keep in (("exercises", False), ("pruned", True)):
             part = [r for r in rows if (r["id"] in pruned) == keep]
             rd.remove("similarity", name)
             rd.makedirs("similarity", name)
-            schema = tables[0].schema if tables else None
+            schema = source.schema if source.num_columns else None
             pq.write_table(
                 pa.Table.from_pylist(part, schema=schema),
                 rd.path("similarity", name, "part-0.parquet"),

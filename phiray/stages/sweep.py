@@ -11,19 +11,20 @@ finished, unfinished ones continue from their last checkpoint. Outputs: ``sweep/
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
 from typing import Any
 
-from phiray.config import RunConfig, validate
+from phiray.config import RunConfig, set_path, validate
 from phiray.rundir import Manifest, RunDir
+from phiray.train.data import TokenSource
+from phiray.train.driver import build_spec, source_paths
 from phiray.train.spec import TrainSpec
 from phiray.tune import outputs
 from phiray.tune.space import build_points, point_overrides, space_hash, trial_steps
 from phiray.tune.tracking import tune_callbacks
-from phiray.tune.trainable import TrialContext
+from phiray.tune.trainable import TrialContext, run_trial
 
 log = logging.getLogger("phiray")
 
@@ -34,29 +35,15 @@ SPACE_FILE = "sweep/space.json"
 VALIDATION = "synthesize/validation"
 
 
-def _set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
-    """Replace the value at a dotted path (a mixture is replaced whole, never merged)."""
-    node = tree
-    *parents, leaf = path.split(".")
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[leaf] = copy.deepcopy(value)
-
-
 def trial_config(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """The run's config + dotted overrides, validated (a bad path fails naming the key)."""
     data = cfg.model_dump(mode="json")
     for path, value in overrides.items():
-        _set_dotted(data, path, value)
+        set_path(data, path, value)
     return validate(data)
 
 
 def _present_sources(cfg: RunConfig, rd: RunDir) -> tuple[list[str], list[str], dict[str, int]]:
-    from phiray.train.data import TokenSource
-    from phiray.train.driver import source_paths
-
     wanted = list(dict.fromkeys(cfg.sweep.sources))
     present = [s for s in wanted if source_paths(rd, s) is not None]
     missing = [s for s in wanted if s not in present]
@@ -74,8 +61,6 @@ def build_specs(
     cfg: RunConfig, rd: RunDir, points: list[dict[str, Any]], sequences: dict[str, int]
 ) -> tuple[dict[str, TrainSpec], dict[str, int]]:
     """point id -> the worker spec of its trial; point id -> its step budget."""
-    from phiray.train.driver import build_spec
-
     sweep = cfg.sweep
     eval_sources = list(dict.fromkeys(list(sweep.sources) + list(sweep.eval_sources)))
     specs, budgets = {}, {}
@@ -102,16 +87,10 @@ def validation_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
     """A few validation exercises for the proxy pass@1 (none, counted, when synthesize made none)."""
     if cfg.sweep.validation_limit == 0 or not rd.exists(VALIDATION):
         return []
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    files = sorted(
-        i.path
-        for i in rd.fs.get_file_info(pafs.FileSelector(rd.path(VALIDATION), recursive=True))
-        if i.path.endswith(".parquet")
-    )
     rows: list[dict[str, Any]] = []
-    for file in files:
+    for file in rd.parquet_files(VALIDATION):
         with rd.fs.open_input_file(file) as handle:
             rows += pq.read_table(handle, columns=["id", "prompt", "solution", "tests", "entry_point"]).to_pylist()
         if len(rows) >= cfg.sweep.validation_limit:
@@ -121,8 +100,6 @@ def validation_rows(cfg: RunConfig, rd: RunDir) -> list[dict[str, Any]]:
 
 def _trainable(cfg: RunConfig, context: TrialContext):
     from ray import tune
-
-    from phiray.tune.trainable import run_trial
 
     resources = {"cpu": cfg.sweep.cpus_per_trial} | (
         {"gpu": cfg.sweep.gpus_per_trial} if cfg.sweep.gpus_per_trial else {}
@@ -186,6 +163,7 @@ def _can_resume(cfg: RunConfig, rd: RunDir, identity: str) -> bool:
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Ray Tune search of the sweep space on proxy pretrain runs: results table, plot and best.yaml."""
     sweep = cfg.sweep
     present, missing, sequences = _present_sources(cfg, rd)
     sweep_eff = sweep.model_copy(

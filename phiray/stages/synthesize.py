@@ -26,8 +26,18 @@ import pyarrow.compute as pc
 
 from phiray import progress
 from phiray.config import RunConfig
-from phiray.data import ngrams
+from phiray.data import docio, ngrams
+from phiray.data.lsh import duplicate_map
 from phiray.rundir import FsPath, Manifest, RunDir
+from phiray.sandbox.placement import remote_options, wait_placeable
+from phiray.schemas import SCHEMAS, write_empty
+from phiray.stages.decontaminate import load_benchmarks
+from phiray.teacher import screen
+from phiray.teacher.diversity import DiversityTally
+from phiray.teacher.plan import plan_rows, request_for
+from phiray.teacher.screen import ScreenTally
+from phiray.teacher.vllm_teacher import generate as vllm_generate
+from phiray.teacher.worker import GenerateBatch, VerifyBatch, parse_answered
 
 if TYPE_CHECKING:
     import ray.data
@@ -36,59 +46,46 @@ log = logging.getLogger("phiray")
 STAGE = "synthesize"
 OUTPUTS = ("textbooks", "exercises", "validation", "heldout", "rejected")
 GENERATED = "_generated"  # every answer, parsed and verified: the working set, removed once split
-TEXTBOOK_COLUMNS = ("id", "kind", "topic", "subtopic", "concept", "audience", "style", "seed", "text")
-EXERCISE_COLUMNS = (
-    "id",
-    "kind",
-    "topic",
-    "concept",
-    "audience",
-    "style",
-    "seed",
-    "difficulty",
-    "prompt",
-    "solution",
-    "tests",
-    "entry_point",
-    "signature",
-    "docstring",
-    "text",
-    "verified",
-)
-REJECTED_COLUMNS = (
-    "key",
-    "kind",
-    "topic",
-    "concept",
-    "audience",
-    "style",
-    "seed",
-    "reason",
-    "contaminated_by",
-    "raw",
-    "text",
-)
-OUTPUT_COLUMNS = {
-    "textbooks": TEXTBOOK_COLUMNS,
-    "exercises": EXERCISE_COLUMNS,
-    "validation": EXERCISE_COLUMNS,
-    "heldout": EXERCISE_COLUMNS,
-    "rejected": REJECTED_COLUMNS,
-}
+OUTPUT_COLUMNS = {name: tuple(SCHEMAS[(STAGE, name)].names) for name in OUTPUTS}
 SPLIT_OUTPUT = {"train": "exercises", "validation": "validation", "heldout": "heldout"}
 
 
 def load_snippets(rd: RunDir, limit: int = 2000) -> tuple[list[str], str]:
-    """Seed snippets: filter/documents, else decontaminate/documents, else none (the source is reported)."""
-    import ray
+    """Seed snippets: filter/documents, else decontaminate/documents, else none (the source is reported).
 
+    The ``limit`` non-empty texts with the smallest content hash, in that order: the same snippets, in
+    the same order, whatever the file layout, block order or node a run reads them on (a ``limit()`` of
+    the dataset takes whichever blocks come first, so a rerun would plan different prompts and miss the
+    request cache). Two passes, no shuffle: each block sends the driver only its ``limit`` smallest
+    hashes, which give the cut; then only the texts at or below the cut come back (the corpus never
+    gathers on the driver: at most ``limit`` hashes per block, then ``limit`` snippets)."""
     for source in ("filter", "decontaminate"):
         if rd.exists(source, "documents") and rd.listdir(source, "documents"):
-            ds = ray.data.read_parquet(rd.path(source, "documents"), filesystem=rd.fs).select_columns(["text"])
-            texts = [r["text"] for r in ds.limit(limit).take_all() if r["text"]]
-            if texts:
-                return texts, f"{source}/documents"
+            ds = docio.read_docs(rd, source, "documents").select_columns(["text"])
+            by_hash = {"batch_size": None, "batch_format": "pyarrow"}
+            keys = ds.map_batches(_smallest_by_hash, fn_args=(limit, False), **by_hash).take_all()
+            smallest = sorted(r["snippet_key"] for r in keys)[:limit]
+            if smallest:
+                rows = ds.map_batches(_smallest_by_hash, fn_args=(limit, True, smallest[-1]), **by_hash).take_all()
+                ordered = sorted((r["snippet_key"], r["text"]) for r in rows)[:limit]
+                return [text for _, text in ordered], f"{source}/documents"
     return [], "none"
+
+
+def _smallest_by_hash(block: pa.Table, limit: int, with_text: bool, cut: str | None = None) -> pa.Table:
+    """The block's ``limit`` non-empty texts with the smallest blake2b digests (``snippet_key``), those
+    at or below ``cut`` when given; the texts too when ``with_text``."""
+    import hashlib
+    import heapq
+
+    keyed = (
+        (hashlib.blake2b(t.encode(), digest_size=16).hexdigest(), t) for t in block.column("text").to_pylist() if t
+    )
+    kept = heapq.nsmallest(limit, (kt for kt in keyed if cut is None or kt[0] <= cut))
+    columns = {"snippet_key": pa.array([k for k, _ in kept], pa.string())}
+    if with_text:
+        columns["text"] = pa.array([t for _, t in kept], pa.string())
+    return pa.table(columns)
 
 
 def cache_dir(cfg: RunConfig, rd: RunDir) -> str | FsPath | None:
@@ -103,8 +100,6 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
     """Generate, parse and verify every planned row on Ray Data, streamed to ``synthesize/_generated``
     (Parquet: nothing is collected on the driver); returns that dataset."""
     import ray
-
-    from phiray.teacher.worker import GenerateBatch, VerifyBatch
 
     syn = cfg.synthesize
     tracker = progress.track("synthesize generation", len(rows), "prompts")
@@ -126,7 +121,7 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
             batch_size=batch,
             batch_format="pandas",
             fn_constructor_kwargs={
-                "teacher_cfg": cfg.teacher.model_dump(mode="json"),
+                "teacher_cfg": cfg.teacher,
                 "cache_dir": cache_dir(cfg, rd),
                 "textbook_min_chars": syn.textbook_min_chars,
             },
@@ -138,15 +133,13 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
         # KubeRay); fail clearly, before any request is sent, if no node ever offers them.
         placement: dict[str, Any] = {"num_cpus": syn.num_cpus_per_actor}
         if cfg.sandbox.ray_resources:
-            from phiray.sandbox.placement import remote_options, wait_placeable
-
             wait_placeable(cfg.sandbox)
             placement = remote_options(cfg.sandbox)
         ds = ds.map_batches(
             VerifyBatch,
             batch_size=max(syn.batch_size, 32),
             batch_format="pandas",
-            fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox.model_dump(mode="json")},
+            fn_constructor_kwargs={"sandbox_cfg": cfg.sandbox},
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=verify_pool_size(cfg)),
             **placement,
         )
@@ -154,16 +147,12 @@ def generate(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.dat
     rd.makedirs(STAGE, GENERATED)
     with tracker:
         ds.write_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
-    return ray.data.read_parquet(rd.path(STAGE, GENERATED), filesystem=rd.fs)
+    return docio.read_docs(rd, STAGE, GENERATED)
 
 
 def _generate_on_vllm(cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]]) -> "ray.data.Dataset":
     """Answers from an open-weights model on Ray Data LLM (only cache misses reach the engine), parsed."""
     import ray
-
-    from phiray.teacher.plan import request_for
-    from phiray.teacher.vllm_teacher import generate as vllm_generate
-    from phiray.teacher.worker import parse_answered
 
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // cfg.synthesize.batch_size, 64)))
     answered = vllm_generate(cfg.teacher, ds, cache_dir(cfg, rd), request_of=request_for)
@@ -205,8 +194,6 @@ def duplicates(cfg: RunConfig, generated: "ray.data.Dataset") -> dict[str, str]:
     """{key: key it duplicates} over the eligible samples, textbooks and exercises apart (MinHash + LSH
     on Ray Data, as the dedup stage; the earliest planned key of a cluster is kept)."""
     import ray
-
-    from phiray.data.lsh import duplicate_map
 
     syn = cfg.synthesize
     eligible = generated.map_batches(_eligible(syn.verify, syn.keep_unverified), batch_format="pyarrow")
@@ -256,9 +243,6 @@ def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unver
 
 def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple["ray.data.Dataset", dict[str, Any]]:
     """The assigned rows screened against HumanEval/MBPP and for test-split leaks (phiray.teacher.screen)."""
-    from phiray.stages.decontaminate import load_benchmarks
-    from phiray.teacher import screen
-
     n = cfg.decontaminate.ngram
     tasks, per_benchmark = load_benchmarks(cfg)
     test = screen.test_index(assigned, n)
@@ -273,19 +257,11 @@ def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple[
 
 def write(rd: RunDir, name: str, ds: "ray.data.Dataset | None", columns: tuple[str, ...]) -> None:
     """Parquet via Ray Data; an empty table (with the schema) via pyarrow, which Ray cannot write."""
-    import pyarrow.parquet as pq
-
     rd.makedirs(STAGE, name)
     if ds is not None:
         ds.select_columns(list(columns)).write_parquet(rd.path(STAGE, name), filesystem=rd.fs)
         return
-    schema = pa.schema(
-        [
-            (c, pa.bool_() if c == "verified" else pa.int64() if c in ("seed", "difficulty") else pa.string())
-            for c in columns
-        ]
-    )
-    pq.write_table(schema.empty_table(), rd.path(STAGE, name, "empty.parquet"), filesystem=rd.fs)
+    write_empty(rd, STAGE, name)
 
 
 class Tally:
@@ -313,9 +289,6 @@ class Tally:
     ]
 
     def __init__(self, cfg: RunConfig):
-        from phiray.teacher.diversity import DiversityTally
-        from phiray.teacher.screen import ScreenTally
-
         self.cfg = cfg
         self.screen = ScreenTally()
         self.counts: Counter[str] = Counter()
@@ -368,9 +341,8 @@ class Tally:
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Generate, verify, dedup and screen textbooks and exercises; write them split into their outputs."""
     from ray.data.expressions import col
-
-    from phiray.teacher.plan import plan_rows
 
     syn = cfg.synthesize
     for name in (*OUTPUTS, GENERATED):

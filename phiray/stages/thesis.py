@@ -26,6 +26,10 @@ from typing import Any
 
 from phiray.config import THESIS_PHASES, RunConfig
 from phiray.rundir import Manifest, RunDir
+from phiray.sandbox.placement import sandbox_for
+from phiray.stages import STAGE_BY_NAME
+from phiray.stages.evaluate import load_benchmarks, score_model
+from phiray.train.driver import fit_phase, phase_manifest
 
 log = logging.getLogger("phiray")
 
@@ -44,8 +48,14 @@ def models_of(cfg: RunConfig) -> list[str]:
 
 
 def seed_config(cfg: RunConfig, seed: int) -> RunConfig:
+    """The run's config at ``seed``. Its phases validate only at their last step: the table reads the final
+    validation losses, and validation changes no weight (no gradient, no sampler state), so the models are
+    the ones the pipeline's own settings train at that seed, minus the intermediate evaluation passes."""
     out = cfg.model_copy(deep=True)
     out.run.seed = seed
+    for phase in phases_of(out):
+        section = out.section(phase)
+        section.eval_every = section.max_steps
     return out
 
 
@@ -72,15 +82,12 @@ def phase_facts(manifest: Manifest, cfg: RunConfig, phase: str) -> dict[str, Any
 
 
 def _phase_key(scfg: RunConfig, phase: str, tokenize_run: str, upstream: str | None) -> str:
-    from phiray.cli import STAGE_BY_NAME
-
     blob = json.dumps([STAGE_BY_NAME[phase].config_hash(scfg), tokenize_run, upstream])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _train(scfg: RunConfig, rd: RunDir, phase: str, stage: str, init_from: str | None) -> Manifest:
     from phiray.stages.grow import grow_phase
-    from phiray.train.driver import fit_phase, phase_manifest
 
     rd.remove(stage, "model")
     if phase == "grow":
@@ -145,8 +152,6 @@ def _evaluated_by_pipeline(rd: RunDir) -> dict[str, dict[str, Any]]:
 
 def score_seed(cfg: RunConfig, rd: RunDir, seed: int, benchmarks: dict, sandbox) -> dict[str, dict[str, Any]]:
     """{model: {bench: summary}} for ``seed``'s models (run.seed: evaluate's numbers where it has them)."""
-    from phiray.stages.evaluate import score_model
-
     scfg, prefix = seed_config(cfg, seed), SEED_DIR.format(seed=seed)
     main = seed == cfg.run.seed
     known = _evaluated_by_pipeline(rd) if main else {}
@@ -219,9 +224,7 @@ def _compare(metric: str, rows: list[dict[str, Any]], higher_is_better: bool) ->
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
-    from phiray.sandbox.placement import sandbox_for
-    from phiray.stages.evaluate import load_benchmarks
-
+    """Score ``thesis.phases``' models of every seed on ``thesis.benchmarks``, training the seeds not yet trained."""
     if not cfg.control.enabled:
         return Manifest(stage="thesis", headline={"skipped": "control.enabled=false: no control to compare with"})
     seeds = cfg.thesis.seed_list(cfg.run.seed)

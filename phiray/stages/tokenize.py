@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 
 from phiray import progress
 from phiray.config import RunConfig
+from phiray.data import docio
 from phiray.data.packing import PackBatch, in_validation
 from phiray.model.tokenizer import build_tokenizer
-from phiray.rundir import Manifest, RunDir
+from phiray.rundir import Manifest, RunDir, parquet_files
 from phiray.train.data import TokenSource
 
 log = logging.getLogger("phiray")
@@ -37,15 +38,6 @@ BUILTIN = {
 }
 # The tokenizer is trained on what the model is pretrained on (not on the unfiltered control corpus).
 BPE_SOURCES = ("code", "textbooks", "exercises")
-
-
-def _has_parquet(fs: pafs.FileSystem, path: str) -> bool:
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File:
-        return path.endswith(".parquet")
-    if info.type != pafs.FileType.Directory:
-        return False
-    return any(i.path.endswith(".parquet") for i in fs.get_file_info(pafs.FileSelector(path, recursive=True)))
 
 
 def resolve_sources(cfg: RunConfig, rd: RunDir) -> tuple[dict[str, tuple[pafs.FileSystem, str]], list[str]]:
@@ -61,7 +53,7 @@ def resolve_sources(cfg: RunConfig, rd: RunDir) -> tuple[dict[str, tuple[pafs.Fi
             wanted[name] = (pafs.LocalFileSystem(), os.path.abspath(location))
     skipped = []
     for name, (fs, path) in wanted.items():
-        if _has_parquet(fs, path):
+        if parquet_files(fs, path):
             found[name] = (fs, path)
         else:
             log.warning("tokenize: source %r has no Parquet at %s (skipped)", name, path)
@@ -71,7 +63,7 @@ def resolve_sources(cfg: RunConfig, rd: RunDir) -> tuple[dict[str, tuple[pafs.Fi
 
 def _columns(fs: pafs.FileSystem, path: str) -> tuple[list[str], int]:
     """Column names and row count from Parquet metadata (no Ray Data execution needed)."""
-    files = _parquet_files(fs, path)
+    files = parquet_files(fs, path)
     with fs.open_input_file(files[0]) as handle:
         names = pq.ParquetFile(handle).schema_arrow.names
     rows = 0
@@ -79,13 +71,6 @@ def _columns(fs: pafs.FileSystem, path: str) -> tuple[list[str], int]:
         with fs.open_input_file(file) as handle:
             rows += pq.ParquetFile(handle).metadata.num_rows
     return names, rows
-
-
-def _parquet_files(fs: pafs.FileSystem, path: str) -> list[str]:
-    if fs.get_file_info(path).type == pafs.FileType.File:
-        return [path]
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
 
 
 def _usable(table):
@@ -101,12 +86,10 @@ def _usable(table):
 
 def _read(name: str, fs: pafs.FileSystem, path: str):
     """The source as a Ray Data dataset (``text`` is required)."""
-    import ray.data
-
     columns, _ = _columns(fs, path)
     if "text" not in columns:
         raise ValueError(f"tokenize: source {name!r} at {path} has no `text` column (columns: {sorted(columns)})")
-    return ray.data.read_parquet(path, filesystem=fs)
+    return docio.read_parquet_files(fs, parquet_files(fs, path))
 
 
 def _texts(sources: dict[str, tuple[pafs.FileSystem, str]], max_chars: int) -> Iterator[str]:
@@ -117,7 +100,7 @@ def _texts(sources: dict[str, tuple[pafs.FileSystem, str]], max_chars: int) -> I
     for name in names:
         fs, path = sources[name]
         used = 0
-        for file in _parquet_files(fs, path):
+        for file in parquet_files(fs, path):
             with fs.open_input_file(file) as handle:
                 table = _usable(pq.read_table(handle))
             for text in table.column("text").to_pylist():
@@ -172,6 +155,15 @@ class _SplitPack:
         return pa.concat_tables(parts)
 
 
+def move_dir(rd: RunDir, source: str, target: str) -> None:
+    """Move a folder of the run dir: a rename on a local disk; a copy on an object store, which renames
+    no folders (S3: CopyObject of the prefix fails with NO_SUCH_KEY); the caller removes the source."""
+    if rd.is_local:
+        rd.fs.move(rd.path(source), rd.path(target))
+    else:
+        pafs.copy_files(rd.path(source), rd.path(target), source_filesystem=rd.fs, destination_filesystem=rd.fs)
+
+
 def pack_source(
     ds, rd: RunDir, out: str, files: dict[str, bytes], cfg: RunConfig, mode: str, n_docs: int | None = None
 ) -> dict[str, int]:
@@ -188,13 +180,14 @@ def pack_source(
     counts = {}
     for split in ("train", "val"):
         if rd.exists(staging, f"split={split}"):
-            rd.fs.move(rd.path(staging, f"split={split}"), rd.path(out, split))
+            move_dir(rd, f"{staging}/split={split}", f"{out}/{split}")
         counts[split] = len(TokenSource(rd.fs, rd.path(out, split))) if rd.exists(out, split) else 0
     rd.remove(staging)
     return counts
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Build the tokenizer, then pack each source present into train/val sequences under tokenize/<source>/."""
     sources, skipped = resolve_sources(cfg, rd)
     if not sources:
         raise RuntimeError(

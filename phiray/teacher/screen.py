@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from phiray.data import ngrams
+from phiray.data import docio, ngrams
 
 if TYPE_CHECKING:
     import ray.data
@@ -53,8 +53,6 @@ def test_hits(text: str, index: dict[int, tuple[str, ...]], n: int) -> list[str]
 
 def corpus_overlaps(rd: "RunDir", index: dict[int, tuple[str, ...]], n: int) -> tuple[set[str], dict[str, Any]]:
     """Test exercise keys whose solution shares an n-gram with a corpus document, and the check's figures."""
-    from phiray.data import docio
-
     if not rd.exists(*CORPUS):
         return set(), {"source": "none", "documents": 0, "matched": 0}
     if not index:

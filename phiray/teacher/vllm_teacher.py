@@ -27,13 +27,13 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+from phiray.config import TeacherConfig
 from phiray.teacher.base import Request, Response, new_stats, request_hash
 from phiray.teacher.cache import RequestCache
 
 if TYPE_CHECKING:
     import ray.data
 
-    from phiray.config import TeacherConfig
     from phiray.rundir import FsPath
 
 ANSWER_COLUMNS = ("text", "finish_reason", "tokens_in", "tokens_out", "cached", "error")  # error: "" = ok
@@ -145,14 +145,12 @@ class LookupBatch:
 
     def __init__(
         self,
-        teacher_cfg: dict[str, Any],
+        teacher_cfg: TeacherConfig,
         cache_dir: str | None,
         request_of: Callable[[dict], Request],
         failed_repeats: bool = False,
     ):
-        from phiray.config import TeacherConfig
-
-        self.cfg = TeacherConfig.model_validate(teacher_cfg)
+        self.cfg = teacher_cfg
         self.defaults, self.request_of = sampling_defaults(self.cfg), request_of
         self.cache = RequestCache(cache_dir) if cache_dir else None
         self.failed_repeats = failed_repeats  # the second lookup: a miss now means the first copy failed
@@ -228,7 +226,7 @@ def generate(
             batch_format="pandas",
             num_cpus=0.25,
             fn_constructor_kwargs={
-                "teacher_cfg": cfg.model_dump(mode="json"),
+                "teacher_cfg": cfg,
                 "cache_dir": cache_dir,
                 "request_of": request_of,
                 "failed_repeats": failed_repeats,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from phiray.config import SandboxConfig, TeacherConfig
+from phiray.sandbox import Sandbox
 from phiray.teacher.base import Response
 from phiray.teacher.plan import request_for
 from phiray.teacher.prompts import parse_exercise, parse_textbook
+from phiray.teacher.vllm_teacher import ANSWER_COLUMNS
 
 SAMPLE_FIELDS = ("text", "prompt", "solution", "tests", "entry_point", "signature", "docstring")
 
@@ -63,11 +66,10 @@ def text_id(text: str) -> str:
 class GenerateBatch:
     """Ray Data callable: a batch of prompt rows -> the same rows with the parsed answers."""
 
-    def __init__(self, teacher_cfg: dict[str, Any], cache_dir: str | None, textbook_min_chars: int = 200):
-        from phiray.config import TeacherConfig
+    def __init__(self, teacher_cfg: TeacherConfig, cache_dir: str | None, textbook_min_chars: int = 200):
         from phiray.teacher import make_teacher
 
-        self.teacher = make_teacher(TeacherConfig.model_validate(teacher_cfg), cache_dir)
+        self.teacher = make_teacher(teacher_cfg, cache_dir)
         self.textbook_min_chars = textbook_min_chars
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
@@ -92,8 +94,6 @@ def sample_row(row: dict[str, Any], resp: Response, textbook_min_chars: int) -> 
 def parse_answered(batch: Any, textbook_min_chars: int = 200) -> dict[str, list[Any]]:
     """Ray Data batch function for rows that already carry their answer (the vLLM teacher's
     :data:`~phiray.teacher.vllm_teacher.ANSWER_COLUMNS`) -> parsed sample rows, like :class:`GenerateBatch`."""
-    from phiray.teacher.vllm_teacher import ANSWER_COLUMNS
-
     out = []
     for row in _rows(batch):
         answer = {k: row.pop(k) for k in ANSWER_COLUMNS}
@@ -128,11 +128,8 @@ def verify_rows(rows: list[dict[str, Any]], sandbox: Any) -> list[dict[str, Any]
 class VerifyBatch:
     """Ray Data callable around :func:`verify_rows` (one sandbox pool per actor)."""
 
-    def __init__(self, sandbox_cfg: dict[str, Any]):
-        from phiray.config import SandboxConfig
-        from phiray.sandbox import Sandbox
-
-        self.sandbox = Sandbox(SandboxConfig.model_validate(sandbox_cfg))
+    def __init__(self, sandbox_cfg: SandboxConfig):
+        self.sandbox = Sandbox(sandbox_cfg)
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         return _columns(verify_rows(_rows(batch), self.sandbox))

@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from phiray.data.packing import IGNORE
+from phiray.rundir import parquet_files
 
 PATTERN = 1000  # mixture weights are kept to 1/PATTERN: the source interleaving repeats every PATTERN sequences
 
@@ -42,8 +43,7 @@ class TokenSource:
 
     def __init__(self, fs: pafs.FileSystem, path: str, cache_groups: int = 16):
         self.fs, self.path, self.cache_groups = fs, path, cache_groups
-        info = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        self.files = sorted(i.path for i in info if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        self.files = parquet_files(fs, path)
         groups = []  # (file index, row group index, rows)
         for f, file in enumerate(self.files):
             with fs.open_input_file(file) as handle:

@@ -19,6 +19,7 @@ from typing import Any
 
 from phiray.config import ModelConfig, RunConfig
 from phiray.model.card import training_facts, write_card
+from phiray.model.tokenizer import load_tokenizer
 from phiray.rundir import Manifest, RunDir
 from phiray.train.spec import TrainSpec
 
@@ -30,7 +31,7 @@ TOKENIZER_DIR = "tokenize/tokenizer"
 def source_paths(rd: RunDir, name: str) -> tuple[str, str] | None:
     """(train, val) relative paths of a packed source, or None when tokenize did not produce it."""
     train, val = f"tokenize/{name}/train", f"tokenize/{name}/val"
-    if not rd.exists(train) or not any(f.endswith(".parquet") for f in rd.listdir(train)):
+    if not rd.parquet_files(train):
         return None
     return train, val
 
@@ -55,15 +56,13 @@ def resolve_mixture(rd: RunDir, mixture: dict[str, float]) -> tuple[dict[str, fl
 def _seq_len(rd: RunDir, train_path: str) -> int:
     import pyarrow.parquet as pq
 
-    first = sorted(f for f in rd.listdir(train_path) if f.endswith(".parquet"))[0]
-    with rd.fs.open_input_file(rd.path(train_path, first)) as handle:
+    first = rd.parquet_files(train_path)[0]
+    with rd.fs.open_input_file(first) as handle:
         table = pq.read_table(handle, columns=["input_ids"])
     return len(table.column("input_ids")[0]) if table.num_rows else 0
 
 
 def _tokenizer_info(rd: RunDir) -> tuple[int, int]:
-    from phiray.model.tokenizer import load_tokenizer
-
     with rd.local_dir(TOKENIZER_DIR, upload=False) as local:
         tok = load_tokenizer(local)
     return len(tok), tok.eos_token_id

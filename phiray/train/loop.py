@@ -30,7 +30,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from phiray.model.io import save_model
+from phiray.model.io import load_model, save_model
+from phiray.model.presets import build_model, count_params, resolve_attn_implementation
 from phiray.train.data import MixtureSampler, TokenSource, validation_rows
 from phiray.train.engine import DeepSpeedEngine, TorchEngine, lm_loss_sum
 from phiray.train.schedule import grad_accumulation, mfu, peak_flops
@@ -60,9 +61,6 @@ def _precision(requested: str, device: torch.device) -> str:
 
 
 def _build_model(spec: TrainSpec, attn: str):
-    from phiray.model.io import load_model
-    from phiray.model.presets import build_model
-
     if spec.init_from:
         with spec.rundir().local_dir(spec.init_from, upload=False) as local:
             return load_model(local, attn_implementation=attn)
@@ -101,8 +99,6 @@ class Trainer:
     """State of one worker's run of the loop (kept small: the loop body is :meth:`run`)."""
 
     def __init__(self, spec: TrainSpec, rank: int, world: int, distributed: bool):
-        from phiray.model.presets import count_params, resolve_attn_implementation
-
         self.spec, self.rank, self.world = spec, rank, world
         self.phase, train = spec.phase, spec.train
         self.device = _device(train.use_gpu)

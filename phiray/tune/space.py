@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from phiray.config import SweepConfig
+from phiray.config import SweepConfig, set_path
 
 
 def normalise(mixture: dict[str, float], sources: list[str]) -> dict[str, float]:
@@ -114,11 +114,7 @@ def nested(dotted: dict[str, Any]) -> dict[str, Any]:
     """{"a.b": 1, "a.c": 2} -> {"a": {"b": 1, "c": 2}} (the shape of a --config overlay)."""
     tree: dict[str, Any] = {}
     for path, value in dotted.items():
-        node = tree
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        set_path(tree, path, value)
     return tree
 
 

@@ -26,7 +26,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from phiray.config import SandboxConfig
+from phiray.evals.benchmarks import STOP_SEQUENCES, load_exercises
+from phiray.evals.scoring import score_samples, truncate
+from phiray.model.generate import Generator, SamplingParams
+from phiray.model.tokenizer import load_tokenizer
 from phiray.rundir import RunDir
+from phiray.sandbox.placement import sandbox_for
 from phiray.train.spec import TrainSpec
 
 TRIALS_DIR = "sweep/trials"
@@ -98,10 +103,6 @@ class ValidationPassAt1:
     def __init__(
         self, rows: list[dict[str, Any]], rd: RunDir, tokenizer_dir: str, sandbox: SandboxConfig, max_new_tokens: int
     ):
-        from phiray.evals.benchmarks import load_exercises
-        from phiray.model.tokenizer import load_tokenizer
-        from phiray.sandbox.placement import sandbox_for
-
         self.tasks = load_exercises(rows, "validation")
         with rd.local_dir(tokenizer_dir, upload=False) as local:
             self.tokenizer = load_tokenizer(local)
@@ -109,10 +110,6 @@ class ValidationPassAt1:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, model) -> dict[str, float]:
-        from phiray.evals.benchmarks import STOP_SEQUENCES
-        from phiray.evals.scoring import score_samples, truncate
-        from phiray.model.generate import Generator, SamplingParams
-
         # In process on the trial's live model: a few dozen greedy samples, far below
         # phiray.evals.generation.AUTO_VLLM_MIN_SAMPLES, where a vLLM engine start (plus saving the model for
         # it) costs more than the generation (benchmarks/eval_generation.py, RESULTS.md).

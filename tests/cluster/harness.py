@@ -6,8 +6,9 @@
   offers: ``cpu`` (CPUs), ``gpu`` (``--num-gpus=1``: work asking for a GPU lands there and runs on the
   CPU, as torch sees no CUDA), ``evaluator`` (the ``evaluator`` resource, where untrusted code runs);
   the worker raylets run as an ordinary user (created when we are root), like a pod's uid 1000;
-- every listener on 127.0.0.1 (``--node-ip-address`` and explicit ports); the multi-node loopback switch
-  (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is unset, since ``ray start --address`` refuses it;
+- the nodes talk over 127.0.0.1 (``--node-ip-address`` and explicit ports); the multi-node loopback switch
+  (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is unset, since ``ray start --address`` refuses it, and without it
+  Ray 2.60 also binds its GCS/raylet gRPC servers on all interfaces and its agents on the machine's address;
 - the run directory on an S3-compatible server on 127.0.0.1 (moto), reached through the usual AWS
   variables, which every node has in its environment (as a pod would from a Secret).
 """
@@ -226,7 +227,12 @@ def _wait(ready, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"rehearsal cluster did not come up: {log.read_text()[-3000:]}")
+            why = (
+                f"`{' '.join(map(str, proc.args[:3]))}` exited ({proc.returncode})"
+                if proc.poll() is not None
+                else "timed out"
+            )
+            raise RuntimeError(f"rehearsal cluster did not come up ({why}): {log.read_text()[-3000:]}")
         time.sleep(1.0)
 
 

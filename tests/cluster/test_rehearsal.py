@@ -6,8 +6,10 @@ on 127.0.0.1 (tests/cluster/teacher_server.py); placement asserted from the mani
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from harness import VENV_BIN, Rehearsal
@@ -46,14 +48,49 @@ def submit_command(r: Rehearsal, stage: str, run_dir: str, *overrides: str) -> l
 
 
 def submit(r: Rehearsal, stage: str, run_dir: str, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        submit_command(r, stage, run_dir, *overrides),
-        env=r.head.env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=REPO,
-    )
+    """Submit ``stage`` and follow it to the end (15 minutes at most: a hung stage fails its test). If we
+    stop following it (that timeout, the test's own, Ctrl-C), the job is SIGKILLed too: a job left running
+    on the cluster would race the next submission of the same stage into the same run dir."""
+    try:
+        return subprocess.run(
+            submit_command(r, stage, run_dir, *overrides),
+            env=r.head.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=REPO,
+        )
+    except BaseException:
+        kill_drivers(run_dir, stage)
+        raise
+
+
+def driver_pids(run_dir: str, stage: str) -> list[int]:
+    """The job's driver: the `phiray <stage> ... --run-dir <run_dir>` interpreter the Jobs API started
+    (not our `phiray submit` client, nor the shell around the entrypoint)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if (
+            entry.name.isdigit()
+            and "python" in os.path.basename(argv[0])
+            and stage in argv
+            and run_dir in argv
+            and "submit" not in argv
+        ):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_drivers(run_dir: str, stage: str) -> None:
+    for pid in driver_pids(run_dir, stage):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def main_run(r: Rehearsal) -> str:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 from harness import Rehearsal, kill_node, rejoin
 from teacher_server import TeacherServer
-from test_rehearsal import REPO, STAGES, main_run, submit, submit_command
+from test_rehearsal import REPO, STAGES, driver_pids, kill_drivers, main_run, submit, submit_command
 
 from phiray.rundir import CONFIG_FILE, RunDir
 from phiray.teacher.cache import RequestCache
@@ -58,17 +58,25 @@ class Attempts:
         return sum(n - 1 for n in Counter(self.answered).values())
 
 
-def prepare(r: Rehearsal, teacher: TeacherServer, stage: str, case: str, *reference_overrides: str) -> RunDir:
-    """A fresh run dir holding the reference run's outputs of every stage before ``stage``. The reference
-    (the stage-by-stage run, test_rehearsal.py) gets whatever it lacks of ``stage`` and its upstream first,
-    when this module runs without it."""
+def build_reference(r: Rehearsal, teacher: TeacherServer, stage: str, *reference_overrides: str) -> None:
+    """Give the reference (the stage-by-stage run, test_rehearsal.py) whatever it lacks of ``stage`` and
+    its upstream, when this module runs without it. Called from fixtures, outside the kill tests' own
+    timeouts (``func_only``), which then time the kill and the resume alone; each submission here is
+    still bounded (``submit``'s 15 minutes), so a hung stage fails rather than waits."""
     reference = RunDir(main_run(r))
-    upstream = PIPELINE[: PIPELINE.index(stage)]
-    for name in [*upstream, stage]:
+    for name in PIPELINE[: PIPELINE.index(stage) + 1]:
         if reference.read_manifest(name) is None:
             extra = reference_overrides if name == stage else ()
             result = submit(r, name, reference.location, *teacher.overrides, *extra)
             assert result.returncode == 0, f"{name}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+def prepare(r: Rehearsal, stage: str, case: str) -> RunDir:
+    """A fresh run dir holding the reference run's outputs of every stage before ``stage``."""
+    reference = RunDir(main_run(r))
+    upstream = PIPELINE[: PIPELINE.index(stage)]
+    missing = [name for name in [*upstream, stage] if reference.read_manifest(name) is None]
+    assert not missing, f"the reference run lacks {missing}: nothing to compare with"
     rd = RunDir(f"{r.bucket}/runs/{stage}-{case}")
     fs = reference.fs
     for path in [CONFIG_FILE, *upstream]:
@@ -76,28 +84,23 @@ def prepare(r: Rehearsal, teacher: TeacherServer, stage: str, case: str, *refere
     return rd
 
 
+@pytest.fixture
+def annotate_reference(rehearsal, teacher) -> None:
+    build_reference(rehearsal, teacher, "annotate")
+
+
+@pytest.fixture
+def synthesize_reference(rehearsal, teacher) -> None:
+    build_reference(rehearsal, teacher, "synthesize")
+
+
+@pytest.fixture
+def pretrain_reference(rehearsal, teacher) -> None:
+    build_reference(rehearsal, teacher, "pretrain", *TRAIN)
+
+
 def stored_keys(rd: RunDir, stage: str) -> set[str]:
     return {e["hash"] for e in RequestCache(rd.fs_path(stage, "cache")).entries()}
-
-
-def driver_pids(run_dir: str, stage: str) -> list[int]:
-    """The job's driver: the `phiray <stage> ... --run-dir <run_dir>` interpreter the Jobs API started
-    (not our `phiray submit` client, nor the shell around the entrypoint)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if (
-            entry.name.isdigit()
-            and "python" in os.path.basename(argv[0])
-            and stage in argv
-            and run_dir in argv
-            and "submit" not in argv
-        ):
-            pids.append(int(entry.name))
-    return pids
 
 
 def kill_and_resume(
@@ -126,8 +129,9 @@ def kill_and_resume(
             checkpoints.append((teacher.mark(), stored_keys(rd, stage)))
         rc = proc.wait(timeout=900)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # leaving on an error: the job must not outlive the test
             proc.kill()
+            kill_drivers(rd.location, stage)
     if rc != 0:  # every writer of the killed job is gone: what the cache holds now is the resume's start
         checkpoints.append((teacher.mark(), stored_keys(rd, stage)))
         result = submit(r, stage, rd.location, *teacher.overrides, *SLOW)
@@ -270,9 +274,9 @@ class NodeKill:
             raise self._error[0]
 
 
-@pytest.mark.timeout(1200)
-def test_annotate_resumes_after_its_driver_is_killed(rehearsal, slow_teacher, tmp_path):
-    rd = prepare(rehearsal, slow_teacher, "annotate", "driver")
+@pytest.mark.timeout(1200, func_only=True)
+def test_annotate_resumes_after_its_driver_is_killed(rehearsal, annotate_reference, slow_teacher, tmp_path):
+    rd = prepare(rehearsal, "annotate", "driver")
     attempts = kill_and_resume(
         rehearsal, slow_teacher, "annotate", rd, [(12, kill_driver(rd, "annotate"))], tmp_path / "submit.log"
     )
@@ -288,9 +292,11 @@ def test_annotate_resumes_after_its_driver_is_killed(rehearsal, slow_teacher, tm
     )
 
 
-@pytest.mark.timeout(1200)
-def test_annotate_survives_losing_the_node_of_its_labelling_actor(rehearsal, slow_teacher, tmp_path):
-    rd = prepare(rehearsal, slow_teacher, "annotate", "node")
+@pytest.mark.timeout(1200, func_only=True)
+def test_annotate_survives_losing_the_node_of_its_labelling_actor(
+    rehearsal, annotate_reference, slow_teacher, tmp_path
+):
+    rd = prepare(rehearsal, "annotate", "node")
     kill = NodeKill(rehearsal, "LabelBatch")
     try:
         attempts = kill_and_resume(rehearsal, slow_teacher, "annotate", rd, [(3, kill)], tmp_path / "submit.log")
@@ -308,12 +314,14 @@ def test_annotate_survives_losing_the_node_of_its_labelling_actor(rehearsal, slo
 
 
 @pytest.mark.cluster_long
-@pytest.mark.timeout(1800)
-def test_synthesize_survives_a_node_loss_then_resumes_after_its_driver_is_killed(rehearsal, slow_teacher, tmp_path):
+@pytest.mark.timeout(1800, func_only=True)
+def test_synthesize_survives_a_node_loss_then_resumes_after_its_driver_is_killed(
+    rehearsal, synthesize_reference, slow_teacher, tmp_path
+):
     """One run, two kills (a synthesize job costs minutes here): the node of the generation actor once 2
     answers are in (Ray Data restarts the actor elsewhere and redoes its batch), then the driver once 10
     are (the job fails); the resubmitted job finishes from the cache."""
-    rd = prepare(rehearsal, slow_teacher, "synthesize", "kills")
+    rd = prepare(rehearsal, "synthesize", "kills")
     node_kill = NodeKill(rehearsal, "GenerateBatch")
     try:
         attempts = kill_and_resume(
@@ -358,13 +366,15 @@ def curve(rd: RunDir) -> tuple[list[dict], list[dict]]:
 
 
 @pytest.mark.cluster_long
-@pytest.mark.timeout(1800)
-def test_pretrain_resumes_from_its_last_checkpoint_on_s3_after_its_driver_is_killed(rehearsal, teacher, tmp_path):
+@pytest.mark.timeout(1800, func_only=True)
+def test_pretrain_resumes_from_its_last_checkpoint_on_s3_after_its_driver_is_killed(
+    rehearsal, pretrain_reference, teacher, tmp_path
+):
     """SIGKILL the pretrain driver once three checkpoints are on S3 (the last may be mid-upload); the
     resubmitted job resumes from the last complete one (Ray Train restores its run from the storage path)
     and its steps, losses, learning rates and gradient norms continue exactly the uninterrupted run's."""
     reference = RunDir(main_run(rehearsal))
-    rd = prepare(rehearsal, teacher, "pretrain", "driver", *TRAIN)
+    rd = prepare(rehearsal, "pretrain", "driver")
     log = tmp_path / "submit.log"
     t0 = time.monotonic()
     with open(log, "w") as out:
@@ -386,6 +396,7 @@ def test_pretrain_resumes_from_its_last_checkpoint_on_s3_after_its_driver_is_kil
     finally:
         if proc.poll() is None:
             proc.kill()
+            kill_drivers(rd.location, "pretrain")
     at_kill = len(checkpoints(rd))
     result = submit(rehearsal, "pretrain", rd.location, *teacher.overrides, *TRAIN)
     assert result.returncode == 0, f"pretrain resubmitted: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
