@@ -55,3 +55,26 @@ def test_repeating_ray_warnings_are_shown_once(caplog):
         logger.warning("Detected that the Ray Train controller actor is dead.")
     messages = [r.getMessage() for r in caplog.records if r.name == name]
     assert len(messages) == 2 and messages[1].startswith("Detected")
+
+
+def test_train_workers_drop_the_per_report_line_and_torchs_all_gather_warning(caplog):
+    """What every fit printed once per report / once per worker (16 + 74 lines in a tiny run's log)."""
+    import logging
+    import warnings
+
+    from ray.train.v2._internal.execution import context
+
+    from phiray.train.loop import _quiet_worker_logs
+
+    _quiet_worker_logs()
+    logger = logging.getLogger(context.__file__)
+    with caplog.at_level(logging.INFO):
+        logger.info("Reporting training result 3: TrainingReport(...) from rank 0")
+        logger.warning("a real warning still shows")
+    assert [r.getMessage() for r in caplog.records if r.name == context.__file__] == ["a real warning still shows"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        _quiet_worker_logs()  # after simplefilter: its filter goes in front
+        warnings.warn("`torch.distributed.all_gather_into_tensor` is deprecated. Please use ...", FutureWarning)
+        warnings.warn("another FutureWarning", FutureWarning)
+    assert [str(w.message) for w in caught] == ["another FutureWarning"]

@@ -284,11 +284,26 @@ def _write_worker_info(spec: TrainSpec, rank: int) -> None:
         )
 
 
+def _quiet_worker_logs() -> None:
+    """Two lines a fit would otherwise print once per report or once per worker, in every phase: Ray Train's
+    per-report INFO line ("Reporting training result N: TrainingReport(...)", a dump of every metric, which
+    the trackers and the manifest already hold) and torch's deprecation warning for the
+    ``all_gather_into_tensor`` DeepSpeed's ZeRO calls (nothing phiray can change)."""
+    import logging
+    import warnings
+
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)  # Ray names that logger by its file
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
+
+
 def train_loop_per_worker(config: dict[str, TrainSpec]) -> None:
     """Ray Train worker function (``TorchTrainer(train_loop_per_worker, train_loop_config={"spec": spec})``)."""
     import ray.train
     from ray.train import Checkpoint
 
+    _quiet_worker_logs()
     spec = config["spec"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
