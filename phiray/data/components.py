@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pyarrow as pa
 
+from phiray.data.docio import block_sums
 from phiray.data.minhash import UnionFind
 
 if TYPE_CHECKING:
@@ -115,7 +116,6 @@ def connected_components(
     """(labels, stats): ``labels`` has one row (node, rep) per node of an edge that is not its
     component's smallest node, ``rep`` being that smallest node (string order); ``stats`` has
     ``components`` and ``rounds`` (shuffles of the edge list)."""
-    from phiray.data.docio import block_sums
 
     def _contract(table: pa.Table) -> pa.Table:
         # Each block's own components become stars first (a union-find over that block's edges only):
