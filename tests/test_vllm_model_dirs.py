@@ -1,7 +1,7 @@
 """Every model directory phiray writes loads in vLLM as it is, and vLLM's greedy output equals transformers'
 ``generate`` on it (issue 15). Fast tier: one engine start on a directory ``save_model`` writes with the tiny
 preset's geometry; slow tier: a training checkpoint's ``hf/``, ``grow/init`` and the final models of a real
-tiny pretrain + grow."""
+tiny pretrain, grow, finetune and control."""
 
 from __future__ import annotations
 
@@ -29,18 +29,21 @@ def test_vllm_greedy_equals_transformers_on_every_model_dir_of_a_tiny_run(ray_se
 
     rd = make_fake_run(tmp_path / "run")
     cfg = small_config(
-        "run.stages=[tokenize, pretrain, grow]",
+        "run.stages=[tokenize, pretrain, grow, finetune, control]",
         "train.num_workers=2",
         "pretrain.max_steps=20",
         "pretrain.checkpoint_every=10",
         "pretrain.eval_every=10",
-        "grow.max_steps=4",
-        "grow.checkpoint_every=4",
-        "grow.eval_every=4",
+        *(
+            f"{phase}.{key}=4"
+            for phase in ("grow", "finetune", "control")
+            for key in ("max_steps", "checkpoint_every", "eval_every")
+        ),
     )
-    assert [s.state for s in run_pipeline(STAGES, cfg, rd)] == ["done"] * 3
+    assert [s.state for s in run_pipeline(STAGES, cfg, rd)] == ["done"] * 5
     checkpoint_hf = sorted(glob.glob(rd.path("pretrain/checkpoints/*/checkpoint_*/hf")))
-    dirs = [checkpoint_hf[-1], rd.path("pretrain/model"), rd.path("grow/init"), rd.path("grow/model")]
+    dirs = [checkpoint_hf[-1], rd.path("pretrain/model"), rd.path("grow/init")]
+    dirs += [rd.path(stage, "model") for stage in ("grow", "finetune", "control")]
     tokenizer = load_tokenizer(rd.path("tokenize/tokenizer"))
     for directory in dirs:
         assert_self_contained(directory, tokenizer)
