@@ -16,7 +16,11 @@ def main() -> None:
     from vllm import LLM, SamplingParams
 
     request = json.load(sys.stdin)
-    params = SamplingParams(temperature=0.0, max_tokens=request["max_tokens"], ignore_eos=True)
+    # Exactly max_tokens new tokens with EOS masked until then, as transformers' min_new_tokens does on the
+    # other side (ignore_eos alone lets EOS be generated: a finetuned model, trained on exercises that end
+    # with EOS, then differs at its first argmax).
+    n = request["max_tokens"]
+    params = SamplingParams(temperature=0.0, max_tokens=n, min_tokens=n, ignore_eos=True)
     results = {}
     for directory in request["dirs"]:
         with open(os.path.join(directory, "config.json")) as fh:
