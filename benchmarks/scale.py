@@ -110,30 +110,31 @@ class PeakMemory:
         import psutil
 
         self.psutil, self.interval, self.me, self.children = psutil, interval, psutil.Process(), children
-        self.driver = self.workers = self.workers_pss = 0
+        self.driver = self.workers = self.workers_pss = self.workers_uss = 0
         self.driver_start = self.me.memory_info().rss  # the driver's RSS never shrinks much: growth is the news
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _workers_memory(self) -> tuple[int, int]:
-        """(RSS, PSS) summed over descendants of this process: Ray started here runs its workers under
+    def _workers_memory(self) -> tuple[int, int, int]:
+        """(RSS, PSS, USS) summed over descendants of this process: Ray started here runs its workers under
         this driver (other Ray instances on the machine are not counted); ``children``: every descendant."""
-        rss = pss = 0
+        rss = pss = uss = 0
         for p in self.me.children(recursive=True):
             try:
                 cmd = " ".join(p.cmdline())
             except Exception:  # ended meanwhile
                 continue
             if self.children or "ray::" in cmd or "default_worker.py" in cmd:
-                r, s = _rss_pss(p)
-                rss, pss = rss + r, pss + s
-        return rss, pss
+                r, s, u = _rss_pss(p)
+                rss, pss, uss = rss + r, pss + s, uss + u
+        return rss, pss, uss
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.driver = max(self.driver, self.me.memory_info().rss)
-            rss, pss = self._workers_memory()
+            rss, pss, uss = self._workers_memory()
             self.workers, self.workers_pss = max(self.workers, rss), max(self.workers_pss, pss)
+            self.workers_uss = max(self.workers_uss, uss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakMemory":
@@ -145,12 +146,14 @@ class PeakMemory:
         self._thread.join()
 
 
-def _rss_pss(process) -> tuple[int, int]:
+def _rss_pss(process) -> tuple[int, int, int]:
+    """(RSS, PSS, USS): USS is the process's private memory, i.e. without the object store's shared pages
+    and shared libraries, which PSS shares out among the processes mapping them."""
     try:
         info = process.memory_full_info()
-        return info.rss, getattr(info, "pss", info.rss)
+        return info.rss, getattr(info, "pss", info.rss), getattr(info, "uss", info.rss)
     except Exception:  # the process ended between listing and reading
-        return 0, 0
+        return 0, 0, 0
 
 
 def _spilled_mib() -> float:
@@ -226,6 +229,7 @@ def run_phiray(
                     "driver_peak_mb": round(mem.driver / 2**20),
                     "workers_peak_rss_mb": round(mem.workers / 2**20),
                     "workers_peak_pss_mb": round(mem.workers_pss / 2**20),
+                    "workers_peak_uss_mb": round(mem.workers_uss / 2**20),
                     "spilled_mib": _spilled_mib(),
                     "rows": manifest.rows,
                 }
@@ -238,12 +242,15 @@ def run_phiray(
 
 def print_table(rows: list[dict]) -> None:
     """The per-stage figures as a Markdown table (for benchmarks/RESULTS.md)."""
-    print("| stage | s | docs/s | driver MB (start -> peak) | Ray workers peak MB (RSS / PSS) | spilled MiB (total) |")
+    print(
+        "| stage | s | docs/s | driver MB (start -> peak) | Ray workers peak MB (RSS / PSS / USS) | spilled MiB (total) |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['stage']} | {r['seconds']} | {r['docs_per_s']} | {r['driver_start_mb']} -> {r['driver_peak_mb']} | "
-            f"{r['workers_peak_rss_mb']} / {r['workers_peak_pss_mb']} | {r['spilled_mib']:.0f} |"
+            f"{r['workers_peak_rss_mb']} / {r['workers_peak_pss_mb']} / {r['workers_peak_uss_mb']} | "
+            f"{r['spilled_mib']:.0f} |"
         )
 
 
