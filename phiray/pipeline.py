@@ -8,6 +8,7 @@ downstream of it stale, so `phiray run` re-runs exactly the changed stage and wh
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import logging
@@ -36,13 +37,19 @@ class Stage:
     module: str = ""
     # Sections hashed only when their condition holds (e.g. the teacher only for the LLM annotator).
     hashed_if: tuple[tuple[str, Callable[[RunConfig], bool]], ...] = ()
+    # What else shapes the output for ``cfg`` beyond the config (the offline annotator's rule version, the
+    # judge's prompt): mixed into the config hash, so a changed rule makes the stage and its downstream stale.
+    version: Callable[[RunConfig], str] | None = None
 
     def hashed_sections(self, cfg: RunConfig) -> tuple[str, ...]:
         """The sections whose output-changing fields this stage's config hash covers for ``cfg``."""
         return tuple(p for p in self.sections if all(cond(cfg) for sec, cond in self.hashed_if if sec == p))
 
     def config_hash(self, cfg: RunConfig) -> str:
-        return cfg.section_hash(self.hashed_sections(cfg))
+        digest = cfg.section_hash(self.hashed_sections(cfg))
+        if self.version is None:
+            return digest
+        return hashlib.sha256(f"{digest}:{self.version(cfg)}".encode()).hexdigest()[:16]
 
     @property
     def module_name(self) -> str:

@@ -116,3 +116,33 @@ def test_parquet_files_and_read_table_of_a_stage_output(tmp_path):
     assert table.column_names == ["id"] and sorted(table["id"].to_pylist()) == ["a", "b"]
     assert rd.read_table("s", "out").num_columns == 2
     assert rd.read_table("s", "absent").num_rows == 0
+
+
+def test_a_changed_rule_version_makes_the_stage_and_downstream_stale(tmp_path, monkeypatch):
+    """What shapes a stage's output beyond its config (the offline annotator's rules, the judge's prompt)
+    is part of its hash: labels written by an older heuristic are not reused as if current."""
+    from phiray.data import annotators
+    from phiray.stages import STAGE_BY_NAME
+
+    version = {"v": "rules-1"}
+    table = [
+        TABLE[0],
+        Stage("b", "second", ("dedup",), ("a",), False, "fake_stages:run_b", version=lambda c: version["v"]),
+        TABLE[2],
+    ]
+    rd = RunDir(tmp_path / "r")
+    run_pipeline(table, cfg_with(), rd)
+    assert [s.state for s in assess(table, cfg_with(), rd)] == ["done"] * 3
+    version["v"] = "rules-2"
+    states = assess(table, cfg_with(), rd)
+    assert [s.state for s in states] == ["done", "stale", "stale"] and "config changed" in states[1].reason
+
+    annotate, cfg = STAGE_BY_NAME["annotate"], load_config("tiny")
+    before = annotate.config_hash(cfg)
+    monkeypatch.setattr(annotators, "HEURISTIC_VERSION", "heuristic-next")
+    assert annotate.config_hash(cfg) != before
+    llm = load_config("tiny", overrides=["annotate.annotator=llm"])
+    before = annotate.config_hash(llm)
+    monkeypatch.setattr(annotators, "LLM_PROMPT", annotators.LLM_PROMPT + "\nBe strict.")
+    assert annotate.config_hash(llm) != before
+    assert STAGE_BY_NAME["dedup"].config_hash(cfg) == cfg.section_hash(("dedup",))  # no version: hash unchanged

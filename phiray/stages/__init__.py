@@ -16,13 +16,23 @@ Contract for a stage module:
 
 from __future__ import annotations
 
+import hashlib
+
 from phiray.config import RunConfig
+from phiray.data import annotators
 from phiray.pipeline import Stage
 
 
 def _llm_annotator(cfg: RunConfig) -> bool:
     """The teacher shapes annotate's labels only when an LLM writes them."""
     return cfg.annotate.annotator == "llm"
+
+
+def _annotator_version(cfg: RunConfig) -> str:
+    """The labels' rules beyond the config: the heuristic's version, or a hash of the judge's prompt."""
+    if _llm_annotator(cfg):
+        return "llm-prompt-" + hashlib.sha256(annotators.LLM_PROMPT.encode()).hexdigest()[:12]
+    return annotators.HEURISTIC_VERSION
 
 
 def _verifies(cfg: RunConfig) -> bool:
@@ -40,6 +50,7 @@ STAGES: list[Stage] = [
         ("annotate", "teacher", "embed", "classify", "run.seed"),
         ("decontaminate",),  # active: pool + forest
         hashed_if=(("teacher", _llm_annotator),),
+        version=_annotator_version,
     ),
     Stage(
         "classify",
