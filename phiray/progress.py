@@ -31,8 +31,6 @@ INTERVAL_ENV = "PHIRAY_PROGRESS_S"
 DEFAULT_INTERVAL_S = 20.0
 PREFIX = "progress "
 
-_COUNTER: tuple[str, Any] | None = None  # (Ray job id, counter actor) of this driver
-_COUNTER_LOCK = threading.Lock()
 
 
 def interval_s() -> float:
@@ -89,15 +87,14 @@ class _Counts:
 
 
 def _counter_actor():
-    """This driver's counter actor, started once per Ray job (0 CPUs: it never takes a task's core)."""
-    global _COUNTER
+    """This driver's counter actor, one per Ray job (0 CPUs: it never takes a task's core). Found by name
+    each time, not cached in the process: after ``ray.shutdown()`` and a new ``ray.init()`` the new cluster's
+    first job has the same id, and a cached handle of the old cluster's actor crashes the core worker."""
     import ray
 
     job = ray.get_runtime_context().get_job_id()
-    with _COUNTER_LOCK:
-        if _COUNTER is None or _COUNTER[0] != job:
-            _COUNTER = (job, ray.remote(num_cpus=0, max_restarts=0)(_Counts).remote())
-        return _COUNTER[1]
+    actor = ray.remote(num_cpus=0, max_restarts=0)(_Counts)
+    return actor.options(name=f"phiray-progress-{job}", get_if_exists=True).remote()
 
 
 class RowCounter:

@@ -115,3 +115,37 @@ def test_an_ingest_run_logs_progress_lines_at_the_bound(ray_session, caplog, tmp
     assert len(done) == 1 and DONE.match(done[0].getMessage())["done"] == "400"
     assert manifest.rows["read"] == 400
     assert done[0].created >= lines[-1].created
+
+
+REINIT = """
+import ray, ray.data
+from phiray import progress
+from phiray.runtime import prepare_environment
+prepare_environment(local=True)
+for session in range(2):  # the second cluster's first job has the first one's id
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    with progress.track("pass", 40, interval=0.1) as p:
+        ds = p.count(ray.data.from_items([{"x": i} for i in range(40)], override_num_blocks=4).map_batches(lambda b: b))
+        assert ds.count() == 40
+    print("session", session, ray.get_runtime_context().get_job_id(), flush=True)
+    ray.shutdown()
+"""
+
+
+def test_counting_survives_ray_shutdown_and_a_new_init(tmp_path):
+    """A driver that shuts Ray down and starts it again (benchmarks/scale.py, one cluster per corpus size)
+    counts in the new cluster: no handle of the old cluster's counter actor is reused (it crashed the
+    core worker: 'Cannot find an actor handle of id')."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", REINIT], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line.split()[:2] for line in done.stdout.splitlines() if line.startswith("session")] == [
+        ["session", "0"],
+        ["session", "1"],
+    ]
