@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from phiray.data import minhash
 
@@ -25,34 +26,46 @@ def sign_table(table: pa.Table, num_perm: int, shingle_size: int, seed: int = 1)
     texts = table["text"].to_pylist()
     sigs = [minhash.signature(t, num_perm, shingle_size, seed) for t in texts]
     table = table.append_column("norm_hash", pa.array([minhash.normalized_hash(t) for t in texts], pa.string()))
-    return table.append_column("minhash", pa.array([s.tolist() for s in sigs], pa.list_(pa.uint64())))
+    return table.append_column("minhash", _list_column(sigs, num_perm))
+
+
+def _list_column(sigs: list[np.ndarray], num_perm: int) -> pa.Array:
+    """Signatures as an Arrow ``list<uint64>`` built from one flat buffer (no Python int per value)."""
+    flat = np.concatenate(sigs).astype(np.uint64, copy=False) if sigs else np.empty(0, np.uint64)
+    offsets = pa.array(np.arange(len(sigs) + 1, dtype=np.int32) * num_perm, pa.int32())
+    return pa.ListArray.from_arrays(offsets, pa.array(flat, pa.uint64()))
+
+
+def signature_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A ``list<uint64>`` column of equal-length signatures as one ``(rows, num_perm)`` uint64 array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    rows = len(column)
+    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
+    return flat.reshape(rows, -1) if rows else flat.reshape(0, 0)
 
 
 def explode_bands(table: pa.Table, bands: int, rows: int) -> pa.Table:
-    """One row per (document ``id``, LSH band key)."""
-    ids, sigs = table["id"].to_pylist(), table["minhash"].to_pylist()
-    out_ids, out_keys, out_sigs = [], [], []
-    for doc, sig in zip(ids, sigs):
-        for key in minhash.band_keys(sig, bands, rows):
-            out_ids.append(doc)
-            out_keys.append(key)
-            out_sigs.append(sig)
-    return pa.table(
-        {
-            "id": pa.array(out_ids, pa.string()),
-            "band": pa.array(out_keys, pa.string()),
-            "minhash": pa.array(out_sigs, pa.list_(pa.uint64())),
-        }
-    )
+    """One row per (document ``id``, LSH band key); ``minhash`` is repeated by an Arrow take, not in Python."""
+    sigs = signature_matrix(table["minhash"])
+    keys = [key for sig in sigs for key in minhash.band_keys(sig, bands, rows)]
+    picked = table.select(["id", "minhash"]).take(pa.array(np.repeat(np.arange(table.num_rows), bands)))
+    return pa.table({"id": picked["id"], "band": pa.array(keys, pa.string()), "minhash": picked["minhash"]})
+
+
+def shared_keys(table: pa.Table, key: str) -> pa.Table:
+    """The rows whose ``key`` occurs more than once in ``table`` (an LSH bucket's candidates: most band
+    keys are held by one document only, and their rows need no verification)."""
+    counts = pc.value_counts(table[key])
+    shared = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    return table.filter(pc.is_in(table[key], value_set=shared))
 
 
 def bucket_edges(group: pa.Table, threshold: float) -> pa.Table:
     """Verified pairs (estimated Jaccard >= threshold) inside one LSH bucket."""
     if group.num_rows < 2:
         return EDGE_SCHEMA.empty_table()
-    members = [
-        (d, np.asarray(s, dtype=np.uint64)) for d, s in zip(group["id"].to_pylist(), group["minhash"].to_pylist())
-    ]
+    members = list(zip(group["id"].to_pylist(), signature_matrix(group["minhash"])))
     pairs = minhash.verified_pairs(members, threshold)
     if not pairs:
         return EDGE_SCHEMA.empty_table()

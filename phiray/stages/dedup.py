@@ -7,23 +7,25 @@ Nothing proportional to the corpus reaches the driver, and document text is neve
 3. Near: exact survivors emit one row per LSH band key; buckets of band keys verify candidate pairs by
    estimated Jaccard; the verified edges are clustered with distributed connected components
    (``phiray.data.components``); a cluster's smallest id is its representative.
-4. The (small) marks are grouped by file and each ingest file is re-read once to apply them.
+4. The (small) marks are grouped by file and each ingest file is re-read once, a row group at a time, to
+   apply them.
 Rejected rows go to ``dedup/rejected`` with ``dup_of`` (the representative's id) and ``reason``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import docio, minhash
 from phiray.data.components import by_bucket, connected_components
-from phiray.data.lsh import EDGE_SCHEMA, explode_bands, sign_table
+from phiray.data.lsh import EDGE_SCHEMA, explode_bands, shared_keys, sign_table, signature_matrix
 from phiray.rundir import Manifest, RunDir
 
 if TYPE_CHECKING:
@@ -62,11 +64,12 @@ def _node_keys(table: pa.Table) -> pa.Table:
 
 def _bucket_edges(bucket: pa.Table, threshold: float) -> pa.Table:
     """Verified pairs of every LSH band key in one bucket (one call per bucket, not per key)."""
-    import numpy as np
-
+    bucket = shared_keys(bucket, "band")  # a band key of one document has no pair to verify
     members: dict[str, list] = {}
-    for node, band, sig in zip(bucket["id"].to_pylist(), bucket["band"].to_pylist(), bucket["minhash"].to_pylist()):
-        members.setdefault(band, []).append((node, np.asarray(sig, dtype=np.uint64)))
+    for node, band, sig in zip(
+        bucket["id"].to_pylist(), bucket["band"].to_pylist(), signature_matrix(bucket["minhash"])
+    ):
+        members.setdefault(band, []).append((node, sig))
     pairs = [p for group in members.values() if len(group) > 1 for p in minhash.verified_pairs(group, threshold)]
     if not pairs:
         return EDGE_SCHEMA.empty_table()
@@ -101,16 +104,34 @@ def _exact_marks(table: pa.Table) -> pa.Table:
     )
 
 
-def _apply_marks(group: pa.Table, fs) -> pa.Table:
-    """Re-read one ingest file and add ``dup_of``/``reason`` from its marks (row -1 is the file's placeholder)."""
-    path = group["_file"][0].as_py()
-    table = docio.read_file(fs, path)
-    dup_of, reason = [""] * table.num_rows, [""] * table.num_rows
-    for row, d, r in zip(group["_row"].to_pylist(), group["dup_of"].to_pylist(), group["reason"].to_pylist()):
-        if row >= 0:
-            dup_of[row], reason[row] = d, r
-    table = table.append_column("dup_of", pa.array(dup_of, pa.string()))
-    return table.append_column("reason", pa.array(reason, pa.string()))
+def _file_marks(group: pa.Table) -> pa.Table:
+    """One row per ingest file: its marks as lists (row -1 is the file's placeholder, so every file has a row)."""
+    marks = group.filter(pc.greater_equal(group["_row"], 0))
+    return pa.table(
+        {
+            "_file": [group["_file"][0].as_py()],
+            "rows": pa.array([marks["_row"].to_pylist()], pa.list_(pa.int64())),
+            "dup_of": pa.array([marks["dup_of"].to_pylist()], pa.list_(pa.string())),
+            "reason": pa.array([marks["reason"].to_pylist()], pa.list_(pa.string())),
+        }
+    )
+
+
+def _apply_marks(batch: pa.Table, fs) -> Iterator[pa.Table]:
+    """Re-read each ingest file one row group at a time, adding ``dup_of``/``reason`` from its marks: a task
+    holds one row group of documents at a time, not a whole file (files are >= 128 MB of text)."""
+    for path, rows, dup_of, reason in zip(*(batch[c].to_pylist() for c in ("_file", "rows", "dup_of", "reason"))):
+        marks = {row: (d, why) for row, d, why in zip(rows, dup_of, reason)}
+        with fs.open_input_file(path) as fh:
+            parquet = pq.ParquetFile(fh)
+            start = 0
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group)
+                found = [marks.get(row, ("", "")) for row in range(start, start + table.num_rows)]
+                start += table.num_rows
+                table = table.append_column("dup_of", pa.array([d for d, _ in found], pa.string()))
+                yield table.append_column("reason", pa.array([why for _, why in found], pa.string()))
+        pa.default_memory_pool().release_unused()  # hand the file's buffers back before the next one
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
@@ -205,7 +226,8 @@ def _marked_documents(rd: RunDir, marks) -> "ray.data.Dataset":
     return (
         placeholders.union(marks)
         .groupby("_file", num_partitions=_partitions())
-        .map_groups(_apply_marks, fn_kwargs={"fs": rd.fs}, batch_format="pyarrow")
+        .map_groups(_file_marks, batch_format="pyarrow")
+        .map_batches(_apply_marks, fn_kwargs={"fs": rd.fs}, batch_size=1, batch_format="pyarrow")
     )
 
 
