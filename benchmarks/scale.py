@@ -175,7 +175,12 @@ def filter_embedder(choice: str, n: int) -> str:
 
 
 def run_phiray(
-    root: Path, n: int, cpus: int, embedder: str = "sentence-transformers", stages: list[str] = STAGE_NAMES
+    root: Path,
+    n: int,
+    cpus: int,
+    embedder: str = "sentence-transformers",
+    stages: list[str] = STAGE_NAMES,
+    object_store_mb: int | None = None,
 ) -> tuple[list[dict], object]:
     import ray
 
@@ -199,7 +204,8 @@ def run_phiray(
     rd = RunDir(root / "run")
     for attempt in range(3):  # Ray gives a raylet 30 s to register: not always enough on a loaded machine
         try:
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            store = {"object_store_memory": object_store_mb << 20} if object_store_mb else {}
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, **store)
             break
         except Exception:
             if attempt == 2:
@@ -413,6 +419,12 @@ def main() -> None:
     ap.add_argument("--docs", type=int, action="append", help="corpus sizes (repeatable; default 10000)")
     ap.add_argument("--million", action="store_true", help="also run 1,000,000 documents")
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument(
+        "--object-store-mb",
+        type=int,
+        default=None,
+        help="Ray's object store size (default: Ray's, 30%% of RAM); a smaller one spills to disk, reported per stage",
+    )
     ap.add_argument("--datatrove-python", default=None, help="python of a virtualenv with datatrove installed")
     ap.add_argument(
         "--filter-embed",
@@ -454,7 +466,7 @@ def main() -> None:
         embedder = filter_embedder(args.filter_embed, n)
         print(f"classify/filter embedder: embed.kind={embedder}", flush=True)
         stages = STAGE_NAMES[: STAGE_NAMES.index(args.until) + 1]
-        rows, rd = run_phiray(base, n, args.cpus, embedder, stages)
+        rows, rd = run_phiray(base, n, args.cpus, embedder, stages, args.object_store_mb)
         print_table(rows)
         if "dedup" in stages:
             compare_dedup(rows, rd, truth, base, n, args, dedup_cfg)
