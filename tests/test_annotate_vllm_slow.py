@@ -41,7 +41,7 @@ def test_llm_annotator_against_a_vllm_server(ray_session, clean_corpus, judge_se
             f"teacher.base_url={judge_server}",
             "teacher.model=judge",
             "teacher.max_tokens=12",
-            "annotate.sample_size=8",
+            "annotate.sample_size=10",
             "annotate.batch_size=4",
             "annotate.max_chars=300",
         ],
@@ -54,14 +54,14 @@ def test_llm_annotator_against_a_vllm_server(ray_session, clean_corpus, judge_se
         else []
         for name in ("labels", "rejected")
     }
-    assert first.rows["sampled"] == 8 == len(rows["labels"]) + len(rows["rejected"])
+    assert first.rows["sampled"] == 10 == len(rows["labels"]) + len(rows["rejected"])
     assert first.rows["labelled"] == len(rows["labels"]) and first.rows["unparsed"] == len(rows["rejected"])
     assert all(r["annotator"] == "llm" and r["model"] == "judge" for r in rows["labels"] + rows["rejected"])
     assert all(0 <= r["score"] <= 5 for r in rows["labels"])
     assert all(r["score"] is None and r["reason"] for r in rows["rejected"])  # a random model's answer: counted
     stats = first.metrics["teacher"]
     # One request per document, each carrying the judge prompt and 300 characters of code: many tokens in.
-    assert (stats["requests"], stats["sent"], stats["cache_hits"]) == (8, 8, 0) and stats["tokens_in"] > 8 * 100
+    assert (stats["requests"], stats["sent"], stats["cache_hits"]) == (10, 10, 0) and stats["tokens_in"] > 10 * 100
     again = annotate.run(cfg, clean_corpus)
-    assert again.metrics["teacher"]["sent"] == 0 and again.metrics["teacher"]["cache_hits"] == 8
+    assert again.metrics["teacher"]["sent"] == 0 and again.metrics["teacher"]["cache_hits"] == 10
     assert again.rows == first.rows
