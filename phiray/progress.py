@@ -32,7 +32,6 @@ DEFAULT_INTERVAL_S = 20.0
 PREFIX = "progress "
 
 
-
 def interval_s() -> float:
     """Seconds between two progress lines: ``PHIRAY_PROGRESS_S``, else ``DEFAULT_INTERVAL_S``."""
     raw = os.environ.get(INTERVAL_ENV, "").strip()
