@@ -6,6 +6,7 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from phiray.data import minhash
 
@@ -53,9 +54,12 @@ def test_band_keys_split_signature():
     assert len(keys) == bands and len(set(keys)) == bands
 
 
+@pytest.mark.slow
 def test_dedup_on_an_object_store_run_dir(s3_server, ray_session, tmp_path):
     """ingest -> dedup with the run dir on S3 (moto on 127.0.0.1): the marks pass re-reads each ingest file
-    from the object store, a row group at a time, and both outputs land there."""
+    from the object store, a row group at a time, and both outputs land there. Slow, and run on its own: the
+    session's Ray workers only see the S3 credentials when s3_server starts before ray_session (in the
+    default run other tests start Ray first and the workers' writes are denied)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
