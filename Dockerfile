@@ -8,8 +8,10 @@ FROM rayproject/ray:${RAY_VERSION}-py311-gpu
 
 # Torch first and pinned on every later install, so nothing swaps in another build.
 ARG TORCH_VERSION=2.13.0
-# 1: try flash-attn (prebuilt wheel for this torch/CUDA); without it training uses SDPA attention.
+# 1: install flash-attn (the `gpu` extra) and fail the build when it does not install; 0: no flash-attn,
+# training uses PyTorch SDPA attention (the `cuda` extra).
 ARG WITH_FLASH_ATTN=1
+ARG FLASH_ATTN="flash-attn>=2.6"
 ENV TOKENIZERS_PARALLELISM=false \
     RAY_USAGE_STATS_ENABLED=0 \
     RAY_TRAIN_V2_ENABLED=1 \
@@ -21,12 +23,20 @@ RUN pip install "torch==${TORCH_VERSION}" && \
     DS_BUILD_OPS=0 pip install --no-build-isolation "torch==${TORCH_VERSION}" setuptools wheel deepspeed
 COPY --chown=1000:100 pyproject.toml README.md ./
 COPY --chown=1000:100 phiray ./phiray
-# `.[cuda]`: CUDA vLLM 0.32 (Serve LLM, Ray Data LLM teachers), which needs this torch exactly.
-RUN pip install "torch==${TORCH_VERSION}" ".[cuda]" && \
-    if [ "${WITH_FLASH_ATTN}" = "1" ]; then \
-      pip install --no-build-isolation "torch==${TORCH_VERSION}" "flash-attn>=2.6" \
-        || echo "flash-attn not installed: training falls back to SDPA attention"; \
+# `.[gpu]`: CUDA vLLM 0.32 (Serve LLM, Ray Data LLM teachers), which needs this torch exactly, and flash-attn,
+# installed first as its README says (torch, packaging, psutil, ninja, then `--no-build-isolation`: its build
+# imports torch; a prebuilt wheel for this torch/CUDA/Python is used when one exists). `tracking`: MLflow.
+RUN if [ "${WITH_FLASH_ATTN}" = "1" ]; then \
+      { pip install "torch==${TORCH_VERSION}" packaging psutil ninja && \
+        pip install --no-build-isolation "torch==${TORCH_VERSION}" "${FLASH_ATTN}"; } || { \
+        echo "error: flash-attn (${FLASH_ATTN}) did not install; build with --build-arg WITH_FLASH_ATTN=0 to train with SDPA" >&2; \
+        exit 1; }; \
+      extras=gpu,tracking; \
+    else \
+      echo "note: WITH_FLASH_ATTN=0: no flash-attn, training uses SDPA attention"; \
+      extras=cuda,tracking; \
     fi && \
+    pip install "torch==${TORCH_VERSION}" ".[${extras}]" && \
     python -c "import phiray.cli, ray, torch; print('phiray image:', ray.__version__, torch.__version__)"
 COPY --chown=1000:100 jobs ./jobs
 

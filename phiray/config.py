@@ -600,7 +600,7 @@ class TrackingConfig(Section):
     )
     mlflow_tracking_uri: str | None = Field(
         None,
-        description="MLflow tracking URI (default: a local file store at <run>/mlflow when the run dir is a local disk).",
+        description="MLflow tracking URI (default: a SQLite store at <run>/mlflow/mlflow.db when the run dir is a local disk).",
         json_schema_extra=SPEED_ONLY,
     )
 

@@ -69,5 +69,8 @@ def tracking(rd: RunDir) -> Section:
     sec.links([(f"{what}: {rel}/", posixpath.join("..", rel) + "/") for what, rel, _, _ in found])
     sec.code("Open them in TensorBoard:", tensorboard_command(rd))
     if rd.exists(MLFLOW_DIR):
-        sec.code("MLflow runs (train.tracking.mlflow):", f"mlflow ui --backend-store-uri file://{rd.path(MLFLOW_DIR)}")
+        sec.code(
+            "MLflow runs (train.tracking.mlflow):",
+            f"mlflow ui --backend-store-uri sqlite:///{rd.path(MLFLOW_DIR)}/mlflow.db",
+        )
     return sec

@@ -174,7 +174,7 @@ def test_mlflow_is_skipped_cleanly_when_not_installed(tmp_path, caplog, monkeypa
     assert mlflow_uri(TrackingConfig(), rd) is None  # off by default: no warning needed
 
 
-def test_mlflow_run_logs_to_a_local_file_store(tmp_path):
+def test_mlflow_run_logs_to_a_sqlite_store_in_the_run_dir(tmp_path):
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient
 
@@ -182,7 +182,7 @@ def test_mlflow_run_logs_to_a_local_file_store(tmp_path):
 
     rd = RunDir(tmp_path / "run")
     uri = mlflow_uri(TrackingConfig(mlflow=True), rd)
-    assert uri == "file://" + rd.path("mlflow")
+    assert uri == f"sqlite:///{rd.path('mlflow')}/mlflow.db"
     run = MlflowRun(uri, "phiray-test", "pretrain", {"stage": "pretrain", "phase/lr": 0.001})
     for step in (1, 2):
         run.scalars(step, {"train/loss": 3.0 - step, "eval/pass_at_1": 0.5})

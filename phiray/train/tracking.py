@@ -163,7 +163,9 @@ def mlflow_uri(tracking: TrackingConfig, rd: RunDir) -> str | None:
             rd.location,
         )
         return None
-    return "file://" + rd.path("mlflow")
+    # MLflow 3 refuses its file store unless told to (maintenance mode): a SQLite store in the run dir instead.
+    rd.fs.create_dir(rd.path("mlflow"), recursive=True)
+    return f"sqlite:///{rd.path('mlflow')}/mlflow.db"
 
 
 def mlflow_experiment(rd: RunDir, suffix: str = "") -> str:
