@@ -380,6 +380,18 @@ class TeacherConfig(Section):
     cache: bool = Field(
         True, description="Persist answers keyed by (model, messages, params, seed).", json_schema_extra=SPEED_ONLY
     )
+    cache_commit_every: int | None = Field(
+        None,
+        ge=1,
+        description="Object-store cache: put buffered answers once this many are waiting (default: concurrency); bounds what a kill loses by count.",
+        json_schema_extra=SPEED_ONLY,
+    )
+    cache_commit_s: float = Field(
+        0.2,
+        gt=0,
+        description="Object-store cache: put buffered answers at most this long after the first arrived; bounds what a kill loses by time.",
+        json_schema_extra=SPEED_ONLY,
+    )
     vllm_engines: int = Field(
         1, ge=1, description="vllm: engine replicas (Ray Data LLM actors).", json_schema_extra=SPEED_ONLY
     )

@@ -6,11 +6,13 @@ killed job loses nothing already written and every node sees what the others wro
 Each writer (a process, or a teacher in it) owns its shards, so concurrent Ray actors on many nodes
 never write the same file. On a local disk a writer appends to one shard and flushes every answer the
 moment it arrives. On an object store a file cannot be appended to: a writer buffers answers and
-a flusher thread puts them as a new immutable object ``<writer>-<seq>.jsonl`` within
-``flush_interval_s`` of the first (group commit: one put carries every answer that arrived meanwhile, so
-the object count follows time, not answers), sooner when ``flush_every`` are waiting, and whenever the
-teacher finishes a batch (:meth:`flush`); a kill loses at most that last fraction of a second. Reading indexes the union of all shards; a torn last line (a kill in the
-middle of a local write) is skipped. Only successful answers are stored: failures are retried next time.
+a flusher thread puts them as a new immutable object ``<writer>-<seq>.jsonl`` when ``flush_every`` are
+waiting or ``flush_interval_s`` after the first, whichever comes first (group commit: one put carries
+every answer that arrived meanwhile), and whenever the teacher finishes a batch (:meth:`flush`). While
+``flush_every`` answers are buffered or being put, :meth:`put` holds its caller until the put lands, so a
+kill loses at most ``flush_every`` answers (the OpenAI teacher sets it to its concurrency) and at most
+``flush_interval_s`` of them (tests/test_cache_kill_bound.py measures it). Reading indexes the union of all shards; a
+torn last line (a kill in the middle of a local write) is skipped. Only successful answers are stored: failures are retried next time.
 :meth:`compact` merges the shards into one when no writer is left (a stage's success).
 
 Memory holds only the index (hash -> shard, offset, length), never the answers: at phi-1 scale (~2M
@@ -53,6 +55,8 @@ class RequestCache:
         self._pending: dict[str, bytes] = {}  # answers not yet put (object store): key -> line
         self._pending_since = 0.0
         self._wake = threading.Condition(self._lock)
+        self._drained = threading.Condition(self._lock)  # a put finished: room for more buffered answers
+        self._putting = 0  # answers in the put under way (object store)
         self._flush_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._stopping = False
@@ -126,7 +130,9 @@ class RequestCache:
             if self.appends:
                 self._append(key, line)
                 return
-            if not self._pending:
+            self._wait_for_room()
+            first = not self._pending
+            if first:
                 self._pending_since = time.monotonic()
             self._pending[key] = line
             if self._flusher is None:
@@ -134,8 +140,21 @@ class RequestCache:
                     target=_flush_loop, args=(weakref.ref(self),), daemon=True, name="phiray-cache-flush"
                 )
                 self._flusher.start()
-            if len(self._pending) >= self.flush_every:
+            # The first answer starts the clock (an idle flusher sleeps until told); the N-th is due now.
+            if first or len(self._pending) >= self.flush_every:
                 self._wake.notify()
+
+    def _wait_for_room(self, give_up_s: float = 30.0) -> None:
+        """Hold the caller while ``flush_every`` answers are already buffered or being put (holds the lock):
+        the count bound is a bound on what a kill loses, not only a trigger. A store that keeps failing
+        stops holding it after ``give_up_s`` (the answers stay buffered; the next flush raises)."""
+        deadline = time.monotonic() + give_up_s
+        while len(self._pending) + self._putting >= self.flush_every and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.notify()
+            self._drained.wait(min(left, 1.0))
 
     def _append(self, key: str, line: bytes) -> None:
         if self._fd is None:
@@ -163,6 +182,7 @@ class RequestCache:
                 pending, self._pending = self._pending, {}
                 name = f"{self._writer}-{self._seq:06d}.jsonl"
                 self._seq += bool(pending)
+                self._putting = len(pending)
             if not pending:
                 return
             try:
@@ -171,8 +191,12 @@ class RequestCache:
             except Exception:
                 with self._lock:  # keep them for the next attempt rather than lose them
                     self._pending = {**pending, **self._pending}
+                    self._putting = 0
+                    self._drained.notify_all()
                 raise
             with self._lock:
+                self._putting = 0
+                self._drained.notify_all()
                 offset = 0
                 for key, line in pending.items():
                     self._index[key] = (name, offset, len(line))

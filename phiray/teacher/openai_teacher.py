@@ -54,7 +54,13 @@ def parse_retry_after(headers: Any) -> float | None:
 class OpenAITeacher:
     def __init__(self, cfg: Any, cache_dir: Any = None):
         self.cfg = cfg
-        self.cache = RequestCache(cache_dir) if cache_dir else None
+        # A kill loses at most the answers not yet put: by count (default the concurrency) or time, whichever first.
+        commit_every = cfg.cache_commit_every or cfg.concurrency
+        self.cache = (
+            RequestCache(cache_dir, flush_every=commit_every, flush_interval_s=cfg.cache_commit_s)
+            if cache_dir
+            else None
+        )
         self.stats: dict[str, Any] = new_stats()
         self._stats_lock = threading.Lock()
         self.defaults = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
