@@ -15,7 +15,7 @@ model); answers that cannot be parsed go to ``annotate/rejected``.
 
 With ``teacher.kind=openai`` the random sample is labelled on the workers (:class:`LabelBatch` on a Ray
 Data actor pool, ``annotate.actors``), never gathered on the driver: each actor's answers go to its own
-shard of ``annotate/cache`` as they arrive, so a killed driver or node costs only the answers of its
+shard of ``annotate/cache`` as they arrive, so a killed driver or node costs only its
 last few answers (``teacher.cache_commit_every``, default its concurrency, or 0.2 s), and Ray Data redoes a lost batch from the cache (tests/cluster/test_resume.py).
 """
 
