@@ -711,7 +711,9 @@ class ControlConfig(PhaseConfig):
 
 
 class EvaluateConfig(Section):
-    benchmarks: list[Literal["humaneval", "mbpp", "mbpp-sanitized", "exercises", "validation"]] = Field(
+    benchmarks: list[
+        Literal["humaneval", "mbpp", "mbpp-sanitized", "humaneval+", "mbpp+", "exercises", "validation"]
+    ] = Field(
         default_factory=lambda: ["exercises", "validation", "humaneval"],
         description="Benchmarks to run (exercises: the test split, held-out families; validation: held-out instances of the train families).",
     )
@@ -722,6 +724,10 @@ class EvaluateConfig(Section):
     mbpp_path: str | None = Field(
         None,
         description="MBPP directory (mbpp.jsonl, sanitized-mbpp.json); default $PHIRAY_MBPP_PATH, else ../shared/data/mbpp beside the checkout.",
+    )
+    evalplus_path: str | None = Field(
+        None,
+        description="humaneval+/mbpp+: directory (or file) of EvalPlus's HumanEvalPlus/MbppPlus .jsonl[.gz]; default $PHIRAY_EVALPLUS_PATH, else ~/.cache/evalplus.",
     )
     n_samples: int = Field(1, ge=1, description="Samples per task (n of pass@k).")
     k: list[int] = Field(default_factory=lambda: [1], description="k values for pass@k.")

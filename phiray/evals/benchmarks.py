@@ -9,6 +9,8 @@ Every benchmark becomes a list of :class:`Task`: the model completes ``prompt``;
 - MBPP (Austin et al., 2021): phi-1 phrased each problem as a function with a docstring holding the problem
   text and the test asserts; the signature is taken from the reference solution (names and arguments only).
   Full MBPP's conventional test split is task ids 11-510; sanitized MBPP keeps its own ids in that range.
+- HumanEval+ / MBPP+ (EvalPlus): the same problems, scored against the canonical solution on many more
+  inputs (``phiray/evals/evalplus.py``; the data files are read from ``evaluate.evalplus_path``).
 - exercises: phiray's test split, the held-out concept families (``<run>/synthesize/heldout/``), already
   HumanEval-style; validation: held-out instances of the train families (``<run>/synthesize/validation/``).
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 STOP_SEQUENCES = ["\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert "]
-BENCHMARKS = ("humaneval", "mbpp", "mbpp-sanitized", "exercises", "validation")
+BENCHMARKS = ("humaneval", "mbpp", "mbpp-sanitized", "humaneval+", "mbpp+", "exercises", "validation")
 # The run-dir split each synthetic benchmark reads.
 SPLITS = {"exercises": "synthesize/heldout", "validation": "synthesize/validation"}
 MBPP_TEST_IDS = range(11, 511)
@@ -101,7 +103,7 @@ def _mbpp_task(row: dict[str, Any], sanitized: bool, challenge_tests: bool) -> T
     checks = asserts + ([_lf(t) for t in row.get("challenge_test_list") or []] if challenge_tests else [])
     entry = _called_function(asserts, code)
     tests = "\n".join(part for part in (setup, *checks) if part) + "\n"
-    prompt = mbpp_prompt(text, asserts, _signature(code, entry), header=setup if sanitized else "")
+    prompt = mbpp_prompt(text, asserts, signature_of(code, entry), header=setup if sanitized else "")
     prefix = "mbpp-sanitized" if sanitized else "mbpp"
     return Task(
         task_id=f"{prefix}/{row['task_id']}", prompt=prompt, tests=tests, entry_point=entry, reference=code + "\n"
@@ -144,7 +146,7 @@ def _parse(text: str) -> ast.Module:
             return ast.Module(body=[], type_ignores=[])
 
 
-def _signature(code: str, name: str) -> str:
+def signature_of(code: str, name: str) -> str:
     """``def name(args):`` from the reference solution (falls back to ``def name(*args):``)."""
     for node in ast.walk(_parse(code)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
@@ -177,9 +179,14 @@ def load_benchmark(
     limit: int | None = None,
     exercises: list[dict[str, Any]] | None = None,
     mbpp_split: str = "test",
+    evalplus_path: str | None = None,
 ) -> list[Task]:
     if name == "humaneval":
         tasks = load_humaneval()
+    elif name in ("humaneval+", "mbpp+"):
+        from phiray.evals.evalplus import load_evalplus
+
+        tasks = load_evalplus(name, evalplus_path)
     elif name in ("mbpp", "mbpp-sanitized"):
         tasks = load_mbpp(mbpp_path, sanitized=name == "mbpp-sanitized", split=mbpp_split)
     elif name in SPLITS:

