@@ -8,6 +8,10 @@ against the anchors. Figures:
 - ``train``: phi-1 (1.3B, 24 x 2048, 32 heads of 64, rotary 32) at seq 2048, bf16 autocast + fused AdamW:
   steady-state tokens/s and MFU (6N + attention FLOPs, ``phiray.train.schedule.mfu``) for each SDPA
   backend (flash / efficient / math) with ``torch.compile`` off, and the best backends with it on;
+- ``pipeline``: the same shape through phiray's own pretrain path (``phiray.train.driver.fit_phase``: Ray
+  Train TorchTrainer + DeepSpeed, the shared loop, bf16 + flash-attention when installed; see
+  ``benchmarks/gpu_pipeline.py``), its tokens/s and MFU from the loop's own history, and the ratio to the
+  best bare ``train`` figure without compile (the product vs a toy loop on the same model and batch);
 - ``growth``: phi-1-small (350M) -> phi-1 by weight reuse on the GPU: time, peak memory, and step-0 loss
   of the grown model vs the small one (trained a few steps first, so the comparison means something)
   and vs a fresh initialisation;
@@ -17,7 +21,8 @@ against the anchors. Figures:
 Usage (the device check; about 6-8 minutes on one H200):
 
     python benchmarks/gpu.py                     # CUDA when present, else the CPU mode below
-    python benchmarks/gpu.py --cpu               # tiny shapes, seconds: the default test tier runs this
+    python benchmarks/gpu.py --cpu               # tiny shapes; the default test tier runs it --no-pipeline
+                                                 # (seconds), the slow tier with the Ray Train figure (~1-2 min)
     python benchmarks/gpu.py --budget-s 420      # stop starting new figures after this many seconds
 
 On a machine without phiray's dependencies only ``pydantic`` and ``pyyaml`` are needed beside torch and
@@ -366,13 +371,14 @@ def bench_generate(plan: Plan, batch: int) -> dict[str, Any]:
     }
 
 
-def run_plan(plan: Plan, budget_s: float, compile_on: bool) -> list[dict[str, Any]]:
+def run_plan(plan: Plan, budget_s: float, compile_on: bool, pipeline: bool = True) -> list[dict[str, Any]]:
     """Every figure of the plan, each guarded: a failing figure prints an error line, the rest still run."""
     jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         (f"train/{b}/eager", lambda b=b: bench_train(plan, b, False)) for b in plan.backends
     ]
     if compile_on:
         jobs += [(f"train/{b}/compile", lambda b=b: bench_train(plan, b, True)) for b in plan.compile_backends]
+    jobs += [("pipeline", lambda: bench_pipeline(plan, records))] if pipeline else []
     jobs += [("growth", lambda: bench_growth(plan)), ("embed", lambda: bench_embed(plan))]
     jobs += [(f"generate/{n}", lambda n=n: bench_generate(plan, n)) for n in plan.gen_batches]
     start, records = time.perf_counter(), []
@@ -387,6 +393,22 @@ def run_plan(plan: Plan, budget_s: float, compile_on: bool) -> list[dict[str, An
     return records
 
 
+def bench_pipeline(plan: Plan, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """phiray's own pretrain step path on the plan's model and batch, beside the bare loop's best eager figure."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu_pipeline import pretrain_figure
+
+    record = pretrain_figure(
+        plan.model, plan.seq_len, plan.micro_batch, plan.warmup + plan.steps, gpu=plan.device == "cuda"
+    )
+    bare = [r for r in records if r.get("figure") == "train" and not r.get("compile") and r.get("tokens_per_s")]
+    bare = [r for r in bare if r["batch"] == record["batch"]]  # the math backend may run a smaller batch
+    best = max(bare, key=lambda r: r["tokens_per_s"], default=None)
+    record["bare_backend"] = best and best["backend"]
+    record["ratio_to_bare"] = round(record["tokens_per_s"] / best["tokens_per_s"], 3) if best else None
+    return record
+
+
 def summary(records: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     train = [r for r in records if r.get("figure") == "train" and r.get("tokens_per_s")]
     best = max(train, key=lambda r: r["tokens_per_s"], default=None)
@@ -399,7 +421,9 @@ def summary(records: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
         else "below the goal"
     )
     growth = next((r for r in records if r.get("figure") == "growth" and "ok" in r), None)
+    pipeline = next((r for r in records if r.get("figure") == "pipeline" and "tokens_per_s" in r), None)
     return {
+        "pipeline": pipeline and {k: pipeline[k] for k in ("tokens_per_s", "mfu", "ratio_to_bare", "attn")},
         "summary": True,
         "mode": plan.device,
         "best_train": best and {k: best[k] for k in ("backend", "compile", "tokens_per_s", "mfu")},
@@ -417,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", action="store_true", help="tiny shapes on the CPU (seconds), even with a GPU")
     parser.add_argument("--budget-s", type=float, default=420.0, help="start no new figure after this many seconds")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile figures")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip phiray's own Ray Train + DeepSpeed figure")
     args = parser.parse_args(argv)
     import torch
 
@@ -431,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": torch.cuda.get_device_name() if plan.device == "cuda" else "cpu",
         }
     )
-    records = run_plan(plan, args.budget_s, compile_on=not args.no_compile)
+    records = run_plan(plan, args.budget_s, compile_on=not args.no_compile, pipeline=not args.no_pipeline)
     result = emit(summary(records, plan))
     return 1 if result["errors"] and plan.device == "cpu" else 0  # on CPU every figure must run
 

@@ -1,4 +1,5 @@
-"""benchmarks/gpu.py's CPU mode: every figure of the prepared GPU check runs (tiny shapes), so it cannot rot."""
+"""benchmarks/gpu.py's CPU mode: every figure of the prepared GPU check runs (tiny shapes), so it cannot rot;
+the pipeline figure (phiray's own Ray Train + DeepSpeed pretrain, ~1-2 min here) in the slow tier."""
 
 import importlib.util
 import json
@@ -6,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from phiray.runtime import prepare_environment
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
@@ -21,7 +24,7 @@ def gpu_bench():
 
 
 def test_cpu_mode_prints_every_figure(gpu_bench, capsys):
-    assert gpu_bench.main(["--cpu", "--no-compile"]) == 0
+    assert gpu_bench.main(["--cpu", "--no-compile", "--no-pipeline"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     figures = [r["figure"] for r in lines if "figure" in r]
     assert figures.count("train") == len(gpu_bench.CPU_PLAN.backends)
@@ -46,3 +49,17 @@ def test_summary_judges_mfu_against_the_goal(gpu_bench):
     summary = gpu_bench.summary(records, plan)
     assert summary["best_train"]["backend"] == "flash" and summary["verdict"] == "meets the goal"
     assert summary["errors"] == ["train/efficient/eager"]
+
+
+@pytest.mark.slow
+def test_cpu_mode_times_phirays_own_pretrain_path_beside_the_bare_loop(gpu_bench, capsys):
+    prepare_environment(local=True)
+    records = gpu_bench.run_plan(gpu_bench.CPU_PLAN, budget_s=600, compile_on=False)
+    capsys.readouterr()
+    pipeline = next(r for r in records if r.get("figure") == "pipeline")
+    assert "error" not in pipeline, pipeline
+    assert pipeline["path"].startswith("phiray.train.driver.fit_phase") and pipeline["steps"] == 3
+    assert pipeline["precision"] == "fp32" and pipeline["attn"] == "sdpa"  # the CPU settings of train.*=auto
+    assert pipeline["tokens_per_s"] > 0 and pipeline["mfu"] is None  # the loop's own MFU: no CPU peak is known
+    assert pipeline["ratio_to_bare"] > 0 and pipeline["batch"] == "2x64"
+    assert gpu_bench.summary(records, gpu_bench.CPU_PLAN)["pipeline"]["tokens_per_s"] == pipeline["tokens_per_s"]
