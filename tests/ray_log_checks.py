@@ -1,6 +1,10 @@
 """Repeated Ray-internal warnings in a run's log: a warning Ray prints once per fit, per second or per
 worker is noise that buries phiray's own messages (issue 29: a tiny run had 8 "Failed to query Ray Train
-Controller actor state" lines)."""
+Controller actor state" lines).
+
+Limitation: only lines in Ray's logging format are counted. A Ray actor's bare stderr line, which the
+driver shows as "(PlacementGroupCleaner pid=N) Failed to query ..." and the worker log holds with no prefix
+at all, is not seen here yet: that exact message is not caught by this check."""
 
 from __future__ import annotations
 
