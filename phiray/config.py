@@ -774,10 +774,31 @@ class ThesisConfig(Section):
         "(phiray's data vs the unfiltered corpus at equal tokens and compute); finetune (from the seed's grow when "
         "grow is listed, else its pretrain) adds the finetuned model.",
     )
-    benchmarks: list[Literal["validation", "exercises"]] = Field(
+    benchmarks: list[Literal["validation", "exercises", "humaneval"]] = Field(
         default_factory=lambda: ["validation", "exercises"],
         description="Benchmarks compared over seeds (validation: held-out instances of the train families; "
-        "exercises: the test split, unseen families), scored with evaluate's generation settings.",
+        "exercises: the test split, unseen families; humaneval), scored with evaluate's generation settings.",
+    )
+    finetune_arms: bool = Field(
+        False,
+        description="Finetune every compared pretraining (pretrain, control and each ablation) on the exercises with "
+        "finetune's settings, from that model itself (no grow), and compare the finetuned models (`<model>+ft`), "
+        "as phi-1 compares models after CodeExercises; the pretrained models stay in the table (phi-1's "
+        "'no finetune' ablation).",
+    )
+    ablations: list[Literal["no_textbooks", "no_filter"]] = Field(
+        default_factory=list,
+        description="phi-1's ablations, trained per seed with pretrain's settings: no_textbooks (filtered code only), "
+        "no_filter (the unfiltered corpus + textbooks).",
+    )
+    trainer: Literal["ray_train", "process"] = Field(
+        "ray_train",
+        description="How the thesis trains its phases: ray_train (each a Ray Train fit, as the pipeline's) or process "
+        "(each a Ray task training in one process with the same batch, schedule and optimizer; independent "
+        "phases run in parallel, no per-fit Ray Train start-up).",
+    )
+    bootstrap: int = Field(
+        2000, ge=0, description="Paired bootstrap resamples over (seed, task) pairs for each comparison's interval."
     )
 
     @model_validator(mode="after")

@@ -11,7 +11,18 @@ from typing import Any
 from phiray.report import Section, bars_png, fmt
 from phiray.rundir import Manifest
 
-LABELS = {"pretrain": "phiray (pretrain)", "control": "control (unfiltered)", "finetune": "phiray finetuned"}
+LABELS = {
+    "pretrain": "phiray (pretrain)",
+    "control": "control (unfiltered)",
+    "finetune": "phiray finetuned",
+    "no_textbooks": "no textbooks (filtered code)",
+    "no_filter": "no filter (unfiltered + textbooks)",
+    "pretrain_ft": "phiray + finetune",
+    "control_ft": "control + finetune",
+    "no_textbooks_ft": "no textbooks + finetune",
+    "no_filter_ft": "no filter + finetune",
+    "pretrain_ft_unpruned": "phiray + finetune, no §5 pruning",
+}
 INTRO = (
     "Two models of the same size and token budget: 'phiray' pretrained on filtered code + synthetic textbooks, "
     "'control' on the unfiltered deduplicated corpus. Lower validation loss and higher pass@1 are better; the "
@@ -55,7 +66,7 @@ def _range(row: dict[str, Any]) -> str:
 
 def over_seeds(sec: Section, m: Manifest) -> None:
     """The thesis stage's table: every metric per seed, its mean ± sample std and min–max, then how often
-    phiray's pretrain beats the control, the budgets, and the finetuned model against the 10% goal."""
+    phiray's models beat the control and the ablations, the budgets, and the finetuned model against the goal."""
     seeds = [str(s) for s in m.metrics.get("seeds", [])]
     rows = m.metrics.get("table", [])
     tasks = m.metrics.get("tasks", {})
@@ -81,8 +92,27 @@ def over_seeds(sec: Section, m: Manifest) -> None:
     comparisons = m.metrics.get("comparisons", [])
     if comparisons:
         sec.table(
-            ["metric", "seeds where phiray's data is better", "ties", "mean gap (phiray better > 0)"],
-            [[c["metric"], f"{c['phiray_better']} of {c['of']}", c["ties"], _pm(c["gap"])] for c in comparisons],
+            [
+                "metric",
+                "phiray",
+                "vs",
+                "seeds where phiray's data is better",
+                "ties",
+                "mean gap (phiray better > 0)",
+                "paired bootstrap over (seed, task): gap [95% CI], p",
+            ],
+            [
+                [
+                    c["metric"],
+                    LABELS.get(c.get("ours", "pretrain"), c.get("ours")),
+                    LABELS.get(c.get("theirs", "control"), c.get("theirs")),
+                    f"{c['phiray_better']} of {c['of']}",
+                    c["ties"],
+                    _pm(c["gap"]),
+                    _bootstrap(c.get("bootstrap")),
+                ]
+                for c in comparisons
+            ],
         )
         passes = [c for c in comparisons if "pass@" in c["metric"]]
         if passes and all(c["ties"] == c["of"] for c in passes):
@@ -108,6 +138,14 @@ def over_seeds(sec: Section, m: Manifest) -> None:
     if extra:
         sec.p("Training wall time of the re-trained seeds (the cost of the spread): " + "; ".join(extra) + ".")
     _goal(sec, m.metrics.get("goal") or {})
+
+
+def _bootstrap(b: dict[str, Any] | None) -> str:
+    if not b or b.get("mean") is None:
+        return "–"
+    if b.get("ci_low") is None:
+        return f"{b['mean']:+.3f} ({b['pairs']} pairs)"
+    return f"{b['mean']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}], p={b['p_value']:.3g} ({b['pairs']} pairs)"
 
 
 def _goal(sec: Section, goal: dict[str, Any]) -> None:

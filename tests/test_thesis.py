@@ -234,3 +234,98 @@ def test_thesis_trains_each_seed_and_a_forced_rerun_trains_nothing(ray_session, 
     again = run_pipeline(STAGES, cfg, rd, force={"thesis"})[-1].manifest
     assert again.rows == {"seeds": 3, "phases_trained": 0, "phases_reused": 6}
     assert again.metrics["table"] == manifest.metrics["table"]  # greedy decoding: the same scores
+
+
+def test_paired_bootstrap_gives_the_gap_its_interval_and_p_value():
+    better = thesis.paired_bootstrap([1.0] * 6 + [0.0] * 34, 2000, 0)
+    assert better["pairs"] == 40 and better["mean"] == pytest.approx(0.15)
+    assert better["ci_low"] >= 0 and better["ci_high"] > better["mean"] and better["p_value"] < 0.01
+    mixed = thesis.paired_bootstrap([1.0, -1.0] * 20, 2000, 0)
+    assert mixed["ci_low"] < 0 < mixed["ci_high"] and 0.3 < mixed["p_value"] < 0.7
+    assert thesis.paired_bootstrap([], 2000, 0)["mean"] is None
+    assert thesis.paired_bootstrap([0.5], 0, 0)["ci_low"] is None  # no resamples: the mean only
+
+
+def test_finetune_arms_ablations_and_pruning_are_jobs_in_dependency_order():
+    cfg = load_config(
+        "tiny",
+        overrides=[
+            "thesis.finetune_arms=true",
+            "thesis.ablations=[no_textbooks, no_filter]",
+            "similarity.prune_tau=0.9",
+        ],
+    )
+    other = thesis.jobs_of(cfg, main=False)
+    assert [j["name"] for j in other] == [
+        "pretrain",
+        "control",
+        "no_textbooks",
+        "no_filter",
+        "pretrain_ft",
+        "control_ft",
+        "no_textbooks_ft",
+        "no_filter_ft",
+        "pretrain_ft_unpruned",
+    ]
+    by = {j["name"]: j for j in other}
+    assert (
+        by["no_filter"]["mixture"] == {"unfiltered": 1.0, "textbooks": 1.0} and by["no_filter"]["phase"] == "pretrain"
+    )
+    assert by["control_ft"]["start"] == "control" and by["control_ft"]["phase"] == "finetune"
+    assert by["pretrain_ft_unpruned"]["mixture"] == {"exercises_full_sft": 1.0}
+    # run.seed: pretrain and control are the pipeline's models, not jobs
+    assert [j["name"] for j in thesis.jobs_of(cfg, main=True)][:2] == ["no_textbooks", "no_filter"]
+    models = thesis.compared_models(cfg)
+    assert thesis.comparison_pairs(models) == [
+        ("pretrain", "control"),
+        ("pretrain_ft", "control_ft"),
+        ("pretrain_ft", "pretrain"),
+        ("pretrain_ft", "no_textbooks_ft"),
+        ("pretrain_ft", "no_filter_ft"),
+        ("pretrain_ft", "pretrain_ft_unpruned"),
+    ]
+    plain = load_config("tiny", overrides=["thesis.ablations=[no_textbooks]"])
+    assert thesis.comparison_pairs(thesis.compared_models(plain)) == [
+        ("pretrain", "control"),
+        ("pretrain", "no_textbooks"),
+    ]
+
+
+def test_table_bootstraps_the_pass_gap_over_seeds_and_tasks():
+    seeds = [1, 2]
+    tasks = [f"t{i}" for i in range(10)]
+    per_task = {
+        s: {
+            "pretrain_ft": {"validation": {t: float(i < 4) for i, t in enumerate(tasks)}},
+            "control_ft": {"validation": {t: float(i < 1) for i, t in enumerate(tasks)}},
+        }
+        for s in seeds
+    }
+    scores = {
+        s: {m: {"validation": {"pass@1": sum(v["validation"].values()) / 10}} for m, v in per_task[s].items()}
+        for s in seeds
+    }
+    rows, comparisons = thesis.thesis_table(seeds, scores, {s: {} for s in seeds}, 1, ["validation"], per_task, 500)
+    (c,) = comparisons
+    assert (c["ours"], c["theirs"], c["phiray_better"], c["of"]) == ("pretrain_ft", "control_ft", 2, 2)
+    assert c["bootstrap"]["pairs"] == 20 and c["bootstrap"]["mean"] == pytest.approx(0.3)
+    assert c["bootstrap"]["p_value"] < 0.05
+
+
+def test_a_phase_trains_in_a_ray_task_with_its_card(ray_session, tmp_path_factory):
+    """thesis.trainer=process: one phase trained by train_single_process in a Ray task, saved like a fit."""
+    from train_fixtures import small_config, tokenized_run
+
+    from phiray.train.driver import finish_fit, fit_phase_task
+
+    rd = tokenized_run(tmp_path_factory.getbasetemp())
+    cfg = small_config("pretrain.max_steps=3", "pretrain.eval_every=3", "run.seed=11")
+    spec, ref = fit_phase_task(cfg, rd, "pretrain", stage="thesis-task/no_textbooks", mixture={"code": 1.0})
+    import ray
+
+    ray.get(ref)
+    info = finish_fit(cfg, rd, spec)
+    assert info["steps"] == 3 and info["world_size"] == 1 and info["mixture"] == {"code": 1.0}
+    assert rd.exists("thesis-task/no_textbooks/model/config.json")
+    card = rd.read_json("thesis-task/no_textbooks/model/model_card.json")
+    assert card["seed"] == 11

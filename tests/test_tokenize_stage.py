@@ -72,6 +72,31 @@ def test_tokenize_skips_missing_sources_with_a_warning(ray_session, tmp_path, ca
     assert "unfiltered" in caplog.text
 
 
+def test_prune_tau_finetunes_on_the_pruned_exercises_and_keeps_the_whole_set(ray_session, tmp_path):
+    """phi-1 §5 wired in: with similarity.prune_tau, exercises (and exercises_sft) come from similarity/exercises;
+    the whole set is packed as exercises_full(_sft), the thesis's "without pruning" finetune."""
+    import pyarrow as pa
+    import pytest
+
+    from phiray.stages import STAGE_BY_NAME, tokenize
+
+    rd = make_fake_run(tmp_path / "run", n_code=6, n_textbooks=10, n_exercises=12, with_unfiltered=False)
+    cfg = small_config("similarity.prune_tau=0.9", "tokenize.sources=[code, exercises]")
+    with pytest.raises(FileNotFoundError, match="run similarity first"):
+        tokenize.run(cfg, rd)
+    rows = pq.read_table(rd.path("synthesize/exercises")).to_pylist()
+    rd.makedirs("similarity", "exercises")
+    pq.write_table(pa.Table.from_pylist(rows[:4]), rd.path("similarity/exercises/part-0.parquet"))
+    manifest = tokenize.run(cfg, rd)
+    sources = manifest.metrics["sources"]
+    assert sources["exercises"]["documents"] == 4 and sources["exercises_sft"]["documents"] == 4
+    assert sources["exercises_full"]["documents"] == sources["exercises_full_sft"]["documents"] == len(rows) > 4
+    assert rd.exists("tokenize/exercises_full_sft/train")
+    # the cut is part of tokenize's config hash: changing it re-tokenizes
+    other = small_config("similarity.prune_tau=0.8", "tokenize.sources=[code, exercises]")
+    assert STAGE_BY_NAME["tokenize"].config_hash(cfg) != STAGE_BY_NAME["tokenize"].config_hash(other)
+
+
 def test_packed_splits_move_into_place_on_s3(s3_server):
     """tokenize writes each split under a staging folder, then moves it into place: on an object store
     that is a copy (pyarrow's move of an S3 folder fails), and every file arrives whole."""

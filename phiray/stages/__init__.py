@@ -81,7 +81,7 @@ STAGES: list[Stage] = [
     Stage(
         "tokenize",
         "Build the tokenizer; pack each source into fixed-length sequences.",
-        ("tokenizer", "tokenize", "run.seed"),
+        ("tokenizer", "tokenize", "run.seed", "similarity.prune_tau"),
         ("decontaminate", "filter", "synthesize"),
     ),
     Stage(

@@ -38,12 +38,24 @@ BUILTIN = {
 }
 # The tokenizer is trained on what the model is pretrained on (not on the unfiltered control corpus).
 BPE_SOURCES = ("code", "textbooks", "exercises")
+PRUNED = ("similarity", "exercises")  # the train exercises less those pruned at similarity.prune_tau
+SFT_SOURCES = ("exercises", "exercises_full")  # also packed prompt -> completion as <name>_sft
 
 
 def resolve_sources(cfg: RunConfig, rd: RunDir) -> tuple[dict[str, tuple[pafs.FileSystem, str]], list[str]]:
     """name -> (filesystem, path) of every source that exists; the names of those that do not."""
     found: dict[str, tuple[pafs.FileSystem, str]] = {}
     wanted: dict[str, tuple[pafs.FileSystem, str]] = {n: (rd.fs, rd.path(BUILTIN[n])) for n in cfg.tokenize.sources}
+    if "exercises" in wanted and cfg.similarity.prune_tau is not None:
+        # phi-1 §5: retrain on the exercises less those close to a HumanEval problem (similarity's output);
+        # the whole set stays as exercises_full (its finetune is the "without pruning" arm of the thesis)
+        if not rd.exists(*PRUNED):
+            raise FileNotFoundError(
+                f"tokenize: similarity.prune_tau={cfg.similarity.prune_tau} but {'/'.join(PRUNED)} is missing: "
+                "run similarity first (it writes the pruned exercises)"
+            )
+        wanted["exercises_full"] = wanted["exercises"]
+        wanted["exercises"] = (rd.fs, rd.path(*PRUNED))
     for name, location in cfg.tokenize.extra_sources.items():
         if rd.exists(location):
             wanted[name] = (rd.fs, rd.path(location))
@@ -214,16 +226,16 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         ds = _read(name, fs, path)
         columns, n_docs = _columns(fs, path)
         stats[name] = {"documents": n_docs, **pack_source(ds, rd, f"tokenize/{name}", files, cfg, "stream", n_docs)}
-        if name == "exercises":
+        if name in SFT_SOURCES:
             has_pairs = {"prompt", "solution"} <= set(columns)
             if has_pairs:
-                stats["exercises_sft"] = {
+                stats[f"{name}_sft"] = {
                     "documents": n_docs,
-                    **pack_source(ds, rd, "tokenize/exercises_sft", files, cfg, "examples", n_docs),
+                    **pack_source(ds, rd, f"tokenize/{name}_sft", files, cfg, "examples", n_docs),
                 }
             else:
-                log.warning("tokenize: exercises have no prompt/solution columns; exercises_sft skipped")
-                skipped.append("exercises_sft")
+                log.warning("tokenize: %s have no prompt/solution columns; %s_sft skipped", name, name)
+                skipped.append(f"{name}_sft")
     for entry in stats.values():
         entry["train_tokens"] = entry.get("train", 0) * seq_len
         entry["val_tokens"] = entry.get("val", 0) * seq_len

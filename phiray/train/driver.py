@@ -197,9 +197,43 @@ def fit_phase(
     result = make_trainer(spec, rd).fit()
     if getattr(result, "error", None):
         raise RuntimeError(f"{spec.stage}: training failed: {result.error}")
+    return finish_fit(cfg, rd, spec, result.checkpoint.path if result.checkpoint else None)
+
+
+def train_in_process(spec: TrainSpec, num_threads: int) -> None:
+    """One phase trained in this process (a Ray task's): world 1, the phase's own global batch by gradient
+    accumulation, the final model saved to the run dir as a fit saves it."""
+    import torch
+
+    from phiray.train.loop import train_single_process
+
+    torch.set_num_threads(max(1, num_threads))
+    train_single_process(spec)
+
+
+def fit_phase_task(cfg: RunConfig, rd: RunDir, phase: str, init_from: str | None = None, *, stage: str, mixture=None):
+    """(spec, ObjectRef) of one phase trained in a Ray task (:func:`train_in_process`) holding the phase's
+    CPUs (or one GPU): several such phases train side by side without a Ray Train start-up each.
+    :func:`finish_fit` after ``ray.get`` writes its card, as :func:`fit_phase` does."""
+    import ray
+
+    spec = build_spec(cfg, rd, phase, stage=stage, init_from=init_from, mixture=mixture)
+    train = spec.train
+    cpus = 1 if train.use_gpu else max(1, int(train.cpus_per_worker))
+    log.info("%s: training on %s for %d steps (one process)", spec.stage, spec.mixture, spec.phase.max_steps)
+    ref = (
+        ray.remote(train_in_process)
+        .options(num_cpus=cpus, num_gpus=1 if train.use_gpu else 0, max_retries=0)
+        .remote(spec, cpus)
+    )
+    return spec, ref
+
+
+def finish_fit(cfg: RunConfig, rd: RunDir, spec: TrainSpec, checkpoint: str | None = None) -> dict[str, Any]:
+    """The training info a phase's final model was saved with, plus its summary; writes the model card."""
     info = rd.read_json(posixpath.join(spec.output_dir, "phiray_training.json"))
     info["missing_sources"] = spec.missing_sources
-    info["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    info["checkpoint"] = checkpoint
     info["summary"] = summarize(info["history"])
     info["tensorboard"] = spec.tensorboard_dir if spec.train.tracking.tensorboard else None
     write_card(
