@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install sysdeps lint run test test-slow test-cluster bench clean
+.PHONY: install sysdeps lint run thesis test test-slow test-cluster bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -78,6 +78,10 @@ sysdeps:
 
 run: install
 	$(BIN)/phiray run --preset tiny --run-dir $(RUN_DIR)
+
+# phi-1's comparison over 5 seeds with its ablations (about an hour on 2 CPUs): see phiray/presets/thesis.yaml
+thesis: install
+	$(BIN)/phiray run --preset thesis --run-dir runs/thesis
 
 # Lint and format check first (ruff, pyproject [tool.ruff]): seconds, and CI fails on either.
 lint: install

@@ -1111,6 +1111,11 @@ def load_preset(name: str) -> dict[str, Any]:
         raise ConfigError(f"preset: unknown preset {name!r} (expected one of: {', '.join(preset_names())})")
     text = resources.files("phiray").joinpath("presets", f"{name}.yaml").read_text()
     data = yaml.safe_load(text) or {}
+    base = data.pop("extends", None)  # a preset may be another preset plus changes (thesis: tiny + more)
+    if base is not None:
+        if base == name or not isinstance(base, str):
+            raise ConfigError(f"preset {name!r}: extends must name another preset (got {base!r})")
+        data = deep_merge(load_preset(base), data)
     data.setdefault("run", {})["preset"] = name
     return data
 

@@ -231,10 +231,11 @@ def _evaluated_by_pipeline(rd: RunDir) -> dict[str, dict[str, Any]]:
 
 def compared_models(cfg: RunConfig) -> list[str]:
     """Every model the table scores: the pipeline phases', each ablation's and each finetuned arm's."""
-    out = models_of(cfg) + list(cfg.thesis.ablations)
     if not cfg.thesis.finetune_arms:
-        return out
-    return out + [m + FT for m in bases_of(cfg)] + ([UNPRUNED] if cfg.similarity.prune_tau is not None else [])
+        return models_of(cfg) + list(cfg.thesis.ablations)
+    # finetuned arms: the ablations are compared finetuned (their pretrained models are a step, not scored)
+    ft = [m + FT for m in bases_of(cfg)] + ([UNPRUNED] if cfg.similarity.prune_tau is not None else [])
+    return models_of(cfg) + ft
 
 
 def score_seed(
