@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from listeners import descendants, listeners_of
 from ray_log_checks import log_offsets, repeated_ray_warnings, worker_log_text
 from train_fixtures import small_config, tokenized_run
+
+from phiray.rundir import RunDir
 
 
 class _Sampler(threading.Thread):
@@ -55,7 +58,10 @@ def short_fit(ray_session, tmp_path_factory):
 
     from phiray.stages import pretrain
 
-    rd = tokenized_run(tmp_path_factory.getbasetemp())
+    # A copy of the shared tokenized fixture: this fit's checkpoints must not land beside those that
+    # test_train_loop counts in the shared run directory.
+    shared = tokenized_run(tmp_path_factory.getbasetemp())
+    rd = RunDir(shutil.copytree(shared.root, tmp_path_factory.mktemp("hygiene") / "run"))
     cfg = small_config(
         "pretrain.max_steps=2",
         "pretrain.eval_every=2",
