@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +112,25 @@ def descendants(*roots: int) -> set[int]:
 def off_loopback(pids: set[int]) -> list[Listener]:
     """The listeners of ``pids`` reachable from another machine."""
     return [listener for listener in listeners_of(pids) if not listener.loopback]
+
+
+class ListenerSampler(threading.Thread):
+    """Every listener held by ``roots`` and their descendants, sampled until :meth:`stop` (a listener may
+    live only for part of a run: torch's rendezvous store exists only while a fit runs)."""
+
+    def __init__(self, *roots: int, interval_s: float = 0.3) -> None:
+        super().__init__(daemon=True)
+        self.roots, self.interval_s = roots or (os.getpid(),), interval_s
+        self.seen: set[Listener] = set()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.seen.update(listeners_of(descendants(*self.roots)))
+            self.done.wait(self.interval_s)
+
+    def stop(self) -> set[Listener]:
+        self.done.set()
+        self.join()
+        self.seen.update(listeners_of(descendants(*self.roots)))
+        return self.seen

@@ -9,34 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from listeners import descendants, listeners_of
+from listeners import ListenerSampler
 from ray_log_checks import log_offsets, repeated_ray_warnings, worker_log_text
 from train_fixtures import small_config, tokenized_run
 
 from phiray.rundir import RunDir
-
-
-class _Sampler(threading.Thread):
-    """Every listener held by this process's descendants, sampled until stopped."""
-
-    def __init__(self, interval_s: float = 0.3) -> None:
-        super().__init__(daemon=True)
-        self.interval_s, self.seen, self.done = interval_s, set(), threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.seen.update(listeners_of(descendants(os.getpid())))
-            self.done.wait(self.interval_s)
-
-    def stop(self) -> set:
-        self.done.set()
-        self.join()
-        self.seen.update(listeners_of(descendants(os.getpid())))
-        return self.seen
 
 
 class _RayRecords(logging.Handler):
@@ -72,7 +52,7 @@ def short_fit(ray_session, tmp_path_factory):
         "train.cpus_per_worker=0.5",
     )
     logs = Path(_global_node.get_logs_dir_path())
-    offsets, records, sampler = log_offsets(logs), _RayRecords(), _Sampler()
+    offsets, records, sampler = log_offsets(logs), _RayRecords(), ListenerSampler(os.getpid())
     logging.getLogger("ray").addHandler(records)
     sampler.start()
     try:

@@ -10,7 +10,7 @@ lines in a tiny run), and it never cleans anything up. Ray 2.60 has no setting t
 So when the cluster has no State API this trainer leaves the cleaner's callback out. Nothing is lost: a
 local cluster goes down with its driver and takes the placement group with it. On a cluster with a
 dashboard (KubeRay, the multi-node rehearsal) the cleaner stays.
-``_create_default_callbacks`` is private API; if a Ray upgrade renames it, the cleaner simply stays in
+``_create_default_callbacks`` and Ray's node parameters are private API; if a Ray upgrade renames it, the cleaner simply stays in
 (the warnings come back, and tests/test_local_ray_hygiene.py fails).
 """
 
@@ -25,17 +25,17 @@ log = logging.getLogger("phiray")
 
 
 def state_api_available() -> bool:
-    """Whether this Ray cluster serves the State API (a dashboard registered its address, or
-    RAY_API_SERVER_ADDRESS points at one)."""
+    """False only where this driver started the Ray cluster itself, without a dashboard (a local phiray
+    run, the test session); a cluster the driver joined is assumed to serve the State API (KubeRay and
+    `ray start --head` start the dashboard). Ray's own record of the dashboard's address cannot tell:
+    Ray 2.60 registers 127.0.0.1:8265 even with ``include_dashboard=False``."""
     if os.environ.get("RAY_API_SERVER_ADDRESS"):
         return True
-    from ray._private import ray_constants
-    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_initialized
+    from ray._private.worker import _global_node
 
-    if not _internal_kv_initialized():
-        return False
-    address = _internal_kv_get(ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD)
-    return bool(address)
+    if _global_node is None or not _global_node.head:
+        return True
+    return _global_node._ray_params.include_dashboard is not False
 
 
 class PhirayTorchTrainer(TorchTrainer):
