@@ -256,8 +256,10 @@ def test_an_app_off_loopback_without_a_key_is_refused_at_deploy(server, checkpoi
         }
     )
     try:
-        with pytest.raises(RuntimeError, match="needs an API key"):
+        with pytest.raises(RuntimeError, match=r"Failed to update the deployments \['openai'\]"):
             serve.run(app, name="open", route_prefix="/open")
+        message = serve.status().applications["open"].deployments["openai"].message
+        assert "needs an API key" in message, message  # the ingress's own refusal, not another failure
     finally:
         serve.delete("open")
     assert httpx.get(f"{server}/healthz", timeout=30).status_code == 200  # the keyed app is untouched
