@@ -4,7 +4,7 @@ Controller actor state" lines).
 
 Limitation: only lines in Ray's logging format are counted. A Ray actor's bare stderr line, which the
 driver shows as "(PlacementGroupCleaner pid=N) Failed to query ..." and the worker log holds with no prefix
-at all, is not seen here yet: that exact message is not caught by this check."""
+at all, is not seen here: tests/test_local_ray_hygiene.py checks for that actor and message by name."""
 
 from __future__ import annotations
 
