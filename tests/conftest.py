@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +16,9 @@ from phiray.runtime import prepare_environment
 prepare_environment(local=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The key tests/test_serve.py's app requires on /v1/evaluate: its ingress replica reads it from the session's
+# runtime env, as a RayService's reads it from a Secret.
+os.environ.setdefault("PHIRAY_TEST_EVALUATOR_KEY", secrets.token_urlsafe(16))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -37,6 +41,7 @@ def ray_session():
             "HF_HUB_OFFLINE",
             "TRANSFORMERS_OFFLINE",
             "TOKENIZERS_PARALLELISM",
+            "PHIRAY_TEST_EVALUATOR_KEY",
         )
         if k in os.environ
     }

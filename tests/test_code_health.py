@@ -18,6 +18,8 @@ HEAVY = {
     "phiray.stages.grow": "imports torch through phiray.model.growth",
     "phiray.train.loop": "imports torch; runs in the Ray Train / Tune worker processes",
     "phiray.train.tracking": "imports Ray Train and Tune (seconds) for their callbacks",
+    "phiray.train.trainer": "imports Ray Train's TorchTrainer (seconds): only when a trainer is built",
+    "phiray.train.rendezvous": "imports Ray Train's torch backend (seconds): only when a trainer is built",
     "phiray.serve": "imports Ray Serve (and vLLM for ingress): `phiray serve` only",
 }
 # (importing module, imported module) -> why: real import cycles, lazy choices and registration order.

@@ -4,6 +4,7 @@ engine on CPU) and the evaluator, on 127.0.0.1. One app start per module (the en
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import httpx
@@ -14,20 +15,34 @@ from vllm_fixtures import build_vllm_checkpoint
 pytest.importorskip("vllm")
 MODEL = "tiny-phi"
 CONTEXT = 256
+KEY_ENV = "PHIRAY_TEST_EVALUATOR_KEY"  # set by conftest, in the Ray session's runtime env
+AUTH = {"Authorization": f"Bearer {os.environ[KEY_ENV]}"}
 
 
 @pytest.fixture(scope="module")
-def server(ray_session, tmp_path_factory):
+def checkpoint(tmp_path_factory):
+    return build_vllm_checkpoint(tmp_path_factory.mktemp("ckpt"), context=CONTEXT)
+
+
+@pytest.fixture(scope="module")
+def server(ray_session, checkpoint):
     """The app on the shared Ray session, on a free loopback port; shut down after the module."""
     from ray import serve
 
     from phiray.serve.app import build_app
 
-    ckpt = build_vllm_checkpoint(tmp_path_factory.mktemp("ckpt"), context=CONTEXT)
+    ckpt = checkpoint
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     app = build_app(
-        {"model": str(ckpt), "model_name": MODEL, "max_batch_size": 8, "model_num_cpus": 1, "evaluator_num_cpus": 0.25}
+        {
+            "model": str(ckpt),
+            "model_name": MODEL,
+            "max_batch_size": 8,
+            "model_num_cpus": 1,
+            "evaluator_num_cpus": 0.25,
+            "evaluator_api_key_env": KEY_ENV,  # /v1/evaluate behind a key, as off loopback
+        }
     )
     try:
         serve.run(app, name="phiray", route_prefix="/")
@@ -134,7 +149,7 @@ def test_completion_stream_is_sse_and_matches_the_plain_answer(server, client):
     ],
 )
 def test_bad_requests_get_openai_errors(server, path, body, status):
-    r = httpx.post(f"{server}{path}", json=body, timeout=60)
+    r = httpx.post(f"{server}{path}", json=body, headers=AUTH, timeout=60)
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["message"] and err["type"], err
@@ -157,7 +172,7 @@ def test_malformed_json_and_openai_client_errors(server, client):
 
 def test_evaluate_code_tests_and_benchmark_tasks(server):
     def evaluate(**body):
-        r = httpx.post(f"{server}/v1/evaluate", json=body, timeout=60)
+        r = httpx.post(f"{server}/v1/evaluate", json=body, headers=AUTH, timeout=60)
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -200,3 +215,51 @@ def test_is_a_teacher_and_an_eval_endpoint(server):
     settings = GenerationSettings(n=2, temperature=0.8, max_new_tokens=8)
     samples = generate_endpoint(f"{server}/v1", MODEL, tasks, settings)
     assert [s["task_id"] for s in samples] == [t.task_id for t in tasks for _ in range(2)]
+
+
+def test_evaluate_needs_the_key_over_http(server):
+    """The running app's ingress checks the key (not only evaluator_auth's unit tests): every request
+    without the right `Authorization: Bearer <key>` is refused before any code runs."""
+    body = {"code": "def f():\n    return 1\n", "tests": "assert f() == 1\n"}
+    key = os.environ[KEY_ENV]
+    refused = [
+        {},  # no key
+        {"Authorization": "Bearer wrong-key"},
+        {"Authorization": f"Bearer {key}x"},
+        {"Authorization": key},  # malformed: no scheme
+        {"Authorization": f"Basic {key}"},
+        {"Authorization": "Bearer"},
+    ]
+    for headers in refused:
+        r = httpx.post(f"{server}/v1/evaluate", json=body, headers=headers, timeout=60)
+        assert r.status_code == 401, (headers, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "invalid_api_key"
+    r = httpx.post(f"{server}/v1/evaluate", json=body, headers=AUTH, timeout=60)
+    assert r.status_code == 200 and r.json()["passed"], r.text
+
+
+def test_an_app_off_loopback_without_a_key_is_refused_at_deploy(server, checkpoint):
+    """A second app configured for 0.0.0.0 with no key never comes up: its ingress replica refuses to start
+    (the proxy this session's Serve started stays on 127.0.0.1, so nothing is exposed meanwhile)."""
+    from ray import serve
+
+    from phiray.serve.app import build_app
+
+    app = build_app(
+        {
+            "model": str(checkpoint),
+            "model_name": "open-phi",
+            "host": "0.0.0.0",
+            "evaluator_api_key_env": "PHIRAY_TEST_NO_SUCH_KEY",
+            "model_num_cpus": 1,
+            "evaluator_num_cpus": 0.25,
+        }
+    )
+    try:
+        with pytest.raises(RuntimeError, match=r"Failed to update the deployments \['openai'\]"):
+            serve.run(app, name="open", route_prefix="/open")
+        message = serve.status().applications["open"].deployments["openai"].message
+        assert "needs an API key" in message, message  # the ingress's own refusal, not another failure
+    finally:
+        serve.delete("open")
+    assert httpx.get(f"{server}/healthz", timeout=30).status_code == 200  # the keyed app is untouched

@@ -128,23 +128,26 @@ def spec_hash(spec: TrainSpec) -> str:
 
 
 def make_trainer(spec: TrainSpec, rd: RunDir):
-    """A ``TorchTrainer`` for ``spec`` (gloo on CPU, nccl on GPU; checkpoints in the run dir)."""
+    """A ``TorchTrainer`` for ``spec`` (gloo on CPU, nccl on GPU; checkpoints in the run dir; no placement-group
+    cleaner on a cluster without a State API: phiray/train/trainer.py)."""
     from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
     from ray.train import RunConfig as TrainRunConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
 
     from phiray.train.loop import train_loop_per_worker
+    from phiray.train.rendezvous import NodeBoundTorchConfig
     from phiray.train.tracking import train_callbacks
+    from phiray.train.trainer import PhirayTorchTrainer
 
     train = spec.train
     resources = {"CPU": train.cpus_per_worker} | ({"GPU": 1} if train.use_gpu else {})
-    return TorchTrainer(
+    return PhirayTorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": spec},
         scaling_config=ScalingConfig(
             num_workers=train.num_workers, use_gpu=train.use_gpu, resources_per_worker=resources
         ),
-        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
+        # The rendezvous store on the node's address, not every interface (phiray/train/rendezvous.py).
+        torch_config=NodeBoundTorchConfig(backend="nccl" if train.use_gpu else "gloo"),
         run_config=TrainRunConfig(
             name=f"{posixpath.basename(spec.stage)}-{spec_hash(spec)}",  # thesis/seed-N/pretrain: one level
             storage_path=rd.path(spec.stage, "checkpoints"),

@@ -34,6 +34,8 @@ from serve_fixtures import free_port
 
 VENV_BIN = str(Path(sys.executable).parent)
 RAY = os.path.join(VENV_BIN, "ray")
+# `ray start` that keeps --node-ip-address=127.0.0.1: every listener of the rehearsal on loopback (issue 29).
+RAY_START = [sys.executable, str(Path(__file__).with_name("ray_loopback.py")), "start"]
 USER = "phiray-rehearsal"
 WORKER_PORT_BASE = 20000  # below /proc/sys/net/ipv4/ip_local_port_range (32768-60999 by default)
 # What each KubeRay worker group offers (k8s/ray-cluster.phiray.yaml), scaled to a 2-core machine.
@@ -126,8 +128,7 @@ def start_cluster(s3: S3Server, log_dir: Path, timeout_s: float = 240.0) -> Rehe
     env = cluster_env(token_path, s3)
     gcs_port, dash_port = free_port(), free_port()
     head_cmd = [
-        RAY,
-        "start",
+        *RAY_START,
         "--head",
         "--block",
         "--node-ip-address=127.0.0.1",
@@ -190,8 +191,7 @@ def _start_worker(r: Rehearsal, group: str, flags: list[str], uid: int, gid: int
     # Worker ports from a block outside the kernel's ephemeral range, where free_port() draws the rest.
     min_port = WORKER_PORT_BASE + 250 * list(GROUPS).index(group)
     cmd = [
-        RAY,
-        "start",
+        *RAY_START,
         "--block",
         f"--address={r.gcs_address}",
         "--node-ip-address=127.0.0.1",

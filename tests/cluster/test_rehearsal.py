@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from harness import VENV_BIN, Rehearsal
+from listeners import ListenerSampler
 
 from phiray.rundir import RunDir
 
@@ -125,6 +126,9 @@ def test_recipe_stage_by_stage_on_the_rehearsal_cluster(rehearsal, teacher):
     run_dir = main_run(rehearsal)
     rd = RunDir(run_dir)
     report = []
+    # Every process of the cluster (head, nodes, their workers and job drivers), sampled through all stages.
+    sampler = ListenerSampler(rehearsal.head.process.pid, *(n.process.pid for n in rehearsal.nodes), interval_s=1.0)
+    sampler.start()
     for stage in STAGES:
         t0 = time.monotonic()
         result = submit(rehearsal, stage, run_dir, *teacher.overrides)
@@ -146,6 +150,12 @@ def test_recipe_stage_by_stage_on_the_rehearsal_cluster(rehearsal, teacher):
             f"  {stage:<14} {secs:6.1f} s  driver peak {rss:7.1f} MB  "
             + "; ".join(f"{g}: {', '.join(sorted(n))}" for g, n in sorted(groups.items()))
         )
+    seen = sampler.stop()
+    commands = " ".join(listener.process for listener in seen)
+    assert "gcs_server" in commands and "raylet" in commands, commands
+    # No Serve app runs in the rehearsal, so Serve's replica gRPC server on [::] (README "Network exposure")
+    # is not among them: every listener must be on loopback.
+    assert [str(listener) for listener in seen if not listener.loopback] == []
     groups_used = {g for *_, groups in report for g in groups}
     assert {"cpu", "evaluator"} <= groups_used
     synth = rd.read_manifest("synthesize").placement
