@@ -96,9 +96,13 @@ def validate(
     rows, missing = labelled_documents(root)
     if not rows:
         return {"skipped": "no validation file found under the stdlib", "missing": len(missing)}
-    x = make_embedder(embed_cfg).embed([r["text"] for r in rows])
+    from phiray.data.scorers import QualityModel
 
-    scores = quality_scores(forest, x)
+    texts = [r["text"] for r in rows]
+    if isinstance(forest, QualityModel):
+        scores = forest.scores(texts, make_embedder(embed_cfg).embed(texts) if forest.needs_embedding else None)
+    else:
+        scores = quality_scores(forest, make_embedder(embed_cfg).embed(texts))
     return {**report(rows, scores, cutoff, seen_ids), "missing": len(missing)}
 
 
