@@ -200,6 +200,6 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
             "embed": cfg.embed.model_dump(mode="json"),
             "forest": cfg.classify.model_dump(mode="json"),
         },
-        headline={k: metrics[k] for k in ("roc_auc", "spearman", "precision", "recall", "cut") if k in metrics},
+        headline={k: metrics[k] for k in ("roc_auc", "spearman", "precision", "recall", "f1", "cut") if k in metrics},
         outputs=["classify/model"],
     )
