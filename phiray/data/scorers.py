@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from phiray.config import ClassifyConfig, EmbedConfig
 from phiray.data.embed import make_embedder
+from phiray.data.features import structure_matrix
 
 
 def load_forest_bytes(model_bytes: bytes):
@@ -71,8 +72,6 @@ class QualityModel:
         return self.features != "structure"
 
     def matrix(self, texts, embeddings: np.ndarray | None) -> np.ndarray:
-        from phiray.data.features import structure_matrix
-
         if self.features == "embedding":
             return embeddings
         structure = structure_matrix(texts)

@@ -27,7 +27,7 @@ import numpy as np
 from phiray.config import RunConfig
 from phiray.data import docio
 from phiray.data.embed import make_embedder
-from phiray.data.scorers import embed_on_pool, quality_scores
+from phiray.data.scorers import QualityModel, build_model, embed_on_pool, quality_scores
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
@@ -84,8 +84,6 @@ def fit_and_evaluate(
     (``filter.*``), not at a fixed 0.5. Returns (joblib bytes of the model, metrics, the embeddings)."""
     import joblib
     from sklearn.model_selection import train_test_split
-
-    from phiray.data.scorers import QualityModel, build_model
 
     cc = cfg.classify
     g = np.asarray(grades, dtype=np.int64)
