@@ -98,8 +98,18 @@ def pool_embeddings(texts: list[str], args) -> np.ndarray:
     return x
 
 
-def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool) -> list[tuple[int, float]]:
-    """(labels, test AUC) after the seed set and after each round."""
+def pool_embeddings_of(texts: list[str], args) -> np.ndarray:
+    """Embeddings with the pool's settings, never cached (the labelled files)."""
+    from phiray.config import EmbedConfig
+    from phiray.data.embed import make_embedder
+
+    kind = "hashing" if args.embed == "hashing" else "sentence-transformers"
+    return make_embedder(EmbedConfig(kind=kind, max_length=128, max_tokens=args.max_tokens, device="cpu")).embed(texts)
+
+
+def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool, honest=None) -> list[tuple[int, float]]:
+    """(labels, test AUC) after the seed set and after each round; with ``honest`` = (x, y) of the labelled
+    set's dev split, the AUC is against those human labels instead of the oracle's on ``test_idx``."""
     from sklearn.metrics import roc_auc_score
 
     from phiray.data import active as al
@@ -113,8 +123,9 @@ def curve(x, y_oracle, train_idx, test_idx, args, cc, seed: int, active: bool) -
             points.append((len(labelled), 0.5))
             return
         forest = al.fit_forest(x_train[labelled], y, cc, seed)
-        proba = forest.predict_proba(x[test_idx])[:, 1]
-        points.append((len(labelled), float(roc_auc_score(y_oracle[test_idx], proba))))
+        x_eval, y_eval = honest if honest is not None else (x[test_idx], y_oracle[test_idx])
+        proba = forest.predict_proba(x_eval)[:, 1]
+        points.append((len(labelled), float(roc_auc_score(y_eval, proba))))
 
     if active:
         so_far: list[int] = []
@@ -169,6 +180,13 @@ def main() -> int:
         default=None,
         help="active's seed set (default: annotate.cold_start's default); random's is always random",
     )
+    ap.add_argument(
+        "--eval",
+        choices=["oracle", "labelled-dev"],
+        default="oracle",
+        help="score each round's forest on the oracle's labels of a held-out 30%% of the pool, or on the human "
+        "grades of phiray/data/labels/code_labels.json's dev split (the honest protocol; its files leave the pool)",
+    )
     ap.add_argument("--max-tokens", type=int, default=512, help="embed.max_tokens (windows of 128 tokens)")
     ap.add_argument("--json", default=None, help="write the curve to this file")
     ap.add_argument(
@@ -189,6 +207,14 @@ def main() -> int:
 
     t0 = time.time()
     texts = pool_documents(args.pool)
+    honest = None
+    if args.eval == "labelled-dev":
+        from phiray.data import code_labels
+
+        dev, _ = code_labels.load("dev")
+        labelled_texts = {r["text"] for r in dev}
+        texts = [t for t in texts if t not in labelled_texts]
+        honest = (pool_embeddings_of([r["text"] for r in dev], args), np.asarray([r["high"] for r in dev]))
     y = np.asarray([int(heuristic_score(t)[0] >= args.positive_min_score) for t in texts], np.int64)
     x = pool_embeddings(texts, args)
     print(f"pool {len(y)} files, {y.mean():.0%} positive, embedded ({args.embed}) in {time.time() - t0:.0f} s")
@@ -198,7 +224,9 @@ def main() -> int:
         perm = np.random.default_rng(1000 + seed).permutation(len(y))
         test_idx, train_idx = perm[: int(0.3 * len(y))], perm[int(0.3 * len(y)) :]
         for name in results:
-            results[name].append(curve(x, y, train_idx, test_idx, args, cc, seed, active=name == "active"))
+            results[name].append(
+                curve(x, y, train_idx, test_idx, args, cc, seed, active=name == "active", honest=honest)
+            )
     labels = [n for n, _ in results["random"][0]]
     mean = {k: np.mean([[a for _, a in c] for c in v], axis=0) for k, v in results.items()}
     print(f"{'labels':>7} {'random AUC':>11} {'active AUC':>11}")

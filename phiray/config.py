@@ -282,6 +282,17 @@ class ClassifyConfig(Section):
         "(a document's score is the predicted grade / 5), which ranks the kept documents by how good they are, "
         "not only by how sure the forest is that they pass.",
     )
+    model: Literal["forest", "boosting", "linear"] = Field(
+        "forest",
+        description="forest: random forest (phi-1's choice); boosting: histogram gradient boosting; linear: "
+        "ridge regression of the grade / logistic regression of the label on standardised features.",
+    )
+    features: Literal["embedding", "structure", "both"] = Field(
+        "embedding",
+        description="What the model sees: the document embedding (embed.*), cheap structural features "
+        "(phiray.data.features: docstring and comment shares, definitions, self-containedness, data lines, "
+        "...; no embedder is loaded), or both side by side.",
+    )
     n_estimators: int = Field(200, ge=1, description="Trees in the random forest.")
     max_depth: int | None = Field(None, description="Maximum tree depth (None: unlimited).")
     min_samples_leaf: int = Field(1, ge=1, description="Minimum samples per leaf.")

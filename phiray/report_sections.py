@@ -71,17 +71,19 @@ def filtering(rd: RunDir, ms: dict[str, Manifest], cfg) -> Section:
     sec.table(["stage", "rows"], counts)
     if "classify" in ms:
         held = ms["classify"].metrics.get("heldout", {})
-        sec.p("Random forest on embeddings of the annotated sample, held-out split:")
+        shape = ms["classify"].metrics.get("forest", {})
+        sec.p(
+            f"Quality model ({shape.get('model', 'forest')} on {shape.get('features', 'embedding')} features, target "
+            f"{shape.get('target', 'label')}) on classify's held-out split of the annotated sample; the binary "
+            f"figures are at the cut filter uses ({held.get('cut_from', '0.5')}). Figures on labels no tuning saw: "
+            "`benchmarks/filter_quality.py --split test` on phiray/data/labels/code_labels.json (RESULTS.md)."
+        )
         sec.table(
-            ["precision", "recall", "F1", "ROC-AUC", "train", "test"],
+            ["ROC-AUC", "Spearman", "MAE", "cut", "precision", "recall", "F1", "train", "test"],
             [
                 [
-                    held.get("precision"),
-                    held.get("recall"),
-                    held.get("f1"),
-                    held.get("roc_auc"),
-                    held.get("n_train"),
-                    held.get("n_test"),
+                    held.get(k)
+                    for k in ("roc_auc", "spearman", "mae", "cut", "precision", "recall", "f1", "n_train", "n_test")
                 ]
             ],
         )

@@ -34,6 +34,7 @@ LOCAL: dict[tuple[str, str], str] = {
     ("phiray.teacher.worker", "phiray.teacher"): "a cycle: phiray.teacher's backends import this module",
     ("phiray.teacher.vllm_teacher", "phiray.teacher.worker"): "a cycle: worker reads ANSWER_COLUMNS from here",
     ("phiray.teacher.concepts", "phiray.teacher.concepts"): "registration under a lock, once (threads race)",
+    ("phiray.stages.classify", "phiray.stages.filter"): "a cycle: filter reuses classify's saved embeddings",
     ("phiray.serve.deployments", "phiray.sandbox"): "only the evaluator replica runs code; the model side must not",
 }
 

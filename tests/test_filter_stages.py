@@ -47,7 +47,9 @@ def test_chain_runs_end_to_end(chain):
     clean = _table(rd, "decontaminate", "documents")
     assert len(kept) + len(rejected) == len(clean) > 40
     assert kept and all(0.0 <= r["score"] <= 1.0 and r["kept"] for r in kept)
-    assert all(r["reason"] == "low_score" and r["score"] < 0.5 for r in rejected)
+    cut = states["filter"].manifest.metrics["cutoff"]  # the preset's keep_fraction cut
+    assert all(r["reason"] == "low_score" and r["score"] < cut for r in rejected)
+    assert all(r["score"] >= cut for r in kept)
     assert "embedding" not in kept[0]  # not materialised unless asked
     # A re-run is a no-op: every stage is current.
     again = run_pipeline(STAGES, chain["cfg"], rd)

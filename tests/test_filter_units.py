@@ -172,10 +172,15 @@ def test_grade_forest_ranks_by_predicted_grade():
             "tiny", overrides=["embed.kind=hashing", "classify.n_estimators=30", f"classify.target={target}"]
         )
         model_bytes, metrics, _ = fit_and_evaluate(texts, grades, cfg)
-        forest = joblib.load(__import__("io").BytesIO(model_bytes))
+        model = joblib.load(__import__("io").BytesIO(model_bytes))
+        forest = model.estimator
         assert hasattr(forest, "predict_proba") == (target == "label")
         assert set(metrics["heldout_labels"]) == {0, 1} and metrics["roc_auc"] > 0.9
         scores = quality_scores(forest, make_embedder(cfg.embed).embed(texts))
+        assert np.allclose(scores, model.scores(texts, make_embedder(cfg.embed).embed(texts)))
+        if target == "grade":  # a regressor's own figures, and the binary ones at the cut filter uses
+            assert {"spearman", "mae", "cut", "cut_from"} <= set(metrics) and metrics["spearman"] > 0.5
+            assert metrics["cut_from"].startswith("threshold=")
         assert ((0 <= scores) & (scores <= 1)).all()
         if target == "grade":  # ordered by how good, not only by which side of the cut
             by_grade = [float(np.mean([s for s, g in zip(scores, grades) if g == k])) for k in range(6)]

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from phiray.config import ClassifyConfig, EmbedConfig
 from phiray.data.embed import make_embedder
+from phiray.data.features import structure_matrix
 
 
 def load_forest_bytes(model_bytes: bytes):
@@ -37,6 +38,58 @@ def build_forest(cc: ClassifyConfig, seed: int):
     return RandomForestClassifier(**shape, class_weight=None if cc.class_weight == "none" else cc.class_weight)
 
 
+def build_model(cc: ClassifyConfig, seed: int):
+    """The unfitted estimator ``classify.model`` names, for ``classify.target`` (label or grade)."""
+    if cc.model == "forest":
+        return build_forest(cc, seed)
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if cc.model == "boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        if cc.target == "grade":
+            return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, random_state=seed)
+        weight = None if cc.class_weight == "none" else cc.class_weight
+        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed, class_weight=weight)
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if cc.target == "grade":
+        return make_pipeline(StandardScaler(), Ridge(alpha=10.0))
+    weight = None if cc.class_weight == "none" else cc.class_weight
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=2000, class_weight=weight))
+
+
+class QualityModel:
+    """A fitted estimator and the inputs it reads (``classify.features``): embeddings, structural features of
+    the text (:mod:`phiray.data.features`), or both. Pickled whole into classify/model."""
+
+    def __init__(self, estimator, features: str = "embedding"):
+        self.estimator, self.features = estimator, features
+
+    @property
+    def needs_embedding(self) -> bool:
+        return self.features != "structure"
+
+    def matrix(self, texts, embeddings: np.ndarray | None) -> np.ndarray:
+        if self.features == "embedding":
+            return embeddings
+        structure = structure_matrix(texts)
+        return structure if self.features == "structure" else np.hstack([embeddings, structure])
+
+    def scores(self, texts, embeddings: np.ndarray | None) -> np.ndarray:
+        return quality_scores(self.estimator, self.matrix(texts, embeddings))
+
+    @property
+    def n_jobs(self):
+        return getattr(self.estimator, "n_jobs", None)
+
+    @n_jobs.setter
+    def n_jobs(self, value):
+        if hasattr(self.estimator, "n_jobs"):
+            self.estimator.n_jobs = value
+
+
 def quality_scores(forest, x: np.ndarray) -> np.ndarray:
     """Scores in [0, 1] from classify's forest: a classifier's probability of 'high quality', or a
     regressor's predicted 0-5 grade / 5 (``classify.target``)."""
@@ -58,8 +111,9 @@ class QualityScorer:
         keep_embeddings: bool = False,
         known: tuple[list[str], np.ndarray] | None = None,
     ):
-        self.embedder = make_embedder(embed_cfg)
         self.forest = load_forest_bytes(model_bytes)
+        needs = not isinstance(self.forest, QualityModel) or self.forest.needs_embedding
+        self.embedder = make_embedder(embed_cfg) if needs else None  # structure only: no model to load
         self.forest.n_jobs = 1  # one actor = one core's worth of work; parallelism comes from the pool
         self.keep_embeddings = keep_embeddings
         ids, vectors = known if known is not None else ([], np.zeros((0, 0), np.float32))
@@ -83,6 +137,9 @@ class QualityScorer:
         return x
 
     def scores(self, texts: list[str], ids: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self.forest, QualityModel):
+            x = self.embed(texts, ids) if self.forest.needs_embedding else np.zeros((len(texts), 0), np.float32)
+            return self.forest.scores(texts, x), x
         x = self.embed(texts, ids)
         return quality_scores(self.forest, x), x
 

@@ -26,7 +26,7 @@ import numpy as np
 from phiray.config import EmbedConfig
 from phiray.data.embed import make_embedder
 from phiray.data.readers import doc_id, stdlib_root
-from phiray.data.scorers import quality_scores
+from phiray.data.scorers import QualityModel, quality_scores
 from phiray.rundir import RunDir
 from phiray.stages.classify import load_forest
 
@@ -96,9 +96,11 @@ def validate(
     rows, missing = labelled_documents(root)
     if not rows:
         return {"skipped": "no validation file found under the stdlib", "missing": len(missing)}
-    x = make_embedder(embed_cfg).embed([r["text"] for r in rows])
-
-    scores = quality_scores(forest, x)
+    texts = [r["text"] for r in rows]
+    if isinstance(forest, QualityModel):
+        scores = forest.scores(texts, make_embedder(embed_cfg).embed(texts) if forest.needs_embedding else None)
+    else:
+        scores = quality_scores(forest, make_embedder(embed_cfg).embed(texts))
     return {**report(rows, scores, cutoff, seen_ids), "missing": len(missing)}
 
 

@@ -1,0 +1,69 @@
+"""phiray's labelled set of real code (``phiray/data/labels/code_labels.json``, guide ``GUIDE.md``).
+
+258 Python files from the standard library and from 40 installed packages, graded 0-5 by a person against
+the guide, split *by package* into ``dev`` (tuning: features, models, cuts, annotator rules) and ``test``
+(quoted once). Tuning code asks for ``split="dev"`` only; :func:`load` records every split it hands out
+(``reads``) so a test can check that no tuning path reads ``test``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sysconfig
+from importlib import resources
+from typing import Any
+
+HIGH_MIN_GRADE = 3  # high = grade >= 3 (GUIDE.md)
+reads: list[str] = []  # every split handed out by load(), in order (audited by tests)
+
+
+def roots() -> dict[str, str]:
+    """Where each ``root`` of the labels lives in this environment."""
+    paths = sysconfig.get_paths()
+    return {"stdlib": paths["stdlib"], "site-packages": paths["purelib"]}
+
+
+def rows(split: str | None = None) -> list[dict[str, Any]]:
+    """The shipped label rows (no file text), of one split or all."""
+    data = json.loads(resources.files("phiray.data").joinpath("labels/code_labels.json").read_text())
+    return [r for r in data["labels"] if split is None or r["split"] == split]
+
+
+def load(split: str) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Rows of ``split`` ('dev', 'test' or 'all') with ``text`` and ``high`` added, for the files present
+    here and unchanged since labelling; and the paths ``missing`` / ``changed`` (counted, never scored)."""
+    if split not in ("dev", "test", "all"):
+        raise ValueError(f"code_labels: split must be dev, test or all, not {split!r}")
+    reads.append(split)
+    base, found, skipped = roots(), [], {"missing": [], "changed": []}
+    for row in rows(None if split == "all" else split):
+        try:
+            text = open(os.path.join(base[row["root"]], row["path"]), encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError):
+            skipped["missing"].append(row["path"])
+            continue
+        if hashlib.sha256(text.encode()).hexdigest() != row["sha256"]:
+            skipped["changed"].append(row["path"])
+            continue
+        found.append({**row, "text": text, "high": int(row["grade"] >= HIGH_MIN_GRADE)})
+    return found, skipped
+
+
+def agreement(grades: list[int], predicted: list[float]) -> dict[str, float | None]:
+    """Cohen's kappa (plain and quadratic-weighted, on rounded 0-5 grades) and Spearman's rho of an
+    annotator's or scorer's grades against the labelled ones."""
+    import numpy as np
+    from scipy.stats import spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    truth = np.asarray(grades, int)
+    guess = np.clip(np.rint(np.asarray(predicted, float)), 0, 5).astype(int)
+    rho = spearmanr(truth, np.asarray(predicted, float)).statistic if len(set(truth)) > 1 else None
+    return {
+        "kappa": round(float(cohen_kappa_score(truth, guess)), 4),
+        "kappa_quadratic": round(float(cohen_kappa_score(truth, guess, weights="quadratic")), 4),
+        "spearman": None if rho is None or rho != rho else round(float(rho), 4),
+        "n": int(len(truth)),
+    }
