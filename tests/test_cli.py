@@ -57,7 +57,7 @@ def test_stage_table_matches_the_cli_parser():
 
 def test_the_stage_table_does_not_import_the_cli():
     """The report and the stages read the table from phiray.stages: no import circle through phiray.cli."""
-    code = "import sys, phiray.report_sections, phiray.stages.thesis; print('phiray.cli' in sys.modules)"
+    code = "import sys, phiray.report.sections, phiray.stages.thesis; print('phiray.cli' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

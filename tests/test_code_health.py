@@ -23,8 +23,8 @@ HEAVY = {
 # (importing module, imported module) -> why: real import cycles, lazy choices and registration order.
 LOCAL: dict[tuple[str, str], str] = {
     ("phiray.cluster.spec", "phiray.cli"): "a cycle: the CLI's parser imports cluster.submit, which imports spec",
-    ("phiray.report", "phiray.report_sections"): "a cycle: the sections are built from report's Section and plots",
-    ("phiray.report", "phiray.report_tracking"): "a cycle: report_tracking builds a report Section",
+    ("phiray.report.render", "phiray.report.sections"): "a cycle: the sections are built from report's Section and plots",
+    ("phiray.report.render", "phiray.report.tracking"): "a cycle: report_tracking builds a report Section",
     ("phiray.evals.benchmarks", "phiray.evals.evalplus"): "a cycle: evalplus builds on benchmarks' Task",
     ("phiray.teacher", "phiray.teacher.openai_teacher"): "the backend the config names, and its cycle to the package",
     ("phiray.teacher", "phiray.teacher.vllm_teacher"): "the backend the config names, and its cycle to the package",

@@ -206,7 +206,7 @@ def manifests(rd: RunDir, names: list[str]) -> dict[str, Manifest]:
 
 def build(rd: RunDir) -> dict[str, str]:
     """Collect every section from the run dir and write report.html / report.md / PNGs."""
-    from phiray.report_sections import collect
+    from phiray.report.sections import collect
 
     title, sections = collect(rd)
     paths = write_report(rd, sections, title)
@@ -229,7 +229,7 @@ def main(args: argparse.Namespace) -> int:
     paths = build(rd)
     print(paths["html"])
     print(paths["markdown"])
-    from phiray.report_tracking import tensorboard_command
+    from phiray.report.tracking import tensorboard_command
 
     command = tensorboard_command(rd)
     if command:
