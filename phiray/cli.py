@@ -17,14 +17,14 @@ import yaml
 
 from phiray.config import ConfigError, RunConfig, is_speed_only, load_config, preset_names
 from phiray.pipeline import STATUS_HEADER, Stage, run_config, run_pipeline, run_stage, status_rows
-from phiray.report.render import build
+from phiray.report.build import build
 from phiray.rundir import CONFIG_FILE, RunDir
 from phiray.runtime import prepare_environment
 from phiray.stages import STAGE_BY_NAME, STAGES
 
 # Tools that are not pipeline stages: module providing add_arguments(parser) and main(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "report": ("phiray.report.render", "Write the run's HTML + Markdown report."),
+    "report": ("phiray.report.build", "Write the run's HTML + Markdown report."),
     "eval": ("phiray.evals.cli", "Evaluate a model, an endpoint or a samples file (pass@k)."),
     "serve": ("phiray.serve.cli", "Serve a model and the evaluator (OpenAI-compatible) with Ray Serve."),
     "submit": ("phiray.cluster.submit", "Submit a stage to a Ray cluster or as a KubeRay RayJob."),

@@ -18,9 +18,9 @@ from typing import Callable
 
 import yaml
 
-from phiray.cluster.placement import stage_placement
 from phiray.config import RunConfig, load_config
 from phiray.formatting import format_pairs
+from phiray.placement import stage_placement
 from phiray.rundir import CONFIG_FILE, Manifest, RunDir
 from phiray.runtime import init_ray
 

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import docio, validation
+from phiray.data.classifier_files import load_embeddings
 from phiray.data.scorers import QualityScorer
 from phiray.rundir import Manifest, RunDir
-from phiray.stages.classify import load_embeddings
 
 log = logging.getLogger("phiray")
 

@@ -31,7 +31,6 @@ from phiray.data.lsh import duplicate_map
 from phiray.rundir import FsPath, Manifest, RunDir
 from phiray.sandbox.placement import remote_options, wait_placeable
 from phiray.schemas import SCHEMAS, write_empty
-from phiray.stages.decontaminate import load_benchmarks
 from phiray.teacher import screen
 from phiray.teacher.diversity import DiversityTally
 from phiray.teacher.plan import plan_rows, request_for
@@ -244,7 +243,7 @@ def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unver
 def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple["ray.data.Dataset", dict[str, Any]]:
     """The assigned rows screened against HumanEval/MBPP and for test-split leaks (phiray.teacher.screen)."""
     n = cfg.decontaminate.ngram
-    tasks, per_benchmark = load_benchmarks(cfg)
+    tasks, per_benchmark = ngrams.benchmark_tasks(cfg.decontaminate.benchmarks, cfg.decontaminate.mbpp_path)
     test = screen.test_index(assigned, n)
     corpus_hits, corpus = screen.corpus_overlaps(rd, test, n)
     out = assigned.map_batches(
