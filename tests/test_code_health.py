@@ -55,6 +55,11 @@ def local_imports() -> list[tuple[str, str, int]]:
     return sorted(set(found))
 
 
+def _stage_loader(importer: str, module: str) -> bool:
+    """The stage table imports each stage's run when it runs it (CLI start-up: see phiray/stages/__init__.py)."""
+    return importer == "phiray.stages" and module.startswith("phiray.stages.")
+
+
 def _heavy(module: str) -> bool:
     return any(module == h or module.startswith(h + ".") for h in HEAVY)
 
@@ -63,7 +68,7 @@ def test_function_local_imports_of_phiray_have_a_reason():
     unexplained = [
         f"{imp}:{line} imports {mod}"
         for imp, mod, line in local_imports()
-        if not _heavy(mod) and (imp, mod) not in LOCAL
+        if not _heavy(mod) and (imp, mod) not in LOCAL and not _stage_loader(imp, mod)
     ]
     assert not unexplained, "move to module level, or add the reason to HEAVY/LOCAL:\n" + "\n".join(unexplained)
 
