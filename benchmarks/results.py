@@ -76,7 +76,7 @@ def _git(*args: str) -> subprocess.CompletedProcess:
 
 
 def staleness(row: dict[str, str]) -> str:
-    """"current", "STALE (n commits to PATH since)", or why it cannot tell (no commit, not a git checkout)."""
+    """ "current", "STALE (n commits to PATH since)", or why it cannot tell (no commit, not a git checkout)."""
     commit = row.get("commit", "")
     if not commit:
         return "no commit"

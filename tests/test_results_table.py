@@ -1,18 +1,14 @@
 """benchmarks/RESULTS.md opens with the current table, and every row of it is complete (benchmarks/results.py)."""
 
-import importlib.util
-import sys
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 RESULTS_PY = Path(__file__).resolve().parent.parent / "benchmarks" / "results.py"
 
 
 def _results():
-    spec = importlib.util.spec_from_file_location("bench_results", RESULTS_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return SimpleNamespace(**runpy.run_path(str(RESULTS_PY)))
 
 
 def test_results_opens_with_the_current_table_and_every_row_is_complete():
