@@ -220,3 +220,13 @@ def test_arrows_point_down_into_stages_and_cluster_never_up():
             if up or (sideways and (module, target) not in KNOWN_STAGE_IMPORTS):
                 wrong.append(f"{module} -> {target}")
     assert not wrong, "imports against the layering:\n" + "\n".join(sorted(wrong))
+
+
+def test_no_function_in_stages_is_over_60_lines():
+    """A stage reads as its named steps (DESIGN "Style": functions under ~60 lines)."""
+    long = []
+    for path in sorted((PACKAGE / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, "split into named steps:\n" + "\n".join(long)
