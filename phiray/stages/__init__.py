@@ -279,7 +279,8 @@ STAGES: list[Stage] = [
         ("thesis", "model", "train", "pretrain", "grow", "finetune", "control", "evaluate", "sandbox", "run.seed"),
         ("tokenize", "pretrain", "grow", "finetune", "control", "evaluate"),
         run=_run_thesis,
-        reads=("tokenize/tokenizer",),
+        # the main seed's scores (tokenize's sources and tokenizer too, when a seed's phase still has to train)
+        reads=("evaluate/results.json",),
         writes=("results.json",),
     ),
     Stage(
