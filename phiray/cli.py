@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 
@@ -17,14 +16,14 @@ import yaml
 
 from phiray.config import ConfigError, RunConfig, is_speed_only, load_config, preset_names
 from phiray.pipeline import STATUS_HEADER, Stage, run_config, run_pipeline, run_stage, status_rows
-from phiray.report import build
+from phiray.report.build import build
 from phiray.rundir import CONFIG_FILE, RunDir
 from phiray.runtime import prepare_environment
 from phiray.stages import STAGE_BY_NAME, STAGES
 
 # Tools that are not pipeline stages: module providing add_arguments(parser) and main(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "report": ("phiray.report", "Write the run's HTML + Markdown report."),
+    "report": ("phiray.report.build", "Write the run's HTML + Markdown report."),
     "eval": ("phiray.evals.cli", "Evaluate a model, an endpoint or a samples file (pass@k)."),
     "serve": ("phiray.serve.cli", "Serve a model and the evaluator (OpenAI-compatible) with Ray Serve."),
     "submit": ("phiray.cluster.submit", "Submit a stage to a Ray cluster or as a KubeRay RayJob."),
@@ -34,13 +33,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 PIPELINE_COMMANDS = ("run", "status", "config")
 
 log = logging.getLogger("phiray")
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _config_help(stage: Stage) -> str:
@@ -96,10 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="Print the resolved config as YAML.")
     _add_config_args(p)
     for stage in STAGES:
-        note = "" if stage.available else " (not available yet)"
         p = sub.add_parser(
             stage.name,
-            help=stage.help + note,
+            help=stage.help,
             description=stage.help,
             epilog=_config_help(stage),
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -108,9 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         if stage.name == "sweep":  # sugar for the override sweep.resume=true (Tuner.restore of sweep/tune)
             p.add_argument("--resume", action="store_true", help="Resume the interrupted sweep in the run dir.")
     for name, (module, text) in COMMANDS.items():
-        if not _module_exists(module):
-            sub.add_parser(name, help=text + " (not available yet)")
-            continue
         p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
         importlib.import_module(module).add_arguments(p)
     return parser
@@ -159,11 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return cmd_status(args.run_dir)
         if args.command in COMMANDS:
-            module = COMMANDS[args.command][0]
-            if not _module_exists(module):
-                print(f"phiray: {args.command} is not available yet", file=sys.stderr)
-                return 2
-            return int(importlib.import_module(module).main(args) or 0)
+            return int(importlib.import_module(COMMANDS[args.command][0]).main(args) or 0)
         if getattr(args, "resume", False):
             args.overrides.append("sweep.resume=true")
         cfg, rd = resolve_config(args)
@@ -178,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             paths = build(rd)
             print(f"report: {paths['html']}")
             return 0
-        stage = STAGE_BY_NAME[args.command]
-        if not stage.available:
-            print(f"phiray: stage {stage.name} is not available yet", file=sys.stderr)
-            return 2
-        run_stage(stage, cfg, rd, STAGE_BY_NAME)
+        run_stage(STAGE_BY_NAME[args.command], cfg, rd, STAGE_BY_NAME)
         return 0
     except ConfigError as err:
         print(f"phiray: config error: {err}", file=sys.stderr)

@@ -9,8 +9,6 @@ downstream of it stale, so `phiray run` re-runs exactly the changed stage and wh
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,23 +16,35 @@ from typing import Callable
 
 import yaml
 
-from phiray.cluster.placement import stage_placement
 from phiray.config import RunConfig, load_config
 from phiray.formatting import format_pairs
+from phiray.placement import stage_placement
 from phiray.rundir import CONFIG_FILE, Manifest, RunDir
 from phiray.runtime import init_ray
+from phiray.schemas import SCHEMAS, require, schema_mismatches
 
 log = logging.getLogger("phiray")
 
 
+StageRun = Callable[[RunConfig, RunDir], Manifest]
+
+
 @dataclass(frozen=True)
 class Stage:
+    """One row of the stage table (``phiray.stages.STAGES``): what the stage is, what it reads and writes, and how
+    its config hash is made. ``run`` returns the stage's ``run(cfg, run_dir)``; the table passes a small loader that
+    imports it, so go-to-definition follows it and the CLI imports only the stage it runs."""
+
     name: str
     help: str
     sections: tuple[str, ...]
     after: tuple[str, ...] = ()
     needs_ray: bool = True
-    module: str = ""
+    run: Callable[[], StageRun] | None = None
+    # Upstream outputs it reads, "<stage>/<output>" (checked before work, each against its schema when it has one)
+    # and its own outputs, "<output>" under ``<stage>/`` (Parquet ones have their schema in ``phiray.schemas``).
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
     # Sections hashed only when their condition holds (e.g. the teacher only for the LLM annotator).
     hashed_if: tuple[tuple[str, Callable[[RunConfig], bool]], ...] = ()
     # What else shapes the output for ``cfg`` beyond the config (the offline annotator's rule version, the
@@ -51,27 +61,16 @@ class Stage:
             return digest
         return hashlib.sha256(f"{digest}:{self.version(cfg)}".encode()).hexdigest()[:16]
 
-    @property
-    def module_name(self) -> str:
-        """``module`` may be ``pkg.mod`` or ``pkg.mod:function`` (default ``phiray.stages.<name>:run``)."""
-        return (self.module or f"phiray.stages.{self.name}").split(":")[0]
-
-    @property
-    def available(self) -> bool:
-        try:
-            return importlib.util.find_spec(self.module_name) is not None
-        except ModuleNotFoundError:
-            return False
-
-    def load(self) -> Callable[[RunConfig, RunDir], Manifest]:
-        attr = self.module.split(":")[1] if ":" in self.module else "run"
-        return getattr(importlib.import_module(self.module_name), attr)
+    def load(self) -> StageRun:
+        if self.run is None:
+            raise RuntimeError(f"stage {self.name} has no run in the stage table")
+        return self.run()
 
 
 @dataclass
 class StageState:
     stage: Stage
-    state: str  # done | stale | missing | unavailable | skipped
+    state: str  # done | stale | missing
     reason: str = ""
     manifest: Manifest | None = None
     upstream: dict[str, str] = field(default_factory=dict)
@@ -99,9 +98,7 @@ def assess(
         upstream = relevant_upstream(stage, cfg, rd, table)
         st = StageState(stage, "done", manifest=manifest)
         up_states = {u: states.get(u) for u in upstream}
-        if not stage.available:
-            st.state, st.reason = "unavailable", "not implemented yet"
-        elif stage.name in force:
+        if stage.name in force:
             st.state, st.reason = "stale", "forced"
         elif manifest is None:
             st.state, st.reason = "missing", "no manifest"
@@ -134,9 +131,43 @@ def upstream_inputs(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, S
     return inputs
 
 
+def missing_reads(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage]) -> list[str]:
+    """What of ``stage.reads`` is absent or lacks its schema's columns, from the upstream stages that apply."""
+    wanted = set(relevant_upstream(stage, cfg, rd, table))
+    problems = []
+    for read in stage.reads:
+        upstream, output = read.split("/", 1)
+        if upstream not in wanted:
+            continue
+        try:
+            if (upstream, output) in SCHEMAS:
+                require(rd, upstream, output)
+            elif not rd.exists(upstream, output):
+                raise FileNotFoundError(f"{read} is missing: run stage {upstream!r}")
+        except (FileNotFoundError, ValueError) as err:
+            problems.append(str(err))
+    return problems
+
+
+def check_reads(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage]) -> None:
+    """Fail before any work, with one error naming every missing or outdated input of ``stage``."""
+    problems = missing_reads(stage, cfg, rd, table)
+    if problems:
+        raise FileNotFoundError(f"stage {stage.name} cannot start in {rd.location}: " + "; ".join(problems))
+
+
+def output_mismatches(stage: Stage, rd: RunDir) -> list[str]:
+    """How the Parquet outputs ``stage`` wrote in ``rd`` differ from their schemas (nothing when they match): the
+    contract check the tests run over a whole run directory (every file's footer is read, so not on every run)."""
+    return [
+        p for name in stage.writes if (stage.name, name) in SCHEMAS for p in schema_mismatches(rd, stage.name, name)
+    ]
+
+
 def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage]) -> Manifest:
     """Run one stage now and write its manifest (last)."""
     inputs = upstream_inputs(stage, cfg, rd, table)
+    check_reads(stage, cfg, rd, table)
     if stage.needs_ray:
         init_ray(num_cpus=cfg.run.num_cpus, num_gpus=cfg.run.num_gpus)
     # The old manifest goes first: a crash mid-stage must leave the stage incomplete, never "done".
@@ -178,14 +209,6 @@ def run_pipeline(
         name = state.stage.name
         if state.state == "done":
             log.info("stage %s: up to date, skipped", name)
-        elif state.state == "unavailable":
-            log.warning("stage %s: not available yet, skipped", name)
-        elif any(
-            u in {r.stage.name for r in results if r.state == "unavailable"}
-            for u in relevant_upstream(state.stage, cfg, rd, table)
-        ):
-            log.warning("stage %s: skipped, an upstream stage is not available", name)
-            state = StageState(state.stage, "unavailable", "upstream not available")
         else:
             log.info("stage %s: %s", name, state.reason)
             state = StageState(state.stage, "done", manifest=run_stage(state.stage, cfg, rd, table))

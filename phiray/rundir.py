@@ -65,7 +65,7 @@ class Manifest(BaseModel):
     placement: dict[str, Any] = Field(
         default_factory=dict,
         description="Where the work ran: driver (node, peak "
-        "RSS), tasks/actors by node with the resources they asked for (phiray.cluster.placement).",
+        "RSS), tasks/actors by node with the resources they asked for (phiray.placement).",
     )
 
 

@@ -1,7 +1,9 @@
-"""One pyarrow schema per stage output: what the stage writes (its columns, and the empty file of an output
-with no rows), and what a downstream stage checks before it reads (``require``).
+"""One pyarrow schema per Parquet stage output: what the stage writes (its columns, and the empty file of an output
+with no rows), and what a downstream stage checks before it reads (``require``, and ``run_stage`` for every
+declared read).
 
-A stage output is ``<stage>/<name>/`` in the run directory; ``SCHEMAS[(stage, name)]`` is its schema.
+A stage output is ``<stage>/<name>/`` in the run directory; ``SCHEMAS[(stage, name)]`` is its schema. Every output a
+stage declares (``Stage.writes``) is either here or in ``ARTIFACTS`` (models, tokenizers, JSON: not Parquet).
 """
 
 from __future__ import annotations
@@ -11,17 +13,25 @@ import pyarrow.parquet as pq
 
 from phiray.rundir import RunDir
 
-# ingest/documents and ingest/skipped (a skipped file keeps its reason; a document's is empty).
-INGEST_DOCUMENTS = pa.schema(
-    [
-        ("id", pa.string()),
-        ("text", pa.large_string()),
-        ("source", pa.string()),
-        ("path", pa.string()),
-        ("n_bytes", pa.int64()),
-        ("reason", pa.string()),
-    ]
+PHASES = ("pretrain", "grow", "finetune", "control")
+
+# The corpus as it moves down the pipeline: ingest/documents, then each stage adds the columns it decides on.
+_DOC = [("id", pa.string()), ("text", pa.large_string()), ("source", pa.string()), ("path", pa.string())]
+_DOC += [("n_bytes", pa.int64())]
+INGEST_DOCUMENTS = pa.schema(_DOC)
+# What ingest's readers produce before the split: every input with its reason ("" = a document, kept).
+INGEST_READ = INGEST_DOCUMENTS.append(pa.field("reason", pa.string()))
+# ingest/skipped: a file that was not read, and why (no id or text: it has none).
+INGEST_SKIPPED = pa.schema([("source", pa.string()), ("path", pa.string()), ("n_bytes", pa.int64())])
+INGEST_SKIPPED = INGEST_SKIPPED.append(pa.field("reason", pa.string()))
+DEDUP_DOCUMENTS = INGEST_DOCUMENTS.append(pa.field("dup_of", pa.string()))
+DEDUP_REJECTED = DEDUP_DOCUMENTS.append(pa.field("reason", pa.string()))
+DECONTAMINATE_DOCUMENTS = DEDUP_DOCUMENTS
+DECONTAMINATE_REJECTED = DEDUP_DOCUMENTS.append(pa.field("contaminated_by", pa.string())).append(
+    pa.field("reason", pa.string())
 )
+FILTER_DOCUMENTS = DEDUP_DOCUMENTS.append(pa.field("score", pa.float64())).append(pa.field("kept", pa.bool_()))
+FILTER_REJECTED = FILTER_DOCUMENTS.append(pa.field("reason", pa.string()))
 
 # annotate/labels: one educational-value label per sampled document.
 ANNOTATE_LABELS = pa.schema(
@@ -62,10 +72,20 @@ SYNTHESIZE_REJECTED = pa.schema(
     + [("reason", _S), ("contaminated_by", _S), ("raw", _S), ("text", _S)]
 )
 
+# tokenize/<source>/{train,val}: fixed-length sequences; exercises_sft adds the labels (-100 outside the answer).
+PACKED = pa.schema([("input_ids", pa.list_(pa.int32()))])
+PACKED_SFT = PACKED.append(pa.field("labels", pa.list_(pa.int32())))
+
 SCHEMAS: dict[tuple[str, str], pa.Schema] = {
     ("ingest", "documents"): INGEST_DOCUMENTS,
-    ("ingest", "skipped"): INGEST_DOCUMENTS,
+    ("ingest", "skipped"): INGEST_SKIPPED,
+    ("dedup", "documents"): DEDUP_DOCUMENTS,
+    ("dedup", "rejected"): DEDUP_REJECTED,
+    ("decontaminate", "documents"): DECONTAMINATE_DOCUMENTS,
+    ("decontaminate", "rejected"): DECONTAMINATE_REJECTED,
     ("annotate", "labels"): ANNOTATE_LABELS,
+    ("filter", "documents"): FILTER_DOCUMENTS,
+    ("filter", "rejected"): FILTER_REJECTED,
     ("synthesize", "textbooks"): SYNTHESIZE_TEXTBOOKS,
     ("synthesize", "exercises"): SYNTHESIZE_EXERCISES,
     ("synthesize", "validation"): SYNTHESIZE_EXERCISES,
@@ -73,7 +93,50 @@ SCHEMAS: dict[tuple[str, str], pa.Schema] = {
     ("synthesize", "rejected"): SYNTHESIZE_REJECTED,
     ("similarity", "exercises"): SYNTHESIZE_EXERCISES,
     ("similarity", "pruned"): SYNTHESIZE_EXERCISES,
+    **{("tokenize", name): PACKED for name in ("code", "textbooks", "exercises", "unfiltered")},
+    ("tokenize", "exercises_sft"): PACKED_SFT,
 }
+# Stage outputs that are not Parquet datasets: what each is.
+ARTIFACTS: dict[tuple[str, str], str] = {
+    ("annotate", "rejected"): "labels the judge's answer could not be parsed from (Parquet or rejected.json)",
+    ("annotate", "cache"): "the LLM judge's request cache (when annotate.cache_dir is unset)",
+    ("classify", "model"): "the random forest, its metadata and the labelled sample's embeddings",
+    ("synthesize", "cache"): "the teacher's request cache (when synthesize.cache_dir is unset)",
+    ("similarity", "pairs.jsonl"): "each HumanEval problem's nearest training exercises",
+    ("tokenize", "tokenizer"): "the BPE tokenizer (Hugging Face format)",
+    **{(phase, "model"): "the final model, self-contained (Hugging Face format)" for phase in PHASES},
+    **{(phase, "checkpoints"): "Ray Train checkpoints (HF weights + DeepSpeed state)" for phase in PHASES},
+    ("evaluate", "results.json"): "pass@k per model and benchmark",
+    ("evaluate", "models"): "per model and benchmark: samples and per-task verdicts (JSONL)",
+    ("thesis", "results.json"): "pass@1 per seed and arm, spread and significance",
+    ("sweep", "tune"): "the Ray Tune experiment (restorable)",
+    ("sweep", "results.csv"): "one row per trial",
+    ("sweep", "best.yaml"): "the best point as a config overlay",
+}
+
+
+def schema_mismatches(rd: RunDir, stage: str, name: str) -> list[str]:
+    """How ``<stage>/<name>``'s files differ from its schema: columns missing or extra, or a type that differs
+    (string and large_string count as one, lists by their items). Nothing when the output has no files."""
+    expected = SCHEMAS[(stage, name)]
+    problems = []
+    for path in rd.parquet_files(stage, name):
+        with rd.fs.open_input_file(path) as handle:
+            found = pq.read_schema(handle)
+        if set(found.names) != set(expected.names):
+            missing, extra = set(expected.names) - set(found.names), set(found.names) - set(expected.names)
+            problems.append(f"{stage}/{name}: missing {sorted(missing)}, extra {sorted(extra)}")
+        for field in expected:
+            if field.name in found.names and _kind(found.field(field.name).type) != _kind(field.type):
+                problems.append(f"{stage}/{name}.{field.name}: {found.field(field.name).type}, schema {field.type}")
+    return sorted(set(problems))
+
+
+def _kind(t: pa.DataType) -> str:
+    """A type as the contract compares it: string = large_string, and a list by its items (not its field's name)."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{_kind(t.value_type)}>"
+    return "string" if pa.types.is_string(t) or pa.types.is_large_string(t) else str(t)
 
 
 def write_empty(rd: RunDir, stage: str, name: str) -> None:

@@ -11,7 +11,6 @@ import pytest
 import yaml
 from cluster_fixtures import REPO, by_kind, k8s_docs
 
-from phiray.cli import _module_exists
 from phiray.cluster import kuberay, validate
 from phiray.cluster import spec as specs
 from phiray.config import load_config
@@ -48,8 +47,6 @@ def test_job_spec_names_a_real_stage_and_its_config_loads(path):
     from ray.runtime_env import RuntimeEnv
 
     spec = specs.load_spec(path)
-    if spec.stage == "serve" and not _module_exists("phiray.serve.cli"):
-        pytest.skip("phiray serve's command line (phiray.serve.cli) has not landed yet")
     command, cfg = specs.entrypoint_config(spec.entrypoint, working_dir=REPO)
     assert command == spec.stage and command in COMMANDS
     assert cfg.run.preset == ("tiny" if spec.variant == "smoke" else spec.variant)

@@ -19,7 +19,13 @@ from phiray.stages import STAGES
 ALL = [s.name for s in STAGES]
 TABLE = [
     Stage(
-        s.name, s.help, s.sections, s.after, needs_ray=False, module=f"fake_stages:run_{s.name}", hashed_if=s.hashed_if
+        s.name,
+        s.help,
+        s.sections,
+        s.after,
+        needs_ray=False,
+        run=lambda name=s.name: getattr(fake_stages, f"run_{name}"),
+        hashed_if=s.hashed_if,
     )
     for s in STAGES
 ]

@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 
 from phiray.config import load_config
-from phiray.stages.decontaminate import load_benchmarks
+from phiray.data.ngrams import benchmark_tasks
+
+
+def load_benchmarks(cfg):
+    return benchmark_tasks(cfg.decontaminate.benchmarks, cfg.decontaminate.mbpp_path)
 
 
 def test_a_missing_benchmark_file_is_an_error(tmp_path):

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from phiray.pipeline import output_mismatches
 from phiray.rundir import RunDir
+from phiray.stages import STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +37,8 @@ def test_tiny_run_end_to_end_then_skips_everything(tmp_path):
         "thesis",
     ):
         assert rd.read_manifest(stage) is not None, stage
+    # the data contract: every Parquet output of every stage has the schema phiray.schemas declares
+    assert not [p for s in STAGES for p in output_mismatches(s, rd)]
     # issue 19's acceptance on phiray's independent validation set (measured 0.95 / 2.1% on 2026-12-01)
     validation = rd.read_manifest("filter").metrics["validation"]["all"]
     assert validation["roc_auc"] >= 0.9 and validation["low_kept"] <= 0.05, validation

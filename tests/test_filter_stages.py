@@ -19,7 +19,7 @@ from filter_fixtures import PLANTED_TASK, build_corpus, chain_overrides  # noqa:
 from phiray.cli import cmd_status  # noqa: E402
 from phiray.config import load_config  # noqa: E402
 from phiray.data.readers import doc_id  # noqa: E402
-from phiray.pipeline import run_pipeline  # noqa: E402
+from phiray.pipeline import output_mismatches, run_pipeline  # noqa: E402
 from phiray.rundir import RunDir  # noqa: E402
 from phiray.stages import STAGES  # noqa: E402
 
@@ -122,3 +122,11 @@ def test_whole_stdlib_with_offline_defaults(ray_session, tmp_path):
     assert states["dedup"].manifest.rows["kept"] < ingest.rows["documents"]
     assert states["classify"].manifest.headline["roc_auc"] is not None
     assert 0 < states["filter"].manifest.rows["kept"] < states["filter"].manifest.rows["in"]
+
+
+def test_chain_outputs_match_their_schemas(chain):
+    """The data contract on a real (small) run: every Parquet output of ingest..filter has its declared schema
+    (the slow end-to-end test checks every stage of the tiny run the same way)."""
+    rd = chain["rd"]
+    ran = [s for s in STAGES if s.name in chain["states"]]
+    assert ran and not [p for s in ran for p in output_mismatches(s, rd)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from phiray.cluster.placement import peak_rss_mb, stage_placement
 from phiray.evals.benchmarks import Task
 from phiray.evals.generation import GenerationSettings, generate_in_task
+from phiray.placement import peak_rss_mb, stage_placement
 from phiray.rundir import RunDir
 
 

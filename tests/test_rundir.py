@@ -7,9 +7,9 @@ from phiray.pipeline import Stage, assess, run_pipeline
 from phiray.rundir import Manifest, RunDir
 
 TABLE = [
-    Stage("a", "first", ("ingest",), (), needs_ray=False, module="fake_stages:run_a"),
-    Stage("b", "second", ("dedup",), ("a",), needs_ray=False, module="fake_stages:run_b"),
-    Stage("c", "third", ("pretrain",), ("b",), needs_ray=False, module="fake_stages:run_c"),
+    Stage("a", "first", ("ingest",), (), needs_ray=False, run=lambda: fake_stages.run_a),
+    Stage("b", "second", ("dedup",), ("a",), needs_ray=False, run=lambda: fake_stages.run_b),
+    Stage("c", "third", ("pretrain",), ("b",), needs_ray=False, run=lambda: fake_stages.run_c),
 ]
 
 
@@ -80,7 +80,7 @@ def test_single_stage_rerun_makes_downstream_stale(tmp_path):
 
 def test_failed_stage_leaves_no_manifest_and_resumes(tmp_path):
     rd = RunDir(tmp_path / "r")
-    boom = TABLE[:2] + [Stage("c", "third", ("pretrain",), ("b",), needs_ray=False, module="fake_stages:run_boom")]
+    boom = TABLE[:2] + [Stage("c", "third", ("pretrain",), ("b",), needs_ray=False, run=lambda: fake_stages.run_boom)]
     with pytest.raises(RuntimeError, match="boom"):
         run_pipeline(boom, cfg_with(), rd)
     assert rd.read_manifest("a") and rd.read_manifest("b") and rd.read_manifest("c") is None
@@ -127,7 +127,7 @@ def test_a_changed_rule_version_makes_the_stage_and_downstream_stale(tmp_path, m
     version = {"v": "rules-1"}
     table = [
         TABLE[0],
-        Stage("b", "second", ("dedup",), ("a",), False, "fake_stages:run_b", version=lambda c: version["v"]),
+        Stage("b", "second", ("dedup",), ("a",), False, lambda: fake_stages.run_b, version=lambda c: version["v"]),
         TABLE[2],
     ]
     rd = RunDir(tmp_path / "r")

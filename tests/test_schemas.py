@@ -1,12 +1,16 @@
 """phiray.schemas: one schema per stage output, for writing, empty outputs and upstream checks."""
 
+import dataclasses
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from phiray.rundir import RunDir
-from phiray.schemas import SCHEMAS, SYNTHESIZE_EXERCISES, require, write_empty
-from phiray.stages import STAGE_BY_NAME
+from phiray.config import load_config
+from phiray.pipeline import output_mismatches, run_stage
+from phiray.rundir import Manifest, RunDir
+from phiray.schemas import ARTIFACTS, SCHEMAS, SYNTHESIZE_EXERCISES, require, write_empty
+from phiray.stages import STAGE_BY_NAME, STAGES
 from phiray.stages.synthesize import OUTPUT_COLUMNS, OUTPUTS
 
 
@@ -34,3 +38,44 @@ def test_upstream_check_names_what_is_missing(tmp_path):
     require(rd, "synthesize", "exercises", columns=["id", "prompt"])
     with pytest.raises(ValueError, match="lacks column\\(s\\) solution, tests"):
         require(rd, "synthesize", "exercises", columns=["id", "solution", "tests"])
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_every_stage_declares_its_reads_and_writes(stage):
+    """Each output a stage writes has a schema (Parquet) or a description (ARTIFACTS); each read is an output of one
+    of its upstream stages, so the planner's order and the data contract agree."""
+    assert stage.writes, f"{stage.name} declares no outputs"
+    for name in stage.writes:
+        assert (stage.name, name) in SCHEMAS or (stage.name, name) in ARTIFACTS, f"{stage.name}/{name}: undeclared"
+    for read in stage.reads:
+        upstream, name = read.split("/", 1)
+        assert upstream in stage.after, f"{stage.name} reads {read}, but {upstream} is not upstream of it"
+        assert name in STAGE_BY_NAME[upstream].writes, f"{stage.name} reads {read}, which {upstream} does not write"
+
+
+def test_every_schema_and_artifact_is_a_declared_write():
+    declared = {(s.name, name) for s in STAGES for name in s.writes}
+    assert not (set(SCHEMAS) | set(ARTIFACTS)) - declared
+
+
+def test_a_stage_with_a_missing_input_fails_before_work_with_one_error(tmp_path):
+    """dedup with an ingest manifest but no ingest/documents: one error naming the input, and the stage never runs."""
+    rd = RunDir(tmp_path / "run")
+    cfg = load_config("tiny", overrides=["run.stages=[ingest,dedup]"])
+    rd.write_manifest(Manifest(stage="ingest"))
+    table = {s.name: s for s in STAGES}
+    never = dataclasses.replace(STAGE_BY_NAME["dedup"], run=_never, needs_ray=False)
+    with pytest.raises(FileNotFoundError, match=r"stage dedup cannot start.*ingest/documents has no Parquet files"):
+        run_stage(never, cfg, rd, table)
+
+
+def _never():
+    raise AssertionError("the stage ran although an input is missing")
+
+
+def test_output_check_names_a_wrong_column(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.makedirs("ingest", "skipped")
+    pq.write_table(pa.table({"id": ["a"], "source": ["s"], "path": ["p"]}), rd.path("ingest", "skipped", "p.parquet"))
+    problems = output_mismatches(STAGE_BY_NAME["ingest"], rd)
+    assert problems == ["ingest/skipped: missing ['n_bytes', 'reason'], extra ['id']"]

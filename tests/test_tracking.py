@@ -15,8 +15,8 @@ from tracking_checks import read_scalars
 from train_fixtures import small_config, tokenized_run
 
 from phiray.config import TrackingConfig
-from phiray.report import render_html, render_markdown
-from phiray.report_tracking import tensorboard_command, tracked_dirs, tracking
+from phiray.report.render import render_html, render_markdown
+from phiray.report.tracking import tensorboard_command, tracked_dirs, tracking
 from phiray.rundir import FsPath, RunDir
 from phiray.train.driver import build_spec, spec_hash
 from phiray.train.spec import TrainSpec

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 log = logging.getLogger("phiray")
 _WORD = re.compile(r"\w+")
@@ -94,3 +94,16 @@ def mbpp_tasks(path: str | os.PathLike | None = None) -> list[tuple[str, str]]:
             body = "\n".join([r.get("text") or r.get("prompt") or "", r.get("code", ""), *r.get("test_list", [])])
             tasks.setdefault(f"MBPP/{r['task_id']}", body)
     return sorted(tasks.items())
+
+
+def benchmark_tasks(names: Sequence[str], mbpp_path: str | None) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """(task id, text) of every benchmark in ``names`` (``decontaminate.benchmarks``) and the tasks per benchmark."""
+    tasks: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    for name in names:
+        # A benchmark that cannot be read is an error: a run without MBPP leaves it out of
+        # decontaminate.benchmarks, so the manifest says so instead of a warning in a log.
+        found = humaneval_tasks() if name == "humaneval" else mbpp_tasks(mbpp_path)
+        counts[name] = len(found)
+        tasks += found
+    return tasks, counts

@@ -24,11 +24,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from phiray.config import EmbedConfig
+from phiray.data.classifier_files import load_forest
 from phiray.data.embed import make_embedder
 from phiray.data.readers import doc_id, stdlib_root
 from phiray.data.scorers import QualityModel, quality_scores
 from phiray.rundir import RunDir
-from phiray.stages.classify import load_forest
 
 LABELS_FILE = "validation_labels.json"
 

@@ -19,34 +19,19 @@ from __future__ import annotations
 
 import ast
 import builtins
-import gzip
 import json
 import os
-import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from phiray.evals.evalplus import load_evalplus
+from phiray.evals.tasks import Task, mbpp_prompt, parse_lenient, read_jsonl, signature_of, write_jsonl  # noqa: F401 - re-exported
 
 STOP_SEQUENCES = ["\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert "]
 BENCHMARKS = ("humaneval", "mbpp", "mbpp-sanitized", "humaneval+", "mbpp+", "exercises", "validation")
 # The run-dir split each synthetic benchmark reads.
 SPLITS = {"exercises": "synthesize/heldout", "validation": "synthesize/validation"}
 MBPP_TEST_IDS = range(11, 511)
-
-
-@dataclass
-class Task:
-    task_id: str
-    prompt: str
-    tests: str
-    entry_point: str
-    reference: str = ""  # a complete program that passes (canonical solution)
-
-    def program(self, completion: str) -> str:
-        return self.prompt + completion
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def mbpp_dir(configured: str | None = None) -> Path:
@@ -110,13 +95,6 @@ def _mbpp_task(row: dict[str, Any], sanitized: bool, challenge_tests: bool) -> T
     )
 
 
-def mbpp_prompt(text: str, asserts: list[str], signature: str, header: str = "") -> str:
-    """phi-1's MBPP format: the function's signature, then a docstring with the task and its tests."""
-    body = "\n".join(f"    {line}" for line in [text, *asserts])
-    head = f"{header}\n\n" if header else ""
-    return f'{head}{signature}\n    """\n{body}\n    """\n'
-
-
 def _lf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").rstrip()
 
@@ -124,34 +102,17 @@ def _lf(text: str) -> str:
 def _called_function(asserts: list[str], code: str) -> str:
     """The function the tests exercise: the first called name the reference defines (a solution may
     shadow a builtin, e.g. MBPP 126's ``sum``), else the first called non-builtin name."""
-    defined = {node.name for node in ast.walk(_parse(code)) if isinstance(node, ast.FunctionDef)}
+    defined = {node.name for node in ast.walk(parse_lenient(code)) if isinstance(node, ast.FunctionDef)}
     called = [
         node.func.id
         for line in asserts
-        for node in ast.walk(_parse(line))
+        for node in ast.walk(parse_lenient(line))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     ]
     for name in called:
         if name in defined:
             return name
     return next((name for name in called if not hasattr(builtins, name)), "")
-
-
-def _parse(text: str) -> ast.Module:
-    with warnings.catch_warnings():  # old MBPP strings have invalid escapes such as "\d"
-        warnings.simplefilter("ignore")
-        try:
-            return ast.parse(text.expandtabs(4))
-        except SyntaxError:
-            return ast.Module(body=[], type_ignores=[])
-
-
-def signature_of(code: str, name: str) -> str:
-    """``def name(args):`` from the reference solution (falls back to ``def name(*args):``)."""
-    for node in ast.walk(_parse(code)):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
-            return f"def {name}({ast.unparse(node.args)}):"
-    return f"def {name}(*args):"
 
 
 def load_exercises(rows: list[dict[str, Any]], benchmark: str = "exercises") -> list[Task]:
@@ -184,8 +145,6 @@ def load_benchmark(
     if name == "humaneval":
         tasks = load_humaneval()
     elif name in ("humaneval+", "mbpp+"):
-        from phiray.evals.evalplus import load_evalplus
-
         tasks = load_evalplus(name, evalplus_path)
     elif name in ("mbpp", "mbpp-sanitized"):
         tasks = load_mbpp(mbpp_path, sanitized=name == "mbpp-sanitized", split=mbpp_split)
@@ -196,16 +155,3 @@ def load_benchmark(
     else:
         raise ValueError(f"unknown benchmark {name!r} (expected one of {', '.join(BENCHMARKS)})")
     return tasks[:limit] if limit else tasks
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a .jsonl or .jsonl.gz file (blank lines skipped)."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def write_jsonl(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")

@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 
-from phiray.evals.benchmarks import Task, mbpp_prompt, read_jsonl, signature_of
+from phiray.evals.tasks import Task, mbpp_prompt, read_jsonl, signature_of
 
 FILES = {"humaneval+": "HumanEvalPlus", "mbpp+": "MbppPlus"}
 # MBPP+ entry points whose answers are compared as sets (the problem does not fix an order).

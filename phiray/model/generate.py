@@ -1,4 +1,5 @@
-"""Batched text generation for phiray/HF causal LMs: the one engine behind `phiray serve` and `phiray eval`.
+"""Batched text generation for phiray/HF causal LMs in process (transformers): the sweep's short trials and
+`phiray eval`'s local engine (`phiray serve` and batch generation run on vLLM).
 
     from phiray.model.generate import Generator, SamplingParams
     gen = Generator.load("runs/tiny/finetune/model")             # device="auto": CUDA if present

@@ -26,12 +26,12 @@ import numpy as np
 
 from phiray.config import RunConfig
 from phiray.data import docio
+from phiray.data.classifier_files import EMBEDDINGS_FILE, META_FILE, MODEL_FILE
 from phiray.data.embed import make_embedder
 from phiray.data.scorers import QualityModel, build_model, embed_on_pool, quality_scores
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
-MODEL_FILE, META_FILE, EMBEDDINGS_FILE = "forest.joblib", "meta.json", "embeddings.npz"
 
 
 def cut_used(cfg: RunConfig, scores: np.ndarray, labels: np.ndarray) -> tuple[float, str]:
@@ -123,30 +123,6 @@ def fit_and_evaluate(
     buf = io.BytesIO()
     joblib.dump(model, buf)
     return buf.getvalue(), metrics, x
-
-
-def load_embeddings(rd: RunDir, embed: dict) -> tuple[list[str], np.ndarray] | None:
-    """(ids, embeddings) of the labelled sample when classify embedded it with ``embed`` (a dumped
-    EmbedConfig), else None (an older classify output, or another embedder)."""
-    with rd.local_dir("classify/model", upload=False) as d:
-        path = os.path.join(d, EMBEDDINGS_FILE)
-        with open(os.path.join(d, META_FILE)) as fh:
-            same = json.load(fh).get("embed") == embed
-        if not same or not os.path.exists(path):
-            return None
-        with np.load(path) as saved:
-            return [str(i) for i in saved["ids"]], saved["x"].astype(np.float32)
-
-
-def load_forest(rd: RunDir):
-    """(forest, meta) saved by this stage."""
-    import joblib
-
-    with rd.local_dir("classify/model", upload=False) as d:
-        forest = joblib.load(os.path.join(d, MODEL_FILE))
-        with open(os.path.join(d, META_FILE)) as fh:
-            meta = json.load(fh)
-    return forest, meta
 
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:

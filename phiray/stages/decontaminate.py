@@ -23,24 +23,11 @@ def _check(table: pa.Table, index: dict[int, str], n: int) -> pa.Table:
     return table.append_column("reason", pa.array(["contaminated" if f else "" for f in found], pa.string()))
 
 
-def load_benchmarks(cfg: RunConfig) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """(task id, text) of every benchmark in ``decontaminate.benchmarks`` and the tasks per benchmark."""
-    tasks: list[tuple[str, str]] = []
-    counts: dict[str, int] = {}
-    for name in cfg.decontaminate.benchmarks:
-        # A benchmark that cannot be read is an error: a run without MBPP leaves it out of
-        # decontaminate.benchmarks, so the manifest says so instead of a warning in a log.
-        found = ngrams.humaneval_tasks() if name == "humaneval" else ngrams.mbpp_tasks(cfg.decontaminate.mbpp_path)
-        counts[name] = len(found)
-        tasks += found
-    return tasks, counts
-
-
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     """Split dedup/documents into decontaminate/documents and /rejected by benchmark n-gram overlap."""
 
     n = cfg.decontaminate.ngram
-    tasks, per_benchmark = load_benchmarks(cfg)
+    tasks, per_benchmark = ngrams.benchmark_tasks(cfg.decontaminate.benchmarks, cfg.decontaminate.mbpp_path)
     index = ngrams.build_index(tasks, n)
     docs = docio.read_docs(rd, "dedup", spread=True)
     checked = docs.map_batches(

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 from phiray import progress
 from phiray.config import RunConfig
 from phiray.data import docio, validation
+from phiray.data.classifier_files import load_embeddings
 from phiray.data.scorers import QualityScorer
 from phiray.rundir import Manifest, RunDir
-from phiray.stages.classify import load_embeddings
 
 log = logging.getLogger("phiray")
 
@@ -203,8 +203,8 @@ def _validation_report(val_scored, rows: list[dict], missing: int, rd: RunDir, c
     return {**validation.report(rows, scores, cut, seen), "missing": missing}
 
 
-def run(cfg: RunConfig, rd: RunDir) -> Manifest:
-    """Score every decontaminated document with classify's forest; keep those at the cutoff and above."""
+def classifier(rd: RunDir) -> tuple[bytes, tuple[np.ndarray, np.ndarray]]:
+    """classify's saved forest (as bytes, for the scoring actors) and its held-out (scores, labels)."""
     with rd.local_dir("classify/model", upload=False) as d:
         with open(f"{d}/forest.joblib", "rb") as fh:
             model_bytes = fh.read()
@@ -214,6 +214,12 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         np.asarray(meta_metrics.get("heldout_scores", []), np.float64),
         np.asarray(meta_metrics.get("heldout_labels", []), np.int64),
     )
+    return model_bytes, heldout
+
+
+def run(cfg: RunConfig, rd: RunDir) -> Manifest:
+    """Score every decontaminated document with classify's forest; keep those at the cutoff and above."""
+    model_bytes, heldout = classifier(rd)
     docs = docio.read_docs(rd, "decontaminate", spread=True)
     val_rows, val_missing = [], 0
     if cfg.filter.validation:

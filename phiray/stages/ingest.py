@@ -20,7 +20,7 @@ from phiray import progress
 from phiray.config import IngestConfig, RunConfig, SourceConfig
 from phiray.data import docio, hf, readers
 from phiray.rundir import Manifest, RunDir
-from phiray.schemas import INGEST_DOCUMENTS as _SCHEMA
+from phiray.schemas import INGEST_READ as _SCHEMA
 
 log = logging.getLogger("phiray")
 # Files per read task at most. A task yields at least one block, and every later pass over the read runs

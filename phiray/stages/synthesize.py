@@ -31,7 +31,6 @@ from phiray.data.lsh import duplicate_map
 from phiray.rundir import FsPath, Manifest, RunDir
 from phiray.sandbox.placement import remote_options, wait_placeable
 from phiray.schemas import SCHEMAS, write_empty
-from phiray.stages.decontaminate import load_benchmarks
 from phiray.teacher import screen
 from phiray.teacher.diversity import DiversityTally
 from phiray.teacher.plan import plan_rows, request_for
@@ -244,7 +243,7 @@ def assign(batch: pd.DataFrame, dup_of: dict[str, str], verify: bool, keep_unver
 def screened(cfg: RunConfig, rd: RunDir, assigned: "ray.data.Dataset") -> tuple["ray.data.Dataset", dict[str, Any]]:
     """The assigned rows screened against HumanEval/MBPP and for test-split leaks (phiray.teacher.screen)."""
     n = cfg.decontaminate.ngram
-    tasks, per_benchmark = load_benchmarks(cfg)
+    tasks, per_benchmark = ngrams.benchmark_tasks(cfg.decontaminate.benchmarks, cfg.decontaminate.mbpp_path)
     test = screen.test_index(assigned, n)
     corpus_hits, corpus = screen.corpus_overlaps(rd, test, n)
     out = assigned.map_batches(
@@ -342,11 +341,28 @@ class Tally:
 
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     """Generate, verify, dedup and screen textbooks and exercises; write them split into their outputs."""
-    from ray.data.expressions import col
-
-    syn = cfg.synthesize
     for name in (*OUTPUTS, GENERATED):
         rd.remove(STAGE, name)
+    rows, snippets, snippet_source = plan(cfg, rd)
+    tally = Tally(cfg)
+    screening: dict[str, Any] = {"corpus": {"source": "none", "documents": 0, "matched": 0}}
+    kept_texts: dict[str, list[str]] = {"textbook": [], "exercise": []}
+    if rows:
+        screening, kept_texts = produce(cfg, rd, rows, tally)
+    else:
+        for name in OUTPUTS:
+            write(rd, name, None, OUTPUT_COLUMNS[name])
+    seed_snippets = {
+        "source": snippet_source,
+        "available": len(snippets),
+        "prompts_with_snippet": sum(1 for r in rows if r["snippet"]),
+    }
+    return stage_manifest(rows, tally, synthesis_metrics(cfg, rows, tally, screening, kept_texts, seed_snippets))
+
+
+def plan(cfg: RunConfig, rd: RunDir) -> tuple[list[dict[str, Any]], list[str], str]:
+    """The prompt rows of this run (textbooks and exercises, by split), the seed snippets and where they came from."""
+    syn = cfg.synthesize
     snippets, snippet_source = load_snippets(rd) if syn.seed_snippet_chars and syn.n_textbooks else ([], "none")
     rows = plan_rows(
         syn.n_textbooks,
@@ -360,55 +376,74 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         syn.validation_fraction,
     )
     log.info("synthesize: %d prompts (%s teacher), seed snippets from %s", len(rows), cfg.teacher.kind, snippet_source)
-    tally = Tally(cfg)
-    screening: dict[str, Any] = {"corpus": {"source": "none", "documents": 0, "matched": 0}}
-    kept_texts: dict[str, list[str]] = {"textbook": [], "exercise": []}
-    if rows:
-        t0 = time.perf_counter()
-        generated = generate(cfg, rd, rows)
-        t1 = time.perf_counter()
-        dup_of = duplicates(cfg, generated)
-        t2 = time.perf_counter()
-        assigned, screening = screened(
-            cfg,
-            rd,
-            generated.map_batches(
-                assign,
-                batch_format="pandas",
-                fn_kwargs={"dup_of": dup_of, "verify": syn.verify, "keep_unverified": syn.keep_unverified},
-            ).materialize(),
-        )
-        for batch in assigned.select_columns(Tally.SMALL).iter_batches(batch_format="numpy", batch_size=4096):
-            tally.add(batch)
-        t3 = time.perf_counter()
-        for name in OUTPUTS:
-            part = assigned.filter(expr=col("output") == name) if tally.counts[name] else None
-            write(rd, name, part, OUTPUT_COLUMNS[name])
-        for kind, outs in (("textbook", ["textbooks"]), ("exercise", ["exercises", "validation", "heldout"])):
-            sample = assigned.filter(expr=col("output").is_in(outs)).select_columns(["text"]).limit(5000)
-            kept_texts[kind] = [r["text"] for r in sample.take_all()]
-        rd.remove(STAGE, GENERATED)
-        log.info(
-            "synthesize: generate+verify %.1f s, dedup %.1f s (%d duplicates), split %.1f s, write %.1f s",
-            t1 - t0,
-            t2 - t1,
-            len(dup_of),
-            t3 - t2,
-            time.perf_counter() - t3,
-        )
-    else:
-        for name in OUTPUTS:
-            write(rd, name, None, OUTPUT_COLUMNS[name])
+    return rows, snippets, snippet_source
+
+
+def produce(
+    cfg: RunConfig, rd: RunDir, rows: list[dict[str, Any]], tally: "Tally"
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Generate and verify ``rows``, mark duplicates, assign each answer its output, screen against the benchmarks
+    and the corpus, write the outputs; returns the screening report and a sample of kept texts per kind."""
+    syn = cfg.synthesize
+    t0 = time.perf_counter()
+    generated = generate(cfg, rd, rows)
+    t1 = time.perf_counter()
+    dup_of = duplicates(cfg, generated)
+    t2 = time.perf_counter()
+    assigned, screening = screened(
+        cfg,
+        rd,
+        generated.map_batches(
+            assign,
+            batch_format="pandas",
+            fn_kwargs={"dup_of": dup_of, "verify": syn.verify, "keep_unverified": syn.keep_unverified},
+        ).materialize(),
+    )
+    for batch in assigned.select_columns(Tally.SMALL).iter_batches(batch_format="numpy", batch_size=4096):
+        tally.add(batch)
+    t3 = time.perf_counter()
+    kept_texts = write_outputs(rd, assigned, tally)
+    rd.remove(STAGE, GENERATED)
+    log.info(
+        "synthesize: generate+verify %.1f s, dedup %.1f s (%d duplicates), split %.1f s, write %.1f s",
+        t1 - t0,
+        t2 - t1,
+        len(dup_of),
+        t3 - t2,
+        time.perf_counter() - t3,
+    )
+    return screening, kept_texts
+
+
+def write_outputs(rd: RunDir, assigned: "ray.data.Dataset", tally: "Tally") -> dict[str, list[str]]:
+    """Write each output's rows of ``assigned``; returns up to 5,000 kept texts per kind (for the diversity report)."""
+    from ray.data.expressions import col
+
+    for name in OUTPUTS:
+        part = assigned.filter(expr=col("output") == name) if tally.counts[name] else None
+        write(rd, name, part, OUTPUT_COLUMNS[name])
+    kept_texts = {}
+    for kind, outs in (("textbook", ["textbooks"]), ("exercise", ["exercises", "validation", "heldout"])):
+        sample = assigned.filter(expr=col("output").is_in(outs)).select_columns(["text"]).limit(5000)
+        kept_texts[kind] = [r["text"] for r in sample.take_all()]
+    return kept_texts
+
+
+def synthesis_metrics(
+    cfg: RunConfig,
+    rows: list[dict[str, Any]],
+    tally: "Tally",
+    screening: dict[str, Any],
+    kept_texts: dict[str, list[str]],
+    seed_snippets: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest's metrics: accounting, failures, diversity, verification, splits and decontamination."""
     report = {kind: tally.diversity[kind].report(kept_texts[kind]) for kind in ("textbook", "exercise")}
-    metrics = {
+    return {
         **tally.accounting(),
         "failures_by_reason": dict(tally.failures),
         "diversity": report,
-        "seed_snippets": {
-            "source": snippet_source,
-            "available": len(snippets),
-            "prompts_with_snippet": sum(1 for r in rows if r["snippet"]),
-        },
+        "seed_snippets": seed_snippets,
         "verification": {"checked": tally.checked, "passed": tally.passed, "by_status": dict(tally.verdicts)},
         "heldout_families": sorted({r["concept"] for r in rows if r["split"] == "heldout"}),
         "splits": {
@@ -419,6 +454,9 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         "decontamination": {**screening, "ngram": cfg.decontaminate.ngram, "sources": tally.screen.report()},
         "tokens_by_output": {k: tally.words[k] for k in OUTPUTS if k != "rejected"},
     }
+
+
+def stage_manifest(rows: list[dict[str, Any]], tally: "Tally", metrics: dict[str, Any]) -> Manifest:
     counts = {k: tally.counts[k] for k in OUTPUTS}
     return Manifest(
         stage=STAGE,

@@ -198,6 +198,21 @@ def pack_source(
     return counts
 
 
+def train_tokenizer(cfg: RunConfig, rd: RunDir, sources: dict[str, tuple[pafs.FileSystem, str]]):
+    """The run's tokenizer (BPE trained on ``sources``' texts, or a pretrained one), saved to tokenize/tokenizer."""
+    texts = _texts(sources, cfg.tokenizer.train_max_chars) if cfg.tokenizer.kind == "bpe" else None
+    tokenizer = build_tokenizer(
+        cfg.tokenizer.kind,
+        cfg.tokenizer.vocab_size,
+        texts,
+        cfg.tokenizer.name_or_path,
+        model_max_length=cfg.tokenize.seq_len,
+    )
+    with rd.local_dir("tokenize/tokenizer") as local:
+        tokenizer.save_pretrained(local)
+    return tokenizer
+
+
 def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     """Build the tokenizer, then pack each source present into train/val sequences under tokenize/<source>/."""
     sources, skipped = resolve_sources(cfg, rd)
@@ -209,16 +224,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     for name in rd.listdir("tokenize"):
         if name != "_manifest.json":
             rd.remove("tokenize", name)
-    texts = _texts(sources, cfg.tokenizer.train_max_chars) if cfg.tokenizer.kind == "bpe" else None
-    tokenizer = build_tokenizer(
-        cfg.tokenizer.kind,
-        cfg.tokenizer.vocab_size,
-        texts,
-        cfg.tokenizer.name_or_path,
-        model_max_length=cfg.tokenize.seq_len,
-    )
-    with rd.local_dir("tokenize/tokenizer") as local:
-        tokenizer.save_pretrained(local)
+    tokenizer = train_tokenizer(cfg, rd, sources)
     files = _tokenizer_files(tokenizer)
     seq_len = cfg.tokenize.seq_len
     stats: dict[str, Any] = {}

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from phiray.config import TeacherConfig
 from phiray.teacher.base import Request, Response, new_stats, request_hash
 from phiray.teacher.cache import RequestCache
+from phiray.teacher.columns import ANSWER_COLUMNS, columns_of, rows_of
 
 if TYPE_CHECKING:
     import ray.data
 
     from phiray.rundir import FsPath
 
-ANSWER_COLUMNS = ("text", "finish_reason", "tokens_in", "tokens_out", "cached", "error")  # error: "" = ok
 INFERENCE_ERROR = "__inference_error__"  # Ray Data LLM's column on a failed row (should_continue_on_error)
 # Every phiray CPU engine: fp32, eager (no CUDA graphs to capture), and no chunked prefill: on CPU, vLLM 0.32
 # kills the engine ("CPU Generator does not use offset") when it discards the sampled token of a *seeded*
@@ -157,12 +157,10 @@ class LookupBatch:
         self.sent: set[str] = set()
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
-        from phiray.teacher.worker import _columns, _rows
-
         if self.cache is not None:
             self.cache.reload()
         out = []
-        for row in _rows(batch):
+        for row in rows_of(batch):
             row.pop("repeat", None)
             key = (
                 row["hash"]
@@ -186,7 +184,7 @@ class LookupBatch:
             if hit is None and self.cache is not None:
                 self.sent.add(key)
             out.append({**row, "hash": key, **answer, "error": error, "repeat": repeat})
-        return _columns(out)
+        return columns_of(out)
 
 
 class StoreBatch:
@@ -197,10 +195,8 @@ class StoreBatch:
         self.cache = RequestCache(cache_dir) if cache_dir else None
 
     def __call__(self, batch: Any) -> Any:
-        from phiray.teacher.worker import _rows
-
         if self.cache is not None:
-            for row in _rows(batch):
+            for row in rows_of(batch):
                 if not row["error"]:  # failures are not answers: a rerun sends them again
                     self.cache.put(
                         row["hash"], {k: row[k] for k in ("text", "finish_reason", "tokens_in", "tokens_out")}

@@ -12,24 +12,11 @@ from typing import Any
 from phiray.config import SandboxConfig, TeacherConfig
 from phiray.sandbox import Sandbox
 from phiray.teacher.base import Response
+from phiray.teacher.columns import ANSWER_COLUMNS, columns_of, rows_of
 from phiray.teacher.plan import request_for
 from phiray.teacher.prompts import parse_exercise, parse_textbook
-from phiray.teacher.vllm_teacher import ANSWER_COLUMNS
 
 SAMPLE_FIELDS = ("text", "prompt", "solution", "tests", "entry_point", "signature", "docstring")
-
-
-def _rows(batch: Any) -> list[dict[str, Any]]:
-    """A Ray Data batch (pandas or dict of arrays) -> list of row dicts."""
-    if hasattr(batch, "to_dict"):
-        return batch.to_dict("records")
-    keys = list(batch)
-    return [dict(zip(keys, values)) for values in zip(*(batch[k] for k in keys))]
-
-
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    keys = list(rows[0]) if rows else []
-    return {k: [r.get(k) for r in rows] for k in keys}
 
 
 def parse_response(
@@ -73,9 +60,9 @@ class GenerateBatch:
         self.textbook_min_chars = textbook_min_chars
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
-        rows = _rows(batch)
+        rows = rows_of(batch)
         responses = self.teacher.complete([request_for(r) for r in rows])
-        return _columns([sample_row(row, resp, self.textbook_min_chars) for row, resp in zip(rows, responses)])
+        return columns_of([sample_row(row, resp, self.textbook_min_chars) for row, resp in zip(rows, responses)])
 
 
 def sample_row(row: dict[str, Any], resp: Response, textbook_min_chars: int) -> dict[str, Any]:
@@ -93,9 +80,9 @@ def sample_row(row: dict[str, Any], resp: Response, textbook_min_chars: int) -> 
 
 def parse_answered(batch: Any, textbook_min_chars: int = 200) -> dict[str, list[Any]]:
     """Ray Data batch function for rows that already carry their answer (the vLLM teacher's
-    :data:`~phiray.teacher.vllm_teacher.ANSWER_COLUMNS`) -> parsed sample rows, like :class:`GenerateBatch`."""
+    :data:`~phiray.teacher.columns.ANSWER_COLUMNS`) -> parsed sample rows, like :class:`GenerateBatch`."""
     out = []
-    for row in _rows(batch):
+    for row in rows_of(batch):
         answer = {k: row.pop(k) for k in ANSWER_COLUMNS}
         row.pop("hash", None)
         cached = bool(answer["cached"])
@@ -110,7 +97,7 @@ def parse_answered(batch: Any, textbook_min_chars: int = 200) -> dict[str, list[
             attempts=0 if cached else 1,
         )
         out.append(sample_row(row, resp, textbook_min_chars))
-    return _columns(out)
+    return columns_of(out)
 
 
 def verify_rows(rows: list[dict[str, Any]], sandbox: Any) -> list[dict[str, Any]]:
@@ -132,4 +119,4 @@ class VerifyBatch:
         self.sandbox = Sandbox(sandbox_cfg)
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
-        return _columns(verify_rows(_rows(batch), self.sandbox))
+        return columns_of(verify_rows(rows_of(batch), self.sandbox))

@@ -1,4 +1,4 @@
-"""`phiray report RUN_DIR`: one self-contained HTML page (plus Markdown and PNGs) about a run.
+"""The report's building blocks: ``Section``, its plots, and the HTML/Markdown writers of one self-contained page.
 
 Everything shown comes from the run directory: manifests (rows, metrics, curves, times) and the
 stages' Parquet outputs (scores, kept/rejected examples). A section whose stage has not run says so
@@ -7,18 +7,14 @@ instead of disappearing, so a half-finished run still gets a truthful report.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from phiray.formatting import format_value as fmt
-from phiray.rundir import CONFIG_FILE, Manifest, RunDir
-
-log = logging.getLogger("phiray")
+from phiray.rundir import Manifest, RunDir
 
 
 @dataclass
@@ -202,36 +198,3 @@ def manifests(rd: RunDir, names: list[str]) -> dict[str, Manifest]:
         if m is not None:
             found[name] = m
     return found
-
-
-def build(rd: RunDir) -> dict[str, str]:
-    """Collect every section from the run dir and write report.html / report.md / PNGs."""
-    from phiray.report_sections import collect
-
-    title, sections = collect(rd)
-    paths = write_report(rd, sections, title)
-    log.info("report: %s", paths["html"])
-    return paths
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="Run directory (local path or pyarrow.fs URI).")
-
-
-def main(args: argparse.Namespace) -> int:
-    rd = RunDir(args.run_dir)
-    if not rd.exists(CONFIG_FILE):
-        print(f"phiray: {args.run_dir} is not a run directory (no {CONFIG_FILE})")
-        return 2
-    paths = build(rd)
-    print(paths["html"])
-    print(paths["markdown"])
-    from phiray.report_tracking import tensorboard_command
-
-    command = tensorboard_command(rd)
-    if command:
-        print(f"TensorBoard: {command}")
-    return 0

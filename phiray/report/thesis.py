@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phiray.report import Section, bars_png, fmt
+from phiray.report.render import Section, bars_png, fmt
 from phiray.rundir import Manifest
 
 LABELS = {

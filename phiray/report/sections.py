@@ -6,9 +6,9 @@ from typing import Any
 
 from phiray.formatting import format_pairs
 from phiray.pipeline import STATUS_HEADER, run_config, status_rows
-from phiray.report import Section, bars_png, curves_png, fmt, histogram_png, manifests
-from phiray.report_thesis import thesis
-from phiray.report_tracking import tracking
+from phiray.report.render import Section, bars_png, curves_png, fmt, histogram_png, manifests
+from phiray.report.thesis import thesis
+from phiray.report.tracking import tracking
 from phiray.rundir import Manifest, RunDir
 from phiray.stages import STAGES
 

@@ -8,7 +8,7 @@ import shlex
 
 import pyarrow.fs as pafs
 
-from phiray.report import Section
+from phiray.report.render import Section
 from phiray.rundir import RunDir
 from phiray.train.spec import TENSORBOARD_DIR
 
