@@ -84,7 +84,7 @@ def score(qm, texts, embed, cache):
 
 
 def at_cut(cut: str, corpus_scores: np.ndarray, scores: np.ndarray, rows: list[dict]) -> dict:
-    from phiray.stages.filter import cutoff
+    from phiray.data.cuts import cutoff
 
     kind, value = cut.split(":")
     threshold = cutoff(corpus_scores, None, float(value)) if kind == "keep" else float(value) / 5

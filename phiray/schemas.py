@@ -93,8 +93,9 @@ SCHEMAS: dict[tuple[str, str], pa.Schema] = {
     ("synthesize", "rejected"): SYNTHESIZE_REJECTED,
     ("similarity", "exercises"): SYNTHESIZE_EXERCISES,
     ("similarity", "pruned"): SYNTHESIZE_EXERCISES,
-    **{("tokenize", name): PACKED for name in ("code", "textbooks", "exercises", "unfiltered")},
+    **{("tokenize", name): PACKED for name in ("code", "textbooks", "exercises", "exercises_full", "unfiltered")},
     ("tokenize", "exercises_sft"): PACKED_SFT,
+    ("tokenize", "exercises_full_sft"): PACKED_SFT,  # with similarity.prune_tau: every exercise, unpruned
 }
 # Stage outputs that are not Parquet datasets: what each is.
 ARTIFACTS: dict[tuple[str, str], str] = {

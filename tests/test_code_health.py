@@ -30,7 +30,6 @@ LOCAL: dict[tuple[str, str], str] = {
     ("phiray.teacher", "phiray.teacher.procedural"): "the backend the config names, and its cycle to the package",
     ("phiray.teacher.worker", "phiray.teacher"): "a cycle: phiray.teacher's backends import this module",
     ("phiray.teacher.concepts", "phiray.teacher.concepts"): "registration under a lock, once (threads race)",
-    ("phiray.stages.classify", "phiray.stages.filter"): "a cycle: filter reuses classify's saved embeddings",
     ("phiray.serve.deployments", "phiray.sandbox"): "only the evaluator replica runs code; the model side must not",
 }
 

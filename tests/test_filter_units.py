@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from phiray.config import EmbedConfig, load_config  # noqa: E402
 from phiray.data import annotators, minhash, readers  # noqa: E402
+from phiray.data.cuts import cutoff  # noqa: E402
 from phiray.data.embed import make_embedder, minilm_path  # noqa: E402
-from phiray.stages.filter import cutoff  # noqa: E402
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -136,7 +136,8 @@ def test_two_python_versions_are_near_duplicates():
 
 
 def test_cut_by_target_precision_and_what_it_implies():
-    from phiray.stages.filter import implied, precision_cutoff, select
+    from phiray.data.cuts import implied, precision_cutoff
+    from phiray.stages.filter import select
 
     proba = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])
     labels = np.array([1, 1, 0, 1, 1, 0, 0, 0])
@@ -147,7 +148,7 @@ def test_cut_by_target_precision_and_what_it_implies():
     assert at == {"precision": 0.8, "recall": 1.0, "kept_fraction": 0.625, "n": 8}
     ties = np.array([0.9, 0.5, 0.5, 0.5])
     assert precision_cutoff(ties, np.array([1, 1, 0, 0]), 0.6) == 0.9  # a cut keeps every tie
-    cfg = load_config("tiny", overrides=["filter.target_precision=0.75"])
+    cfg = load_config("tiny", overrides=["filter.target_precision=0.75", "filter.keep_fraction=null"])
     cut, how, at_cut = select(np.linspace(0, 1, 11), cfg, (proba, labels))
     assert (cut, how, at_cut["precision"]) == (0.6, "target_precision=0.75", 0.8)
     cfg = load_config("tiny", overrides=["filter.keep_fraction=0.2"])
@@ -169,7 +170,15 @@ def test_grade_forest_ranks_by_predicted_grade():
     texts = [" ".join(["lesson"] * (3 * g + 1) + ["glue"] * (15 - 2 * g) + [str(i)]) for i, g in enumerate(grades)]
     for target in ("label", "grade"):
         cfg = load_config(
-            "tiny", overrides=["embed.kind=hashing", "classify.n_estimators=30", f"classify.target={target}"]
+            "tiny",
+            overrides=[
+                "embed.kind=hashing",
+                "classify.model=forest",
+                "classify.features=embedding",
+                "classify.n_estimators=30",
+                f"classify.target={target}",
+                "filter.keep_fraction=null",
+            ],
         )
         model_bytes, metrics, _ = fit_and_evaluate(texts, grades, cfg)
         model = joblib.load(__import__("io").BytesIO(model_bytes))

@@ -117,6 +117,8 @@ def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_pat
             "run.stages=[tokenize, pretrain, control, evaluate, thesis]",
             "run.seed=5",
             "thesis.seeds=3",
+            "thesis.finetune_arms=false",
+            "thesis.benchmarks=[validation, exercises]",
             "evaluate.max_new_tokens=8",
             "evaluate.limit=2",
         ],
@@ -212,6 +214,9 @@ def test_thesis_trains_each_seed_and_a_forced_rerun_trains_nothing(ray_session, 
     cfg = small_config(
         "run.stages=[tokenize, pretrain, control, evaluate, thesis]",
         "thesis.seeds=3",
+        "thesis.finetune_arms=false",
+        "thesis.trainer=ray_train",
+        "thesis.benchmarks=[validation, exercises]",
         "pretrain.max_steps=6",
         "control.max_steps=6",
         "pretrain.eval_every=3",
@@ -284,7 +289,7 @@ def test_finetune_arms_ablations_and_pruning_are_jobs_in_dependency_order():
         ("pretrain_ft", "no_filter_ft"),
         ("pretrain_ft", "pretrain_ft_unpruned"),
     ]
-    plain = load_config("tiny", overrides=["thesis.ablations=[no_textbooks]"])
+    plain = load_config("tiny", overrides=["thesis.ablations=[no_textbooks]", "thesis.finetune_arms=false"])
     assert thesis.comparison_pairs(thesis.compared_models(plain)) == [
         ("pretrain", "control"),
         ("pretrain", "no_textbooks"),

@@ -222,11 +222,12 @@ STAGES: list[Stage] = [
         "tokenize",
         "Build the tokenizer; pack each source into fixed-length sequences.",
         ("tokenizer", "tokenize", "run.seed", "similarity.prune_tau"),
-        ("decontaminate", "filter", "synthesize"),
+        ("decontaminate", "filter", "synthesize", "similarity"),  # similarity: the pruned exercises (prune_tau)
         run=_run_tokenize,
         # the sources tokenize.sources names (a source whose stage is not in the run is left out)
         reads=("filter/documents", "synthesize/textbooks", "synthesize/exercises", "decontaminate/documents"),
-        writes=("tokenizer", "code", "textbooks", "exercises", "unfiltered", "exercises_sft"),
+        writes=("tokenizer", "code", "textbooks", "exercises", "unfiltered", "exercises_sft")
+        + ("exercises_full", "exercises_full_sft"),  # with similarity.prune_tau
     ),
     Stage(
         "pretrain",

@@ -27,6 +27,7 @@ import numpy as np
 from phiray.config import RunConfig
 from phiray.data import docio
 from phiray.data.classifier_files import EMBEDDINGS_FILE, META_FILE, MODEL_FILE
+from phiray.data.cuts import cutoff, precision_cutoff
 from phiray.data.embed import make_embedder
 from phiray.data.scorers import QualityModel, build_model, embed_on_pool, quality_scores
 from phiray.rundir import Manifest, RunDir
@@ -37,8 +38,6 @@ log = logging.getLogger("phiray")
 def cut_used(cfg: RunConfig, scores: np.ndarray, labels: np.ndarray) -> tuple[float, str]:
     """The score from which filter keeps a document, as its settings choose it, applied to ``scores``:
     ``target_precision`` (on these labels), ``keep_fraction`` (a quantile of these scores) or ``threshold``."""
-    from phiray.stages.filter import cutoff, precision_cutoff
-
     fc = cfg.filter
     if fc.target_precision is not None and labels.sum():
         return precision_cutoff(scores, labels, fc.target_precision), f"target_precision={fc.target_precision}"

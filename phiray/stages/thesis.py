@@ -29,7 +29,7 @@ from phiray.rundir import Manifest, RunDir
 from phiray.sandbox.placement import sandbox_for
 from phiray.stages import STAGE_BY_NAME
 from phiray.stages.evaluate import load_benchmarks, score_model
-from phiray.train.driver import fit_phase, phase_manifest
+from phiray.train.driver import finish_fit, fit_phase, fit_phase_task, phase_manifest
 
 log = logging.getLogger("phiray")
 
@@ -180,8 +180,6 @@ def _run_jobs(scfg: RunConfig, rd: RunDir, todo: list, seed: int):
     """(job, key, stage, manifest, wall seconds) of each job of ``todo`` once trained."""
     if scfg.thesis.trainer == "process":
         import ray
-
-        from phiray.train.driver import finish_fit, fit_phase_task
 
         t0 = time.perf_counter()
         started = []
