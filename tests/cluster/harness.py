@@ -6,9 +6,11 @@
   offers: ``cpu`` (CPUs), ``gpu`` (``--num-gpus=1``: work asking for a GPU lands there and runs on the
   CPU, as torch sees no CUDA), ``evaluator`` (the ``evaluator`` resource, where untrusted code runs);
   the worker raylets run as an ordinary user (created when we are root), like a pod's uid 1000;
-- the nodes talk over 127.0.0.1 (``--node-ip-address`` and explicit ports); the multi-node loopback switch
-  (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is unset, since ``ray start --address`` refuses it, and without it
-  Ray 2.60 also binds its GCS/raylet gRPC servers on all interfaces and its agents on the machine's address;
+- the nodes talk over 127.0.0.1 (``--node-ip-address`` and explicit ports), and every listener is on
+  loopback: `ray start` runs through ray_loopback.py, which keeps the loopback node address that Ray 2.60
+  would replace by the machine's (and with it bind GCS/raylet gRPC on all interfaces); the loopback switch
+  (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER) is off for `ray start` itself (``--address`` refuses it) and on for
+  every client (:func:`cluster_env`);
 - the run directory on an S3-compatible server on 127.0.0.1 (moto), reached through the usual AWS
   variables, which every node has in its environment (as a pod would from a Secret).
 """
@@ -105,13 +107,21 @@ def revoke_traverse(user: str, granted: list[str]) -> None:
 
 
 def cluster_env(token_path: Path, s3: S3Server) -> dict[str, str]:
+    """The clients' environment (cluster queries, `phiray submit`): with the loopback switch, which makes a
+    driver joining 127.0.0.1 take 127.0.0.1 as this machine's address (without it, ``ray.init`` looks for
+    a raylet on the machine's address and hangs). `ray start` gets :func:`start_env` instead."""
     env = head_env(token_path)
-    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # multi-node: `ray start --address` refuses it
     env.update(s3.env)
     env["PHIRAY_MBPP_PATH"] = str(Path(__file__).resolve().parents[3] / "shared" / "data" / "mbpp")
     env["DS_ACCELERATOR"] = "cpu"
     env["RAY_task_events_report_interval_ms"] = "200"  # placement records appear sooner
     return env
+
+
+def start_env(env: dict[str, str]) -> dict[str, str]:
+    """`ray start`'s environment: without the loopback switch, which `ray start --address` refuses at import;
+    ray_loopback.py sets it again for the processes the node starts."""
+    return {k: v for k, v in env.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
 
 
 def _ports(*names: str) -> list[str]:
@@ -150,7 +160,11 @@ def start_cluster(s3: S3Server, log_dir: Path, timeout_s: float = 240.0) -> Rehe
         "object-manager-port",
     )
     proc = subprocess.Popen(
-        head_cmd, env=env, stdout=open(log_dir / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True
+        head_cmd,
+        env=start_env(env),
+        stdout=open(log_dir / "head.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     head = RayHead(f"http://127.0.0.1:{dash_port}", env, head_tmp, proc)
     rehearsal = Rehearsal(head, f"127.0.0.1:{gcs_port}", [], s3, s3.new_bucket("rehearsal"), user, log_dir=log_dir)
@@ -209,7 +223,7 @@ def _start_worker(r: Rehearsal, group: str, flags: list[str], uid: int, gid: int
         "node-manager-port",
         "object-manager-port",
     )
-    env = {**r.head.env, "HOME": pwd.getpwuid(uid).pw_dir, "USER": pwd.getpwuid(uid).pw_name}
+    env = {**start_env(r.head.env), "HOME": pwd.getpwuid(uid).pw_dir, "USER": pwd.getpwuid(uid).pw_name}
     if os.geteuid() == 0:  # the raylet and every worker it forks run as the ordinary user
         cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", *cmd]
     proc = subprocess.Popen(
