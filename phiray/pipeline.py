@@ -47,6 +47,9 @@ class Stage:
     writes: tuple[str, ...] = ()
     # Sections hashed only when their condition holds (e.g. the teacher only for the LLM annotator).
     hashed_if: tuple[tuple[str, Callable[[RunConfig], bool]], ...] = ()
+    # Upstream stages (in ``after``) needed only when their condition holds (tokenize reads similarity's pruned
+    # exercises only with similarity.prune_tau set); otherwise neither required nor a staleness source.
+    after_if: tuple[tuple[str, Callable[[RunConfig], bool]], ...] = ()
     # What else shapes the output for ``cfg`` beyond the config (the offline annotator's rule version, the
     # judge's prompt): mixed into the config hash, so a changed rule makes the stage and its downstream stale.
     version: Callable[[RunConfig], str] | None = None
@@ -82,7 +85,10 @@ def relevant_upstream(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str,
     (A preset without `grow` still has `finetune` after `pretrain`: the absent `grow` is not a gap.)
     """
     wanted = set(cfg.run.stages)
-    return [u for u in stage.after if u in table and (u in wanted or rd.exists(rd.manifest_path(u)))]
+    unneeded = {u for u, cond in stage.after_if if not cond(cfg)}
+    return [
+        u for u in stage.after if u in table and u not in unneeded and (u in wanted or rd.exists(rd.manifest_path(u)))
+    ]
 
 
 def assess(

@@ -96,6 +96,26 @@ def test_missing_upstream_is_a_clear_error(tmp_path):
         run_stage(TABLE[1], cfg_with(), rd, {s.name: s for s in TABLE})
 
 
+def test_a_conditional_upstream_is_needed_only_when_its_condition_holds(tmp_path):
+    """tokenize reads similarity's pruned exercises only with similarity.prune_tau set: without it, a run
+    that never ran similarity is no gap, and a re-run similarity does not make tokenize stale."""
+    from phiray.pipeline import relevant_upstream, run_stage
+    from phiray.stages import STAGE_BY_NAME, STAGES
+
+    table = {s.name: s for s in STAGES}
+    rd = RunDir(tmp_path / "r")
+    tokenize = STAGE_BY_NAME["tokenize"]
+    plain = load_config("tiny")
+    pruned = load_config("tiny", overrides=["similarity.prune_tau=0.9"])
+    assert "similarity" in plain.run.stages
+    assert "similarity" not in relevant_upstream(tokenize, plain, rd, table)
+    assert "similarity" in relevant_upstream(tokenize, pruned, rd, table)
+    with pytest.raises(RuntimeError, match="needs stage similarity first"):
+        for name in ("decontaminate", "filter", "synthesize"):
+            rd.write_manifest(Manifest(stage=name))
+        run_stage(tokenize, pruned, rd, table)
+
+
 def test_parquet_files_and_read_table_of_a_stage_output(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

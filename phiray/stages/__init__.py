@@ -222,8 +222,9 @@ STAGES: list[Stage] = [
         "tokenize",
         "Build the tokenizer; pack each source into fixed-length sequences.",
         ("tokenizer", "tokenize", "run.seed", "similarity.prune_tau"),
-        ("decontaminate", "filter", "synthesize", "similarity"),  # similarity: the pruned exercises (prune_tau)
+        ("decontaminate", "filter", "synthesize", "similarity"),
         run=_run_tokenize,
+        after_if=(("similarity", lambda cfg: cfg.similarity.prune_tau is not None),),  # the pruned exercises
         # the sources tokenize.sources names (a source whose stage is not in the run is left out)
         reads=("filter/documents", "synthesize/textbooks", "synthesize/exercises", "decontaminate/documents"),
         writes=("tokenizer", "code", "textbooks", "exercises", "unfiltered", "exercises_sft")
