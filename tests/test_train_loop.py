@@ -64,6 +64,38 @@ def test_mfu_counts_attention_flops():
     assert with_attention / weights_only == pytest.approx(1 + 12 * 24 * 2048 * 2048 / (6 * n))
 
 
+def test_finetune_loss_runs_the_head_on_labelled_positions_only():
+    """Loss on the completion only (exercises_sft): the head runs on the labelled positions, with the same
+    loss and gradients as the full logits, and leaves no hook behind; fully labelled rows take the plain path."""
+    from transformers import PhiConfig, PhiForCausalLM
+
+    from phiray.train.engine import _mean_loss, lm_loss_sum
+
+    torch.manual_seed(0)
+    config = PhiConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    model = PhiForCausalLM(config)
+    ids = torch.randint(0, 64, (3, 16))
+    sft = ids.clone()
+    sft[:, :5], sft[1, 9:12], sft[2, 13:] = -100, -100, -100
+    calls = []
+    head = model.get_output_embeddings()
+    head.register_forward_hook(lambda _m, _a, out: calls.append(tuple(out.shape)))
+    for labels, head_rows in ((sft, int((sft[:, 1:] != -100).sum())), (ids, None)):
+        grads = []
+        for loss_of in (
+            lambda: _mean_loss(model, ids, labels),
+            lambda: torch.div(*lm_loss_sum(model(input_ids=ids).logits, labels)),
+        ):
+            model.zero_grad()
+            loss = loss_of()
+            loss.backward()
+            grads.append((float(loss), torch.cat([p.grad.flatten() for p in model.parameters()])))
+        assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+        assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+        assert calls[-2] == ((head_rows, 64) if head_rows else (3, 16, 64))
+    assert not head._forward_pre_hooks
+
+
 def test_mixture_sampler_is_deterministic_and_weighted(ray_session, tmp_path_factory):
     rd = tokenized_run(tmp_path_factory.getbasetemp())
     weights, missing = resolve_mixture(rd, {"code": 3.0, "textbooks": 1.0, "nope": 1.0})

@@ -43,9 +43,25 @@ def make_scheduler(optimizer: torch.optim.Optimizer, phase: PhaseConfig):
 
 
 def _mean_loss(model, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=input_ids).logits
-    total, count = lm_loss_sum(logits, labels)
-    return total / count.clamp(min=1)
+    """Mean next-token loss over the labelled positions. When some positions carry no label (finetuning:
+    the prompt and the padding, ~70% of a tiny run's exercise sequences) the output head runs on the labelled
+    positions only: the same loss and gradients without the vocabulary-sized matmul for the rest, which at
+    a small width is most of a step's compute."""
+    shift_labels = labels[:, 1:]
+    labelled = shift_labels != IGNORE
+    if bool(labelled.all()):
+        total, count = lm_loss_sum(model(input_ids=input_ids).logits, labels)
+        return total / count.clamp(min=1)
+    keep = torch.nn.functional.pad(labelled, (0, 1), value=False)  # positions whose next token is labelled
+    head = getattr(model, "module", model).get_output_embeddings()  # through DeepSpeed's / DDP's wrapper
+    # the wrapper's own forward still runs (gradient hooks, ZeRO gathering); the head sees [n, d], gives [n, V]
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][keep], *args[1:]))
+    try:
+        logits = model(input_ids=input_ids).logits
+    finally:
+        handle.remove()
+    total = torch.nn.functional.cross_entropy(logits.float(), shift_labels[labelled], reduction="sum")
+    return total / labelled.sum().clamp(min=1)
 
 
 class DeepSpeedEngine:
