@@ -310,7 +310,7 @@ def test_grow_receives_the_typed_spec(tokenized, tmp_path):
 
     from phiray.model.io import save_model
     from phiray.model.presets import build_model
-    from phiray.stages.grow import grow_and_compare
+    from phiray.train.grow import grow_and_compare
 
     rd = RunDir(tmp_path / "run")
     shutil.copytree(tokenized.path("tokenize"), rd.path("tokenize"))
