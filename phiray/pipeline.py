@@ -42,7 +42,8 @@ class Stage:
     needs_ray: bool = True
     run: Callable[[], StageRun] | None = None
     # Upstream outputs it reads, "<stage>/<output>" (checked before work, each against its schema when it has one)
-    # and its own outputs, "<output>" under ``<stage>/`` (Parquet ones have their schema in ``phiray.schemas``).
+    # and its own outputs, "<output>" under ``<stage>/`` (Parquet ones have their schema in ``phiray.schemas``; a
+    # name may be a glob for outputs named at run time, as thesis's ``seed-*``).
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     # Sections hashed only when their condition holds (e.g. the teacher only for the LLM annotator).

@@ -107,11 +107,18 @@ ARTIFACTS: dict[tuple[str, str], str] = {
     ("tokenize", "tokenizer"): "the BPE tokenizer (Hugging Face format)",
     **{(phase, "model"): "the final model, self-contained (Hugging Face format)" for phase in PHASES},
     **{(phase, "checkpoints"): "Ray Train checkpoints (HF weights + DeepSpeed state)" for phase in PHASES},
+    **{(phase, "tensorboard"): "TensorBoard events: train records, evaluations" for phase in PHASES},
+    ("grow", "init"): "the grown model before training: the step-0 comparison's and the fit's start",
     ("evaluate", "results.json"): "pass@k per model and benchmark",
     ("evaluate", "models"): "per model and benchmark: samples and per-task verdicts (JSONL)",
     ("thesis", "results.json"): "pass@1 per seed and arm, spread and significance",
+    ("thesis", "seed-*"): "per seed: the models it trained (<job>/model, done.json) and their per-task verdicts",
     ("sweep", "tune"): "the Ray Tune experiment (restorable)",
+    ("sweep", "trials"): "each trial's own files (its checkpoints and records)",
+    ("sweep", "space.json"): "the swept points and their budgets (what a resumed sweep must match)",
     ("sweep", "results.csv"): "one row per trial",
+    ("sweep", "results.parquet"): "one row per trial (the same table as results.csv, typed)",
+    ("sweep", "plot.png"): "the objective of each trial against its mixture",
     ("sweep", "best.yaml"): "the best point as a config overlay",
 }
 

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from contract_checks import contract_problems
 
 from phiray.config import ClassifyConfig, load_config
 from phiray.data import active
@@ -189,6 +190,7 @@ def test_annotate_strategy_active_as_a_stage(ray_session, clean_corpus):
     assert sorted(r["round"] for r in labels) == [0] * 10 + [1] * 5 + [2] * 5
     assert [r["round"] for r in manifest.metrics["rounds"]] == [0, 1, 2]
     assert manifest.metrics["strategy"] == "active" and manifest.metrics["rounds"][0]["pool"] == 37
+    assert not contract_problems(clean_corpus, ["annotate"])
     with pytest.raises(Exception, match="leaves no random seed set"):
         load_config(
             "tiny",
@@ -246,6 +248,7 @@ def test_active_rounds_with_the_llm_annotator_over_http(ray_session, clean_corpu
     assert unparsed > 0 and len(labels) + unparsed == 20
     assert {r["score"] for r in labels} <= {1, 4} and all(r["annotator"] == "llm" for r in labels)
     assert sum(r["unparsed"] for r in manifest.metrics["rounds"]) == unparsed
+    assert not contract_problems(clean_corpus, ["annotate"])  # the OpenAI annotator's rejected is Parquet
 
 
 def test_coverage_cold_start_labels_every_region_before_the_first_forest():

@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from contract_checks import contract_problems
 from serve_fixtures import build_tiny_checkpoint
 
 from phiray.config import load_config
@@ -64,6 +65,7 @@ def test_evaluate_stage_writes_results_and_per_task_files(ray_session, tmp_path,
     ]
     assert sorted(t["task_id"] for t in tasks) == [f"exercises/ex{i}" for i in range(3)]
     assert all(t["n"] == 2 and len(t["results"]) == 2 for t in tasks)
+    assert not contract_problems(RunDir(tmp_path / "run"), ["evaluate"])
 
 
 def test_phiray_eval_on_a_local_checkpoint(tmp_path):

@@ -55,7 +55,7 @@ def test_build_app_puts_the_evaluator_where_sandbox_ray_resources_say(tmp_path):
 
 
 def test_grow_step0_device_is_the_cpu_when_torch_sees_no_gpu():
-    from phiray.stages.grow import assigned_device
+    from phiray.train.grow import assigned_device
 
     assert assigned_device().type == "cpu"
 

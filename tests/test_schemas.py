@@ -5,6 +5,7 @@ import dataclasses
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from contract_checks import contract_problems
 
 from phiray.config import load_config
 from phiray.pipeline import output_mismatches, run_stage
@@ -79,3 +80,17 @@ def test_output_check_names_a_wrong_column(tmp_path):
     pq.write_table(pa.table({"id": ["a"], "source": ["s"], "path": ["p"]}), rd.path("ingest", "skipped", "p.parquet"))
     problems = output_mismatches(STAGE_BY_NAME["ingest"], rd)
     assert problems == ["ingest/skipped: missing ['n_bytes', 'reason'], extra ['id']"]
+
+
+def test_contract_check_names_undeclared_outputs_and_an_empty_stage(tmp_path):
+    """tests/contract_checks.py, which the stage tests run on what their fixtures wrote: a stray entry under a
+    stage's directory and a stage that wrote nothing are problems; a glob write (thesis's seed-*) matches."""
+    rd = RunDir(tmp_path / "run")
+    write_empty(rd, "ingest", "documents")
+    rd.write_text("ingest/stray.txt", "x")
+    rd.write_json("thesis/results.json", {})
+    rd.write_json("thesis/seed-3/pretrain/done.json", {})
+    assert contract_problems(rd, ["ingest", "thesis", "dedup"]) == [
+        "ingest/stray.txt: not one of ingest's writes ('documents', 'skipped')",
+        "dedup: nothing written under dedup/",
+    ]

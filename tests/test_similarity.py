@@ -7,12 +7,14 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from contract_checks import contract_problems
 
 from phiray.config import EmbedConfig, load_config
 from phiray.data import ngrams
 from phiray.data.embed import make_embedder
 from phiray.evals.similarity import match_rate, nearest_exercises, syntax_tree, tau_table, to_prune
 from phiray.rundir import RunDir
+from phiray.schemas import SYNTHESIZE_EXERCISES
 from phiray.teacher.concepts import generate
 
 ORIGINAL = "def total(items):\n    s = 0\n    for x in items:\n        s += x\n    return s\n"
@@ -71,7 +73,10 @@ def test_similarity_stage_writes_pairs_table_and_pruned_exercises(tmp_path):
         rows.append({"id": f"ex{i}", "prompt": ex["prompt"], "solution": ex["solution"]})
     rows.append({"id": "copy", "prompt": "", "solution": _renamed_copy("HumanEval/0")})
     rd.makedirs("synthesize", "exercises")
-    pq.write_table(pa.Table.from_pylist(rows), rd.path("synthesize", "exercises", "part-0.parquet"))
+    # in synthesize's schema (the columns similarity does not read left empty), so its outputs can be checked
+    full = [{c: None for c in SYNTHESIZE_EXERCISES.names} | r for r in rows]
+    table = pa.Table.from_pylist(full, schema=SYNTHESIZE_EXERCISES)
+    pq.write_table(table, rd.path("synthesize", "exercises", "part-0.parquet"))
     cfg = load_config(
         "tiny",
         overrides=["embed.kind=hashing", "similarity.limit=4", "similarity.top_k=4", "similarity.prune_tau=0.95"],
@@ -85,6 +90,7 @@ def test_similarity_stage_writes_pairs_table_and_pruned_exercises(tmp_path):
     kept = pq.read_table(rd.path("similarity", "exercises")).column("id").to_pylist()
     pruned = pq.read_table(rd.path("similarity", "pruned")).column("id").to_pylist()
     assert "copy" in pruned and "copy" not in kept and len(kept) + len(pruned) == 4
+    assert not contract_problems(rd, ["similarity"])
 
 
 def test_structural_candidates_catch_a_copy_the_embedding_ranks_low():

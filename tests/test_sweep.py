@@ -9,6 +9,7 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from contract_checks import contract_problems
 from sweep_fixtures import SOURCES, make_packed_run, source_of, sweep_config
 from tracking_checks import plugin_tags, read_scalars
 
@@ -75,6 +76,7 @@ def test_short_asha_sweep_writes_table_plot_and_best_yaml(ray_session, packed_ru
     assert best.pretrain.mixture == winner["point"]["mixture"]
     assert winner["objective"] == min(r["objective"] for r in finished)
     assert best.model == load_config("tiny").model  # proxy overrides stay out of the overlay
+    assert not contract_problems(packed_run, ["sweep"])
     # TensorBoard, through Tune's logger callback: each trial's directory, at its optimizer steps, + hparams.
     for r in rows:
         trial_dir = packed_run.path("sweep/tune", r["trial_id"])

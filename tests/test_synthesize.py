@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from contract_checks import contract_problems
 from synthesize_fixtures import REPO, run_synthesize, tiny_cfg
 
 from phiray.config import SandboxConfig
+from phiray.rundir import RunDir
 from phiray.schemas import SYNTHESIZE_EXERCISES, SYNTHESIZE_TEXTBOOKS
 
 EXERCISE_COLUMNS = set(SYNTHESIZE_EXERCISES.names)
@@ -62,6 +64,7 @@ def test_offline_synthesize_small(tmp_path: Path, ray_session):
     _write_documents(tmp_path, "decontaminate")  # no filter/documents: falls back, and says so
     manifest = run_synthesize(tmp_path, tiny_cfg("synthesize.n_textbooks=20", "synthesize.n_exercises=60"))
     out = _check_outputs(tmp_path)
+    assert not contract_problems(RunDir(tmp_path), ["synthesize"])
     m = manifest.metrics
     assert (
         m["seed_snippets"]["source"] == "decontaminate/documents" and m["seed_snippets"]["prompts_with_snippet"] == 20

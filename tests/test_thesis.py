@@ -8,6 +8,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from contract_checks import contract_problems
 from serve_fixtures import build_tiny_checkpoint
 
 from phiray.config import ConfigError, load_config
@@ -150,6 +151,7 @@ def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_pat
     assert manifest.metrics["budget"]["pretrain"]["tokens"] == 10 * 16 * 256
     assert manifest.metrics["goal"]["metric"] == "finetune validation pass@1"
     assert json.loads(rd.read_text("thesis/results.json"))["seeds"] == [5, 6, 7]
+    assert not contract_problems(rd, ["thesis"])
 
 
 def test_report_shows_the_seeds_and_the_spread(tmp_path):

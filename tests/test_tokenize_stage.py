@@ -2,6 +2,7 @@ import logging
 
 import numpy as np
 import pyarrow.parquet as pq
+from contract_checks import contract_problems
 from train_fixtures import make_fake_run, small_config, tokenized_run
 
 from phiray.data.packing import IGNORE, in_validation, pack_examples, pack_stream, sequences_table
@@ -53,6 +54,7 @@ def test_tokenize_stage_packs_every_source(ray_session, tmp_path_factory):
     assert (labels == IGNORE).any() and (labels != IGNORE).any()
     row = ids[0][labels[0] != IGNORE]
     assert "return a" in tok.decode(row) and '"""' not in tok.decode(row)
+    assert not contract_problems(rd, ["tokenize"])
 
 
 def test_tokenize_skips_missing_sources_with_a_warning(ray_session, tmp_path, caplog):

@@ -10,6 +10,7 @@ import logging
 import pickle
 
 import pytest
+from contract_checks import contract_problems
 from pydantic import ValidationError
 from tracking_checks import read_scalars
 from train_fixtures import small_config, tokenized_run
@@ -310,7 +311,7 @@ def test_grow_receives_the_typed_spec(tokenized, tmp_path):
 
     from phiray.model.io import save_model
     from phiray.model.presets import build_model
-    from phiray.stages.grow import grow_and_compare
+    from phiray.train.grow import grow_and_compare
 
     rd = RunDir(tmp_path / "run")
     shutil.copytree(tokenized.path("tokenize"), rd.path("tokenize"))
@@ -322,3 +323,4 @@ def test_grow_receives_the_typed_spec(tokenized, tmp_path):
     growth = grow_and_compare(spec, cfg.grow.target, cfg.grow.scale_inputs)
     assert set(growth["step0"]) == {"small", "grown", "fresh"} and growth["step0"]["grown"]["val_loss"] > 0
     assert rd.exists("grow/init", "config.json") and growth["params"]["grown"] > growth["params"]["small"]
+    assert not contract_problems(rd, ["grow"])  # grow's step-0 half: grow/init is a declared write

@@ -3,6 +3,7 @@ import glob
 import numpy as np
 import pytest
 import torch
+from contract_checks import contract_problems
 from model_dir_checks import assert_self_contained
 from tracking_checks import read_scalars
 from train_fixtures import small_config, tokenized_run
@@ -142,6 +143,7 @@ def test_ray_train_deepspeed_two_workers_short_fit(ray_session, tmp_path_factory
         "train.peak_flops_per_device=1e12",
     )  # a peak for MFU on CPU (speed-only: outputs unchanged)
     manifest = pretrain.run(cfg, rd)
+    assert not contract_problems(rd, ["pretrain"])
     m = manifest.metrics
     assert m["engine_global_steps"] == 12 and m["world_size"] == 2 and m["strategy"] == "deepspeed"
     assert [r["step"] for r in m["curve"]["train"]] == [3, 6, 9, 12] and m["resumes"] == []

@@ -237,7 +237,7 @@ STAGES: list[Stage] = [
         ("tokenize",),
         run=_run_pretrain,
         reads=("tokenize/tokenizer",),
-        writes=("model", "checkpoints"),
+        writes=("model", "checkpoints", "tensorboard"),
     ),
     Stage(
         "grow",
@@ -246,7 +246,7 @@ STAGES: list[Stage] = [
         ("pretrain",),
         run=_run_grow,
         reads=("pretrain/model",),
-        writes=("model", "checkpoints"),
+        writes=("init", "model", "checkpoints", "tensorboard"),
     ),
     Stage(
         "finetune",
@@ -255,7 +255,7 @@ STAGES: list[Stage] = [
         ("pretrain", "grow", "tokenize"),
         run=_run_finetune,
         reads=("pretrain/model", "tokenize/tokenizer"),  # grow/model instead when grow is in the run
-        writes=("model", "checkpoints"),
+        writes=("model", "checkpoints", "tensorboard"),
     ),
     Stage(
         "control",
@@ -264,7 +264,7 @@ STAGES: list[Stage] = [
         ("tokenize",),
         run=_run_control,
         reads=("tokenize/tokenizer",),
-        writes=("model", "checkpoints"),
+        writes=("model", "checkpoints", "tensorboard"),
     ),
     Stage(
         "evaluate",
@@ -283,7 +283,7 @@ STAGES: list[Stage] = [
         run=_run_thesis,
         # the main seed's scores (tokenize's sources and tokenizer too, when a seed's phase still has to train)
         reads=("evaluate/results.json",),
-        writes=("results.json",),
+        writes=("results.json", "seed-*"),  # seed-<N>/: that seed's models and per-task verdicts
     ),
     Stage(
         "sweep",
@@ -292,7 +292,7 @@ STAGES: list[Stage] = [
         ("tokenize",),
         run=_run_sweep,
         reads=("tokenize/tokenizer",),
-        writes=("tune", "results.csv", "best.yaml"),
+        writes=("tune", "trials", "space.json", "results.csv", "results.parquet", "plot.png", "best.yaml"),
     ),
 ]
 STAGE_BY_NAME = {s.name: s for s in STAGES}

@@ -25,10 +25,10 @@ import time
 from typing import Any
 
 from phiray.config import THESIS_PHASES, RunConfig
+from phiray.evals.models import load_benchmarks, score_model
 from phiray.rundir import Manifest, RunDir
 from phiray.sandbox.placement import sandbox_for
 from phiray.stages import STAGE_BY_NAME
-from phiray.stages.evaluate import load_benchmarks, score_model
 from phiray.train.driver import finish_fit, fit_phase, fit_phase_task, phase_manifest
 
 log = logging.getLogger("phiray")
@@ -113,7 +113,7 @@ def jobs_of(cfg: RunConfig, main: bool) -> list[dict[str, Any]]:
 
 
 def _train(scfg: RunConfig, rd: RunDir, job: dict[str, Any], stage: str, init_from: str | None) -> Manifest:
-    from phiray.stages.grow import grow_phase
+    from phiray.train.grow import grow_phase
 
     rd.remove(stage, "model")
     if job["phase"] == "grow":
