@@ -811,6 +811,25 @@ class ThesisConfig(Section):
     bootstrap: int = Field(
         2000, ge=0, description="Paired bootstrap resamples over (seed, task) pairs for each comparison's interval."
     )
+    limit: int | Literal["evaluate"] | None = Field(
+        None,
+        description="Tasks per benchmark the thesis scores: None = every task (a seed-to-seed comparison needs them: "
+        "one task of 40 is 2.5 points), an int = at most that many, 'evaluate' = evaluate.limit. run.seed's pipeline "
+        "models reuse evaluate's scores where evaluate scored the same tasks.",
+    )
+    score_concurrency: int = Field(
+        1,
+        ge=1,
+        description="Models scored at once (each generates in its own Ray task, then runs its samples in the "
+        "sandbox): 2 keeps a 2-CPU machine busy while the other model's samples run; keep 1 where one engine "
+        "holds the accelerator.",
+        json_schema_extra=SPEED_ONLY,
+    )
+    score_pretrained: bool = Field(
+        True,
+        description="With finetune_arms: also score the pretrained models themselves on every seed (phi-1's 'no "
+        "finetune' ablation). false scores the finetuned arms only; evaluate still scores run.seed's.",
+    )
 
     @model_validator(mode="after")
     def _phases_chain(self) -> "ThesisConfig":

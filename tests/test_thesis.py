@@ -87,6 +87,11 @@ def _pipeline_run(tmp, cfg) -> RunDir:
     for stage, val in (("pretrain", 4.0), ("control", 6.0)):
         rd.write_manifest(Manifest(stage=stage, wall_time_s=1.0, **_trained(stage, tmp, val)))
     rd.write_json("evaluate/results.json", {"results": {"pretrain": {"validation": {"pass@1": 0.5}}}})
+    tasks = thesis.thesis_benchmarks(cfg, rd)["validation"]  # evaluate scored these tasks: the numbers can stand
+    rd.write_text(
+        "evaluate/models/pretrain/validation.tasks.jsonl",
+        "".join(json.dumps({"task_id": t.task_id, "n": 1, "passed": i % 2}) + "\n" for i, t in enumerate(tasks)),
+    )
     rd.write_manifest(Manifest(stage="evaluate"))
     return rd
 
@@ -122,6 +127,7 @@ def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_pat
             "thesis.benchmarks=[validation, exercises]",
             "evaluate.max_new_tokens=8",
             "evaluate.limit=2",
+            "thesis.limit=evaluate",
         ],
     )
     rd = _pipeline_run(tmp_path / "run", cfg)
@@ -148,6 +154,10 @@ def test_stage_scores_every_seed_and_reuses_what_is_trained(ray_session, tmp_pat
     # run.seed: pretrain's validation came from evaluate; what evaluate did not score is scored here
     assert rd.exists("thesis/seed-5/evaluate/models/pretrain/exercises.tasks.jsonl")
     assert not rd.exists("thesis/seed-5/evaluate/models/pretrain/validation.tasks.jsonl")
+    # evaluate's numbers stand only for the very tasks the thesis scores (thesis.limit may differ from evaluate's)
+    tasks = thesis.thesis_benchmarks(cfg, rd)["validation"]
+    assert thesis._same_tasks(rd, "pretrain", "validation", tasks)
+    assert not thesis._same_tasks(rd, "pretrain", "validation", tasks[:1])
     assert manifest.metrics["budget"]["pretrain"]["tokens"] == 10 * 16 * 256
     assert manifest.metrics["goal"]["metric"] == "finetune validation pass@1"
     assert json.loads(rd.read_text("thesis/results.json"))["seeds"] == [5, 6, 7]
@@ -260,6 +270,7 @@ def test_finetune_arms_ablations_and_pruning_are_jobs_in_dependency_order():
             "thesis.finetune_arms=true",
             "thesis.ablations=[no_textbooks, no_filter]",
             "similarity.prune_tau=0.9",
+            "thesis.score_pretrained=true",
         ],
     )
     other = thesis.jobs_of(cfg, main=False)
@@ -291,6 +302,9 @@ def test_finetune_arms_ablations_and_pruning_are_jobs_in_dependency_order():
         ("pretrain_ft", "no_filter_ft"),
         ("pretrain_ft", "pretrain_ft_unpruned"),
     ]
+    # the finetuned arms only (the tiny preset): the pretrained models are not scored
+    arms = load_config("tiny", overrides=["thesis.score_pretrained=false"])
+    assert thesis.compared_models(arms) == ["pretrain_ft", "control_ft"]
     plain = load_config("tiny", overrides=["thesis.ablations=[no_textbooks]", "thesis.finetune_arms=false"])
     assert thesis.comparison_pairs(thesis.compared_models(plain)) == [
         ("pretrain", "control"),
@@ -312,8 +326,11 @@ def test_table_bootstraps_the_pass_gap_over_seeds_and_tasks():
         s: {m: {"validation": {"pass@1": sum(v["validation"].values()) / 10}} for m, v in per_task[s].items()}
         for s in seeds
     }
-    rows, comparisons = thesis.thesis_table(seeds, scores, {s: {} for s in seeds}, 1, ["validation"], per_task, 500)
-    (c,) = comparisons
+    facts = {s: {"pretrain": {"val": {"val_loss": 4.0 + s / 10}}, "control": {"val": {"val_loss": 6.0}}} for s in seeds}
+    rows, comparisons = thesis.thesis_table(seeds, scores, facts, 1, ["validation"], per_task, 500)
+    loss, c = comparisons  # the pretrained models' validation losses are compared though not scored
+    assert (loss["metric"], loss["ours"], loss["phiray_better"]) == ("val_loss", "pretrain", 2)
+    assert {(r["metric"], r["model"]) for r in rows} >= {("val_loss", "pretrain"), ("val_loss", "control")}
     assert (c["ours"], c["theirs"], c["phiray_better"], c["of"]) == ("pretrain_ft", "control_ft", 2, 2)
     assert c["bootstrap"]["pairs"] == 20 and c["bootstrap"]["mean"] == pytest.approx(0.3)
     assert c["bootstrap"]["p_value"] < 0.05

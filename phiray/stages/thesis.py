@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from phiray.config import THESIS_PHASES, RunConfig
@@ -227,13 +228,26 @@ def _evaluated_by_pipeline(rd: RunDir) -> dict[str, dict[str, Any]]:
     return rd.read_json("evaluate/results.json").get("results", {})
 
 
+def thesis_benchmarks(cfg: RunConfig, rd: RunDir) -> dict[str, list]:
+    """thesis.benchmarks' tasks at thesis.limit (None: every task; 'evaluate': evaluate.limit)."""
+    limit = cfg.evaluate.limit if cfg.thesis.limit == "evaluate" else cfg.thesis.limit
+    scoped = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"limit": limit})})
+    return load_benchmarks(scoped, rd, list(cfg.thesis.benchmarks))
+
+
+def _same_tasks(rd: RunDir, model: str, bench: str, tasks: list) -> bool:
+    """Whether evaluate scored ``model`` on exactly these tasks (its per-task file), so its numbers can stand."""
+    return set(_task_passes(rd, f"evaluate/models/{model}/{bench}.tasks.jsonl")) == {str(t.task_id) for t in tasks}
+
+
 def compared_models(cfg: RunConfig) -> list[str]:
     """Every model the table scores: the pipeline phases', each ablation's and each finetuned arm's."""
     if not cfg.thesis.finetune_arms:
         return models_of(cfg) + list(cfg.thesis.ablations)
     # finetuned arms: the ablations are compared finetuned (their pretrained models are a step, not scored)
     ft = [m + FT for m in bases_of(cfg)] + ([UNPRUNED] if cfg.similarity.prune_tau is not None else [])
-    return models_of(cfg) + ft
+    pipeline = [m for m in models_of(cfg) if cfg.thesis.score_pretrained or m not in bases_of(cfg)]
+    return pipeline + ft
 
 
 def score_seed(
@@ -246,8 +260,13 @@ def score_seed(
     known = _evaluated_by_pipeline(rd) if main else {}
     pipeline = set(models_of(cfg)) if main else set()
     out, per_task = {}, {}
-    for model in compared_models(cfg):
-        have = {b: known[model][b] for b in benchmarks if b in known.get(model, {})}
+
+    def score(model: str) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+        have = {
+            b: known[model][b]
+            for b, tasks in benchmarks.items()
+            if b in known.get(model, {}) and _same_tasks(rd, model, b, tasks)
+        }
         todo = {b: tasks for b, tasks in benchmarks.items() if b not in have}
         if todo:
             path = model if model in pipeline else f"{prefix}/{model}"
@@ -255,13 +274,18 @@ def score_seed(
             have |= score_model(
                 scfg, rd, path, todo, sandbox, f"{prefix}/evaluate", name=model, update_card=model not in pipeline
             )[0]
-        out[model] = {b: have[b] for b in benchmarks}
-        per_task[model] = {
+        passes = {
             b: _task_passes(
                 rd, f"{'evaluate' if b not in todo else prefix + '/evaluate'}/models/{model}/{b}.tasks.jsonl"
             )
             for b in benchmarks
         }
+        return {b: have[b] for b in benchmarks}, passes
+
+    models = compared_models(cfg)
+    with ThreadPoolExecutor(max_workers=cfg.thesis.score_concurrency) as pool:
+        for model, (scores, passes) in zip(models, pool.map(score, models)):
+            out[model], per_task[model] = scores, passes
     return out, per_task
 
 
@@ -331,14 +355,15 @@ def thesis_table(
     for bench in benchmarks:
         for model in models:
             rows.append(_row(f"{bench} pass@{k}", model, {s: scores[s][model][bench].get(f"pass@{k}") for s in seeds}))
-    trained = [m for m in models if m in facts[seeds[0]] and not m.endswith(FT) and m not in ("finetune", "grow")]
+    # the pretrained models' validation losses (from training), scored or not
+    trained = [m for m in facts[seeds[0]] if not m.endswith(FT) and m not in ("finetune", "grow", UNPRUNED)]
     sources = sorted({key for s in seeds for p in trained for key in facts[s].get(p, {}).get("val", {})})
     for key in sources:
         for model in trained:
             rows.append(_row(key, model, {s: facts[s][model]["val"].get(key) for s in seeds}))
     comparisons = []
-    for ours, theirs in comparison_pairs(models):
-        for bench in benchmarks:
+    for ours, theirs in comparison_pairs(list(dict.fromkeys(models + trained))):
+        for bench in benchmarks if ours in models and theirs in models else ():
             diffs = []
             if per_task and k == 1:
                 for s in seeds:
@@ -384,7 +409,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     seeds = cfg.thesis.seed_list(cfg.run.seed)
     if cfg.run.seed not in seeds:
         raise ValueError(f"thesis.seeds {seeds} must include run.seed ({cfg.run.seed}): its models are the pipeline's")
-    benchmarks = load_benchmarks(cfg, rd, list(cfg.thesis.benchmarks))
+    benchmarks = thesis_benchmarks(cfg, rd)
     sandbox = sandbox_for(cfg.sandbox)
     facts, scores, per_task = {}, {}, {}
     for seed in seeds:
