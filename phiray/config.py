@@ -859,6 +859,12 @@ class SimilarityConfig(Section):
         ge=10,
         description="Syntax trees larger than this are skipped (counted): Zhang-Shasha is quadratic-to-quartic in tree size.",
     )
+    workers: int = Field(
+        2,
+        ge=1,
+        description="Processes computing the tree edit distances (pure Python: most of the stage's time).",
+        json_schema_extra=SPEED_ONLY,
+    )
     thresholds: list[float] = Field(
         default_factory=lambda: [0.95, 0.9, 0.85, 0.8], description="AST match rates tau of phi-1 §5.2's table."
     )

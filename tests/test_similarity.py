@@ -61,6 +61,9 @@ def test_nearest_exercises_finds_a_planted_copy_and_prunes_it():
     assert all(a["problems"] <= b["problems"] for a, b in zip(table, table[1:]))  # lower tau: at least as many
     assert "copy-of-2" in to_prune(rows, 0.95)
     assert all(any(r["taus"].get(e, 0) >= 0.9 for r in rows) for e in to_prune(rows, 0.9))
+    # the tree edit distances on a pool of processes: the same rows and counts
+    pooled = nearest_exercises(problems, exercises, make_embedder(EmbedConfig(kind="hashing")), top_k=6, workers=2)
+    assert pooled == (rows, counts)
 
 
 def test_similarity_stage_writes_pairs_table_and_pruned_exercises(tmp_path):

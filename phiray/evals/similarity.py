@@ -87,9 +87,12 @@ def nearest_exercises(
     embedder,
     top_k: int = 3,
     max_nodes: int = 200,
+    workers: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Per problem ``(id, code)``: the nearest exercise by embedding distance, and the best AST match rate
-    among its candidates (``top_k`` nearest by embedding and by node-type histogram); plus counters (pairs compared, trees skipped as too large or unparsable)."""
+    among its candidates (``top_k`` nearest by embedding and by node-type histogram); plus counters (pairs
+    compared, trees skipped as too large or unparsable). The tree edit distances (pure Python, most of the
+    time) run on ``workers`` processes."""
     counts = {"pairs": 0, "skipped_large": 0, "skipped_unparsable": 0}
     if not problems or not exercises:
         return [], counts
@@ -98,43 +101,66 @@ def nearest_exercises(
     distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * p_vec @ e_vec.T))  # L2 on unit vectors
     shapes = node_histograms([c for _, c in problems] + [c for _, c in exercises])
     p_shape, e_shape = shapes[: len(problems)], shapes[len(problems) :]
-    trees: dict[int, Tree | None] = {}
+    sizes: dict[int, int | None] = {}
 
-    def tree_of(index: int) -> Tree | None:
-        if index not in trees:
-            trees[index] = syntax_tree(exercises[index][1])
-        return trees[index]
+    def size_of(code: str, index: int | None = None) -> int | None:
+        if index is None or index not in sizes:
+            tree = syntax_tree(code)
+            size = None if tree is None else tree.size
+            if index is None:
+                return size
+            sizes[index] = size
+        return sizes[index]
 
-    rows = []
+    rows, work = [], []  # work: (row, exercise id, problem code, exercise code) for each pair to compare
     for i, (pid, code) in enumerate(problems):
         order = np.argsort(distances[i], kind="stable")[: max(1, top_k)]
         structural = np.abs(e_shape - p_shape[i]).sum(axis=1)  # L1 between node-type shares, one row at a time
         candidates = dict.fromkeys([*order.tolist(), *np.argsort(structural, kind="stable")[:top_k].tolist()])
-        row = {
-            "problem": pid,
-            "nearest_by_embedding": exercises[int(order[0])][0],
-            "embedding_distance": float(distances[i, order[0]]),
-            "best_tau": None,
-            "nearest_by_tau": None,
-            "taus": {},
-        }
-        problem_tree = syntax_tree(code)
-        if problem_tree is None or problem_tree.size > max_nodes:
-            counts["skipped_unparsable" if problem_tree is None else "skipped_large"] += 1
-            rows.append(row)
+        rows.append(
+            {
+                "problem": pid,
+                "nearest_by_embedding": exercises[int(order[0])][0],
+                "embedding_distance": float(distances[i, order[0]]),
+                "best_tau": None,
+                "nearest_by_tau": None,
+                "taus": {},
+            }
+        )
+        size = size_of(code)
+        if size is None or size > max_nodes:
+            counts["skipped_unparsable" if size is None else "skipped_large"] += 1
             continue
         for j in (int(x) for x in candidates):
-            tree = tree_of(j)
-            if tree is None or tree.size > max_nodes:
-                counts["skipped_unparsable" if tree is None else "skipped_large"] += 1
+            other = size_of(exercises[j][1], j)
+            if other is None or other > max_nodes:
+                counts["skipped_unparsable" if other is None else "skipped_large"] += 1
                 continue
             counts["pairs"] += 1
-            tau = match_rate(problem_tree, tree)
-            row["taus"][exercises[j][0]] = round(tau, 4)
-            if row["best_tau"] is None or tau > row["best_tau"]:
-                row["best_tau"], row["nearest_by_tau"] = tau, exercises[j][0]
-        rows.append(row)
+            work.append((len(rows) - 1, exercises[j][0], code, exercises[j][1]))
+    for (r, exercise_id, _, _), tau in zip(work, _match_rates([(a, b) for _, _, a, b in work], workers)):
+        row = rows[r]
+        row["taus"][exercise_id] = round(tau, 4)
+        if row["best_tau"] is None or tau > row["best_tau"]:
+            row["best_tau"], row["nearest_by_tau"] = tau, exercise_id
     return rows, counts
+
+
+def _match_rate_of(pair: tuple[str, str]) -> float:
+    a, b = syntax_tree(pair[0]), syntax_tree(pair[1])
+    return match_rate(a, b)
+
+
+def _match_rates(pairs: list[tuple[str, str]], workers: int) -> list[float]:
+    """tau of each (code, code) pair, in order; on a pool of ``workers`` spawned processes when it pays."""
+    if workers <= 1 or len(pairs) < 2 * workers:
+        return [_match_rate_of(p) for p in pairs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: the driver may hold torch's threads (the embedder), which a fork would copy mid-state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_match_rate_of, pairs, chunksize=max(1, len(pairs) // (8 * workers))))
 
 
 def tau_table(rows: list[dict[str, Any]], thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, Any]]:

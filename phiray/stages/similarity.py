@@ -38,7 +38,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     exercises = [(r["id"], (r["prompt"] or "") + (r["solution"] or "")) for r in rows]
     problems = ngrams.humaneval_tasks()[: sim.limit]
     pairs, counts = similarity.nearest_exercises(
-        problems, exercises, make_embedder(cfg.embed), sim.top_k, sim.max_nodes
+        problems, exercises, make_embedder(cfg.embed), sim.top_k, sim.max_nodes, sim.workers
     )
     table = similarity.tau_table(pairs, sim.thresholds)
     rd.write_text("similarity/pairs.jsonl", "".join(json.dumps(p) + "\n" for p in pairs))
