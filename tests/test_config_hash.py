@@ -179,11 +179,11 @@ def test_teacher_is_hashed_for_annotate_only_with_the_llm_annotator(tmp_path):
 
 def test_sandbox_is_hashed_for_synthesize_only_when_it_verifies(tmp_path):
     rd = _fresh_run(tmp_path)
-    run_pipeline(TABLE, cfg_with("sandbox.timeout_s=3"), rd)
+    run_pipeline(TABLE, cfg_with("sandbox.timeout_s=5"), rd)
     assert fake_stages.CALLS[0] == "synthesize" and "evaluate" in fake_stages.CALLS
     fake_stages.CALLS.clear()
-    run_pipeline(TABLE, cfg_with("sandbox.timeout_s=3", "synthesize.verify=false"), rd)
+    run_pipeline(TABLE, cfg_with("sandbox.timeout_s=5", "synthesize.verify=false"), rd)
     assert fake_stages.CALLS[0] == "synthesize"  # verify itself changes outputs
     fake_stages.CALLS.clear()
-    run_pipeline(TABLE, cfg_with("sandbox.timeout_s=4", "synthesize.verify=false"), rd)
+    run_pipeline(TABLE, cfg_with("sandbox.timeout_s=6", "synthesize.verify=false"), rd)
     assert fake_stages.CALLS == ["evaluate", "thesis"]  # only evaluate and thesis still execute code
