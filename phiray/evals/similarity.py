@@ -101,16 +101,7 @@ def nearest_exercises(
     distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * p_vec @ e_vec.T))  # L2 on unit vectors
     shapes = node_histograms([c for _, c in problems] + [c for _, c in exercises])
     p_shape, e_shape = shapes[: len(problems)], shapes[len(problems) :]
-    sizes: dict[int, int | None] = {}
-
-    def size_of(code: str, index: int | None = None) -> int | None:
-        if index is None or index not in sizes:
-            tree = syntax_tree(code)
-            size = None if tree is None else tree.size
-            if index is None:
-                return size
-            sizes[index] = size
-        return sizes[index]
+    sizes: dict[int, int | None] = {}  # exercise index -> its tree's size (None: unparsable), parsed once
 
     rows, work = [], []  # work: (row, exercise id, problem code, exercise code) for each pair to compare
     for i, (pid, code) in enumerate(problems):
@@ -127,12 +118,14 @@ def nearest_exercises(
                 "taus": {},
             }
         )
-        size = size_of(code)
+        size = _tree_size(code)
         if size is None or size > max_nodes:
             counts["skipped_unparsable" if size is None else "skipped_large"] += 1
             continue
         for j in (int(x) for x in candidates):
-            other = size_of(exercises[j][1], j)
+            if j not in sizes:
+                sizes[j] = _tree_size(exercises[j][1])
+            other = sizes[j]
             if other is None or other > max_nodes:
                 counts["skipped_unparsable" if other is None else "skipped_large"] += 1
                 continue
@@ -144,6 +137,11 @@ def nearest_exercises(
         if row["best_tau"] is None or tau > row["best_tau"]:
             row["best_tau"], row["nearest_by_tau"] = tau, exercise_id
     return rows, counts
+
+
+def _tree_size(code: str) -> int | None:
+    tree = syntax_tree(code)
+    return None if tree is None else tree.size
 
 
 def _match_rate_of(pair: tuple[str, str]) -> float:
