@@ -170,7 +170,11 @@ class DecontaminateConfig(Section):
 
 
 class AnnotateConfig(Section):
-    annotator: Literal["heuristic", "llm"] = Field("heuristic", description="Who labels educational value.")
+    annotator: Literal["heuristic", "learned", "llm"] = Field(
+        "heuristic",
+        description="Who labels educational value: heuristic (documented rules), learned (an ordinal model of the "
+        "labelled set's dev grades, phiray.data.learned; offline) or llm (phi-1's prompt through the teacher).",
+    )
     sample_size: int = Field(2000, ge=10, description="Documents drawn (seeded) for labelling.")
     max_chars: int = Field(6000, description="Characters of each document shown to the annotator.")
     cache_dir: str | None = Field(

@@ -106,6 +106,7 @@ def test_tuning_reads_dev_only(monkeypatch):
     argv = ["filter_quality.py", "--split", "dev", "--sweep", "--corpus", "30", "--train", "24"]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(filter_quality, "CUTS", ("grade:2.5",))
+    monkeypatch.setattr(filter_quality, "FOLDS", 2)
     monkeypatch.setattr(filter_quality, "embedder", lambda kind: _Zeros())
     filter_quality.main()
     assert code_labels.reads == ["dev"]
@@ -121,3 +122,30 @@ def test_tuning_reads_dev_only(monkeypatch):
 class _Zeros:
     def embed(self, texts):
         return np.zeros((len(texts), 4), np.float32)
+
+
+def test_learned_annotator_is_fitted_on_dev_and_grades_a_lesson_above_a_table():
+    """The shipped weights are dev's (refitting on dev reproduces them), read today's features and grade 0-5."""
+    from phiray.data import learned
+
+    model = learned.shipped()
+    assert model["features"] == list(NAMES) and [s["grade"] for s in model["steps"]] == [1, 2, 3, 4, 5]
+    dev, skipped = code_labels.load("dev")
+    if skipped["missing"] or skipped["changed"]:
+        pytest.skip(f"dev files differ here ({ {k: len(v) for k, v in skipped.items()} }): the refit would differ")
+    refit = learned.fit([r["text"] for r in dev], [r["grade"] for r in dev], model["version"], model["fitted_on"])
+    for shipped, again in zip(model["steps"], refit["steps"]):
+        assert np.allclose(shipped["coef"], again["coef"], atol=1e-3)
+    (lesson, why), (table, _), (broken, _) = learned.learned_batch([LESSON * 3, TABLE, "def broken(:\n"])
+    assert all(0 <= g <= 5 for g in (lesson, table, broken)) and lesson > table and "expected grade" in why
+    assert learned.learned_batch([]) == [] and learned.expected_grades([]).shape == (0,)
+
+
+def test_learned_annotator_refuses_weights_for_other_features(monkeypatch):
+    from phiray.data import learned
+
+    learned.shipped.cache_clear()
+    monkeypatch.setattr(learned, "NAMES", NAMES + ("new_feature",))
+    with pytest.raises(ValueError, match="fit-annotator"):
+        learned.shipped()
+    learned.shipped.cache_clear()

@@ -97,7 +97,7 @@ def test_planted_humaneval_solution_removed(chain):
 
 def test_labels_and_classifier_metrics(chain):
     labels = _table(chain["rd"], "annotate", "labels")
-    assert len(labels) == 40 and all(0 <= r["score"] <= 5 and r["annotator"] == "heuristic" for r in labels)
+    assert len(labels) == 40 and all(0 <= r["score"] <= 5 and r["annotator"] == "learned" for r in labels)
     manifest = chain["states"]["classify"].manifest
     for key in ("precision", "recall", "f1", "roc_auc"):
         assert key in manifest.headline and key in manifest.metrics["heldout"]

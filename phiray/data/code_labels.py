@@ -67,3 +67,32 @@ def agreement(grades: list[int], predicted: list[float]) -> dict[str, float | No
         "spearman": None if rho is None or rho != rho else round(float(rho), 4),
         "n": int(len(truth)),
     }
+
+
+def draw(packages: list[str], per_package: int, seed: int, min_lines: int = 10, max_lines: int = 2500) -> list[dict]:
+    """Files to label: ``per_package`` Python files of ``min_lines``-``max_lines`` lines drawn at random
+    (seeded per package, so adding a package leaves the others' draws alone) from each installed package,
+    as label rows without a grade (root, path, package, sha256). A package not installed is skipped."""
+    import random
+
+    base = roots()["site-packages"]
+    out = []
+    for package in packages:
+        top = os.path.join(base, package)
+        candidates = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in sorted(filenames):
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    text = open(path, encoding="utf-8").read()
+                except (OSError, UnicodeDecodeError):
+                    continue
+                if min_lines <= len(text.splitlines()) <= max_lines:
+                    candidates.append((os.path.relpath(path, base), text))
+        for rel, text in random.Random(f"{seed}:{package}").sample(candidates, min(per_package, len(candidates))):
+            sha = hashlib.sha256(text.encode()).hexdigest()
+            out.append({"root": "site-packages", "path": rel, "package": package, "sha256": sha})
+    return out

@@ -48,7 +48,46 @@ NAMES = (
     "test_module",
     "generated",
     "all_list",
+    # how the functions are written (issue 28, chosen on the labelled dev split): computation vs wiring
+    "compute_density",
+    "method_call_share",
+    "self_attribute_share",
+    "loops_per_function",
+    "raises_per_100_lines",
+    "annotated_arg_share",
+    "decorators_per_function",
+    "io_calls_per_100_lines",
+    "string_constant_share",
+    "numbers_per_100_lines",
+    "pure_function_share",
+    "nesting_depth",
+    "recursive_share",
+    "isinstance_per_100_lines",
+    "try_per_100_lines",
+    "imported_name_share",
+    "local_call_share",
+    "assignment_share",
+    "median_function_lines_log",
+    "placeholder_share",
+    "super_calls_per_100_lines",
+    "keyword_call_share",
 )
+# call roots that do I/O, talk to the OS or log: a function full of them wires, it does not compute
+_IO_ROOTS = frozenset(
+    {"open", "print", "input", "os", "sys", "subprocess", "socket", "requests", "shutil", "logging", "logger", "log"}
+)
+_COMPUTES = (
+    ast.BinOp,
+    ast.AugAssign,
+    ast.Compare,
+    ast.Subscript,
+    ast.For,
+    ast.While,
+    ast.comprehension,
+    ast.BoolOp,
+    ast.UnaryOp,
+)
+_BLOCKS = (ast.For, ast.While, ast.If, ast.With, ast.Try, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _docstring_chars(tree: ast.Module) -> int:
@@ -57,6 +96,96 @@ def _docstring_chars(tree: ast.Module) -> int:
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             total += len(ast.get_docstring(node, clean=False) or "")
     return total
+
+
+def _depth(node: ast.AST, depth: int = 0) -> int:
+    """Deepest nesting of blocks (loops, branches, definitions) under ``node``."""
+    deepest = depth
+    for child in ast.iter_child_nodes(node):
+        deepest = max(deepest, _depth(child, depth + isinstance(child, _BLOCKS)))
+    return deepest
+
+
+def _call_root(call: ast.Call) -> str | None:
+    """The name a call starts from: ``os`` for ``os.path.join(...)``, ``f`` for ``f(...)``."""
+    func = call.func
+    while isinstance(func, ast.Attribute):
+        func = func.value
+    return func.id if isinstance(func, ast.Name) else None
+
+
+def _function_shape(tree: ast.Module, imported: set[str]) -> dict[str, float]:
+    """How the functions are written: computation per statement, loops, purity, recursion, length."""
+    funcs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    computes = statements = loops = pure = recursive = 0
+    lengths = []
+    for f in funcs:
+        nodes = list(ast.walk(f))
+        computes += sum(isinstance(n, _COMPUTES) for n in nodes)
+        statements += sum(isinstance(n, ast.stmt) for n in nodes)
+        loops += sum(isinstance(n, (ast.For, ast.While, ast.comprehension)) for n in nodes)
+        calls = [n for n in nodes if isinstance(n, ast.Call)]
+        uses_self = any(isinstance(n, ast.Name) and n.id == "self" for n in nodes)
+        calls_modules = any(isinstance(c.func, ast.Attribute) and _call_root(c) in imported for c in calls)
+        pure += not uses_self and not calls_modules
+        recursive += any(isinstance(c.func, ast.Name) and c.func.id == f.name for c in calls)
+        lengths.append((f.end_lineno or f.lineno) - f.lineno + 1)
+    n = max(1, len(funcs))
+    return {
+        "compute_density": computes / max(1, statements),
+        "loops_per_function": loops / n,
+        "pure_function_share": pure / n if funcs else 0.0,
+        "recursive_share": recursive / n,
+        "median_function_lines_log": math.log1p(float(np.median(lengths))) if lengths else 0.0,
+        "decorators_per_function": sum(len(f.decorator_list) for f in funcs) / n,
+    }
+
+
+def _shape_features(tree: ast.Module, n_lines: int) -> dict[str, float]:
+    """Computation vs wiring: what the calls reach, what the constants are, how deep the blocks nest."""
+    nodes = list(ast.walk(tree))
+    imported: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported |= {a.asname or a.name for a in node.names}
+    defined = {n.name for n in nodes if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    calls = [n for n in nodes if isinstance(n, ast.Call)]
+    roots = [_call_root(c) for c in calls]
+    names = [n for n in nodes if isinstance(n, ast.Name)]
+    attributes = [n for n in nodes if isinstance(n, ast.Attribute)]
+    statements = [n for n in nodes if isinstance(n, ast.stmt)]
+    constants = [n for n in nodes if isinstance(n, ast.Constant)]
+    numbers = [c for c in constants if isinstance(c.value, (int, float, complex)) and not isinstance(c.value, bool)]
+    args = [n for n in nodes if isinstance(n, ast.arg)]
+    per_100 = 100 / n_lines
+    n_calls, n_statements = max(1, len(calls)), max(1, len(statements))
+    placeholders = sum(
+        isinstance(n, ast.Pass) or (isinstance(n, ast.Expr) and getattr(n.value, "value", None) is Ellipsis)
+        for n in statements
+    )
+    return {
+        **_function_shape(tree, imported),
+        "method_call_share": sum(isinstance(c.func, ast.Attribute) for c in calls) / n_calls,
+        "self_attribute_share": sum(isinstance(a.value, ast.Name) and a.value.id in ("self", "cls") for a in attributes)
+        / max(1, len(attributes) + len(names)),
+        "raises_per_100_lines": per_100 * sum(isinstance(n, ast.Raise) for n in nodes),
+        "annotated_arg_share": sum(a.annotation is not None for a in args) / max(1, len(args)),
+        "io_calls_per_100_lines": per_100 * sum(r in _IO_ROOTS for r in roots),
+        "string_constant_share": sum(isinstance(c.value, str) for c in constants) / max(1, len(constants)),
+        "numbers_per_100_lines": min(50.0, per_100 * len(numbers)) / 10,
+        "nesting_depth": min(12, _depth(tree)) / 4,
+        "isinstance_per_100_lines": per_100 * sum(r == "isinstance" for r in roots),
+        "try_per_100_lines": per_100 * sum(isinstance(n, ast.Try) for n in nodes),
+        "imported_name_share": sum(n.id in imported for n in names) / max(1, len(names)),
+        "local_call_share": sum(r in defined for r in roots) / n_calls,
+        "assignment_share": sum(isinstance(n, (ast.Assign, ast.AugAssign, ast.AnnAssign)) for n in statements)
+        / n_statements,
+        "placeholder_share": placeholders / n_statements,
+        "super_calls_per_100_lines": per_100 * sum(r == "super" for r in roots),
+        "keyword_call_share": sum(bool(c.keywords) for c in calls) / n_calls,
+    }
 
 
 def structure_features(text: str) -> np.ndarray:
@@ -77,6 +206,7 @@ def structure_features(text: str) -> np.ndarray:
     try:
         tree = ast.parse(text)
         f = A._features(tree, text)
+        shape = _shape_features(tree, n_lines)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return np.asarray([base.get(name, 0.0) for name in NAMES], np.float32)
     defs = f["defs"]
@@ -104,6 +234,7 @@ def structure_features(text: str) -> np.ndarray:
         imports_per_100_lines=min(50.0, 100 * len(imports) / n_lines) / 10,
         test_module=float(A._is_test_module(tree)),
         all_list=float(bool(re.search(r"^__all__\s*=", text, re.M))),
+        **shape,
     )
     return np.asarray([base.get(name, 0.0) for name in NAMES], np.float32)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 
 from phiray.config import RunConfig
-from phiray.data import annotators
+from phiray.data import annotators, features
+from phiray.data.learned import MODEL_PATH
 from phiray.pipeline import Stage, StageRun
 
 
@@ -38,6 +39,13 @@ def _annotator_version(cfg: RunConfig) -> str:
     """The labels' rules beyond the config: the heuristic's version, or a hash of the judge's prompt."""
     if _llm_annotator(cfg):
         return "llm-prompt-" + hashlib.sha256(annotators.LLM_PROMPT.encode()).hexdigest()[:12]
+    if cfg.annotate.annotator == "learned":
+        from importlib import resources
+
+        # the weights and the code that computes the features they weigh
+        weights = resources.files("phiray.data").joinpath(MODEL_PATH).read_bytes()
+        code = open(features.__file__, "rb").read()
+        return "learned-" + hashlib.sha256(weights + code).hexdigest()[:12]
     return annotators.HEURISTIC_VERSION
 
 

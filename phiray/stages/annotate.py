@@ -8,7 +8,8 @@ documents: those it is least sure of and those that cover the pool's unlabelled 
 (``annotate.uncertain_share``), spread over k-means clusters (``phiray.data.active``): the same budget
 buys a better classifier. The ``round`` column says when each label was bought (0: the seed set).
 
-``heuristic`` (offline default) scores on Ray Data tasks; ``llm`` sends phi-1's prompt through the
+``heuristic`` (offline default: documented rules) and ``learned`` (an ordinal model of the labelled set's dev
+grades, :mod:`phiray.data.learned`; the tiny preset's) score on Ray Data tasks; ``llm`` sends phi-1's prompt through the
 teacher client (``phiray.teacher``: bounded concurrency, retries, on-disk cache, so an interrupted run
 resumes without repeating requests). Labels: ``annotate/labels`` (id, text, score, reason, annotator,
 model); answers that cannot be parsed go to ``annotate/rejected``.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from phiray.config import RunConfig
-from phiray.data import active, annotators, docio
+from phiray.data import active, annotators, docio, learned
 from phiray.data.scorers import embed_on_pool
 from phiray.rundir import FsPath, Manifest, RunDir
 from phiray.schemas import ANNOTATE_ACCOUNTING as _ACCOUNTING
@@ -41,16 +42,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("phiray")
 
 
-def _heuristic(table: pa.Table) -> pa.Table:
-    scored = annotators.heuristic_batch(table["text"].to_pylist())
+def _offline_batch(annotator: str):
+    """The offline annotator's ``texts -> [(score, reason)]`` and its version (annotate/labels: model)."""
+    if annotator == "learned":
+        return learned.learned_batch, learned.version()
+    return annotators.heuristic_batch, annotators.HEURISTIC_VERSION
+
+
+def _offline(table: pa.Table, annotator: str) -> pa.Table:
+    batch, version = _offline_batch(annotator)
+    scored = batch(table["text"].to_pylist())
     return pa.table(
         {
             "id": table["id"],
             "text": table["text"].cast(pa.large_string()),
             "score": pa.array([s for s, _ in scored], pa.int64()),
             "reason": pa.array([r for _, r in scored], pa.string()),
-            "annotator": pa.array(["heuristic"] * table.num_rows, pa.string()),
-            "model": pa.array([annotators.HEURISTIC_VERSION] * table.num_rows, pa.string()),
+            "annotator": pa.array([annotator] * table.num_rows, pa.string()),
+            "model": pa.array([version] * table.num_rows, pa.string()),
             "round": pa.array([0] * table.num_rows, pa.int64()),
         },
         schema=_LABELS,
@@ -223,10 +232,11 @@ def _active(docs, cfg: RunConfig, rd: RunDir) -> tuple[list[dict], list[dict], d
 
     def label(indices) -> list[int | None]:
         picked = [{**rows[i], "round": current["round"]} for i in indices]
-        if ac.annotator == "heuristic":
+        if ac.annotator != "llm":
+            batch, version = _offline_batch(ac.annotator)
             good = [
-                {**r, "score": s, "reason": why, "annotator": "heuristic", "model": annotators.HEURISTIC_VERSION}
-                for r, (s, why) in zip(picked, annotators.heuristic_batch([r["text"] for r in picked]))
+                {**r, "score": s, "reason": why, "annotator": ac.annotator, "model": version}
+                for r, (s, why) in zip(picked, batch([r["text"] for r in picked]))
             ]
             bad = []
         else:
@@ -287,8 +297,8 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
         n_rejected, n_sampled = len(bad), len(good) + len(bad)
         if bad:
             rd.write_json("annotate/rejected/rejected.json", bad)
-    elif ac.annotator == "heuristic":
-        labels = sample.map_batches(_heuristic, batch_format="pyarrow", batch_size=64)
+    elif ac.annotator != "llm":
+        labels = sample.map_batches(_offline, fn_args=(ac.annotator,), batch_format="pyarrow", batch_size=64)
     elif cfg.teacher.kind == "openai":
         labels, rejected, stats = _label_on_workers(sample, cfg, rd)
         n_rejected = rejected.count()
