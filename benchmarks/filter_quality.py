@@ -1,17 +1,18 @@
 """Filter quality under the honest protocol: tune on the labelled set's dev split, quote its test split once.
 
-The classifier is trained as the tiny preset trains it: the heuristic annotator grades a seeded sample of
+The classifier is trained as the tiny preset trains it: the annotator (``--annotator``, default the learned one
+of ``phiray.data.learned``; on dev refitted out of fold, so no dev file is graded by a model that saw it) grades a seeded sample of
 ``--train`` standard-library files (of ``--corpus`` drawn like ingest's spread sample), and classify's model
 (``--model``, ``--features``, target = grade) is fitted on those grades. It then scores the corpus (for a
 keep-fraction cut) and the labelled files of one split of ``phiray/data/labels/code_labels.json`` (graded by
 a person against GUIDE.md, split by package). Printed: ROC-AUC (high = grade >= 3), Spearman of the score
-with the grade, high kept and low kept at each candidate cut, and the agreement of the heuristic annotator
+with the grade, high kept and low kept at each candidate cut, and the agreement of each annotator
 with the labels (Cohen's kappa, quadratic kappa, Spearman).
 
     # tuning: every model x features x cut on dev; the chosen setting is the one to ship
     .venv/bin/python benchmarks/filter_quality.py --split dev --sweep
     # the figure: the shipped setting on test, once
-    .venv/bin/python benchmarks/filter_quality.py --split test --model linear --features structure --cut grade:2.5
+    .venv/bin/python benchmarks/filter_quality.py --split test --model forest --features structure --cut keep:0.15
 
 ``--cut keep:F`` keeps the top fraction F of the corpus scores; ``--cut grade:G`` keeps predicted grade >= G
 (``filter.threshold = G / 5``). ``--embed hashing|minilm`` sets the embedder for features=embedding|both.

@@ -105,7 +105,7 @@ def learned_batch(texts: Sequence[str]) -> list[tuple[int, str]]:
     if not len(texts):
         return []
     x = structure_matrix(texts).astype(np.float64)
-    expected = (1 / (1 + np.exp(-_step_logits(model, x)))).sum(axis=1)
+    expected = expected_grades(texts, model, x)
     high = next((s for s in model["steps"] if s["grade"] == 3), model["steps"][-1])
     push = (x - np.asarray(model["mean"])) / np.asarray(model["scale"]) * np.asarray(high["coef"])
     out = []

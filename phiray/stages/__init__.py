@@ -23,6 +23,7 @@ Contract for a stage module:
 from __future__ import annotations
 
 import hashlib
+from importlib import resources
 
 from phiray.config import RunConfig
 from phiray.data import annotators, features
@@ -40,8 +41,6 @@ def _annotator_version(cfg: RunConfig) -> str:
     if _llm_annotator(cfg):
         return "llm-prompt-" + hashlib.sha256(annotators.LLM_PROMPT.encode()).hexdigest()[:12]
     if cfg.annotate.annotator == "learned":
-        from importlib import resources
-
         # the weights and the code that computes the features they weigh
         weights = resources.files("phiray.data").joinpath(MODEL_PATH).read_bytes()
         code = open(features.__file__, "rb").read()
