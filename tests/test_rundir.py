@@ -157,10 +157,16 @@ def test_a_changed_rule_version_makes_the_stage_and_downstream_stale(tmp_path, m
     states = assess(table, cfg_with(), rd)
     assert [s.state for s in states] == ["done", "stale", "stale"] and "config changed" in states[1].reason
 
-    annotate, cfg = STAGE_BY_NAME["annotate"], load_config("tiny")
+    annotate, cfg = STAGE_BY_NAME["annotate"], load_config("tiny", overrides=["annotate.annotator=heuristic"])
     before = annotate.config_hash(cfg)
     monkeypatch.setattr(annotators, "HEURISTIC_VERSION", "heuristic-next")
     assert annotate.config_hash(cfg) != before
+    import phiray.stages
+
+    learned = load_config("tiny", overrides=["annotate.annotator=learned"])
+    before = annotate.config_hash(learned)
+    monkeypatch.setattr(phiray.stages, "MODEL_PATH", "labels/code_labels.json")  # other weights
+    assert annotate.config_hash(learned) != before
     llm = load_config("tiny", overrides=["annotate.annotator=llm"])
     before = annotate.config_hash(llm)
     monkeypatch.setattr(annotators, "LLM_PROMPT", annotators.LLM_PROMPT + "\nBe strict.")
