@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Callable
 
 import yaml
@@ -19,7 +20,7 @@ import yaml
 from phiray.config import RunConfig, load_config
 from phiray.formatting import format_pairs
 from phiray.placement import stage_placement
-from phiray.rundir import CONFIG_FILE, Manifest, RunDir
+from phiray.rundir import CONFIG_FILE, MANIFEST, Manifest, RunDir
 from phiray.runtime import init_ray
 from phiray.schemas import SCHEMAS, require, schema_mismatches
 
@@ -163,12 +164,44 @@ def check_reads(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage
         raise FileNotFoundError(f"stage {stage.name} cannot start in {rd.location}: " + "; ".join(problems))
 
 
-def output_mismatches(stage: Stage, rd: RunDir) -> list[str]:
-    """How the Parquet outputs ``stage`` wrote in ``rd`` differ from their schemas (nothing when they match): the
-    contract check the tests run over a whole run directory (every file's footer is read, so not on every run)."""
+def output_mismatches(stage: Stage, rd: RunDir, first_only: bool = False) -> list[str]:
+    """How the Parquet outputs ``stage`` wrote in ``rd`` differ from their schemas (nothing when they match).
+    ``first_only`` reads one footer per output (the runner's check); the tests read every file's."""
     return [
-        p for name in stage.writes if (stage.name, name) in SCHEMAS for p in schema_mismatches(rd, stage.name, name)
+        p
+        for name in stage.writes
+        if (stage.name, name) in SCHEMAS
+        for p in schema_mismatches(rd, stage.name, name, first_only=first_only)
     ]
+
+
+def undeclared_entries(stage: Stage, rd: RunDir) -> list[str]:
+    """What ``stage`` has under ``<stage>/`` that is none of its declared ``writes`` (a write may be a glob)."""
+    entries = set(rd.listdir(stage.name)) - {MANIFEST}
+    return [f"{stage.name}/{e}" for e in sorted(entries) if not any(fnmatchcase(e, w) for w in stage.writes)]
+
+
+def contract_problems(stage: Stage, rd: RunDir, first_only: bool = False) -> list[str]:
+    """How what ``stage`` left under ``<stage>/`` differs from its declared ``writes`` (nothing when it matches):
+    an entry that is none of its writes, or a Parquet output off its schema."""
+    problems = [f"{e}: not one of {stage.name}'s writes {stage.writes}" for e in undeclared_entries(stage, rd)]
+    return problems + output_mismatches(stage, rd, first_only=first_only)
+
+
+def check_writes(stage: Stage, rd: RunDir) -> None:
+    """After ``stage`` ran, before its manifest marks it done: a Parquet output off its schema fails the stage here,
+    not in a downstream stage (or a user's reader) far from its cause; the outputs stay on disk for a look, and with
+    no manifest the next run re-runs the stage. An undeclared entry is only logged: it may be a leftover of an older
+    phiray in a reused run directory, which must not block the stage for ever."""
+    for entry in undeclared_entries(stage, rd):
+        log.warning("stage %s: %s is none of its declared writes (a leftover of an older run?)", stage.name, entry)
+    problems = output_mismatches(stage, rd, first_only=True)
+    if problems:
+        raise RuntimeError(
+            f"stage {stage.name} wrote outputs off their schema (phiray.schemas) in {rd.location}: "
+            + "; ".join(problems)
+            + " (an output no run of this version rewrote is an older phiray's: remove it and re-run)"
+        )
 
 
 def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage]) -> Manifest:
@@ -187,6 +220,7 @@ def run_stage(stage: Stage, cfg: RunConfig, rd: RunDir, table: dict[str, Stage])
     if manifest.stage != stage.name:
         raise RuntimeError(f"stage {stage.name} returned a manifest for {manifest.stage!r}")
     wall = time.perf_counter() - t0
+    check_writes(stage, rd)
 
     manifest = rd.finish(
         manifest,

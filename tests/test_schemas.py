@@ -94,3 +94,36 @@ def test_contract_check_names_undeclared_outputs_and_an_empty_stage(tmp_path):
         "ingest/stray.txt: not one of ingest's writes ('documents', 'skipped')",
         "dedup: nothing written under dedup/",
     ]
+
+
+def _writes_ingest_off_schema(bad: bool):
+    """A stand-in for ingest's ``run``: documents with or without a column dropped, and a stray file."""
+
+    def run(cfg, rd):
+        write_empty(rd, "ingest", "documents")
+        if bad:
+            rd.remove("ingest", "documents")
+            rd.makedirs("ingest", "documents")
+            pq.write_table(pa.table({"id": ["a"]}), rd.path("ingest", "documents", "part-0.parquet"))
+        rd.write_text("ingest/stray.txt", "left by an older phiray")
+        return Manifest(stage="ingest")
+
+    return lambda: run
+
+
+@pytest.mark.parametrize("bad", [True, False])
+def test_the_runner_checks_what_a_stage_wrote_before_marking_it_done(tmp_path, bad, caplog):
+    """run_stage reads one footer per Parquet output after the stage: off its schema, the stage fails with the
+    output named and no manifest (the next run re-runs it); a stray entry is only logged (a reused run directory
+    may hold an older phiray's leftovers)."""
+    rd = RunDir(tmp_path / "run")
+    cfg = load_config("tiny", overrides=["run.stages=[ingest]"])
+    stage = dataclasses.replace(STAGE_BY_NAME["ingest"], run=_writes_ingest_off_schema(bad), needs_ray=False)
+    if bad:
+        with pytest.raises(RuntimeError, match=r"stage ingest wrote outputs off their schema.*ingest/documents: miss"):
+            run_stage(stage, cfg, rd, {"ingest": stage})
+        assert rd.read_manifest("ingest") is None
+    else:
+        assert run_stage(stage, cfg, rd, {"ingest": stage}).stage == "ingest"
+        assert rd.read_manifest("ingest") is not None
+    assert "ingest/stray.txt is none of its declared writes" in caplog.text
