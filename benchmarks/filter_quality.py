@@ -33,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 FOLDS = 10  # package-grouped folds on dev (the learned annotator is refitted without each fold)
-CUTS = ("keep:0.1", "keep:0.15", "keep:0.2", "grade:2.0", "grade:2.5", "grade:3.0")
+CUTS = ("keep:0.08", "keep:0.1", "keep:0.12", "keep:0.15", "keep:0.2", "grade:2.0", "grade:2.5", "grade:3.0")
 
 
 def training_corpus(
@@ -149,15 +149,19 @@ def evaluate_settings(rows, split, args, corpus, train, grades, embed, settings,
         for setting in settings
     }
     for held, fit_rows in folds_of(rows, split, args.annotator):
-        y = np.asarray(grades)
+        y, model = np.asarray(grades), None
         if fit_rows is not None:
             model = fit_learned([texts[i] for i in fit_rows], [rows[i]["grade"] for i in fit_rows], "cv", "cv")
             y = np.clip(np.rint(expected_grades(train, model, s["train"])), 0, 5)
         for model_name, features in settings:
-            cc = ClassifyConfig(target="grade", model=model_name, features=features, n_estimators=100)
-            est = build_model(cc, args.seed).fit(inputs(features, s["train"], embedded("train", train)), y)
-            scores = quality_scores(est, inputs(features, s["rows"], embedded("rows", texts))[held])
-            corpus_scores = quality_scores(est, inputs(features, s["corpus"], embedded("corpus", corpus)))
+            if model_name == "annotator":  # classify.model=annotator: the (fold's) annotator scores, nothing fitted
+                scores = expected_grades([texts[i] for i in held], model, s["rows"][held]) / 5
+                corpus_scores = expected_grades(corpus, model, s["corpus"]) / 5
+            else:
+                cc = ClassifyConfig(target="grade", model=model_name, features=features, n_estimators=100)
+                est = build_model(cc, args.seed).fit(inputs(features, s["train"], embedded("train", train)), y)
+                scores = quality_scores(est, inputs(features, s["rows"], embedded("rows", texts))[held])
+                corpus_scores = quality_scores(est, inputs(features, s["corpus"], embedded("corpus", corpus)))
             res = out[(model_name, features)]
             res["scores"][held] = scores
             for c in cuts:
@@ -217,7 +221,7 @@ def annotator_agreement(rows, split: str) -> dict:
 def fit_annotator() -> None:
     """Refit phiray/data/labels/annotator.json on the dev split (never test) and write it."""
     from phiray.data import code_labels
-    from phiray.data.learned import MODEL_PATH
+    from phiray.data.learned import MODEL_PATH, VERSION
     from phiray.data.learned import fit as fit_learned
 
     rows, skipped = code_labels.load("dev")
@@ -226,7 +230,7 @@ def fit_annotator() -> None:
     model = fit_learned(
         [r["text"] for r in rows],
         [r["grade"] for r in rows],
-        version="learned-v1",
+        version=VERSION,
         source=f"code_labels.json dev split ({len(rows)} files)",
     )
     path = Path(__file__).resolve().parents[1] / "phiray/data" / MODEL_PATH
@@ -240,9 +244,9 @@ def main() -> None:
     ap.add_argument("--fit-annotator", action="store_true", help="refit the learned annotator on dev and exit")
     ap.add_argument("--annotator", default="learned", choices=["learned", "heuristic"], help="labels the train sample")
     ap.add_argument("--sweep", action="store_true", help="every model x features x cut (dev only)")
-    ap.add_argument("--model", default="linear", choices=["forest", "boosting", "linear"])
+    ap.add_argument("--model", default="linear", choices=["forest", "boosting", "linear", "annotator"])
     ap.add_argument("--features", default="structure", choices=["embedding", "structure", "both"])
-    ap.add_argument("--cut", default="grade:2.5")
+    ap.add_argument("--cut", default="grade:2.5", help="one cut, or several comma-separated (dev)")
     ap.add_argument("--embed", default="hashing", choices=["hashing", "minilm"])
     ap.add_argument("--corpus", type=int, default=600)
     ap.add_argument("--train", type=int, default=300)
@@ -271,11 +275,12 @@ def main() -> None:
     }
     settings = (
         [(m, f) for m in ("forest", "boosting", "linear") for f in ("structure", "embedding", "both")]
+        + [("annotator", "structure")]
         if args.sweep
         else [(args.model, args.features)]
     )
     out["results"] = evaluate_settings(
-        rows, args.split, args, corpus, train, grades, embed, settings, CUTS if args.sweep else [args.cut]
+        rows, args.split, args, corpus, train, grades, embed, settings, CUTS if args.sweep else args.cut.split(",")
     )
     for res in out["results"]:
         print(

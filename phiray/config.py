@@ -286,10 +286,13 @@ class ClassifyConfig(Section):
         "(a document's score is the predicted grade / 5), which ranks the kept documents by how good they are, "
         "not only by how sure the forest is that they pass.",
     )
-    model: Literal["forest", "boosting", "linear"] = Field(
+    model: Literal["forest", "boosting", "linear", "annotator"] = Field(
         "forest",
         description="forest: random forest (phi-1's choice); boosting: histogram gradient boosting; linear: "
-        "ridge regression of the grade / logistic regression of the label on standardised features.",
+        "ridge regression of the grade / logistic regression of the label on standardised features; annotator "
+        "(annotate.annotator learned or heuristic, not llm): no model is fitted, the offline annotator itself scores "
+        "every document (its grade / 5; the learned one is as cheap as a forest on structure and ranks the labelled "
+        "set's dev split better than any model distilled from its labels: RESULTS.md, issue 28).",
     )
     features: Literal["embedding", "structure", "both"] = Field(
         "embedding",
@@ -1085,6 +1088,11 @@ class RunConfig(Section):
             )
         if "grow" in self.thesis.phases and "grow" not in self.run.stages:
             raise ValueError("thesis.phases: grow is not in run.stages, so run.seed has no grown model to compare")
+        if self.classify.model == "annotator" and self.annotate.annotator == "llm":
+            raise ValueError(
+                "classify.model=annotator scores with the annotator itself, and the LLM judge is too costly to score "
+                "a corpus: fit a model on its labels (classify.model=forest, boosting or linear)"
+            )
         return self
 
     def section(self, dotted: str) -> Any:

@@ -227,6 +227,7 @@ def test_active_rounds_with_the_llm_annotator_over_http(ray_session, clean_corpu
             "tiny",
             overrides=[
                 "annotate.annotator=llm",
+                "classify.model=forest",
                 "teacher.kind=openai",
                 f"teacher.base_url={server.base_url}",
                 "annotate.strategy=active",

@@ -40,6 +40,7 @@ def _config(server: FakeOpenAI, *extra: str):
         "tiny",
         overrides=[
             "annotate.annotator=llm",
+            "classify.model=forest",
             "teacher.kind=openai",
             f"teacher.base_url={server.base_url}",
             "annotate.sample_size=20",

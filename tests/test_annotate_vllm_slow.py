@@ -37,6 +37,7 @@ def test_llm_annotator_against_a_vllm_server(ray_session, clean_corpus, judge_se
         "tiny",
         overrides=[
             "annotate.annotator=llm",
+            "classify.model=forest",
             "teacher.kind=openai",
             f"teacher.base_url={judge_server}",
             "teacher.model=judge",

@@ -31,7 +31,7 @@ from phiray.rundir import RunDir
 from phiray.stages.annotate import _llm_label, llm_cache_dir
 
 base_url, run_dir, n, overrides = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
-cfg = load_config("tiny", overrides=["annotate.annotator=llm", "teacher.kind=openai",
+cfg = load_config("tiny", overrides=["annotate.annotator=llm", "classify.model=forest", "teacher.kind=openai",
                                      f"teacher.base_url={base_url}", *overrides])
 rows = [{"id": f"d{i}", "text": f'def f{i}(x):\\n    \"\"\"Doc {i}.\"\"\"\\n    return x + {i}\\n'} for i in range(n)]
 good, bad, stats = _llm_label(rows, cfg, llm_cache_dir(cfg, RunDir(run_dir)))

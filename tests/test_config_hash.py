@@ -167,7 +167,7 @@ def test_teacher_is_hashed_for_annotate_only_with_the_llm_annotator(tmp_path):
     run_pipeline(TABLE, cfg_with("teacher.model=other-model"), rd)
     assert "annotate" not in fake_stages.CALLS and fake_stages.CALLS[0] == "synthesize"
     fake_stages.CALLS.clear()
-    llm = ("annotate.annotator=llm", "teacher.model=other-model")
+    llm = ("annotate.annotator=llm", "classify.model=forest", "teacher.model=other-model")
     run_pipeline(TABLE, cfg_with(*llm), rd)
     assert fake_stages.CALLS[0] == "annotate"
     fake_stages.CALLS.clear()

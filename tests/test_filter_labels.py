@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,8 @@ def test_learned_annotator_is_fitted_on_dev_and_grades_a_lesson_above_a_table():
     refit = learned.fit([r["text"] for r in dev], [r["grade"] for r in dev], model["version"], model["fitted_on"])
     for shipped, again in zip(model["steps"], refit["steps"]):
         assert np.allclose(shipped["coef"], again["coef"], atol=1e-3)
+    assert model["words"]["words"] == refit["words"]["words"]
+    assert np.allclose(model["words"]["coef"], refit["words"]["coef"], atol=1e-3)
     (lesson, why), (table, _), (broken, _) = learned.learned_batch([LESSON * 3, TABLE, "def broken(:\n"])
     assert all(0 <= g <= 5 for g in (lesson, table, broken)) and lesson > table and "expected grade" in why
     assert learned.learned_batch([]) == [] and learned.expected_grades([]).shape == (0,)
@@ -149,3 +152,44 @@ def test_learned_annotator_refuses_weights_for_other_features(monkeypatch):
     with pytest.raises(ValueError, match="fit-annotator"):
         learned.shipped()
     learned.shipped.cache_clear()
+
+
+def test_learned_words_part_is_sklearns_tfidf_and_reads_what_a_file_is_about():
+    """The shipped words part scores without a fitted vectorizer: its TF-IDF is scikit-learn's for the same
+    vocabulary and idf, and identifiers split into sub-words (snake_case, CamelCase)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from phiray.data import learned
+
+    assert learned.split_words("def parse_HTTPRequest(x): return treeNode") == [
+        "def", "parse", "httprequest", "return", "tree", "node"
+    ]  # fmt: skip
+    texts = [LESSON, TABLE, "import os\nos.system('ls')\n", ""]
+    vec = TfidfVectorizer(tokenizer=learned.split_words, lowercase=False, token_pattern=None, sublinear_tf=True)
+    want = vec.fit_transform(texts).toarray()
+    vocabulary = {w: i for i, w in enumerate(vec.get_feature_names_out())}
+    assert np.allclose(learned.words_matrix(texts, vocabulary, vec.idf_), want)
+    words = learned.shipped()["words"]
+    assert 0 < words["weight"] < 1 and len(words["words"]) == len(words["coef"]) == len(words["idf"])
+    grades = learned.words_grades([LESSON * 3, TABLE], words)
+    assert ((0 <= grades) & (grades <= 5)).all()
+
+
+def test_classify_annotator_model_scores_with_the_learned_annotator():
+    """classify.model=annotator fits nothing: the saved scorer is the learned annotator (expected grade / 5), and
+    the LLM judge cannot be the scorer."""
+    import joblib
+
+    from phiray.config import load_config
+    from phiray.data.learned import expected_grades
+    from phiray.stages.classify import fit_and_evaluate
+
+    cfg = load_config("tiny", overrides=["classify.model=annotator", "classify.test_fraction=0.5"])
+    texts = [LESSON * 3, TABLE, LESSON, TABLE + "\n", LESSON * 2, "x = 1\n" * 40]
+    blob, metrics, x = fit_and_evaluate(texts, [4, 0, 3, 0, 4, 1], cfg)
+    scorer = joblib.load(io.BytesIO(blob))
+    assert x is None and not scorer.needs_embedding
+    assert np.allclose(scorer.scores(texts, None), np.clip(expected_grades(texts) / 5, 0, 1))
+    assert metrics["n_test"] == 3 and metrics["roc_auc"] is not None
+    with pytest.raises(ValueError, match="classify.model=annotator.*LLM judge.*classify.model=forest"):
+        load_config("tiny", overrides=["annotate.annotator=llm"])

@@ -74,6 +74,7 @@ def test_llm_annotator_over_http_is_cached(ray_session, tmp_path):
                 f"teacher.base_url={server.base_url}",
                 "teacher.backoff_base_s=0.01",
                 "annotate.annotator=llm",
+                "classify.model=forest",
             ],
         )
         good, bad, stats = _llm_label(rows, cfg, str(tmp_path / "cache"))

@@ -167,7 +167,7 @@ def test_a_changed_rule_version_makes_the_stage_and_downstream_stale(tmp_path, m
     before = annotate.config_hash(learned)
     monkeypatch.setattr(phiray.stages, "MODEL_PATH", "labels/code_labels.json")  # other weights
     assert annotate.config_hash(learned) != before
-    llm = load_config("tiny", overrides=["annotate.annotator=llm"])
+    llm = load_config("tiny", overrides=["annotate.annotator=llm", "classify.model=forest"])
     before = annotate.config_hash(llm)
     monkeypatch.setattr(annotators, "LLM_PROMPT", annotators.LLM_PROMPT + "\nBe strict.")
     assert annotate.config_hash(llm) != before

@@ -2,14 +2,22 @@
 
 phi-1 labels its sample with GPT-4; offline, phiray's rule-based heuristic was the only annotator, and the
 classifier can only learn what its annotator knows (its agreement with a person's grades bounds the
-filter: RESULTS.md, issue 28). This annotator is an ordinal model fitted on the person-graded ``dev``
-split of ``phiray/data/labels/code_labels.json``: one logistic regression per grade step (P(grade >= k),
-k = 1..5) on the standardised structural features of :mod:`phiray.data.features`; a file's expected grade
-is the sum of those probabilities and its label that sum rounded to 0-5.
+filter: RESULTS.md, issue 28). This annotator is fitted on the person-graded ``dev`` split of
+``phiray/data/labels/code_labels.json`` and has two parts, averaged in grade points:
 
-The fitted model ships as plain numbers in ``phiray/data/labels/annotator.json`` (no pickle: any
-scikit-learn reads it, and a diff shows what changed). Refit it after changing the features or the dev
-labels, on dev only::
+- **structure**: an ordinal model, one logistic regression per grade step (P(grade >= k), k = 1..5) on the
+  standardised structural features of :mod:`phiray.data.features`; its grade is the sum of those probabilities;
+- **words**: a logistic regression of "high" (grade >= 3) on the file's TF-IDF of identifier sub-words
+  (``split_words``: ``parse_HTTPRequest`` -> parse, http, request), which sees what a file is *about*
+  (a tree and its nodes, a request and its headers) where the structure sees only how it is written; its
+  grade is 5 x P(high).
+
+A file's expected grade is ``(1 - words_weight) * structure + words_weight * words`` and its label that
+rounded to 0-5. Package-grouped cross-validation on dev chose the parts and their weight (ROC-AUC 0.84 for
+the structure alone, 0.88 for both: RESULTS.md, issue 28).
+
+The fitted model ships as plain numbers in ``phiray/data/labels/annotator.json`` (no pickle: any reader can
+use it, and a diff shows what changed). Refit it after changing the features or the dev labels, on dev only::
 
     python benchmarks/filter_quality.py --fit-annotator
 
@@ -20,6 +28,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import re
+from collections import Counter
 from importlib import resources
 from typing import Sequence
 
@@ -28,12 +39,66 @@ import numpy as np
 from phiray.data.features import NAMES, structure_matrix
 
 MODEL_PATH = "labels/annotator.json"
-C = 0.1  # inverse regularisation, chosen on dev by package-grouped cross-validation (RESULTS.md, issue 28)
+VERSION = "learned-v2"
+C = 0.1  # the structure part's inverse regularisation (package-grouped CV on dev)
+WORDS_C = 1.0  # the words part's (same)
+WORDS_WEIGHT = 0.5  # the words part's share of the expected grade (same)
+WORDS_MIN_DF = 3  # a sub-word in fewer dev files is not in the vocabulary
+WORDS_MAX = 5000  # the vocabulary's size at most (most frequent first)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SPLIT = re.compile(r"_+|(?<=[a-z])(?=[A-Z])")
+
+
+def split_words(text: str) -> list[str]:
+    """The lower-cased sub-words of every identifier and word in ``text`` (snake_case and CamelCase split),
+    of 2 characters or more: the words part's tokens."""
+    out = []
+    for word in _IDENTIFIER.findall(text):
+        out += [p.lower() for p in _SPLIT.split(word) if len(p) > 1]
+    return out
+
+
+def words_matrix(texts: Sequence[str], vocabulary: dict[str, int], idf: np.ndarray) -> np.ndarray:
+    """TF-IDF rows as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` computes them (1 + log tf, times
+    idf, L2-normalised), for a fixed vocabulary: the shipped model needs no fitted vectorizer to score."""
+    x = np.zeros((len(texts), len(vocabulary)))
+    for i, text in enumerate(texts):
+        for word, n in Counter(w for w in split_words(text) if w in vocabulary).items():
+            x[i, vocabulary[word]] = (1.0 + math.log(n)) * idf[vocabulary[word]]
+        norm = np.linalg.norm(x[i])
+        if norm:
+            x[i] /= norm
+    return x
+
+
+def _fit_words(texts: Sequence[str], high: np.ndarray) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(
+        tokenizer=split_words,
+        lowercase=False,
+        token_pattern=None,
+        min_df=WORDS_MIN_DF,
+        max_features=WORDS_MAX,
+        sublinear_tf=True,
+    )
+    x = vec.fit_transform(texts)
+    m = LogisticRegression(C=WORDS_C, max_iter=5000, class_weight="balanced").fit(x, high)
+    words = vec.get_feature_names_out()
+    return {
+        "weight": WORDS_WEIGHT,
+        "C": WORDS_C,
+        "words": [str(w) for w in words],
+        "idf": [round(float(v), 6) for v in vec.idf_],
+        "coef": [round(float(v), 6) for v in m.coef_[0]],
+        "intercept": round(float(m.intercept_[0]), 6),
+    }
 
 
 def fit(texts: Sequence[str], grades: Sequence[int], version: str, source: str) -> dict:
-    """The ordinal model of ``grades`` from ``texts``' structural features, as the JSON-able dict
-    :func:`expected_grades` reads."""
+    """The two-part model of ``grades`` from ``texts``, as the JSON-able dict :func:`expected_grades` reads."""
     from sklearn.linear_model import LogisticRegression
 
     x = structure_matrix(texts).astype(np.float64)
@@ -53,6 +118,7 @@ def fit(texts: Sequence[str], grades: Sequence[int], version: str, source: str) 
                     "intercept": round(float(m.intercept_[0]), 6),
                 }
             )
+    high = (g >= 3).astype(int)
     return {
         "version": version,
         "fitted_on": source,
@@ -62,6 +128,7 @@ def fit(texts: Sequence[str], grades: Sequence[int], version: str, source: str) 
         "mean": [round(float(v), 6) for v in mean],
         "scale": [round(float(v), 6) for v in scale],
         "steps": steps,
+        "words": _fit_words(texts, high) if 0 < high.sum() < len(high) else None,
     }
 
 
@@ -87,15 +154,29 @@ def _step_logits(model: dict, x: np.ndarray) -> np.ndarray:
     return z @ w.T + np.asarray([s["intercept"] for s in model["steps"]])
 
 
+@functools.lru_cache(maxsize=4)
+def _vocabulary(words: tuple[str, ...]) -> dict[str, int]:
+    return {w: i for i, w in enumerate(words)}
+
+
+def words_grades(texts: Sequence[str], words: dict) -> np.ndarray:
+    """The words part's grade of each text: 5 x P(high) from its identifier sub-words."""
+    x = words_matrix(texts, _vocabulary(tuple(words["words"])), np.asarray(words["idf"]))
+    return 5.0 / (1.0 + np.exp(-(x @ np.asarray(words["coef"]) + words["intercept"])))
+
+
 def expected_grades(texts: Sequence[str], model: dict | None = None, x: np.ndarray | None = None) -> np.ndarray:
-    """Each text's expected 0-5 grade: the sum over grade steps k of P(grade >= k) (``x``: the texts'
-    structural features, when already computed)."""
+    """Each text's expected 0-5 grade: the structure part (sum over grade steps k of P(grade >= k)) blended with
+    the words part (``x``: the texts' structural features, when already computed)."""
     model = model or shipped()
     if not len(texts):
         return np.zeros(0)
     x = structure_matrix(texts) if x is None else x
-    logits = _step_logits(model, x.astype(np.float64))
-    return (1 / (1 + np.exp(-logits))).sum(axis=1)
+    structure = (1 / (1 + np.exp(-_step_logits(model, x.astype(np.float64))))).sum(axis=1)
+    words = model.get("words")
+    if not words:
+        return structure
+    return (1 - words["weight"]) * structure + words["weight"] * words_grades(texts, words)
 
 
 def learned_batch(texts: Sequence[str]) -> list[tuple[int, str]]:

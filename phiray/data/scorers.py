@@ -90,6 +90,28 @@ class QualityModel:
             self.estimator.n_jobs = value
 
 
+class AnnotatorModel(QualityModel):
+    """``classify.model=annotator``: the offline annotator itself as the scorer, nothing fitted. ``learned``:
+    its shipped weights' expected grade / 5 (:mod:`phiray.data.learned`); ``heuristic``: its 0-5 rules' grade / 5."""
+
+    def __init__(self, annotator: str = "learned"):
+        if annotator not in ("learned", "heuristic"):
+            raise ValueError(f"classify.model=annotator: the {annotator!r} annotator has no model to score with")
+        super().__init__(None, "structure")
+        self.annotator = annotator
+
+    def scores(self, texts, embeddings: np.ndarray | None) -> np.ndarray:
+        if self.annotator == "heuristic":
+            from phiray.data.annotators import heuristic_batch
+
+            grades = np.asarray([g for g, _ in heuristic_batch(list(texts))], np.float64)
+        else:
+            from phiray.data.learned import expected_grades
+
+            grades = expected_grades(list(texts))
+        return np.clip(grades / 5.0, 0.0, 1.0).astype(np.float64)
+
+
 def quality_scores(forest, x: np.ndarray) -> np.ndarray:
     """Scores in [0, 1] from classify's forest: a classifier's probability of 'high quality', or a
     regressor's predicted 0-5 grade / 5 (``classify.target``)."""

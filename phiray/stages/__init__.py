@@ -26,7 +26,7 @@ import hashlib
 from importlib import resources
 
 from phiray.config import RunConfig
-from phiray.data import annotators, features
+from phiray.data import annotators, features, learned
 from phiray.data.learned import MODEL_PATH
 from phiray.pipeline import Stage, StageRun
 
@@ -41,9 +41,9 @@ def _annotator_version(cfg: RunConfig) -> str:
     if _llm_annotator(cfg):
         return "llm-prompt-" + hashlib.sha256(annotators.LLM_PROMPT.encode()).hexdigest()[:12]
     if cfg.annotate.annotator == "learned":
-        # the weights and the code that computes the features they weigh
+        # the weights and the code that computes the features and words they weigh
         weights = resources.files("phiray.data").joinpath(MODEL_PATH).read_bytes()
-        code = open(features.__file__, "rb").read()
+        code = open(features.__file__, "rb").read() + open(learned.__file__, "rb").read()
         return "learned-" + hashlib.sha256(weights + code).hexdigest()[:12]
     return annotators.HEURISTIC_VERSION
 

@@ -1,7 +1,10 @@
 """classify: featurise the labelled sample and fit the quality model (a random forest, phi-1's choice, by default) on a train split.
 
 ``classify.features`` picks the inputs (the document embedding, structural features of the text, or both)
-and ``classify.model`` the estimator (forest, boosting, linear).
+and ``classify.model`` the estimator (forest, boosting, linear), or ``annotator``: with an offline annotator
+(the learned one is as cheap to run as a forest), the annotator itself is saved as the scorer (nothing is fitted; the
+held-out figures are then its agreement with its own rounded labels, and its figures against people are
+``benchmarks/filter_quality.py``'s).
 
 ``classify.target=label`` fits a classifier of 'high quality' (score >= positive_min_score); ``grade`` a
 regressor of the annotator's 0-5 score, whose predictions (/ 5) rank the kept documents by how good they
@@ -29,7 +32,7 @@ from phiray.data import docio
 from phiray.data.classifier_files import EMBEDDINGS_FILE, META_FILE, MODEL_FILE
 from phiray.data.cuts import cutoff, precision_cutoff
 from phiray.data.embed import make_embedder
-from phiray.data.scorers import QualityModel, build_model, embed_on_pool, quality_scores
+from phiray.data.scorers import AnnotatorModel, QualityModel, build_model, embed_on_pool, quality_scores
 from phiray.rundir import Manifest, RunDir
 
 log = logging.getLogger("phiray")
@@ -93,16 +96,21 @@ def fit_and_evaluate(
             f"classify: the labels have {counts[0]} negatives and {counts[1]} positives; need >= 2 of each "
             f"(adjust classify.positive_min_score={cfg.classify.positive_min_score} or annotate.sample_size)"
         )
-    if x is None and cc.features != "structure":
+    if x is None and cc.features != "structure" and cc.model != "annotator":
         x = make_embedder(cfg.embed).embed(texts)
-    model = QualityModel(None, cc.features)
-    features = model.matrix(texts, x)
     idx_train, idx_test = train_test_split(
         np.arange(len(y)), test_size=cc.test_fraction, random_state=cfg.run.seed, stratify=y
     )
-    target = g if cc.target == "grade" else y
-    model.estimator = build_model(cc, cfg.run.seed).fit(features[idx_train], target[idx_train])
-    proba = quality_scores(model.estimator, features[idx_test])
+    if cc.model == "annotator":  # nothing to fit: the held-out figures say how well the scorer agrees with its labels
+        model = AnnotatorModel(cfg.annotate.annotator)
+        features = model.matrix(texts, x)
+        proba = model.scores([texts[i] for i in idx_test], None)
+    else:
+        model = QualityModel(None, cc.features)
+        features = model.matrix(texts, x)
+        target = g if cc.target == "grade" else y
+        model.estimator = build_model(cc, cfg.run.seed).fit(features[idx_train], target[idx_train])
+        proba = quality_scores(model.estimator, features[idx_test])
     y_test = y[idx_test]
     cut, how = cut_used(cfg, proba, y_test)
     metrics = {
@@ -135,7 +143,7 @@ def run(cfg: RunConfig, rd: RunDir) -> Manifest:
     grades = [int(r["score"]) for r in labels]
     y = [int(s >= cfg.classify.positive_min_score) for s in grades]
     embeddings = None
-    if cfg.classify.features != "structure":
+    if cfg.classify.features != "structure" and cfg.classify.model != "annotator":
         by_id = embed_on_pool(sample, cfg)  # the filter's actor pool: every core embeds
         embeddings = np.asarray([by_id[r["id"]] for r in labels], np.float32)
     task = ray.remote(num_cpus=1)(fit_and_evaluate)

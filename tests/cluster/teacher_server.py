@@ -54,6 +54,7 @@ class TeacherServer:
         (speed-only fields aside, these are the hashed config a kill test must resume under)."""
         return (
             "annotate.annotator=llm",
+            "classify.model=forest",
             "teacher.kind=openai",
             f"teacher.base_url={self.server.base_url}",
             f"teacher.model={MODEL}",
