@@ -76,7 +76,13 @@ def test_llm_annotator_cache_lives_in_the_s3_run_dir(s3_server, tmp_path):
     rows = [{"id": f"d{i}", "text": f'def f{i}():\n    """Doc {i}."""\n'} for i in range(8)]
     with FakeOpenAI(responder=lambda body: "Score: 3\nReason: fine.") as server:
         cfg = load_config(
-            "tiny", overrides=["teacher.kind=openai", f"teacher.base_url={server.base_url}", "annotate.annotator=llm", "classify.model=forest"]
+            "tiny",
+            overrides=[
+                "teacher.kind=openai",
+                f"teacher.base_url={server.base_url}",
+                "annotate.annotator=llm",
+                "classify.model=forest",
+            ],
         )
         good, _, _ = _llm_label(rows, cfg, rd.fs_path("annotate", "cache"))
         assert len(good) == 8 and len(server.answered()) == 8

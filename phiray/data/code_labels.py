@@ -1,8 +1,8 @@
 """phiray's labelled set of real code (``phiray/data/labels/code_labels.json``, guide ``GUIDE.md``).
 
-258 Python files from the standard library and from 40 installed packages, graded 0-5 by a person against
-the guide, split *by package* into ``dev`` (tuning: features, models, cuts, annotator rules) and ``test``
-(quoted once). Tuning code asks for ``split="dev"`` only; :func:`load` records every split it hands out
+488 Python files from the standard library and 86 installed packages, graded 0-5 by raters against the
+guide, split *by package* into ``dev`` (tuning: features, models, cuts, the learned annotator) and ``test``
+(quoted once per version; an old test split joins dev). Tuning code asks for ``split="dev"`` only; :func:`load` records every split it hands out
 (``reads``) so a test can check that no tuning path reads ``test``.
 """
 
