@@ -1,6 +1,6 @@
 """Label efficiency of active learning (annotate.strategy=active) vs random sampling.
 
-A pool of real stdlib files (duplicates removed) is labelled by the offline annotator (the oracle: each
+A pool of real stdlib files (duplicates removed) is labelled by an offline annotator (``--oracle``: each
 label is what annotate would write); a fixed seeded 30% is the test set, never offered for labelling.
 For each seed, random sampling draws a random seed set and then ``round_size`` more at random per round;
 active learning is ``annotate.strategy=active`` with annotate's defaults (a seed set that covers the pool,
@@ -182,10 +182,17 @@ def main() -> int:
     )
     ap.add_argument(
         "--eval",
-        choices=["oracle", "labelled-dev"],
+        choices=["oracle", "labelled-dev", "labelled-test"],
         default="oracle",
         help="score each round's forest on the oracle's labels of a held-out 30%% of the pool, or on the human "
-        "grades of phiray/data/labels/code_labels.json's dev split (the honest protocol; its files leave the pool)",
+        "grades of one split of phiray/data/labels/code_labels.json (its files leave the pool): dev with the "
+        "heuristic oracle; test with the learned one, which was fitted on dev (the honest protocol)",
+    )
+    ap.add_argument(
+        "--oracle",
+        choices=["heuristic", "learned"],
+        default="heuristic",
+        help="the annotator whose labels each strategy asks for (learned: the tiny preset's)",
     )
     ap.add_argument("--max-tokens", type=int, default=512, help="embed.max_tokens (windows of 128 tokens)")
     ap.add_argument("--json", default=None, help="write the curve to this file")
@@ -199,7 +206,11 @@ def main() -> int:
     )
     args = ap.parse_args()
     from phiray.config import AnnotateConfig, ClassifyConfig
-    from phiray.data.annotators import heuristic_score
+    from phiray.data.annotators import heuristic_batch
+    from phiray.data.learned import learned_batch
+
+    if args.eval == "labelled-dev" and args.oracle == "learned":
+        ap.error("--oracle learned was fitted on the dev split: score it on --eval labelled-test")
 
     for name in ("random_share", "uncertain_share", "cold_start"):  # unset: what annotate.strategy=active does
         if getattr(args, name) is None:
@@ -208,14 +219,15 @@ def main() -> int:
     t0 = time.time()
     texts = pool_documents(args.pool)
     honest = None
-    if args.eval == "labelled-dev":
+    if args.eval != "oracle":
         from phiray.data import code_labels
 
-        dev, _ = code_labels.load("dev")
-        labelled_texts = {r["text"] for r in dev}
+        labelled, _ = code_labels.load(args.eval.removeprefix("labelled-"))
+        labelled_texts = {r["text"] for r in labelled}
         texts = [t for t in texts if t not in labelled_texts]
-        honest = (pool_embeddings_of([r["text"] for r in dev], args), np.asarray([r["high"] for r in dev]))
-    y = np.asarray([int(heuristic_score(t)[0] >= args.positive_min_score) for t in texts], np.int64)
+        honest = (pool_embeddings_of([r["text"] for r in labelled], args), np.asarray([r["high"] for r in labelled]))
+    grade = learned_batch if args.oracle == "learned" else heuristic_batch
+    y = np.asarray([int(g >= args.positive_min_score) for g, _ in grade(texts)], np.int64)
     x = pool_embeddings(texts, args)
     print(f"pool {len(y)} files, {y.mean():.0%} positive, embedded ({args.embed}) in {time.time() - t0:.0f} s")
     cc = ClassifyConfig(n_estimators=100)  # y is already 0/1: active rounds use positive_min_score=1
