@@ -12,8 +12,10 @@ import numpy as np
 import pyarrow as pa
 
 from phiray.config import ClassifyConfig, EmbedConfig
+from phiray.data.annotators import heuristic_batch
 from phiray.data.embed import make_embedder
 from phiray.data.features import structure_matrix
+from phiray.data.learned import expected_grades
 
 
 def load_forest_bytes(model_bytes: bytes):
@@ -102,12 +104,8 @@ class AnnotatorModel(QualityModel):
 
     def scores(self, texts, embeddings: np.ndarray | None) -> np.ndarray:
         if self.annotator == "heuristic":
-            from phiray.data.annotators import heuristic_batch
-
             grades = np.asarray([g for g, _ in heuristic_batch(list(texts))], np.float64)
         else:
-            from phiray.data.learned import expected_grades
-
             grades = expected_grades(list(texts))
         return np.clip(grades / 5.0, 0.0, 1.0).astype(np.float64)
 
