@@ -155,8 +155,8 @@ def test_learned_annotator_refuses_weights_for_other_features(monkeypatch):
 
 
 def test_learned_words_part_is_sklearns_tfidf_and_reads_what_a_file_is_about():
-    """The shipped words part scores without a fitted vectorizer: its TF-IDF is scikit-learn's for the same
-    vocabulary and idf, and identifiers split into sub-words (snake_case, CamelCase)."""
+    """The shipped words part scores without refitting a vectorizer: its TF-IDF, set from the shipped vocabulary
+    and idf, is the fitted one's, and identifiers split into sub-words (snake_case, CamelCase)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from phiray.data import learned
@@ -168,7 +168,7 @@ def test_learned_words_part_is_sklearns_tfidf_and_reads_what_a_file_is_about():
     vec = TfidfVectorizer(tokenizer=learned.split_words, lowercase=False, token_pattern=None, sublinear_tf=True)
     want = vec.fit_transform(texts).toarray()
     vocabulary = {w: i for i, w in enumerate(vec.get_feature_names_out())}
-    assert np.allclose(learned.words_matrix(texts, vocabulary, vec.idf_), want)
+    assert np.allclose(learned.words_vectorizer(vocabulary, vec.idf_).transform(texts).toarray(), want)
     words = learned.shipped()["words"]
     assert 0 < words["weight"] < 1 and len(words["words"]) == len(words["coef"]) == len(words["idf"])
     grades = learned.words_grades([LESSON * 3, TABLE], words)

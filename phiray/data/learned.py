@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
-from collections import Counter
 from importlib import resources
 from typing import Sequence
 
@@ -59,22 +57,10 @@ def split_words(text: str) -> list[str]:
     return out
 
 
-def words_matrix(texts: Sequence[str], vocabulary: dict[str, int], idf: np.ndarray) -> np.ndarray:
-    """TF-IDF rows as scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` computes them (1 + log tf, times
-    idf, L2-normalised), for a fixed vocabulary: the shipped model needs no fitted vectorizer to score."""
-    x = np.zeros((len(texts), len(vocabulary)))
-    for i, text in enumerate(texts):
-        for word, n in Counter(w for w in split_words(text) if w in vocabulary).items():
-            x[i, vocabulary[word]] = (1.0 + math.log(n)) * idf[vocabulary[word]]
-        norm = np.linalg.norm(x[i])
-        if norm:
-            x[i] /= norm
-    return x
-
-
-def _fit_words(texts: Sequence[str], high: np.ndarray) -> dict:
+def words_vectorizer(vocabulary: dict[str, int] | None = None, idf: np.ndarray | None = None):
+    """scikit-learn's TF-IDF over :func:`split_words` (1 + log tf, times idf, L2-normalised): unfitted for
+    :func:`fit`, or set to the shipped model's ``vocabulary`` and ``idf`` (no refit) to score."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     vec = TfidfVectorizer(
         tokenizer=split_words,
@@ -83,7 +69,17 @@ def _fit_words(texts: Sequence[str], high: np.ndarray) -> dict:
         min_df=WORDS_MIN_DF,
         max_features=WORDS_MAX,
         sublinear_tf=True,
+        vocabulary=vocabulary,
     )
+    if idf is not None:
+        vec.idf_ = idf
+    return vec
+
+
+def _fit_words(texts: Sequence[str], high: np.ndarray) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    vec = words_vectorizer()
     x = vec.fit_transform(texts)
     m = LogisticRegression(C=WORDS_C, max_iter=5000, class_weight="balanced").fit(x, high)
     words = vec.get_feature_names_out()
@@ -155,13 +151,13 @@ def _step_logits(model: dict, x: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _vocabulary(words: tuple[str, ...]) -> dict[str, int]:
-    return {w: i for i, w in enumerate(words)}
+def _scoring_vectorizer(words: tuple[str, ...], idf: tuple[float, ...]):
+    return words_vectorizer({w: i for i, w in enumerate(words)}, np.asarray(idf))
 
 
 def words_grades(texts: Sequence[str], words: dict) -> np.ndarray:
     """The words part's grade of each text: 5 x P(high) from its identifier sub-words."""
-    x = words_matrix(texts, _vocabulary(tuple(words["words"])), np.asarray(words["idf"]))
+    x = _scoring_vectorizer(tuple(words["words"]), tuple(words["idf"])).transform(texts)  # sparse
     return 5.0 / (1.0 + np.exp(-(x @ np.asarray(words["coef"]) + words["intercept"])))
 
 
